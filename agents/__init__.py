@@ -1,0 +1,1 @@
+"""Agent manifests, the agent registry and the built-in agents."""

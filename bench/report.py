@@ -1,0 +1,46 @@
+"""Write one benchmark's table into docs/benchmarks.md, between markers of its own.
+
+Each benchmark owns a section ``<!-- bench:NAME -->`` … ``<!-- /bench:NAME -->``; rerunning
+a benchmark replaces only its section, so benchmarks can run separately.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+_HEADER = (
+    "# Benchmarks\n\n"
+    "Every table below was written by the command shown above it (`make bench` runs them all).\n"
+    "Ratios are measured side by side in one run on the same machine.\n"
+)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, title: str, body: str, command: str | None = None) -> Path:
+    """Replace (or append) the section ``name`` of docs/benchmarks.md."""
+    command = command or "python -m " + " ".join(
+        [sys.argv[0].removesuffix(".py").replace("/", ".")] + [shlex.quote(a) for a in sys.argv[1:]]
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    section = (
+        f"<!-- bench:{name} -->\n## {title}\n\n"
+        f"Command: `{command}` — {stamp}, {machine()}\n\n{body.strip()}\n"
+        f"<!-- /bench:{name} -->\n"
+    )
+    text = DOC.read_text() if DOC.exists() else _HEADER
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S)
+    text = pattern.sub(lambda _m: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    return DOC

@@ -1,0 +1,1 @@
+"""Context manager: token counting, sources, relevance, compression, packing, store, budgets."""

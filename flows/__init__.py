@@ -1,0 +1,1 @@
+"""Workflow manifests, the manifest-to-Prefect-flow compiler, metrics and the CLI."""
