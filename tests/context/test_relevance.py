@@ -1,0 +1,46 @@
+"""Tests for context.relevance: tokenisation, passage ranking, repository ranking."""
+
+from __future__ import annotations
+
+from context.relevance import rank_passages, split_identifier, tokenize
+
+
+def test_split_identifier_keeps_whole_and_parts() -> None:
+    assert split_identifier("getUserName") == ("getusername", "get", "user", "name")
+    expected = ("parse_httpresponse", "parse", "http", "response")
+    assert split_identifier("parse_HTTPResponse") == expected
+    assert split_identifier("_private") == ("private",)
+    assert split_identifier("__") == ()
+
+
+def test_tokenize_drops_stopwords() -> None:
+    assert tokenize("the user_id is None") == ["user_id", "user", "id"]
+
+
+def test_rank_passages_orders_and_normalises() -> None:
+    passages = [
+        "def unrelated(): return 1",
+        "def get_user_name(user): return user.name",
+        "class UserNameCache: pass",
+    ]
+    scores = rank_passages("user name lookup fails", passages)
+    assert len(scores) == 3
+    assert max(scores) == 1.0
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[0] == 0.0
+    assert scores[1] > 0 and scores[2] > 0
+
+
+def test_rank_passages_edge_cases() -> None:
+    assert rank_passages("anything", []) == []
+    assert rank_passages("", ["a b c", "d"]) == [0.0, 0.0]
+    assert rank_passages("zzz", ["alpha", "beta"]) == [0.0, 0.0]
+    assert rank_passages("alpha", ["alpha"]) == [1.0]
+
+
+def test_rank_passages_many() -> None:
+    passages = [f"passage number {i} about topic_{i % 97}" for i in range(20_000)]
+    scores = rank_passages("topic_5", passages)
+    assert len(scores) == 20_000
+    best = max(range(len(scores)), key=scores.__getitem__)
+    assert best % 97 == 5
