@@ -1,0 +1,262 @@
+"""The agent manifest: what an agent is, what it needs, and how the runtime must treat it.
+
+A manifest is YAML validated by :class:`AgentManifest`; ``agentrt schema`` exports its
+JSON Schema. Unknown fields are errors, so a typo never silently changes behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agents.diagnostics import ManifestError, load_yaml, problems_from_validation
+
+__all__ = [
+    "AgentManifest",
+    "Backoff",
+    "CacheSpec",
+    "Check",
+    "ContextSpec",
+    "Resources",
+    "RetryPolicy",
+    "load_manifest",
+    "parse_requirement",
+]
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_EXCEPTION_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_requirement(text: str) -> Requirement:
+    """Parse ``agent_id`` or ``agent_id>=1,<2`` into a packaging ``Requirement``."""
+    try:
+        req = Requirement(text.strip())
+    except InvalidRequirement as exc:
+        raise ValueError(
+            f"{text!r} is not an agent requirement: {exc}; write it as 'agent_id' or "
+            "'agent_id>=1,<2' (PEP 440 specifiers)"
+        ) from None
+    if req.extras or req.marker or req.url:
+        raise ValueError(
+            f"{text!r}: extras, markers and URLs are not allowed in agent requirements"
+        )
+    if not _ID.match(req.name):
+        raise ValueError(f"{req.name!r} is not a valid agent id (lowercase letters, digits, _)")
+    return req
+
+
+class Backoff(_Strict):
+    """Exponential backoff between attempts: ``base * 2**n`` seconds, plus jitter."""
+
+    base: Annotated[float, Field(ge=0, description="Delay before the first retry, in seconds.")] = (
+        1.0
+    )
+    jitter: Annotated[
+        float,
+        Field(ge=0, le=10, description="Prefect's retry_jitter_factor: random extra delay factor."),
+    ] = 0.0
+
+
+class RetryPolicy(_Strict):
+    max: Annotated[int, Field(ge=0, le=50, description="Retries after the first attempt.")] = 0
+    backoff: Backoff = Backoff()
+    retry_on: list[str] = Field(
+        default_factory=lambda: ["TimeoutError", "ConnectionError"],
+        description="Exception class names (or a base class name) worth retrying; "
+        "everything else fails at once.",
+    )
+
+    @field_validator("retry_on")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _EXCEPTION_NAME.match(name):
+                raise ValueError(f"{name!r} is not an exception class name (e.g. TimeoutError)")
+        return value
+
+
+class ContextSpec(_Strict):
+    sources: list[str] = Field(
+        default_factory=list, description="Inputs that hold context sources (e.g. repo)."
+    )
+    query: str | None = Field(None, description="What to look for; defaults to the workflow task.")
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    optimal_tokens: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _order(self) -> ContextSpec:
+        if self.optimal_tokens and self.optimal_tokens < self.min_tokens:
+            raise ValueError(
+                f"optimal_tokens ({self.optimal_tokens}) is below min_tokens ({self.min_tokens}); "
+                "raise optimal_tokens or lower min_tokens"
+            )
+        return self
+
+
+class Resources(_Strict):
+    memory_mb: Annotated[int, Field(gt=0)] | None = None
+    concurrency: str | None = Field(
+        None,
+        description="A concurrency tag shared by agents that must not all run at once "
+        "(limits per tag are set in the workflow, or as Prefect tag limits across processes).",
+    )
+
+
+class Check(_Strict):
+    """A declarative quality check on the output (no code from manifests is ever evaluated)."""
+
+    field: str = Field(description="Dotted path into the output, e.g. findings or summary.")
+    non_empty: bool = False
+    min_items: Annotated[int, Field(ge=0)] | None = None
+    max_items: Annotated[int, Field(ge=0)] | None = None
+
+
+class CacheSpec(_Strict):
+    enabled: bool = True
+    include: list[str] | None = Field(
+        None,
+        description="Gitignore-style patterns of repository files whose content keys the cache "
+        "(default: every file the scan sees).",
+    )
+
+
+SchemaRef = Annotated[
+    str | dict[str, Any] | None,
+    Field(description="A pydantic model as 'module:Model', or an inline JSON Schema mapping."),
+]
+
+
+class AgentManifest(_Strict):
+    """An agent: a versioned, typed unit of work that the runtime runs as a Prefect task."""
+
+    id: str = Field(description="Unique agent id: lowercase letters, digits and _.")
+    version: str = Field(description="PEP 440 version, e.g. 1.2.0.")
+    description: str = ""
+    kind: Literal["python", "llm"] = "python"
+    entrypoint: str = Field(description="'module:callable', imported (never evaluated).")
+    capabilities: list[str] = Field(default_factory=list)
+    requires: list[str] = Field(
+        default_factory=list, description="Other agents, e.g. 'context_gathering>=1,<2'."
+    )
+    input: SchemaRef = None
+    output: SchemaRef = None
+    context: ContextSpec = ContextSpec()
+    priority: int = Field(0, description="Higher numbers get budget and scheduling first.")
+    retries: RetryPolicy = RetryPolicy()
+    timeout_seconds: Annotated[float, Field(gt=0)] | None = None
+    fallbacks: list[str] = Field(default_factory=list, description="Agent ids tried in order.")
+    optional: bool = False
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+    resources: Resources = Resources()
+    checks: list[Check] = Field(default_factory=list)
+    cache: CacheSpec = CacheSpec()
+    # LLM agents (kind: llm).
+    model: str | None = Field(
+        None, description="LLM agents: provider:model, e.g. openai:gpt-4o-mini."
+    )
+    prompt: str | None = Field(None, description="LLM agents: the instructions template.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid agent id; use lowercase letters, digits and _ "
+                "starting with a letter (e.g. code_review)"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        try:
+            return str(Version(str(value)))
+        except InvalidVersion:
+            raise ValueError(
+                f"{value!r} is not a PEP 440 version; write e.g. 1.0.0 or 2.1rc1"
+            ) from None
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        if not _ENTRYPOINT.match(value):
+            raise ValueError(
+                f"{value!r} is not 'module:callable' (e.g. agents.builtin.code_review:run)"
+            )
+        return value
+
+    @field_validator("requires")
+    @classmethod
+    def _requires(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_requirement(text)
+        return value
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallbacks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_requirement(text)
+        return value
+
+    @field_validator("input", "output")
+    @classmethod
+    def _schema_ref(cls, value: Any) -> Any:
+        if isinstance(value, str) and not _ENTRYPOINT.match(value):
+            raise ValueError(f"{value!r} is not 'module:Model' nor an inline JSON Schema mapping")
+        if isinstance(value, dict):
+            from jsonschema.validators import validator_for
+
+            try:
+                validator_for(value).check_schema(value)
+            except Exception as exc:  # jsonschema raises SchemaError with a long message
+                raise ValueError(f"invalid JSON Schema: {str(exc).splitlines()[0]}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistency(self) -> AgentManifest:
+        own = {parse_requirement(r).name for r in self.requires}
+        if self.id in own:
+            raise ValueError(f"agent {self.id!r} requires itself; remove it from requires")
+        if self.id in {parse_requirement(f).name for f in self.fallbacks}:
+            raise ValueError(f"agent {self.id!r} lists itself as a fallback; remove it")
+        if self.kind == "llm" and not self.prompt:
+            raise ValueError("an llm agent needs a prompt; add prompt: with its instructions")
+        return self
+
+    @property
+    def key(self) -> str:
+        """``id@version``: the task run name and the registry key."""
+        return f"{self.id}@{self.version}"
+
+    @property
+    def parsed_version(self) -> Version:
+        return Version(self.version)
+
+    def requirements(self) -> list[Requirement]:
+        return [parse_requirement(r) for r in self.requires]
+
+    def fallback_requirements(self) -> list[Requirement]:
+        return [parse_requirement(r) for r in self.fallbacks]
+
+
+def load_manifest(path: str | Path) -> tuple[AgentManifest, int | None]:
+    """Load one manifest file; return it with the line it starts on.
+
+    Raises :class:`ManifestError` listing every problem found, each with its line.
+    """
+    doc = load_yaml(path)
+    try:
+        return AgentManifest.model_validate(doc.data), doc.lines.get((), 1)
+    except ValidationError as exc:
+        raise ManifestError(problems_from_validation(doc, exc)) from None

@@ -1,0 +1,386 @@
+"""The ``agentrt`` command line (typer + rich).
+
+Exit codes: 0 ok, 1 the work failed (a run failed), 2 bad input (invalid manifest,
+unknown agent or workflow, bad parameter). User errors never show a traceback. Commands
+that run no flow do not import Prefect, so they start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agents.diagnostics import ManifestError, Problem
+from agents.registry import AgentNotFound, Registry, ResolutionError
+
+app = typer.Typer(
+    name="agentrt",
+    help="Agent runtime for context-limited LLM software-engineering work, built on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
+workflows_app = typer.Typer(help="List and inspect workflows.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+app.add_typer(workflows_app, name="workflows")
+
+out = Console()
+err = Console(stderr=True)
+
+OK, FAILED, BAD_INPUT = 0, 1, 2
+
+AgentPath = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--agent-path", "-A", help="Extra folder or file of agent manifests (repeatable)."
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _bad_input(problems: list[Problem] | str) -> NoReturn:
+    if isinstance(problems, str):
+        err.print(f"[red]error:[/red] {problems}", highlight=False, soft_wrap=True)
+    else:
+        for p in problems:
+            err.print(str(p), highlight=False, soft_wrap=True, markup=False)
+    raise typer.Exit(BAD_INPUT)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _registry(agent_path: list[Path] | None) -> Registry:
+    return Registry.discover(agent_path or [])
+
+
+# -- agents --------------------------------------------------------------------------
+@agents_app.command("list")
+def agents_list(
+    capability: Annotated[
+        str | None, typer.Option(help="Only agents with this capability.")
+    ] = None,
+    agent_path: AgentPath = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List registered agents (the latest version of each)."""
+    registry = _registry(agent_path)
+    agents = registry.find(capability)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "id": a.id,
+                    "version": str(a.version),
+                    "versions": [str(v.version) for v in registry.versions(a.id)],
+                    "kind": a.manifest.kind,
+                    "capabilities": a.manifest.capabilities,
+                    "description": a.manifest.description,
+                    "source": a.where(),
+                }
+                for a in agents
+            ]
+        )
+        return
+    table = Table(title=f"{len(agents)} agents" + (f" with {capability}" if capability else ""))
+    for col in ("id", "version", "kind", "capabilities", "description"):
+        table.add_column(col, overflow="fold")
+    for a in agents:
+        versions = [str(v.version) for v in registry.versions(a.id)]
+        shown = versions[-1] + (f" (+{len(versions) - 1})" if len(versions) > 1 else "")
+        table.add_row(
+            a.id, shown, a.manifest.kind, ", ".join(a.manifest.capabilities), a.manifest.description
+        )
+    out.print(table)
+    if registry.problems:
+        err.print(
+            f"[yellow]{len(registry.problems)} manifest problem(s); run `agentrt agents validate`"
+        )
+
+
+@agents_app.command("show")
+def agents_show(
+    ref: Annotated[str, typer.Argument(help="ID, ID@VERSION or ID@SPEC (e.g. code_review@>=1).")],
+    agent_path: AgentPath = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one agent's manifest (the highest version matching the spec)."""
+    registry = _registry(agent_path)
+    agent_id, _, spec = ref.partition("@")
+    if spec and spec[0].isdigit():
+        spec = f"=={spec}"
+    try:
+        agent = registry.get(agent_id, spec or None)
+    except (AgentNotFound, ValueError) as exc:
+        _bad_input(str(exc))
+    data = agent.manifest.model_dump(mode="json", exclude_defaults=False)
+    data["source"] = agent.where()
+    data["versions"] = [str(v.version) for v in registry.versions(agent.id)]
+    if as_json:
+        _print_json(data)
+        return
+    import yaml
+
+    out.print(f"[bold]{agent.key}[/bold]  ({agent.where()})")
+    out.print(yaml.safe_dump(data, sort_keys=False), highlight=False, markup=False)
+
+
+@agents_app.command("validate")
+def agents_validate(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Manifest files or folders (default: every registered agent)."),
+    ] = None,
+    no_imports: Annotated[
+        bool, typer.Option("--no-imports", help="Skip importing entrypoints and schemas.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check manifests; print each problem as file:line: field: message. Exit 2 if any."""
+    if paths:
+        # The named manifests are checked against everything else that is registered, so
+        # requirements on built-in or installed agents resolve.
+        registry = Registry.discover(paths)
+        named = [str(p.resolve()) for p in paths]
+        problems = [
+            p
+            for p in registry.validate(check_imports=not no_imports)
+            if any(str(Path(p.file).resolve()).startswith(n) for n in named)
+            or not Path(p.file).exists()
+        ]
+    else:
+        registry = Registry.discover()
+        problems = registry.validate(check_imports=not no_imports)
+    if as_json:
+        _print_json({"agents": len(registry), "problems": [p.to_dict() for p in problems]})
+    elif problems:
+        for p in problems:
+            err.print(str(p), highlight=False, soft_wrap=True, markup=False)
+        err.print(f"{len(problems)} problem(s) in {len(registry)} agent manifest(s)")
+    else:
+        out.print(f"[green]ok[/green]: {len(registry)} agent manifest(s), no problems")
+    raise typer.Exit(BAD_INPUT if problems else OK)
+
+
+# -- workflows -----------------------------------------------------------------------
+@workflows_app.command("list")
+def workflows_list(as_json: JsonFlag = False) -> None:
+    """List the workflows agentrt can run."""
+    from flows.workflow import discover_workflows
+
+    found, problems = discover_workflows()
+    if as_json:
+        _print_json(
+            [
+                {"name": n, "description": wf.description, "steps": len(wf.steps), "file": str(p)}
+                for n, (p, wf) in sorted(found.items())
+            ]
+        )
+    else:
+        table = Table(title=f"{len(found)} workflows")
+        for col in ("name", "steps", "description", "file"):
+            table.add_column(col, overflow="fold")
+        for name, (path, wf) in sorted(found.items()):
+            table.add_row(name, str(len(wf.steps)), wf.description, str(path))
+        out.print(table)
+    for p in problems:
+        err.print(str(p), highlight=False, markup=False)
+
+
+@workflows_app.command("show")
+def workflows_show(
+    name: Annotated[str, typer.Argument(help="Workflow name or path to its YAML file.")],
+    agent_path: AgentPath = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a workflow's plan: resolved agents, levels (run in parallel) and edges."""
+    from flows.run import prepare
+
+    try:
+        plan, params = prepare(name, registry=_registry(agent_path), strict=False)
+    except ManifestError as exc:
+        _bad_input(exc.problems)
+    except (ValueError, AgentNotFound, ResolutionError) as exc:
+        _bad_input(str(exc))
+    steps = {
+        sid: {
+            "agent": s.agent.key,
+            "after": sorted(s.after),
+            "inputs": {k: [r.describe() for r in v] for k, v in s.inputs.items()},
+            "optional": s.optional,
+            "fallbacks": [f.key for f in s.fallbacks],
+            "implicit": s.implicit,
+        }
+        for sid, s in plan.steps.items()
+    }
+    data = {
+        "name": plan.workflow.name,
+        "description": plan.workflow.description,
+        "params": params,
+        "levels": plan.levels,
+        "edges": plan.edges(),
+        "steps": steps,
+        "budget": plan.workflow.budget.total_tokens,
+    }
+    if as_json:
+        _print_json(data)
+        return
+    out.print(f"[bold]{plan.workflow.name}[/bold] — {plan.workflow.description}")
+    for i, level in enumerate(plan.levels):
+        parallel = " (parallel)" if len(level) > 1 else ""
+        out.print(
+            f"  level {i}{parallel}: " + ", ".join(f"{s} ({steps[s]['agent']})" for s in level)
+        )
+    out.print("  edges: " + (", ".join(f"{a} → {b}" for a, b in plan.edges()) or "none"))
+    for sid, s in steps.items():
+        extra = []
+        if s["inputs"]:
+            extra.append(
+                "inputs " + ", ".join(f"{k}←{'+'.join(v)}" for k, v in s["inputs"].items())
+            )
+        if s["fallbacks"]:
+            extra.append("fallbacks " + ", ".join(s["fallbacks"]))
+        if s["optional"]:
+            extra.append("optional")
+        if s["implicit"]:
+            extra.append("added: required by another agent")
+        if extra:
+            out.print(f"  {sid}: " + "; ".join(extra))
+
+
+# -- run -----------------------------------------------------------------------------
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _bad_input(f"--param {item!r}: write it as NAME=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+@app.command()
+def run(
+    workflow: Annotated[str, typer.Argument(help="Workflow name or path to its YAML file.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE (repeatable).")
+    ] = None,
+    task_runner: Annotated[
+        str | None,
+        typer.Option(help="Override the workflow's task runner: thread|process|dask|ray."),
+    ] = None,
+    agent_path: AgentPath = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a workflow as a Prefect flow, showing each agent's progress."""
+    import asyncio
+
+    from flows.progress import LiveProgress, render_summary
+    from flows.results import RunEvents
+    from flows.run import arun_workflow, prepare
+    from flows.settings import configure_prefect
+
+    configure_prefect()
+    params = _parse_params(param)
+    try:
+        plan, _values = prepare(workflow, params, registry=_registry(agent_path))
+    except ManifestError as exc:
+        _bad_input(exc.problems)
+    except (ValueError, AgentNotFound, ResolutionError) as exc:
+        _bad_input(str(exc))
+    if task_runner and task_runner not in ("thread", "process", "dask", "ray"):
+        _bad_input(f"--task-runner {task_runner!r}: use thread, process, dask or ray")
+
+    live = not as_json and out.is_terminal and not os.environ.get("CI")
+    progress = LiveProgress(
+        err if as_json else out,
+        f"agentrt run {plan.workflow.name}",
+        plan.levels,
+        {sid: s.agent.key for sid, s in plan.steps.items()},
+    )
+    events = RunEvents(on_step=progress.on_step)
+    try:
+        if live:
+            with progress:
+                result = asyncio.run(
+                    arun_workflow(
+                        plan.workflow, params, plan=plan, events=events, task_runner=task_runner
+                    )
+                )
+        else:
+            if not as_json:
+                out.print(f"running {plan.workflow.name} ({len(plan.steps)} agents)…")
+            result = asyncio.run(
+                arun_workflow(
+                    plan.workflow, params, plan=plan, events=events, task_runner=task_runner
+                )
+            )
+    except ValueError as exc:  # e.g. a task runner that is not installed
+        _bad_input(str(exc))
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        if not live:
+            out.print(render_summary(result))
+        for error in result.errors:
+            err.print(f"[red]✗[/red] {error.render()}", highlight=False)
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
+        out.print(f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s: {summary}")
+        if "result" in result.report_paths:
+            out.print(f"run result: {result.report_paths['result']}")
+    raise typer.Exit(OK if result.state == "completed" else FAILED)
+
+
+# -- schema --------------------------------------------------------------------------
+@app.command()
+def schema(
+    which: Annotated[str, typer.Argument(help="agent, workflow, or all.")] = "all",
+) -> None:
+    """Print the JSON Schema of agent and/or workflow manifests."""
+    from agents.manifest import AgentManifest
+    from flows.workflow import WorkflowManifest
+
+    schemas = {
+        "agent": AgentManifest.model_json_schema(),
+        "workflow": WorkflowManifest.model_json_schema(),
+    }
+    if which == "all":
+        _print_json(schemas)
+    elif which in schemas:
+        _print_json(schemas[which])
+    else:
+        _bad_input(f"unknown schema {which!r}; use agent, workflow or all")
+
+
+def _mount_optional_apps() -> None:
+    """Sub-commands that live next to the code they drive."""
+    for module, name in (("context.cli", "context"), ("flows.claude_hooks", "hook")):
+        try:
+            sub = __import__(module, fromlist=["app"]).app
+        except (ImportError, AttributeError):
+            continue
+        app.add_typer(sub, name=name)
+
+
+_mount_optional_apps()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,500 @@
+"""Manifest → Prefect: one task per agent, one async flow per workflow.
+
+Prefect does the retries (``exponential_backoff`` + ``retry_jitter_factor``, filtered by a
+``retry_condition_fn`` built from ``retry_on``), timeouts, the result cache (a cache policy
+keyed on the agent's id, version, source and input *contents*), result persistence and the
+UI. This module decides what runs when: steps start as soon as their dependencies finish
+(which runs each topological level in parallel, and never waits for a slow sibling),
+fallbacks run in order as task runs of their own, optional failures are skipped, and a
+required failure stops new work (fail fast) while keeping every finished output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import graphlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from agents.registry import RegisteredAgent
+from flows.lifecycle import agent_spec, run_agent
+from flows.plan import InputRef, Plan, PlannedStep
+from flows.results import ErrorReport, RunEvents, RunResult, StepResult
+from flows.schemas import required_input_fields
+
+__all__ = ["AgentCachePolicy", "RunEvents", "WorkflowFailed", "build_flow", "make_task"]
+
+_base_task = task(run_agent, name="agent", persist_result=True)
+
+
+class WorkflowFailed(RuntimeError):
+    """A required agent failed; ``result`` still holds every output that was produced."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        super().__init__("; ".join(e.render() for e in result.errors) or "workflow failed")
+
+
+# -- caching -------------------------------------------------------------------------
+def _content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | None:
+    p = Path(path)
+    try:
+        if p.is_file():
+            return hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()
+        if p.is_dir():
+            from context.sources import scan_repository
+
+            return scan_repository(p, include=list(include) if include else None).fingerprint()
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@dataclass
+class AgentCachePolicy(CachePolicy):
+    """Cache key = agent id + version + source hash + inputs, with paths keyed by content.
+
+    Two runs with the same agent code and equal input *contents* share a key, whatever
+    the object identity or file modification times; editing a file the agent reads (or
+    its code) changes the key.
+    """
+
+    agent_key: str = ""
+    source: str = ""
+    include: tuple[str, ...] | None = None
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        values = inputs.get("inputs") or {}
+        content = {
+            name: _content_fingerprint(value, self.include)
+            for name, value in sorted(values.items())
+            if isinstance(value, str) and value and len(value) < 4096 and os.path.exists(value)
+        }
+        payload = {
+            "agent": self.agent_key,
+            "source": self.source,
+            "inputs": values,
+            "content": content,
+            "budget": inputs.get("budget_tokens"),
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return f"agentrt-{self.agent_key}-{hashlib.blake2b(blob, digest_size=20).hexdigest()}"
+
+
+# -- retries -------------------------------------------------------------------------
+class RetryOn:
+    """Prefect ``retry_condition_fn``: retry only exceptions named in ``retry_on``."""
+
+    NEVER = frozenset({"DataFlowError", "EntrypointError"})
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = frozenset(names)
+
+    def matches(self, exc: BaseException) -> bool:
+        mro = type(exc).__mro__
+        if any(c.__name__ in self.NEVER for c in mro):
+            return False
+        return any(
+            c.__name__ in self.names or f"{c.__module__}.{c.__qualname__}" in self.names
+            for c in mro
+        )
+
+    def __call__(self, task: Any, task_run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except BaseException as exc:
+            return self.matches(exc)
+        return False
+
+
+def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
+    """The Prefect task for one agent, configured from its manifest."""
+    m = agent.manifest
+    tags = {f"agent:{m.id}", *(f"capability:{c}" for c in m.capabilities)}
+    if m.resources.concurrency:
+        tags.add(m.resources.concurrency)
+    retries = m.retries.max
+    options: dict[str, Any] = {
+        "name": m.id,
+        "task_run_name": m.key,
+        "tags": sorted(tags),
+        "retries": retries,
+        "retry_delay_seconds": exponential_backoff(m.retries.backoff.base)(retries)
+        if retries
+        else 0,
+        "retry_condition_fn": RetryOn(m.retries.retry_on),
+        "timeout_seconds": m.timeout_seconds,
+        "persist_result": True,
+        "result_serializer": "json",
+    }
+    if retries and m.retries.backoff.jitter:
+        options["retry_jitter_factor"] = m.retries.backoff.jitter
+    if m.cache.enabled:
+        options["cache_policy"] = AgentCachePolicy(
+            agent_key=m.key,
+            source=source_hash,
+            include=tuple(m.cache.include) if m.cache.include else None,
+        )
+    else:
+        options["cache_policy"] = NO_CACHE
+    return _base_task.with_options(**options)
+
+
+# -- running -------------------------------------------------------------------------
+def _suggest(error_type: str, phase: str, agent: str) -> str:
+    if error_type in ("AgentTimeoutError", "TimeoutError"):
+        return f"raise timeout_seconds in {agent}'s manifest, or give it a smaller input"
+    if error_type == "DataFlowError":
+        return "make the upstream output match this agent's input schema, or map inputs explicitly"
+    if error_type in ("OutputValidationError", "QualityCheckError"):
+        return f"fix {agent} so its output matches its output schema and checks"
+    if error_type == "LowConfidenceError":
+        return f"lower min_confidence in {agent}'s manifest, or add a fallback agent"
+    if error_type in ("EntrypointError", "ModuleNotFoundError", "ImportError"):
+        return "run `agentrt agents validate` and fix the entrypoint"
+    if phase == "execute":
+        return (
+            f"fix the error in {agent}; if it is transient, add {error_type} to retries.retry_on; "
+            "or add a fallback, or mark the agent optional"
+        )
+    return f"see the error above; `agentrt agents show {agent}` shows the manifest"
+
+
+@dataclass
+class _Driver:
+    plan: Plan
+    params: dict[str, Any]
+    tasks: dict[str, Any]
+    grants: dict[str, tuple[int | None, str | None]]
+    events: RunEvents
+    spool_dir: str | None
+    results: dict[str, StepResult] = field(default_factory=dict)
+    fatal: list[ErrorReport] = field(default_factory=list)
+
+    def _value(self, ref: InputRef) -> tuple[bool, Any]:
+        if ref.source == "literal":
+            return True, ref.value
+        if ref.source == "params":
+            return True, self.params.get(ref.path[0])
+        upstream = self.results.get(ref.source)
+        if upstream is None or upstream.output is None:
+            return False, None
+        data: Any = upstream.output
+        for part in ref.path:
+            if isinstance(data, dict) and part in data:
+                data = data[part]
+            else:
+                return False, None
+        return True, data
+
+    def _inputs(self, step: PlannedStep) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+        inputs: dict[str, Any] = {}
+        provenance: dict[str, str] = {}
+        missing: list[str] = []
+        for name, refs in step.inputs.items():
+            values = []
+            for ref in refs:
+                ok, value = self._value(ref)
+                if ok:
+                    values.append(value)
+                    if ref.source not in ("params", "literal"):
+                        provenance[name] = self.plan.steps[ref.source].agent.key
+                else:
+                    missing.append(f"{name} ← {ref.describe()}")
+            if not values:
+                continue
+            if len(refs) == 1:
+                inputs[name] = values[0]
+            elif all(isinstance(v, list) for v in values):
+                inputs[name] = [x for v in values for x in v]
+            else:
+                inputs[name] = values
+        return inputs, provenance, missing
+
+    def _blocked(self, step: PlannedStep) -> str | None:
+        for dep in sorted(step.after):
+            upstream = self.results.get(dep)
+            if upstream is None or upstream.state not in ("skipped", "failed"):
+                continue
+            why = upstream.reason or upstream.state
+            if dep in step.required_steps:
+                return f"requires {dep}, which was {upstream.state} ({why})"
+            try:
+                required = required_input_fields(step.agent)
+            except Exception:
+                required = set()
+            for name, refs in step.inputs.items():
+                if name in required and all(r.source == dep for r in refs):
+                    return f"input {name} needs {dep}, which was {upstream.state} ({why})"
+        return None
+
+    async def _attempt(
+        self, step: PlannedStep, agent: RegisteredAgent, inputs, provenance, fallback_for
+    ):
+        tokens, reason = self.grants.get(step.id, (None, None))
+        run = {
+            "workflow": self.plan.workflow.name,
+            "step": step.id,
+            "params": self.params,
+            "provenance": provenance,
+            "tag_limits": dict(self.plan.workflow.concurrency.tags),
+            "spool_dir": self.spool_dir,
+            "budget_reason": reason,
+            "fallback_for": fallback_for,
+        }
+        future = self.tasks[agent.key].submit(agent_spec(agent), inputs, tokens, run)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
+        await done
+        value = await asyncio.to_thread(future.result, raise_on_failure=False)
+        state = future.state
+        return state, value, str(future.task_run_id)
+
+    async def run_step(self, sid: str) -> None:
+        step = self.plan.steps[sid]
+        result = StepResult(step=sid, agent=step.agent.key, state="pending")
+        self.results[sid] = result
+        blocked = self._blocked(step)
+        if blocked:
+            result.state, result.reason = "skipped", blocked
+            self.events.emit(sid, "skipped", result)
+            return
+        inputs, provenance, _missing = self._inputs(step)
+        result.state = "running"
+        result.started_at = datetime.now(UTC)
+        result.tokens_allocated, result.budget_reason = self.grants.get(sid, (None, None))
+        self.events.emit(sid, "running", result)
+        t0 = time.perf_counter()
+        tried: list[str] = []
+        last: tuple[str, str, str, int] | None = None
+        for index, agent in enumerate([step.agent, *step.fallbacks]):
+            state, value, task_run_id = await self._attempt(
+                step, agent, inputs, provenance, step.agent.key if index else None
+            )
+            result.task_run_ids.append(task_run_id)
+            if state.is_completed() and isinstance(value, dict):
+                t_int = time.perf_counter()
+                result.output = value.get("output")
+                result.phases = dict(value.get("phases") or {})
+                result.attempts += int(value.get("attempt") or 1)
+                if index:
+                    result.state, result.used_agent = "fallback", agent.key
+                    result.reason = f"{step.agent.key} failed; fallback {agent.key} succeeded"
+                elif state.name == "Cached":
+                    result.state, result.reason = "cached", "served from Prefect's result cache"
+                else:
+                    result.state = "completed"
+                result.phases["integrate"] = round(time.perf_counter() - t_int, 6)
+                break
+            tried.append(agent.key)
+            exc = value if isinstance(value, BaseException) else None
+            attempts = getattr(exc, "agentrt_attempt", None) or 1
+            result.attempts += attempts
+            last = (
+                type(exc).__name__ if exc else state.name,
+                getattr(exc, "agentrt_phase", "execute"),
+                str(exc) if exc else (state.message or "failed"),
+                attempts,
+            )
+        result.ended_at = datetime.now(UTC)
+        result.duration_seconds = round(time.perf_counter() - t0, 6)
+        if result.output is None and last is not None:
+            error_type, phase, message, attempts = last
+            report = ErrorReport(
+                step=sid,
+                agent=step.agent.key,
+                phase=phase,
+                error_type=error_type,
+                message=message[:2000],
+                attempts=result.attempts,
+                suggestion=_suggest(error_type, phase, step.agent.id),
+                fallbacks_tried=tried[1:],
+            )
+            result.error = report
+            if step.optional:
+                result.state = "skipped"
+                result.reason = f"optional agent failed: {error_type}: {message[:300]}"
+            else:
+                result.state = "failed"
+                result.reason = f"{error_type} in {phase}"
+                self.fatal.append(report)
+        self.events.emit(sid, result.state, result)
+
+    async def run(self) -> None:
+        sorter = graphlib.TopologicalSorter(self.plan.graph())
+        sorter.prepare()
+        running: dict[asyncio.Task[None], str] = {}
+        for sid in self.plan.steps:
+            self.events.emit(sid, "pending")
+        while sorter.is_active():
+            if not self.fatal:
+                for sid in sorted(sorter.get_ready()):
+                    running[asyncio.create_task(self.run_step(sid))] = sid
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                sid = running.pop(finished)
+                finished.result()  # surface driver bugs instead of hanging
+                sorter.done(sid)
+        first = self.fatal[0].agent if self.fatal else "?"
+        for sid, step in self.plan.steps.items():
+            if sid not in self.results:
+                self.results[sid] = StepResult(
+                    step=sid,
+                    agent=step.agent.key,
+                    state="skipped",
+                    reason=f"not started: the run stopped after {first} failed",
+                )
+                self.events.emit(sid, "skipped", self.results[sid])
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def allocate_budget(plan: Plan) -> dict[str, tuple[int | None, str | None]]:
+    """Each step's token slice from the workflow's total, with the reason."""
+    requests = []
+    for sid, step in plan.steps.items():
+        ctx = step.agent.manifest.context
+        if ctx.min_tokens or ctx.optimal_tokens:
+            requests.append((sid, step.agent.manifest.priority, ctx))
+    total = plan.workflow.budget.total_tokens
+    if not requests:
+        return {}
+    from context.budget import BudgetRequest, TokenBudgetManager
+
+    if not total:
+        return {
+            sid: (max(c.optimal_tokens, c.min_tokens), "no workflow budget: got its optimal tokens")
+            for sid, _p, c in requests
+        }
+    allocation = TokenBudgetManager().allocate(
+        [
+            BudgetRequest(
+                name=sid,
+                priority=priority,
+                min_tokens=c.min_tokens,
+                optimal_tokens=max(c.optimal_tokens, c.min_tokens),
+            )
+            for sid, priority, c in requests
+        ],
+        total,
+    )
+    return {name: (g.tokens, g.reason) for name, g in allocation.grants.items()}
+
+
+def task_runner_for(plan: Plan, override: str | None = None) -> Any:
+    spec = plan.workflow.task_runner
+    kind = override or spec.type
+    workers = plan.workflow.concurrency.max_workers
+    if kind == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "process":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=spec.workers or min(workers, os.cpu_count() or 2))
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ValueError(
+                "task_runner dask needs prefect-dask: pip install 'agentrt[dask]'"
+            ) from None
+        if spec.address:
+            return DaskTaskRunner(address=spec.address)
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": spec.workers or 2,
+                "processes": True,
+                "threads_per_worker": 1,
+            }
+        )
+    if kind == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise ValueError(
+                "task_runner ray needs prefect-ray: pip install 'agentrt[ray]'"
+            ) from None
+        return RayTaskRunner(address=spec.address) if spec.address else RayTaskRunner()
+    raise ValueError(f"unknown task runner {kind!r}; use thread, process, dask or ray")
+
+
+def build_flow(
+    plan: Plan,
+    *,
+    events: RunEvents | None = None,
+    task_runner: str | None = None,
+    spool_root: Path | None = None,
+    holder: dict[str, Any] | None = None,
+) -> Any:
+    """The Prefect flow for ``plan``. Its result (and ``holder['result']``) is a RunResult."""
+    from agents.imports import source_hash
+
+    events = events or RunEvents()
+    agents = {s.agent.key: s.agent for s in plan.steps.values()}
+    agents.update({fb.key: fb for s in plan.steps.values() for fb in s.fallbacks})
+    tasks = {
+        key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
+    }
+    grants = allocate_budget(plan)
+    holder = holder if holder is not None else {}
+
+    async def run_workflow(params: dict[str, Any]) -> dict[str, Any]:
+        from prefect.runtime import flow_run
+
+        flow_run_id = str(flow_run.id) if flow_run.id else None
+        spool = str(spool_root / "spool" / (flow_run_id or "local")) if spool_root else None
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        driver = _Driver(plan, params, tasks, grants, events, spool)
+        await driver.run()
+        result = RunResult(
+            workflow=plan.workflow.name,
+            flow_run_id=flow_run_id,
+            state="failed" if driver.fatal else "completed",
+            params=params,
+            steps={sid: driver.results[sid] for sid in plan.steps},
+            levels=plan.levels,
+            started_at=started,
+            ended_at=datetime.now(UTC),
+            duration_seconds=round(time.perf_counter() - t0, 6),
+            errors=driver.fatal,
+        )
+        holder["result"] = result
+        if driver.fatal:
+            raise WorkflowFailed(result)
+        return result.model_dump(mode="json")
+
+    return flow(
+        run_workflow,
+        name=plan.workflow.name,
+        description=plan.workflow.description or None,
+        task_runner=task_runner_for(plan, task_runner),
+        persist_result=False,
+        validate_parameters=False,
+        log_prints=False,
+    )

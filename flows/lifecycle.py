@@ -1,0 +1,321 @@
+"""One attempt of one agent, in phases: initialise, execute, validate (integrate and clean up
+finish in the flow and in ``finally``).
+
+This is the body of every agent's Prefect task. It receives only plain data (the manifest,
+inputs, the token slice and run information) so it can run in threads, processes or on
+Dask/Ray workers alike. Every attempt, success or failure, leaves an
+:class:`~flows.results.AttemptRecord` in the metrics spool, written in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agents.imports import ImportPolicy, load_callable
+from agents.manifest import AgentManifest
+from agents.registry import RegisteredAgent
+from flows.results import AttemptRecord
+from flows.schemas import SchemaValidationError, validate_input, validate_output
+
+__all__ = [
+    "AgentContext",
+    "AgentTimeoutError",
+    "DataFlowError",
+    "LowConfidenceError",
+    "QualityCheckError",
+    "agent_spec",
+    "run_agent",
+]
+
+
+class AgentTimeoutError(TimeoutError):
+    """The agent did not finish within its manifest's ``timeout_seconds``."""
+
+
+class DataFlowError(ValueError):
+    """Upstream data does not match this agent's input schema (never retried)."""
+
+
+class OutputValidationError(ValueError):
+    """The agent returned data that does not match its output schema."""
+
+
+class QualityCheckError(ValueError):
+    """A quality check declared in the manifest failed on the output."""
+
+
+class LowConfidenceError(ValueError):
+    """The output's confidence is below the manifest's ``min_confidence``."""
+
+
+@dataclass
+class AgentContext:
+    """What a running agent may know about its run. Agents that take a ``ctx`` get one."""
+
+    agent_id: str
+    version: str
+    step: str
+    workflow: str
+    params: dict[str, Any]
+    budget_tokens: int | None
+    attempt: int
+    flow_run_id: str | None = None
+    tokens_delivered: int | None = None
+    tokens_referenced: int | None = None
+    llm_input_tokens: int | None = None
+    llm_output_tokens: int | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def logger(self) -> Any:
+        try:
+            from prefect.logging import get_run_logger
+
+            return get_run_logger()
+        except Exception:
+            import logging
+
+            return logging.getLogger(f"agentrt.{self.agent_id}")
+
+
+def agent_spec(agent: RegisteredAgent) -> dict[str, Any]:
+    """Plain data describing an agent, enough to rebuild it in any worker."""
+    return {
+        "manifest": agent.manifest.model_dump(mode="json"),
+        "source": agent.source,
+        "line": agent.line,
+        "policy": agent.policy.to_dict(),
+    }
+
+
+def _rebuild(spec: dict[str, Any]) -> RegisteredAgent:
+    return RegisteredAgent(
+        AgentManifest.model_validate(spec["manifest"]),
+        spec["source"],
+        spec.get("line"),
+        ImportPolicy.from_dict(spec["policy"]),
+    )
+
+
+# Per-process limits for resources.concurrency tags. Across processes, Prefect's tag
+# concurrency limits apply (the tag is on the task run).
+_tag_lock = threading.Lock()
+_tag_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+
+
+def _slot(tag: str | None, limits: dict[str, int]) -> threading.BoundedSemaphore | None:
+    if not tag or tag not in limits:
+        return None
+    with _tag_lock:
+        return _tag_semaphores.setdefault(
+            (tag, limits[tag]), threading.BoundedSemaphore(limits[tag])
+        )
+
+
+def _call(fn: Callable[..., Any], args: tuple, timeout: float | None, name: str) -> Any:
+    """Call ``fn`` with a hard timeout: a hung agent is abandoned (daemon thread), not awaited."""
+    if timeout is None:
+        return fn(*args)
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(fn, *args)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"agentrt-{name}", daemon=True).start()
+    if not done.wait(timeout):
+        raise AgentTimeoutError(f"{name} did not finish within {timeout:g} s (timeout_seconds)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _lookup(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def _check_quality(manifest: AgentManifest, data: Any) -> None:
+    for check in manifest.checks:
+        value = _lookup(data, check.field)
+        if check.non_empty and not value:
+            raise QualityCheckError(f"check failed: {check.field} is empty")
+        size = len(value) if isinstance(value, list | dict | str) else None
+        if check.min_items is not None and (size is None or size < check.min_items):
+            raise QualityCheckError(
+                f"check failed: {check.field} has {size} items < {check.min_items}"
+            )
+        if check.max_items is not None and size is not None and size > check.max_items:
+            raise QualityCheckError(
+                f"check failed: {check.field} has {size} items > {check.max_items}"
+            )
+    if manifest.min_confidence is not None:
+        confidence = data.get("confidence") if isinstance(data, dict) else None
+        if confidence is None:
+            raise LowConfidenceError(
+                f"min_confidence is {manifest.min_confidence} but the output has no confidence"
+            )
+        if float(confidence) < manifest.min_confidence:
+            raise LowConfidenceError(
+                f"confidence {float(confidence):.2f} < min_confidence {manifest.min_confidence}"
+            )
+
+
+def _task_run_info() -> tuple[str | None, str | None, int]:
+    try:
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+    except Exception:
+        ctx = None
+    if ctx is None:
+        return None, None, 1
+    run = ctx.task_run
+    return str(run.id), str(run.flow_run_id) if run.flow_run_id else None, max(run.run_count, 1)
+
+
+def _spool(record: AttemptRecord, spool_dir: str | None) -> None:
+    if not spool_dir:
+        return
+    folder = Path(spool_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{record.step}-{record.agent_id}-{record.attempt}-{uuid.uuid4().hex[:8]}.json"
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(record.model_dump_json())
+    tmp.replace(folder / name)  # atomic: readers never see half a record
+
+
+def run_agent(
+    spec: dict[str, Any],
+    inputs: dict[str, Any],
+    budget_tokens: int | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """Run one attempt of an agent. Raises on failure so Prefect can retry it."""
+    agent = _rebuild(spec)
+    manifest = agent.manifest
+    task_run_id, flow_run_id, attempt = _task_run_info()
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    cpu0 = time.thread_time()
+    phases: dict[str, float] = {}
+    phase = "initialise"
+    mark = t0
+    error: BaseException | None = None
+    slot = _slot(manifest.resources.concurrency, run.get("tag_limits", {}))
+    ctx = AgentContext(
+        agent_id=manifest.id,
+        version=manifest.version,
+        step=run["step"],
+        workflow=run["workflow"],
+        params=run.get("params", {}),
+        budget_tokens=budget_tokens,
+        attempt=attempt,
+        flow_run_id=flow_run_id,
+    )
+
+    def next_phase(name: str) -> None:
+        nonlocal phase, mark
+        now = time.perf_counter()
+        phases[phase] = round(now - mark, 6)
+        phase, mark = name, now
+
+    try:
+        if slot is not None:
+            slot.acquire()
+        fn = load_callable(manifest.entrypoint, agent.policy) if manifest.kind == "python" else None
+        try:
+            value = validate_input(agent, inputs)
+        except SchemaValidationError as exc:
+            origin = run.get("provenance", {})
+            sources = sorted({origin.get(f.split(".")[0], "workflow params") for f in exc.fields})
+            raise DataFlowError(
+                f"input for {manifest.key} from {', '.join(sources)} does not match its input "
+                f"schema: {exc}"
+            ) from None
+        next_phase("execute")
+        if manifest.kind == "llm":
+            from agents.llm import run_llm_agent
+
+            result = _call(
+                run_llm_agent, (agent, value, ctx), manifest.timeout_seconds, manifest.id
+            )
+        else:
+            assert fn is not None
+            wants_ctx = "ctx" in inspect.signature(fn).parameters
+            args = (value, ctx) if wants_ctx else (value,)
+            result = _call(fn, args, manifest.timeout_seconds, manifest.id)
+        next_phase("validate")
+        try:
+            data = validate_output(agent, result)
+        except SchemaValidationError as exc:
+            raise OutputValidationError(f"{manifest.key} returned invalid output: {exc}") from None
+        _check_quality(manifest, data)
+        next_phase("cleanup")
+        return {
+            "output": data,
+            "agent": manifest.key,
+            "attempt": attempt,
+            "phases": dict(phases),
+            "tokens_delivered": ctx.tokens_delivered,
+        }
+    except BaseException as exc:
+        error = exc
+        exc.agentrt_phase = phase  # type: ignore[attr-defined]
+        exc.agentrt_attempt = attempt  # type: ignore[attr-defined]
+        raise
+    finally:
+        if slot is not None:
+            slot.release()
+        now = time.perf_counter()
+        phases[phase] = round(now - mark, 6)
+        record = AttemptRecord(
+            workflow=run["workflow"],
+            flow_run_id=flow_run_id,
+            task_run_id=task_run_id,
+            step=run["step"],
+            agent_id=manifest.id,
+            agent_version=manifest.version,
+            attempt=attempt,
+            state="failed" if error else "completed",
+            error_type=type(error).__name__ if error else None,
+            error_message=str(error)[:2000] if error else None,
+            phase=getattr(error, "agentrt_phase", None) if error else None,
+            phases=phases,
+            started_at=started,
+            ended_at=datetime.now(UTC),
+            wall_seconds=round(now - t0, 6),
+            cpu_seconds=round(time.thread_time() - cpu0, 6),
+            tokens_allocated=budget_tokens,
+            tokens_delivered=ctx.tokens_delivered,
+            tokens_referenced=ctx.tokens_referenced,
+            llm_input_tokens=ctx.llm_input_tokens,
+            llm_output_tokens=ctx.llm_output_tokens,
+            budget_reason=run.get("budget_reason"),
+            fallback_for=run.get("fallback_for"),
+        )
+        # Metrics must never turn a success into a failure.
+        with contextlib.suppress(OSError):
+            _spool(record, run.get("spool_dir"))

@@ -1,0 +1,170 @@
+"""From a workflow manifest and the registry to an executable plan.
+
+The plan fixes one version per agent (jointly, so requirements agree), adds steps for
+required agents the workflow does not list, turns ``after``, ``requires`` and input
+references into edges, and groups steps into topological levels with :mod:`graphlib`.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.diagnostics import ManifestError, Problem
+from agents.manifest import parse_requirement
+from agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
+from flows.schemas import input_fields
+from flows.workflow import WorkflowManifest
+
+__all__ = ["InputRef", "Plan", "PlannedStep", "build_plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """Where one input value comes from: a param, an upstream output (path), or a literal."""
+
+    source: str  # "params", a step id, or "literal"
+    path: tuple[str, ...] = ()
+    value: Any = None
+
+    def describe(self) -> str:
+        if self.source == "literal":
+            return repr(self.value)
+        return ".".join((self.source, *self.path))
+
+
+@dataclass(slots=True)
+class PlannedStep:
+    id: str
+    agent: RegisteredAgent
+    after: set[str] = field(default_factory=set)
+    inputs: dict[str, list[InputRef]] = field(default_factory=dict)
+    optional: bool = False
+    fallbacks: list[RegisteredAgent] = field(default_factory=list)
+    implicit: bool = False
+    required_steps: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Plan:
+    workflow: WorkflowManifest
+    source: Path | None
+    steps: dict[str, PlannedStep]
+    levels: list[list[str]]
+
+    def graph(self) -> dict[str, set[str]]:
+        return {sid: set(step.after) for sid, step in self.steps.items()}
+
+    def edges(self) -> list[tuple[str, str]]:
+        return sorted((dep, sid) for sid, step in self.steps.items() for dep in step.after)
+
+
+def _parse_ref(raw: Any, step_ids: set[str], where: str) -> list[InputRef]:
+    if isinstance(raw, list):
+        return [ref for item in raw for ref in _parse_ref(item, step_ids, where)]
+    if isinstance(raw, dict):
+        if set(raw) != {"value"}:
+            raise ValueError(f"{where}: a literal is written {{value: ...}}")
+        return [InputRef("literal", value=raw["value"])]
+    if not isinstance(raw, str):
+        return [InputRef("literal", value=raw)]
+    head, *rest = raw.split(".")
+    if head == "params":
+        if len(rest) != 1:
+            raise ValueError(f"{where}: {raw!r} should be params.NAME")
+        return [InputRef("params", tuple(rest))]
+    if head in step_ids:
+        return [InputRef(head, tuple(rest))]
+    known = ", ".join(sorted(step_ids))
+    raise ValueError(
+        f"{where}: {raw!r} refers to no param or step (steps: {known}); write params.NAME, "
+        "STEP.FIELD, or {value: ...} for a literal string"
+    )
+
+
+def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | None = None) -> Plan:
+    """Resolve agents, edges and levels; raise :class:`ManifestError` listing every problem."""
+    where = str(source) if source else workflow.name
+    problems: list[Problem] = []
+
+    def fail(field_name: str, message: str) -> None:
+        problems.append(Problem(where, None, field_name, message))
+
+    try:
+        resolved = registry.resolve([s.agent for s in workflow.steps])
+    except ResolutionError as exc:
+        raise ManifestError(
+            [Problem(where, None, p.field or "steps", p.message) for p in exc.problems]
+        ) from None
+    by_id = {a.id: a for a in resolved}
+
+    steps: dict[str, PlannedStep] = {}
+    for i, step in enumerate(workflow.steps):
+        agent = by_id[parse_requirement(step.agent).name]
+        optional = agent.manifest.optional if step.optional is None else step.optional
+        steps[step.step_id] = PlannedStep(step.step_id, agent, set(step.after), optional=optional)
+        for dep in step.after:
+            if dep not in {s.step_id for s in workflow.steps}:
+                fail(f"steps.{i}.after", f"unknown step {dep!r}")
+    # Required agents the workflow does not list run as implicit steps of their own.
+    step_of_agent = {s.agent.id: sid for sid, s in steps.items()}
+    for agent in resolved:
+        if agent.id not in step_of_agent:
+            steps[agent.id] = PlannedStep(agent.id, agent, implicit=True)
+            step_of_agent[agent.id] = agent.id
+    step_ids = set(steps)
+    for sid, planned in steps.items():
+        for req in planned.agent.manifest.requirements():
+            planned.after.add(step_of_agent[req.name])
+            planned.required_steps.add(step_of_agent[req.name])
+        for fb in planned.agent.manifest.fallback_requirements():
+            try:
+                planned.fallbacks.append(registry.get(fb.name, fb.specifier or None))
+            except AgentNotFound as exc:
+                fail(f"steps.{sid}", f"fallback of {planned.agent.key}: {exc}")
+    for i, step in enumerate(workflow.steps):
+        planned = steps[step.step_id]
+        for name, raw in step.inputs.items():
+            try:
+                refs = _parse_ref(raw, step_ids, f"inputs.{name}")
+            except ValueError as exc:
+                fail(f"steps.{i}.inputs.{name}", str(exc).split(": ", 1)[-1])
+                continue
+            for ref in refs:
+                if ref.source == "params" and ref.path[0] not in workflow.params:
+                    fail(f"steps.{i}.inputs.{name}", f"unknown param {ref.path[0]!r}")
+                if ref.source not in ("params", "literal"):
+                    if ref.source == step.step_id:
+                        fail(f"steps.{i}.inputs.{name}", "a step cannot read its own output")
+                    planned.after.add(ref.source)
+            planned.inputs[name] = refs
+    # Unmapped input fields are filled from a param or an upstream step of the same name.
+    for sid, planned in steps.items():
+        try:
+            fields = input_fields(planned.agent)
+        except Exception:  # import problems are reported by `agents validate` and at run time
+            fields = set()
+        for name in fields - set(planned.inputs):
+            if name in workflow.params:
+                planned.inputs[name] = [InputRef("params", (name,))]
+            elif name in steps and name != sid:
+                planned.inputs[name] = [InputRef(name)]
+                planned.after.add(name)
+    if problems:
+        raise ManifestError(problems)
+    sorter = graphlib.TopologicalSorter({sid: s.after for sid, s in steps.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(reversed(exc.args[1]))
+        raise ManifestError(
+            [Problem(where, None, "steps", f"step cycle {' → '.join(cycle)}; remove an edge")]
+        ) from None
+    levels = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        levels.append(ready)
+        sorter.done(*ready)
+    return Plan(workflow, source, steps, levels)

@@ -1,0 +1,115 @@
+"""Live progress of a workflow run in the terminal (rich), and the end-of-run summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from flows.results import RunResult, StepResult
+
+__all__ = ["LiveProgress", "render_summary"]
+
+STYLE = {
+    "pending": "dim",
+    "running": "yellow",
+    "completed": "green",
+    "cached": "cyan",
+    "fallback": "magenta",
+    "failed": "bold red",
+    "skipped": "dim yellow",
+}
+
+
+class LiveProgress:
+    """A table of agents (pending/running/done/failed/skipped) refreshed while the run goes."""
+
+    def __init__(
+        self, console: Console, title: str, levels: list[list[str]], agents: dict[str, str]
+    ):
+        self.console = console
+        self.title = title
+        self.levels = levels
+        self.agents = agents
+        self.states: dict[str, str] = dict.fromkeys(agents, "pending")
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.notes: dict[str, str] = {}
+        self.t0 = time.perf_counter()
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def on_step(self, step: str, state: str, result: StepResult | None = None) -> None:
+        with self._lock:
+            self.states[step] = state
+            now = time.perf_counter()
+            if state == "running":
+                self.started[step] = now
+            elif state != "pending":
+                self.ended[step] = now
+                if result is not None and result.reason and state != "completed":
+                    self.notes[step] = result.reason
+        if self._live is not None:
+            self._live.update(self.render())
+
+    def render(self) -> Any:
+        table = Table(title=self.title, expand=False, title_justify="left")
+        table.add_column("level", justify="right", style="dim")
+        table.add_column("agent")
+        table.add_column("state")
+        table.add_column("time", justify="right")
+        table.add_column("note", overflow="fold", max_width=60)
+        now = time.perf_counter()
+        for level, steps in enumerate(self.levels):
+            for sid in steps:
+                state = self.states.get(sid, "pending")
+                begin = self.started.get(sid)
+                end = self.ended.get(sid, now if state == "running" else None)
+                took = f"{end - begin:.1f}s" if begin is not None and end is not None else ""
+                table.add_row(
+                    str(level),
+                    self.agents[sid],
+                    Text(state, STYLE.get(state, "")),
+                    took,
+                    self.notes.get(sid, ""),
+                )
+        counts: dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        line = "  ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        return Group(table, Text(f"{line}   elapsed {now - self.t0:.1f}s", style="dim"))
+
+    def __enter__(self) -> LiveProgress:
+        self._live = Live(
+            self.render(), console=self.console, refresh_per_second=8, transient=False
+        )
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self.render())
+            self._live.__exit__(*exc)
+            self._live = None
+
+
+def render_summary(result: RunResult) -> Table:
+    table = Table(title=f"{result.workflow}: {result.state} in {result.duration_seconds:.1f}s")
+    for col in ("step", "agent", "state", "attempts", "time", "tokens", "note"):
+        table.add_column(col, justify="right" if col in ("attempts", "time", "tokens") else "left")
+    for sid, step in result.steps.items():
+        table.add_row(
+            sid,
+            step.used_agent or step.agent,
+            Text(step.state, STYLE.get(step.state, "")),
+            str(step.attempts),
+            f"{step.duration_seconds:.2f}s",
+            f"{step.tokens_allocated:,}" if step.tokens_allocated else "",
+            step.reason or "",
+        )
+    return table

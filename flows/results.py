@@ -1,0 +1,118 @@
+"""What a workflow run produces: per-step results, error reports, attempt records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["AttemptRecord", "ErrorReport", "RunEvents", "RunResult", "StepResult", "StepState"]
+
+StepState = Literal["pending", "running", "completed", "cached", "fallback", "failed", "skipped"]
+
+
+class ErrorReport(BaseModel):
+    """A structured account of a failure: which agent, which phase, why, and what to do."""
+
+    step: str
+    agent: str
+    phase: str
+    error_type: str
+    message: str
+    attempts: int
+    suggestion: str
+    fallbacks_tried: list[str] = Field(default_factory=list)
+
+    def render(self) -> str:
+        tried = (
+            f"; fallbacks tried: {', '.join(self.fallbacks_tried)}" if self.fallbacks_tried else ""
+        )
+        return (
+            f"{self.agent} failed in {self.phase} after {self.attempts} attempt(s): "
+            f"{self.error_type}: {self.message}{tried}\n  → {self.suggestion}"
+        )
+
+
+class AttemptRecord(BaseModel):
+    """One execution attempt of one agent, written in its cleanup phase whatever happened."""
+
+    workflow: str
+    flow_run_id: str | None
+    task_run_id: str | None
+    step: str
+    agent_id: str
+    agent_version: str
+    attempt: int
+    state: Literal["completed", "failed"]
+    error_type: str | None = None
+    error_message: str | None = None
+    phase: str | None = None
+    phases: dict[str, float] = Field(default_factory=dict)
+    started_at: datetime
+    ended_at: datetime
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_mb: float | None = None
+    tokens_allocated: int | None = None
+    tokens_delivered: int | None = None
+    tokens_referenced: int | None = None
+    llm_input_tokens: int | None = None
+    llm_output_tokens: int | None = None
+    budget_reason: str | None = None
+    fallback_for: str | None = None
+
+
+class StepResult(BaseModel):
+    step: str
+    agent: str
+    state: StepState
+    output: Any = None
+    attempts: int = 0
+    duration_seconds: float = 0.0
+    phases: dict[str, float] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    used_agent: str | None = Field(None, description="The fallback that produced the output.")
+    reason: str | None = None
+    error: ErrorReport | None = None
+    tokens_allocated: int | None = None
+    budget_reason: str | None = None
+    task_run_ids: list[str] = Field(default_factory=list)
+
+
+class RunResult(BaseModel):
+    workflow: str
+    flow_run_id: str | None
+    state: Literal["completed", "failed"]
+    params: dict[str, Any]
+    steps: dict[str, StepResult]
+    levels: list[list[str]]
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float
+    errors: list[ErrorReport] = Field(default_factory=list)
+    report_paths: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return {sid: s.output for sid, s in self.steps.items() if s.output is not None}
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for step in self.steps.values():
+            out[step.state] = out.get(step.state, 0) + 1
+        return out
+
+
+@dataclass
+class RunEvents:
+    """Callbacks for progress displays; called from the flow's event loop."""
+
+    on_step: Callable[[str, str, StepResult | None], None] | None = None
+
+    def emit(self, step: str, state: str, result: StepResult | None = None) -> None:
+        if self.on_step:
+            self.on_step(step, state, result)

@@ -1,0 +1,88 @@
+"""Run a workflow: load it, plan it, compile it to a Prefect flow, execute, keep the result.
+
+This is the Python API behind ``agentrt run``::
+
+    from flows.run import run_workflow
+    result = run_workflow("code-analysis", {"repo": "."})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from agents.registry import Registry
+from flows.plan import Plan, build_plan
+from flows.results import RunResult
+from flows.settings import configure_prefect, metrics_dir, runs_dir
+from flows.workflow import WorkflowManifest, find_workflow
+
+__all__ = ["arun_workflow", "prepare", "run_workflow"]
+
+
+def prepare(
+    workflow: str | WorkflowManifest,
+    params: dict[str, Any] | None = None,
+    *,
+    registry: Registry | None = None,
+    strict: bool = True,
+) -> tuple[Plan, dict[str, Any]]:
+    """Load and plan a workflow and resolve its parameters (no Prefect involved)."""
+    source: Path | None = None
+    if isinstance(workflow, str):
+        source, workflow = find_workflow(workflow)
+    registry = registry or Registry.discover()
+    plan = build_plan(workflow, registry, source)
+    return plan, workflow.resolve_params(params or {}, strict=strict)
+
+
+async def arun_workflow(
+    workflow: str | WorkflowManifest,
+    params: dict[str, Any] | None = None,
+    *,
+    registry: Registry | None = None,
+    events: Any = None,
+    task_runner: str | None = None,
+    plan: Plan | None = None,
+) -> RunResult:
+    """Run a workflow to the end; return its result whether it completed or failed."""
+    configure_prefect()
+    from flows.compiler import build_flow
+
+    if plan is None:
+        plan, values = prepare(workflow, params, registry=registry)
+    else:
+        values = plan.workflow.resolve_params(params or {})
+    holder: dict[str, Any] = {}
+    flow_obj = build_flow(
+        plan, events=events, task_runner=task_runner, spool_root=metrics_dir(), holder=holder
+    )
+    await flow_obj(params=values, return_state=True)
+    result: RunResult | None = holder.get("result")
+    if result is None:
+        raise RuntimeError(f"workflow {plan.workflow.name!r} ended without a result")
+    _save(result)
+    return result
+
+
+def run_workflow(
+    workflow: str | WorkflowManifest,
+    params: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> RunResult:
+    """Synchronous :func:`arun_workflow` (not callable from inside a running event loop)."""
+    return asyncio.run(arun_workflow(workflow, params, **kwargs))
+
+
+def _save(result: RunResult) -> Path:
+    folder = runs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = result.started_at.strftime("%Y%m%dT%H%M%S")
+    path = folder / f"{result.workflow}-{stamp}-{(result.flow_run_id or 'local')[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=1))
+    tmp.replace(path)
+    result.report_paths.setdefault("result", str(path))
+    return path

@@ -1,0 +1,131 @@
+"""Agents' input and output schemas: pydantic models or inline JSON Schema.
+
+Data passed between agents is validated on delivery, so a mismatch fails the receiving
+step with a message naming the field, instead of surfacing deep inside the agent.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agents.imports import EntrypointError, import_object
+from agents.registry import RegisteredAgent
+
+__all__ = [
+    "SchemaValidationError",
+    "input_fields",
+    "to_jsonable",
+    "validate_input",
+    "validate_output",
+]
+
+
+class SchemaValidationError(ValueError):
+    """Data does not match an agent's input or output schema."""
+
+    def __init__(self, message: str, fields: list[str]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+@lru_cache(maxsize=256)
+def _model(ref: str, policy_key: tuple) -> type[BaseModel]:
+    from agents.imports import ImportPolicy
+
+    policy = ImportPolicy.from_dict({"base_dir": policy_key[0], "packages": policy_key[1]})
+    model = import_object(ref, policy, what="schema")
+    if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+        raise EntrypointError(f"schema {ref!r} is not a pydantic model class")
+    return model
+
+
+def schema_model(agent: RegisteredAgent, which: str) -> type[BaseModel] | dict | None:
+    ref = getattr(agent.manifest, which)
+    if isinstance(ref, str):
+        policy = agent.policy
+        return _model(ref, (str(policy.base_dir) if policy.base_dir else None, policy.packages))
+    return ref
+
+
+def input_fields(agent: RegisteredAgent) -> set[str]:
+    schema = schema_model(agent, "input")
+    if schema is None:
+        return set()
+    if isinstance(schema, dict):
+        return set(schema.get("properties", {}))
+    return set(schema.model_fields)
+
+
+def required_input_fields(agent: RegisteredAgent) -> set[str]:
+    schema = schema_model(agent, "input")
+    if schema is None:
+        return set()
+    if isinstance(schema, dict):
+        return set(schema.get("required", []))
+    return {name for name, f in schema.model_fields.items() if f.is_required()}
+
+
+def _pydantic_message(exc: ValidationError) -> tuple[str, list[str]]:
+    parts, fields = [], []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        fields.append(loc)
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts), fields
+
+
+def _jsonschema_check(schema: dict, data: Any) -> None:
+    from jsonschema.validators import validator_for
+
+    validator = validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        fields = [".".join(str(p) for p in e.absolute_path) or "(root)" for e in errors[:5]]
+        message = "; ".join(f"{f}: {e.message}" for f, e in zip(fields, errors[:5], strict=False))
+        raise SchemaValidationError(message, fields)
+
+
+def validate_input(agent: RegisteredAgent, data: dict[str, Any]) -> Any:
+    """The value handed to the agent: a model instance, or the validated mapping."""
+    schema = schema_model(agent, "input")
+    if schema is None:
+        return data
+    if isinstance(schema, dict):
+        _jsonschema_check(schema, data)
+        return data
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        message, fields = _pydantic_message(exc)
+        raise SchemaValidationError(message, fields) from None
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict | list | str | int | float | bool) or value is None:
+        return value
+    from pydantic_core import to_jsonable_python
+
+    return to_jsonable_python(value)
+
+
+def validate_output(agent: RegisteredAgent, value: Any) -> Any:
+    """Check an agent's return value against its output schema; return it as JSON data."""
+    schema = schema_model(agent, "output")
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            value = schema.model_validate(
+                value.model_dump() if isinstance(value, BaseModel) else value
+            )
+        except ValidationError as exc:
+            message, fields = _pydantic_message(exc)
+            raise SchemaValidationError(message, fields) from None
+    data = to_jsonable(value)
+    if isinstance(schema, dict):
+        _jsonschema_check(schema, data)
+    return data
