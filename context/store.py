@@ -1,0 +1,325 @@
+"""A persistent, size-bounded, multi-process cache for everything context-related.
+
+:class:`ContextStore` wraps :class:`diskcache.Cache` (SQLite + files, safe for several
+processes at once) with least-recently-used eviction and zstandard-compressed values
+(:class:`ZstdDisk`). Keys are plain strings, usually built with :func:`make_key` from a
+namespace and content hashes, so a key changes exactly when its inputs do.
+
+By default the store lives in ``$AGENTRT_HOME/context`` (``AGENTRT_HOME`` defaults to
+``./.agentrt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Any, TypeVar
+
+import diskcache
+import zstandard
+from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
+
+__all__ = [
+    "DEFAULT_SIZE_LIMIT",
+    "ContextStore",
+    "StoreError",
+    "StoreStats",
+    "ZstdDisk",
+    "default_store_dir",
+    "make_key",
+]
+
+T = TypeVar("T")
+
+DEFAULT_SIZE_LIMIT = 2 * 1024**3
+HOME_ENV_VAR = "AGENTRT_HOME"
+
+# Counters kept in the cache itself, so every process sees and updates the same ones.
+# make_key() keys always contain ":" followed by hex, so they cannot collide with these.
+_RAW_BYTES_KEY = "__agentrt_store__/bytes_raw"
+_WRITTEN_BYTES_KEY = "__agentrt_store__/bytes_compressed"
+_RESERVED_KEYS = (_RAW_BYTES_KEY, _WRITTEN_BYTES_KEY)
+_MISSING: Any = object()
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or a value cannot be stored."""
+
+
+def default_store_dir() -> Path:
+    """``$AGENTRT_HOME/context``; ``AGENTRT_HOME`` defaults to ``.agentrt`` in the cwd."""
+    home = os.environ.get(HOME_ENV_VAR)
+    base = Path(home).expanduser() if home else Path(".agentrt")
+    return (base if base.is_absolute() else Path.cwd() / base) / "context"
+
+
+def make_key(namespace: str, *parts: object) -> str:
+    """A stable key ``"<namespace>:<blake2b hex>"`` for ``parts``.
+
+    ``parts`` are encoded canonically (JSON with sorted keys; tuples as lists; ``bytes``
+    and paths tagged so they cannot be confused with strings), so equal inputs give the
+    same key in every process and Python version. Supported: ``None``, ``bool``, ``int``,
+    ``float``, ``str``, ``bytes``, paths, and lists/tuples/dicts (string keys) of these.
+    """
+    if not namespace:
+        raise ValueError("make_key needs a non-empty namespace, e.g. make_key('tokens', ...)")
+    try:
+        encoded = json.dumps(
+            [_canonical(p) for p in parts],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=True,
+        ).encode("utf-8", "surrogatepass")
+    except TypeError as exc:
+        raise TypeError(f"make_key({namespace!r}, ...): {exc}") from None
+    return f"{namespace}:{hashlib.blake2b(encoded, digest_size=20).hexdigest()}"
+
+
+def _canonical(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return {"__bytes__": value.hex()}
+    if isinstance(value, PurePath):
+        return {"__path__": value.as_posix()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("dict keys in key parts must be strings")
+        return {k: _canonical(v) for k, v in value.items()}
+    raise TypeError(
+        f"cannot use a {type(value).__name__} in a key; pass str/int/float/bytes/Path "
+        "or a content hash instead"
+    )
+
+
+class ZstdDisk(diskcache.Disk):
+    """diskcache serialisation with zstandard-compressed values.
+
+    ``int`` and ``float`` values stay native SQLite values. Everything else is stored as
+    a small frame: one byte for the kind (``b`` bytes, ``s`` str, ``p`` pickle), one for
+    the codec (``z`` zstd, ``n`` none when compressing would not shrink it), then the
+    payload. Keys are left to diskcache, uncompressed, so lookups stay exact.
+    """
+
+    def __init__(self, directory: str, compression_level: int = 3, **kwargs: Any) -> None:
+        super().__init__(directory, **kwargs)
+        self.compression_level = compression_level
+        # zstd (de)compressor objects must not be shared between threads.
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self.compression_level)
+            self._local.compressor = compressor
+        return compressor
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        decompressor = getattr(self._local, "decompressor", None)
+        if decompressor is None:
+            decompressor = zstandard.ZstdDecompressor()
+            self._local.decompressor = decompressor
+        return decompressor
+
+    @property
+    def last_sizes(self) -> tuple[int, int]:
+        """(raw, stored) sizes of the last value this thread stored."""
+        return getattr(self._local, "sizes", (0, 0))
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[Any, ...]:
+        if type(value) is float or (type(value) is int and -(2**63) <= value < 2**63):
+            self._local.sizes = (0, 0)
+            return super().store(value, read, key=key)
+        if read:  # a file-like object
+            value = value.read()
+        if type(value) is bytes:
+            kind, payload = b"b", value
+        elif type(value) is str:
+            kind, payload = b"s", value.encode("utf-8", "surrogatepass")
+        else:
+            try:
+                payload = pickle.dumps(value, protocol=self.pickle_protocol)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise StoreError(
+                    f"cannot store a {type(value).__name__}: it is not picklable ({exc})"
+                ) from exc
+            kind = b"p"
+        compressed = self._compressor().compress(payload)
+        if len(compressed) < len(payload):
+            frame = kind + b"z" + compressed
+        else:
+            frame = kind + b"n" + payload
+        self._local.sizes = (len(payload), len(frame))
+        return super().store(frame, False, key=key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        data = super().fetch(mode, filename, value, False)
+        if mode not in (MODE_RAW, MODE_BINARY) or not isinstance(data, bytes):
+            return data  # int / float (or an entry written by plain diskcache)
+        kind, codec, payload = data[:1], data[1:2], data[2:]
+        if codec == b"z":
+            payload = self._decompressor().decompress(payload)
+        if kind == b"b":
+            return payload
+        if kind == b"s":
+            return payload.decode("utf-8", "surrogatepass")
+        return pickle.load(io.BytesIO(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Store statistics, shared by every process using the same directory.
+
+    ``hits``/``misses`` count lookups (``get``, ``get_or_compute``). ``bytes_stored`` is
+    the store's current size on disk (SQLite pages plus value files). ``bytes_raw`` and
+    ``bytes_compressed`` add up the uncompressed and compressed sizes of every value
+    written since the store was created or cleared (evictions do not subtract).
+    """
+
+    hits: int
+    misses: int
+    entries: int
+    bytes_stored: int
+    bytes_raw: int
+    bytes_compressed: int
+
+    @property
+    def compression_ratio(self) -> float:
+        """Uncompressed / compressed size of the values written (1.0 when none)."""
+        return self.bytes_raw / self.bytes_compressed if self.bytes_compressed else 1.0
+
+
+class ContextStore:
+    """A diskcache-backed key-value store with LRU eviction and zstd compression.
+
+    Args:
+        directory: where the store lives (default: :func:`default_store_dir`).
+        size_limit_bytes: once the store is larger, least recently used entries are
+            evicted (checked on every write).
+        compression_level: zstd level for values (1 fast … 19 small; 3 is zstd's default).
+
+    Safe to use from several threads and processes at once. Values may be anything
+    picklable; ``int``/``float`` are stored natively, ``str``/``bytes`` without pickling.
+    """
+
+    make_key = staticmethod(make_key)
+
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        *,
+        size_limit_bytes: int = DEFAULT_SIZE_LIMIT,
+        compression_level: int = 3,
+    ) -> None:
+        self.directory = Path(directory).expanduser() if directory else default_store_dir()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(
+                str(self.directory),
+                disk=ZstdDisk,
+                disk_compression_level=compression_level,
+                eviction_policy="least-recently-used",
+                size_limit=size_limit_bytes,
+                statistics=True,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the context store at {self.directory}: {exc}. Pass another "
+                f"directory or set {HOME_ENV_VAR} to a writable folder."
+            ) from exc
+        disk = self._cache.disk
+        assert isinstance(disk, ZstdDisk)
+        self._disk = disk
+
+    @property
+    def cache(self) -> diskcache.Cache:
+        """The underlying :class:`diskcache.Cache` (for advanced use)."""
+        return self._cache
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` (counts a hit or a miss)."""
+        return self._cache.get(key, default)
+
+    def set(
+        self, key: str, value: object, *, expire: float | None = None, tag: str | None = None
+    ) -> None:
+        """Store ``value`` under ``key`` (``expire`` in seconds; ``tag`` for eviction)."""
+        # One transaction for the value and the shared size counters.
+        with self._cache.transact():
+            self._cache.set(key, value, expire=expire, tag=tag)
+            raw, written = self._disk.last_sizes
+            if written:
+                self._cache.incr(_RAW_BYTES_KEY, raw)
+                self._cache.incr(_WRITTEN_BYTES_KEY, written)
+
+    def get_or_compute(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:
+        """``(value, True)`` if ``key`` is stored, else ``(fn(), False)`` after storing it.
+
+        Two processes missing at the same time both compute; the later write wins, which
+        is harmless for the deterministic functions this is meant for.
+        """
+        value = self._cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value, True
+        value = fn()
+        self.set(key, value)
+        return value, False
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it was there."""
+        return bool(self._cache.delete(key))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache
+
+    def clear(self) -> int:
+        """Remove every entry and reset the statistics; returns the entries removed."""
+        reserved = sum(1 for k in _RESERVED_KEYS if k in self._cache)
+        removed = self._cache.clear()
+        self._cache.stats(enable=True, reset=True)
+        return max(0, removed - reserved)
+
+    def stats(self) -> StoreStats:
+        """Current statistics (see :class:`StoreStats`)."""
+        hits, misses = self._cache.stats(enable=True)
+        present = [k for k in _RESERVED_KEYS if k in self._cache]
+        entries = len(self._cache) - len(present)
+        # incr(key, 0) reads a counter atomically without counting as a cache hit.
+        counters = {k: self._cache.incr(k, 0) for k in present}
+        return StoreStats(
+            hits=hits,
+            misses=misses,
+            entries=entries,
+            bytes_stored=self._cache.volume(),
+            bytes_raw=counters.get(_RAW_BYTES_KEY, 0),
+            bytes_compressed=counters.get(_WRITTEN_BYTES_KEY, 0),
+        )
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> ContextStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ContextStore({str(self.directory)!r})"
