@@ -1,15 +1,33 @@
 """Relevance: rank files and code units of a repository against a query.
 
-The lexical side is BM25 (``bm25s``) over code-aware terms: every identifier is kept whole and
+The lexical side is BM25 over code-aware terms: every identifier is kept whole and
 also split on snake_case and camelCase, so ``get_user_name`` matches a query about "user
 name" and a query naming ``getUserName`` exactly matches strongly.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import os
 import re
-from collections.abc import Iterable, Sequence
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from context.compress import FileStructure, Unit, analyze, split_lines
+
+if TYPE_CHECKING:
+    from context.sources import RepoScan, SourceFile
+    from context.store import ContextStore
 
 __all__ = ["rank_passages", "split_identifier", "tokenize"]
 
@@ -53,35 +71,95 @@ def split_identifier(identifier: str) -> tuple[str, ...]:
 
 def tokenize(text: str) -> list[str]:
     """Code-aware BM25 terms of ``text`` (identifiers whole and split, lower-cased)."""
-    out: list[str] = []
-    for match in _IDENT.finditer(text):
-        out.extend(split_identifier(match.group()))
-    return out
+    return list(chain.from_iterable(map(split_identifier, _IDENT.findall(text))))
 
 
-def _bm25_scores(query_terms: Sequence[str], docs: Iterable[Sequence[str]]) -> list[float]:
-    """Raw BM25 scores of ``docs`` (already tokenised) for ``query_terms``."""
-    import bm25s  # imported lazily: it pulls in scipy (~0.25 s)
-    from bm25s.tokenization import Tokenized
+_TERM_MASK = 0x7FFFFFFF
 
-    vocab: dict[str, int] = {}
-    ids = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in docs]
-    n = len(ids)
-    query_ids = list(dict.fromkeys(vocab[t] for t in query_terms if t in vocab))
-    if n == 0:
-        return []
-    if not query_ids:
-        return [0.0] * n
-    retriever = bm25s.BM25()
-    retriever.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
-    return [float(s) for s in retriever.get_scores(query_ids)]
+
+@lru_cache(maxsize=262144)
+def term_id(term: str) -> int:
+    """Stable 31-bit id of a term (crc32), the same in every process.
+
+    Hashed ids let each file's terms be stored as integer arrays, once, and indexes be
+    assembled from them with numpy alone; collisions among a repository's ~10^5 distinct
+    terms in 2^31 buckets are negligible.
+    """
+    return zlib.crc32(term.encode("utf-8", "surrogatepass")) & _TERM_MASK
+
+
+@lru_cache(maxsize=262144)
+def identifier_ids(identifier: str) -> tuple[int, ...]:
+    """Term ids of one identifier (see :func:`split_identifier`)."""
+    return tuple(map(term_id, split_identifier(identifier)))
+
+
+def text_ids(text: str) -> np.ndarray:
+    """Term ids of ``text`` (code-aware tokenisation)."""
+    ids = list(chain.from_iterable(map(identifier_ids, _IDENT.findall(text))))
+    return np.asarray(ids, dtype=np.int64)
+
+
+class Bm25:
+    """BM25 (Lucene variant, k1=1.5, b=0.75, as in ``bm25s``) as a sparse term x doc matrix.
+
+    Built with numpy from (doc, term id, term frequency) triples, so building an index over
+    a repository's ~10^5 code units takes a fraction of a second and needs no Python loop
+    per document; scoring a query sums the rows of its terms.
+    """
+
+    def __init__(
+        self,
+        n_docs: int,
+        doc: np.ndarray,
+        term: np.ndarray,
+        tf: np.ndarray,
+        doc_len: np.ndarray,
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+    ) -> None:
+        import scipy.sparse as sp
+
+        self.n_docs = n_docs
+        self.terms, row = np.unique(term, return_inverse=True)
+        df = np.bincount(row, minlength=len(self.terms)).astype(np.float64)
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+        avg = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
+        tf = tf.astype(np.float64)
+        norm = k1 * (1.0 - b + b * doc_len[doc] / avg)
+        weight = (idf[row] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
+        self.matrix = sp.csr_matrix((weight, (row, doc)), shape=(len(self.terms), n_docs))
+
+    @classmethod
+    def from_id_lists(cls, docs: Sequence[np.ndarray]) -> Bm25:
+        """Index documents given as arrays of term ids (repeats = frequency)."""
+        lengths = np.asarray([len(d) for d in docs], dtype=np.int64)
+        if not len(docs) or not lengths.sum():
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(len(docs), empty, empty, empty, lengths.astype(np.float64))
+        doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        key = doc_of << 32 | np.concatenate(docs).astype(np.int64)
+        pairs, tf = np.unique(key, return_counts=True)
+        return cls(len(docs), pairs >> 32, pairs & 0xFFFFFFFF, tf, lengths.astype(np.float64))
+
+    def scores(self, query_ids: np.ndarray) -> np.ndarray:
+        """Score of every document: the sum over distinct query terms of their weights."""
+        if not self.n_docs or not len(self.terms) or not len(query_ids):
+            return np.zeros(self.n_docs, dtype=np.float32)
+        ids = np.unique(query_ids)
+        pos = np.minimum(np.searchsorted(self.terms, ids), len(self.terms) - 1)
+        rows = pos[self.terms[pos] == ids]
+        if not len(rows):
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self.matrix[rows].sum(axis=0), dtype=np.float32).ravel()
 
 
 def _normalise(scores: Sequence[float]) -> list[float]:
     top = max(scores, default=0.0)
     if top <= 0:
         return [0.0] * len(scores)
-    return [max(0.0, s / top) for s in scores]
+    return [max(0.0, float(s) / top) for s in scores]
 
 
 def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
@@ -93,7 +171,677 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
     """
     if not passages:
         return []
-    query_terms = tokenize(query)
-    if not query_terms:
+    query_ids = text_ids(query)
+    if not len(query_ids):
         return [0.0] * len(passages)
-    return _normalise(_bm25_scores(query_terms, (tokenize(p) for p in passages)))
+    index = Bm25.from_id_lists([text_ids(p) for p in passages])
+    return _normalise(index.scores(query_ids).tolist())
+
+
+# =========================================================================== repository index
+
+#: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
+INDEX_VERSION = 1
+
+_PATH_SPLIT = re.compile(r"[/\\._\-]+")
+_EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
+#: Identifiers defined in more files than this are too common to link files by reference.
+_MAX_DEFINING_FILES = 8
+
+
+def path_terms(path: str) -> list[str]:
+    """Terms of a file path: directory and file names, split like identifiers."""
+    out: list[str] = []
+    for part in _PATH_SPLIT.split(path):
+        if part and part not in _EXTENSIONS:
+            out.extend(split_identifier(part))
+    return out
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """Everything the index needs from one file version; cached by content hash.
+
+    Term statistics are stored as integer arrays of term ids (see :func:`term_id`) so a
+    repository index is assembled from records with numpy alone.
+    """
+
+    structure: FileStructure
+    #: Whole-file BM25 document: distinct term ids, their frequencies, total length.
+    file_terms: np.ndarray
+    file_tf: np.ndarray
+    file_len: int
+    #: Per-unit BM25 documents, flattened: local unit number, term id, frequency.
+    unit_doc: np.ndarray
+    unit_term: np.ndarray
+    unit_tf: np.ndarray
+    unit_len: np.ndarray
+    #: Distinct identifiers the file uses, as term ids of the raw identifier (graph edges).
+    identifiers: np.ndarray
+
+
+def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (doc, term) pairs and their counts."""
+    pairs, tf = np.unique(doc.astype(np.int64) << 32 | ids, return_counts=True)
+    return (pairs >> 32).astype(np.int32), pairs & 0xFFFFFFFF, tf.astype(np.int32)
+
+
+def analyze_file(path: str, text: str) -> FileRecord:
+    """Parse and tokenise one file: the expensive step that the index caches per content."""
+    structure = analyze(path, text)
+    lines = split_lines(text)
+    # Identifiers are found once per line; unit and file documents are slices of these.
+    line_idents = [_IDENT.findall(line) for line in lines]
+    per_line = [list(chain.from_iterable(map(identifier_ids, ids))) for ids in line_idents]
+    lengths = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
+    flat = np.fromiter(chain.from_iterable(per_line), dtype=np.int64, count=int(lengths.sum()))
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
+    n_lines = len(lines)
+    parts: list[np.ndarray] = []
+    for unit in structure.units:
+        segment = flat[
+            offsets[min(unit.start_line, n_lines + 1) - 1] : offsets[min(unit.end_line, n_lines)]
+        ]
+        if unit.kind in ("function", "method", "class"):
+            # The unit's own name counts twice: a unit is most about what it is called.
+            name = np.asarray(identifier_ids(unit.name.rsplit(".", 1)[-1]), dtype=np.int64)
+            parts.append(np.concatenate((segment, name, p_ids)))
+        else:
+            parts.append(np.concatenate((segment, p_ids)))
+    unit_len = np.asarray([len(part) for part in parts], dtype=np.int32)
+    unit_doc, unit_term, unit_tf = _counted(
+        np.repeat(np.arange(len(parts), dtype=np.int64), unit_len),
+        np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
+    )
+    file_ids = np.concatenate((flat, p_ids, p_ids))
+    file_terms, file_tf = np.unique(file_ids, return_counts=True)
+    identifiers = np.unique(
+        np.fromiter(map(term_id, set(chain.from_iterable(line_idents))), dtype=np.int64)
+    )
+    return FileRecord(
+        structure,
+        file_terms,
+        file_tf.astype(np.int32),
+        len(file_ids),
+        unit_doc,
+        unit_term,
+        unit_tf,
+        unit_len,
+        identifiers,
+    )
+
+
+def content_hash(text: str) -> str:
+    """Stable digest of a file's text (the key of its cached analysis)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class IndexStats:
+    """What building or refreshing an index did; lets tests assert incrementality."""
+
+    files: int = 0
+    #: Files whose size and mtime matched the last manifest: not even read.
+    unchanged: int = 0
+    #: Files read and hashed (new, or size/mtime changed).
+    read: int = 0
+    #: Files parsed and tokenised (no cached analysis for their content).
+    parsed: int = 0
+    #: Analyses found in the memory or store cache.
+    records_cached: int = 0
+    #: Where the BM25 index and graph came from: "memory", "store" or "built".
+    index_source: str = ""
+    skipped: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass
+class RepoIndex:
+    """Lexical and structural index of one repository state (picklable, without records)."""
+
+    root: str
+    digest: str
+    paths: list[str]
+    hashes: list[str]
+    structures: list[FileStructure]
+    #: For unit number k (over the whole repository): its file and its index in that file.
+    unit_file: np.ndarray
+    unit_local: np.ndarray
+    file_bm25: Bm25
+    unit_bm25: Bm25
+    #: Definition name (``name`` and ``Class.method``) -> global unit numbers.
+    definitions: dict[str, list[int]]
+    #: Dotted module name -> file number.
+    modules: dict[str, int]
+    #: File name -> file numbers (for mentions of a path suffix).
+    basenames: dict[str, list[int]]
+    #: Column-stochastic transition matrix of the file graph (imports and references).
+    transition: object
+    #: Global PageRank of files (repository overview).
+    centrality: np.ndarray
+    records: dict[str, FileRecord] | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["records"] = None  # kept per file in the store; too big to repeat here
+        return state
+
+    @property
+    def n_files(self) -> int:
+        return len(self.paths)
+
+    def unit(self, k: int) -> tuple[str, Unit]:
+        f = int(self.unit_file[k])
+        return self.paths[f], self.structures[f].units[int(self.unit_local[k])]
+
+    def file_units(self, f: int) -> range:
+        """Global unit numbers of file ``f`` (units are numbered file by file)."""
+        start = int(np.searchsorted(self.unit_file, f, side="left"))
+        stop = int(np.searchsorted(self.unit_file, f, side="right"))
+        return range(start, stop)
+
+
+def module_name(path: str) -> str | None:
+    """Dotted module of a Python path (``a/b/__init__.py`` -> ``a.b``), else None."""
+    if not path.endswith(".py"):
+        return None
+    parts = path[:-3].split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    # Source trees often live under src/ or lib/; strip those so imports resolve.
+    if len(parts) > 1 and parts[0] in ("src", "lib"):
+        parts = parts[1:]
+    return ".".join(parts) if parts else None
+
+
+def _build_graph(
+    paths: Sequence[str],
+    structures: Sequence[FileStructure],
+    records: Sequence[FileRecord],
+    modules: dict[str, int],
+) -> object:
+    """File graph as a column-stochastic sparse matrix (edge u -> v: u imports or uses v).
+
+    Import edges weigh 1. Reference edges link a file to the files defining an identifier
+    it uses (as in Aider's repository map), weighted 1 / number of defining files; names
+    defined in more than a handful of files (``get``, ``save``) link nothing.
+    """
+    import scipy.sparse as sp
+
+    n = len(paths)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+
+    imports_from: list[int] = []
+    imports_to: list[int] = []
+    def_ids: list[int] = []
+    def_files: list[int] = []
+    for f, (path, structure) in enumerate(zip(paths, structures, strict=True)):
+        package = (module_name(path) or "").split(".")
+        if not path.endswith("__init__.py"):
+            package = package[:-1]
+        for imported in structure.imports:
+            target = _resolve_import(imported, package, modules)
+            if target is not None:
+                imports_from.append(f)
+                imports_to.append(target)
+        for name in {d.rsplit(".", 1)[-1] for d in structure.definitions}:
+            if len(name) > 3 and not name.startswith("__"):
+                def_ids.append(term_id(name))
+                def_files.append(f)
+    rows.append(np.asarray(imports_from, dtype=np.int64))
+    cols.append(np.asarray(imports_to, dtype=np.int64))
+    weights.append(np.ones(len(imports_from)))
+
+    if def_ids:
+        d_id = np.asarray(def_ids, dtype=np.int64)
+        d_file = np.asarray(def_files, dtype=np.int64)
+        order = np.argsort(d_id, kind="stable")
+        d_id, d_file = d_id[order], d_file[order]
+        ref_file = np.repeat(np.arange(n, dtype=np.int64), [len(r.identifiers) for r in records])
+        ref_id = np.concatenate([r.identifiers for r in records]) if records else d_id[:0]
+        lo = np.searchsorted(d_id, ref_id, side="left")
+        hi = np.searchsorted(d_id, ref_id, side="right")
+        count = hi - lo
+        keep = (count > 0) & (count <= _MAX_DEFINING_FILES)
+        lo, count, ref_file = lo[keep], count[keep], ref_file[keep]
+        # Expand each reference into one edge per defining file.
+        total = int(count.sum())
+        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(count)[:-1])), count)
+        targets = d_file[starts + np.arange(total)]
+        rows.append(np.repeat(ref_file, count))
+        cols.append(targets)
+        weights.append(np.repeat(1.0 / count, count))
+
+    row, col, weight = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+    keep = row != col
+    matrix = sp.csr_matrix((weight[keep], (row[keep], col[keep])), shape=(n, n))
+    out_degree = np.asarray(matrix.sum(axis=1)).ravel()
+    inv = np.divide(1.0, out_degree, out=np.zeros_like(out_degree), where=out_degree > 0)
+    return sp.csr_matrix(sp.diags(inv) @ matrix).T.tocsr()
+
+
+def _resolve_import(imported: str, package: list[str], modules: dict[str, int]) -> int | None:
+    if imported.startswith("."):
+        level = len(imported) - len(imported.lstrip("."))
+        base = package[: len(package) - (level - 1)] if level > 1 else package
+        imported = ".".join([*base, imported.lstrip(".")]).strip(".")
+    while imported:
+        target = modules.get(imported)
+        if target is not None:
+            return target
+        imported = imported.rpartition(".")[0]
+    return None
+
+
+def pagerank(
+    transition: object, personalization: np.ndarray | None = None, *, damping: float = 0.85
+) -> np.ndarray:
+    """(Personalised) PageRank by power iteration over the column-stochastic ``transition``."""
+    n = transition.shape[0]  # type: ignore[attr-defined]
+    if n == 0:
+        return np.zeros(0)
+    if personalization is None or personalization.sum() <= 0:
+        p = np.full(n, 1.0 / n)
+    else:
+        p = personalization / personalization.sum()
+    dangling = np.asarray(transition.sum(axis=0)).ravel() == 0  # type: ignore[attr-defined]
+    rank = p.copy()
+    for _ in range(50):
+        new = damping * (transition @ rank + rank[dangling].sum() * p) + (1 - damping) * p
+        if np.abs(new - rank).sum() < 1e-6:
+            return new
+        rank = new
+    return rank
+
+
+# --------------------------------------------------------------------------- index lifecycle
+
+# Indexes of recently used repositories, so repeated selections in one process skip even the
+# store round trip. Small on purpose: an index of a large repository weighs tens of MB.
+_MEMORY: OrderedDict[str, RepoIndex] = OrderedDict()
+_MEMORY_SIZE = 2
+_RACY_MARGIN_NS = 2_000_000_000
+
+
+def _manifest_key(store: ContextStore, root: Path) -> str:
+    return store.make_key("relevance-manifest", str(INDEX_VERSION), str(root))
+
+
+def _record_key(store: ContextStore, digest: str) -> str:
+    return store.make_key("relevance-record", str(INDEX_VERSION), digest)
+
+
+def build_index(
+    root: Path, scan: RepoScan, store: ContextStore, stats: IndexStats | None = None
+) -> RepoIndex:
+    """The index of ``scan``'s repository state, reusing everything that did not change.
+
+    Files whose size and mtime match the last manifest are not read; files whose content
+    hash has a cached analysis are not parsed; the BM25 indexes and the graph are rebuilt
+    from cached per-file terms only when the set of (path, content) changed.
+    """
+    stats = stats or IndexStats()
+    started = time.perf_counter()
+    root_key = str(root)
+    manifest_key = _manifest_key(store, root)
+    recorded_at, manifest = store.get(manifest_key) or (0, {})
+    # A size/mtime pair is trusted only for files older than the manifest by a margin: a
+    # file rewritten within the same clock tick as it was hashed keeps its mtime ("racy git").
+    trusted_before = recorded_at - _RACY_MARGIN_NS
+    previous = _MEMORY.get(root_key)
+    known_records = previous.records if previous is not None and previous.records else {}
+
+    paths: list[str] = []
+    hashes: list[str] = []
+    texts: dict[str, str] = {}
+    for source in scan.files:
+        entry = manifest.get(source.path)
+        stats.files += 1
+        if (
+            entry is not None
+            and entry[0] == source.size
+            and entry[1] == source.mtime_ns
+            and source.mtime_ns < trusted_before
+        ):
+            digest = entry[2]
+            stats.unchanged += 1
+        else:
+            text = source.read_text()
+            digest = content_hash(text)
+            texts[digest] = text
+            stats.read += 1
+        paths.append(source.path)
+        hashes.append(digest)
+    new_manifest = {
+        s.path: (s.size, s.mtime_ns, h) for s, h in zip(scan.files, hashes, strict=True)
+    }
+    if stats.read:
+        store.set(manifest_key, (time.time_ns(), new_manifest))
+
+    state = hashlib.blake2b(digest_size=16)
+    for path, digest in zip(paths, hashes, strict=True):
+        state.update(f"{path}\0{digest}\n".encode())
+    repo_digest = state.hexdigest()
+
+    if previous is not None and previous.digest == repo_digest:
+        stats.index_source = "memory"
+        stats.seconds = time.perf_counter() - started
+        return previous
+    index_key = store.make_key("relevance-index", str(INDEX_VERSION), repo_digest)
+    cached = store.get(index_key)
+    if isinstance(cached, RepoIndex):
+        stats.index_source = "store"
+        cached.root = root_key
+        _remember(root_key, cached)
+        stats.seconds = time.perf_counter() - started
+        return cached
+
+    records: dict[str, FileRecord] = {}
+    todo: dict[str, str] = {}  # content hash -> path, files to analyse
+    for path, digest in zip(paths, hashes, strict=True):
+        if digest in records or digest in todo:
+            continue
+        record = known_records.get(digest)
+        if record is None:
+            record = store.get(_record_key(store, digest))
+        if isinstance(record, FileRecord):
+            stats.records_cached += 1
+            records[digest] = record
+        else:
+            todo[digest] = path
+    by_path = {s.path: s for s in scan.files}
+    for digest, record in _analyze_many(todo, texts, by_path):
+        store.set(_record_key(store, digest), record)
+        records[digest] = record
+        stats.parsed += 1
+
+    index = _assemble(root_key, repo_digest, paths, hashes, records)
+    store.set(index_key, index)
+    index.records = records
+    stats.index_source = "built"
+    _remember(root_key, index)
+    stats.seconds = time.perf_counter() - started
+    return index
+
+
+#: Below this many files to analyse, a process pool costs more than it saves.
+_PARALLEL_MIN_FILES = 400
+
+
+def _analyze_many(
+    todo: dict[str, str], texts: dict[str, str], sources: dict[str, SourceFile]
+) -> Iterator[tuple[str, FileRecord]]:
+    """Analyse files (content hash -> path), in worker processes when there are many."""
+    jobs = [(digest, path, texts.get(digest)) for digest, path in todo.items()]
+    workers = min(os.cpu_count() or 1, 4)
+    if len(jobs) >= _PARALLEL_MIN_FILES and workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Workers read files themselves: shipping texts through pipes would cost more.
+        batches = [
+            [(d, p, str(sources[p].abs_path)) for d, p, _ in jobs[i :: workers * 4]]
+            for i in range(workers * 4)
+        ]
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for batch in pool.map(_analyze_batch, batches):
+                    yield from batch
+            return
+        except (OSError, RuntimeError, ValueError):
+            pass  # no fork here (or no processes allowed): analyse in this process
+    for digest, path, text in jobs:
+        if text is None:
+            text = sources[path].read_text()
+        yield digest, analyze_file(path, text)
+
+
+def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, FileRecord]]:
+    out: list[tuple[str, FileRecord]] = []
+    for digest, path, abs_path in batch:
+        data = Path(abs_path).read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")  # as SourceFile.read_text does
+        out.append((digest, analyze_file(path, text)))
+    return out
+
+
+def _remember(root_key: str, index: RepoIndex) -> None:
+    _MEMORY[root_key] = index
+    _MEMORY.move_to_end(root_key)
+    while len(_MEMORY) > _MEMORY_SIZE:
+        _MEMORY.popitem(last=False)
+
+
+def _assemble(
+    root: str, digest: str, paths: list[str], hashes: list[str], records: dict[str, FileRecord]
+) -> RepoIndex:
+    file_records = [records[h] for h in hashes]
+    structures = [r.structure for r in file_records]
+    n_units = np.asarray([len(s.units) for s in structures], dtype=np.int64)
+    base = np.concatenate(([0], np.cumsum(n_units)))
+    total_units = int(base[-1])
+    unit_file = np.repeat(np.arange(len(paths), dtype=np.int32), n_units)
+    unit_local = (np.arange(total_units) - base[unit_file]).astype(np.int32)
+
+    def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+
+    unit_bm25 = Bm25(
+        total_units,
+        cat([r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)], np.int64),
+        cat([r.unit_term for r in file_records], np.int64),
+        cat([r.unit_tf for r in file_records], np.int64),
+        cat([r.unit_len for r in file_records], np.float64),
+    )
+    file_bm25 = Bm25(
+        len(paths),
+        np.repeat(np.arange(len(paths), dtype=np.int64), [len(r.file_terms) for r in file_records]),
+        cat([r.file_terms for r in file_records], np.int64),
+        cat([r.file_tf for r in file_records], np.int64),
+        np.asarray([r.file_len for r in file_records], dtype=np.float64),
+    )
+    definitions: dict[str, list[int]] = {}
+    for f, structure in enumerate(structures):
+        for local, unit in enumerate(structure.units):
+            if unit.kind in ("function", "method", "class"):
+                k = int(base[f]) + local
+                definitions.setdefault(unit.name, []).append(k)
+                short = unit.name.rsplit(".", 1)[-1]
+                if short != unit.name:
+                    definitions.setdefault(short, []).append(k)
+    modules: dict[str, int] = {}
+    basenames: dict[str, list[int]] = {}
+    for f, path in enumerate(paths):
+        module = module_name(path)
+        if module and module not in modules:
+            modules[module] = f
+        basenames.setdefault(path.rsplit("/", 1)[-1], []).append(f)
+    transition = _build_graph(paths, structures, file_records, modules)
+    return RepoIndex(
+        root=root,
+        digest=digest,
+        paths=paths,
+        hashes=hashes,
+        structures=structures,
+        unit_file=unit_file,
+        unit_local=unit_local,
+        file_bm25=file_bm25,
+        unit_bm25=unit_bm25,
+        definitions=definitions,
+        modules=modules,
+        basenames=basenames,
+        transition=transition,
+        centrality=pagerank(transition),
+    )
+
+
+# --------------------------------------------------------------------------- ranking
+
+_TRACEBACK = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
+_PATHLIKE = re.compile(
+    r"[\w.\-/\\]*\w\.(?:py|pyi|pyx|rst|txt|md|cfg|toml|ini|json|ya?ml|js|css|html)\b"
+)
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
+
+# Weights of the ranking signals, tuned on the SWE-bench-derived benchmark (bench/).
+W_FILE_BM25 = 1.0
+W_FILE_MENTION = 1.0
+W_FILE_PAGERANK = 0.3
+W_UNIT_BM25 = 1.0
+W_UNIT_FILE = 0.6
+W_UNIT_MENTION = 1.0
+
+
+@dataclass(slots=True)
+class Mentions:
+    """Exact references the query makes to files and definitions, with weights."""
+
+    files: dict[int, float]
+    units: dict[int, float]
+
+
+@dataclass(slots=True)
+class Ranking:
+    """Scores in [0, 1] of every file and unit of an index for one query."""
+
+    file_scores: np.ndarray
+    unit_scores: np.ndarray
+    mentions: Mentions
+
+
+def find_mentions(index: RepoIndex, query: str) -> Mentions:
+    """Files and definitions the query names: paths, tracebacks, dotted names, identifiers.
+
+    These are the strongest signals an issue carries: a traceback frame or a dotted path
+    pins a file down, a backticked ``Class.method`` a unit. Names defined in many places
+    weigh less (1 / number of definitions).
+    """
+    files: dict[int, float] = {}
+    units: dict[int, float] = {}
+
+    def add_file(f: int, w: float) -> None:
+        files[f] = max(files.get(f, 0.0), w)
+
+    def add_units(name: str, w: float) -> None:
+        owners = index.definitions.get(name)
+        if not owners:
+            return
+        share = w / len(owners) ** 0.5 if "." in name else w / len(owners)
+        for k in owners:
+            units[k] = max(units.get(k, 0.0), share)
+
+    for match in _TRACEBACK.finditer(query):
+        for f in _match_path(index, match.group(1)):
+            add_file(f, 1.0)
+            if match.group(3):
+                for k in index.file_units(f):
+                    if index.structures[f].units[int(index.unit_local[k])].name.rsplit(".", 1)[
+                        -1
+                    ] == match.group(3):
+                        units[k] = max(units.get(k, 0.0), 1.0)
+    for match in _PATHLIKE.finditer(query):
+        matched = _match_path(index, match.group())
+        for f in matched:
+            add_file(f, 1.0 / len(matched) ** 0.5)
+    code_spans = " ".join(m.group(0) for m in _CODE.finditer(query))
+    for match in _DOTTED.finditer(query):
+        parts = match.group().split(".")
+        for cut in range(len(parts), 0, -1):
+            f = index.modules.get(".".join(parts[:cut]))
+            if f is not None:
+                add_file(f, 1.0)
+                rest = parts[cut:]
+                if rest:
+                    add_units(".".join(rest[:2]), 1.0)
+                break
+        for a, b in itertools.pairwise(parts):
+            add_units(f"{a}.{b}", 1.0)
+    in_code = {m.group() for m in _IDENT.finditer(code_spans)}
+    for ident in dict.fromkeys(m.group() for m in _IDENT.finditer(query)):
+        if len(ident) < 4 or ident.lower() in STOPWORDS:
+            continue
+        distinctive = ident in in_code or "_" in ident.strip("_") or _is_camel(ident)
+        add_units(ident, 0.8 if distinctive else 0.3)
+    # A file gets credit for the definitions it holds that the query names.
+    for k, w in units.items():
+        f = int(index.unit_file[k])
+        files[f] = max(files.get(f, 0.0), 0.8 * w)
+    return Mentions(files, units)
+
+
+def _is_camel(ident: str) -> bool:
+    return any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident)
+
+
+def _match_path(index: RepoIndex, mention: str) -> list[int]:
+    """Files whose path ends with the longest matching suffix of ``mention``."""
+    parts = [p for p in mention.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts:
+        return []
+    candidates = index.basenames.get(parts[-1], [])
+    if not candidates:
+        return []
+    best: list[int] = []
+    best_len = 0
+    for f in candidates:
+        path_parts = index.paths[f].split("/")
+        n = 0
+        while n < min(len(parts), len(path_parts)) and parts[-1 - n] == path_parts[-1 - n]:
+            n += 1
+        if n > best_len:
+            best, best_len = [f], n
+        elif n == best_len:
+            best.append(f)
+    return best
+
+
+def _norm(values: np.ndarray) -> np.ndarray:
+    top = float(values.max()) if values.size else 0.0
+    return values / top if top > 0 else np.zeros_like(values)
+
+
+def rank(index: RepoIndex, query: str) -> Ranking:
+    """Score every file and unit of ``index`` for ``query`` (scores normalised to [0, 1]).
+
+    A file's score mixes its BM25 score, the query's exact mentions of it, and personalised
+    PageRank over the import/reference graph seeded with those two (files next to the hits
+    matter too). A unit's score mixes its own BM25 score and mentions with its file's score.
+    An empty query ranks files by global centrality and units by nothing.
+    """
+    terms = text_ids(query)
+    n_units = len(index.unit_file)
+    if not len(terms):
+        return Ranking(
+            _norm(index.centrality.astype(np.float32)), np.zeros(n_units), Mentions({}, {})
+        )
+    mentions = find_mentions(index, query)
+    file_lex = _norm(index.file_bm25.scores(terms))
+    file_mention = np.zeros(index.n_files, dtype=np.float32)
+    for f, w in mentions.files.items():
+        file_mention[f] = min(1.0, w)
+    seed = file_lex**2 + file_mention
+    ppr = _norm(pagerank(index.transition, seed)) if seed.sum() > 0 else np.zeros(index.n_files)
+    file_scores = _norm(
+        W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr
+    )
+    unit_lex = _norm(index.unit_bm25.scores(terms))
+    unit_mention = np.zeros(n_units, dtype=np.float32)
+    for k, w in mentions.units.items():
+        unit_mention[k] = min(1.0, w)
+    unit_scores = _norm(
+        W_UNIT_BM25 * unit_lex
+        + W_UNIT_FILE * file_scores[index.unit_file]
+        + W_UNIT_MENTION * unit_mention
+    )
+    return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), mentions)

@@ -1,0 +1,300 @@
+"""Packing: choose what to deliver of which file so relevance per token is highest.
+
+The packer works on *candidates* — a span of lines (a function, a window), a file's
+skeleton, a whole file — each with a relevance score. Each file's delivery is a set of
+visible lines: spans add line ranges, a skeleton adds the file's outline, a whole file all
+of it. Candidates are taken greedily by ``score ** SCORE_EXPONENT / marginal cost`` (lazy
+greedy: a candidate's marginal cost is recomputed only when it reaches the top), where the
+cost is an estimate from per-line token counts.
+
+The estimate is only a guide: the final rendering is counted exactly, and the greedy is
+re-run with a corrected target until the exact count fits the budget (then unused budget
+is handed back once). The budget is thus a hard limit on the rendered Markdown, which is
+the largest of the renderings (it adds a header per item to the item texts).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from context.compress import render_lines
+
+__all__ = ["Candidate", "FileView", "PackedItem", "pack", "render_markdown"]
+
+Kind = Literal["file", "skeleton", "span"]
+
+#: Higher values favour the most relevant candidates over cheap, less relevant ones.
+SCORE_EXPONENT = 2.0
+#: Spans of one file closer than this many lines are delivered as one (gap included).
+MERGE_GAP = 3
+#: Estimated cost of the line marking one elided run in a skeleton.
+MARKER_TOKENS = 10
+
+
+@dataclass(slots=True)
+class FileView:
+    """A file as the packer sees it: lines (with line ends), their token estimates, outline."""
+
+    path: str
+    lines: list[str]
+    line_tokens: np.ndarray
+    skeleton: list[tuple[int, int]] = field(default_factory=list)
+    language: str = ""
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """Something worth delivering: lines ``start_line..end_line`` of ``path`` as ``kind``."""
+
+    path: str
+    kind: Kind
+    score: float
+    start_line: int = 1
+    end_line: int = 0  # 0: to the end of the file
+
+
+@dataclass(slots=True)
+class PackedItem:
+    """One delivered piece: verbatim lines, or a skeleton with elided runs."""
+
+    path: str
+    start_line: int
+    end_line: int
+    kind: Kind
+    score: float
+    text: str
+    language: str = ""
+
+
+def _fence(text: str) -> str:
+    """A Markdown code fence longer than any backtick run inside ``text``."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def render_item(item: PackedItem) -> str:
+    fence = _fence(item.text)
+    return (
+        f"## {item.path}:{item.start_line}-{item.end_line} ({item.kind})\n"
+        f"{fence}{item.language}\n{item.text}{fence}\n\n"
+    )
+
+
+def render_markdown(items: Sequence[PackedItem]) -> str:
+    """The Markdown delivery of ``items``: one ``## path:start-end (kind)`` block each."""
+    return "".join(render_item(item) for item in items)
+
+
+class _FileState:
+    """Which lines of one file are delivered, and how."""
+
+    __slots__ = ("best", "header_tokens", "skeleton", "view", "visible")
+
+    def __init__(self, view: FileView, header_tokens: int) -> None:
+        self.view = view
+        self.visible = np.zeros(view.n_lines + 2, dtype=bool)  # 1-based, padded both ends
+        self.skeleton = False
+        self.best = 0.0
+        self.header_tokens = header_tokens
+
+    def copy(self) -> _FileState:
+        other = _FileState.__new__(_FileState)
+        other.view, other.header_tokens = self.view, self.header_tokens
+        other.visible, other.skeleton, other.best = self.visible.copy(), self.skeleton, self.best
+        return other
+
+    def apply(self, candidate: Candidate) -> None:
+        n = self.view.n_lines
+        if candidate.kind == "file":
+            self.visible[1 : n + 1] = True
+        elif candidate.kind == "skeleton":
+            self.skeleton = True
+            for start, end in self.view.skeleton:
+                self.visible[start : end + 1] = True
+        else:
+            end = candidate.end_line or n
+            self.visible[candidate.start_line : end + 1] = True
+        self.best = max(self.best, candidate.score)
+
+    def covers(self, candidate: Candidate) -> bool:
+        n = self.view.n_lines
+        if candidate.kind == "skeleton":
+            return self.skeleton or bool(self.visible[1 : n + 1].all())
+        start = candidate.start_line if candidate.kind == "span" else 1
+        end = (candidate.end_line or n) if candidate.kind == "span" else n
+        return bool(self.visible[start : end + 1].all())
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """Visible ranges; in span mode, close ranges are merged with their gap."""
+        vis = self.visible.astype(np.int8)
+        edges = np.flatnonzero(np.diff(vis))
+        starts, ends = edges[::2] + 1, edges[1::2]
+        ranges = [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+        if self.skeleton:
+            return ranges
+        merged: list[tuple[int, int]] = []
+        for start, end in ranges:
+            if merged and start - merged[-1][1] - 1 <= MERGE_GAP:
+                merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        return merged
+
+    def cost(self) -> int:
+        """Estimated tokens of this file's delivery (0 if nothing is visible)."""
+        ranges = self.ranges()
+        if not ranges:
+            return 0
+        tokens = self.view.line_tokens
+        if self.skeleton:
+            body = sum(int(tokens[s - 1 : e].sum()) for s, e in ranges)
+            hidden_runs = len(ranges) + 1 - (ranges[0][0] == 1) - (ranges[-1][1] == len(tokens))
+            return self.header_tokens + body + MARKER_TOKENS * hidden_runs
+        return sum(self.header_tokens + int(tokens[s - 1 : e].sum()) for s, e in ranges)
+
+    def items(self) -> list[PackedItem]:
+        view, n = self.view, self.view.n_lines
+        ranges = self.ranges()
+        if not ranges:
+            return []
+        if ranges == [(1, n)]:
+            return [
+                PackedItem(view.path, 1, n, "file", self.best, "".join(view.lines), view.language)
+            ]
+        if self.skeleton:
+            text = render_lines(view.lines, ranges)
+            return [PackedItem(view.path, 1, n, "skeleton", self.best, text, view.language)]
+        return [
+            PackedItem(
+                view.path, s, e, "span", self.best, "".join(view.lines[s - 1 : e]), view.language
+            )
+            for s, e in ranges
+        ]
+
+
+def _greedy(
+    views: Mapping[str, FileView],
+    candidates: Sequence[Candidate],
+    target: int,
+    header_tokens: Callable[[str], int],
+) -> dict[str, _FileState]:
+    states: dict[str, _FileState] = {}
+    spent = 0
+
+    def state_of(path: str) -> _FileState:
+        state = states.get(path)
+        if state is None:
+            state = states[path] = _FileState(views[path], header_tokens(path))
+        return state
+
+    def priority(candidate: Candidate) -> tuple[float, int]:
+        state = state_of(candidate.path)
+        if state.covers(candidate):
+            return 0.0, 0
+        trial = state.copy()
+        trial.apply(candidate)
+        delta = max(1, trial.cost() - state.cost())
+        return candidate.score**SCORE_EXPONENT / delta, delta
+
+    heap: list[tuple[float, int, int]] = []
+    version: dict[str, int] = {}
+    for i, candidate in enumerate(candidates):
+        if candidate.score <= 0 or candidate.path not in views:
+            continue
+        value, _ = priority(candidate)
+        if value > 0:
+            heap.append((-value, i, 0))
+    heapq.heapify(heap)
+    while heap and spent < target:
+        _, i, seen_version = heapq.heappop(heap)
+        candidate = candidates[i]
+        current = version.get(candidate.path, 0)
+        if seen_version != current:
+            value, _ = priority(candidate)
+            if value > 0:
+                heapq.heappush(heap, (-value, i, current))
+            continue
+        state = state_of(candidate.path)
+        if state.covers(candidate):
+            continue
+        before = state.cost()
+        trial = state.copy()
+        trial.apply(candidate)
+        delta = trial.cost() - before
+        if spent + delta > target:
+            continue  # does not fit; a cheaper candidate still may
+        states[candidate.path] = trial
+        spent += delta
+        version[candidate.path] = current + 1
+    return {path: s for path, s in states.items() if s.visible.any()}
+
+
+def pack(
+    views: Mapping[str, FileView],
+    candidates: Sequence[Candidate],
+    budget: int,
+    count: Callable[[str], int],
+) -> list[PackedItem]:
+    """Choose items from ``candidates`` whose Markdown rendering has at most ``budget`` tokens.
+
+    ``count`` must be the exact token counter of the budget's encoding. Items come out
+    grouped by file, files in order of their best score, items in line order.
+    """
+    if budget <= 0 or not candidates:
+        return []
+
+    def header_tokens(path: str) -> int:
+        # The header and fences of an item; its language tag is a token or two.
+        return count(render_item(PackedItem(path, 10000, 10000, "skeleton", 0.0, "", "python")))
+
+    best: list[PackedItem] = []
+    best_tokens = -1
+    target = budget
+    for _attempt in range(4):
+        states = _greedy(views, candidates, target, header_tokens)
+        items = _order(states)
+        tokens = _exact(items, count)
+        if tokens <= budget and tokens > best_tokens:
+            best, best_tokens = items, tokens
+        if tokens > budget:
+            target -= tokens - budget + max(8, budget // 100)
+        elif budget - tokens > max(16, budget // 50):
+            target += (budget - tokens) * 9 // 10  # the estimate was pessimistic
+        else:
+            break
+        if target <= 0:
+            break
+    if best_tokens < 0:  # never fitted: drop the least relevant items until it does
+        items = _order(_greedy(views, candidates, max(1, target), header_tokens))
+        while items and _exact(items, count) > budget:
+            items.remove(min(items, key=lambda item: item.score))
+        best = items
+    return best
+
+
+def _exact(items: Sequence[PackedItem], count: Callable[[str], int]) -> int:
+    """Tokens of the largest rendering of ``items`` (the Markdown, or the plain texts)."""
+    if not items:
+        return 0
+    return max(
+        count(render_markdown(items)),
+        count("".join(item.text for item in items)),
+        sum(count(item.text) for item in items),
+    )
+
+
+def _order(states: Mapping[str, _FileState]) -> list[PackedItem]:
+    ordered = sorted(states.values(), key=lambda s: (-s.best, s.view.path))
+    return [item for state in ordered for item in state.items()]

@@ -1,0 +1,359 @@
+"""Context selection: the most useful context for a task, within a hard token budget.
+
+:func:`select` ranks a repository's files and code units against a query (see
+:mod:`context.relevance`), then packs full spans of the most relevant units and skeletons of
+related files (see :mod:`context.packer`) so that the delivered Markdown never exceeds the
+budget. Indexes are cached in a :class:`~context.store.ContextStore` per repository state and
+refreshed incrementally, so a repeated selection only pays for ranking and packing.
+
+:func:`select_texts` does the same for sources that are not files of a repository
+(transcripts, agent outputs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from context.compress import analyze, split_lines
+from context.packer import Candidate, FileView, PackedItem, pack, render_markdown
+from context.relevance import IndexStats, RepoIndex, build_index, rank, rank_passages, tokenize
+from context.sources import SourceFile, TextSource, scan_repository
+from context.tokens import TokenCounter, default_encoding_name
+
+if TYPE_CHECKING:
+    from context.store import ContextStore
+
+__all__ = ["Selection", "SelectionItem", "select", "select_texts"]
+
+#: Units, and files, whose score (relative to the best, in [0, 1]) is below this are not
+#: worth their tokens.
+DEFAULT_THRESHOLD = 0.05
+#: How many top-ranked units and files become packing candidates.
+MAX_UNIT_CANDIDATES = 400
+MAX_FILE_CANDIDATES = 40
+#: A skeleton is worth this fraction of its file's score; a whole file this fraction.
+SKELETON_WEIGHT = 0.5
+FULL_FILE_WEIGHT = 0.9
+#: Files at most this many lines are also offered whole.
+SMALL_FILE_LINES = 200
+#: Files this many lines or longer are not offered as a skeleton (the outline itself is big).
+OVERVIEW_FILES = 60
+
+#: Files never worth their tokens as context: translation catalogs, vector images, minified
+#: or bundled code, lock files, data dumps. Used unless ``include`` is given.
+DEFAULT_EXCLUDES = (
+    "*.po",
+    "*.pot",
+    "*.svg",
+    "*.min.js",
+    "*.min.css",
+    "*.map",
+    "*.lock",
+    "package-lock.json",
+    "*.csv",
+    "*.tsv",
+)
+
+_LANGUAGES = {".py": "python", ".pyi": "python", ".md": "markdown", ".rst": "rst"}
+
+
+@dataclass(slots=True)
+class SelectionItem:
+    """One delivered piece of context (see :meth:`Selection.to_json` for the fields)."""
+
+    path: str
+    start_line: int
+    end_line: int
+    kind: str
+    score: float
+    tokens: int
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "kind": self.kind,
+            "score": round(float(self.score), 4),
+            "tokens": self.tokens,
+            "text": self.text,
+        }
+
+
+@dataclass(slots=True)
+class Selection:
+    """The result of a selection.
+
+    ``tokens`` is the sum of the items' exact token counts. The packer guarantees that it,
+    the count of all item texts concatenated, and the count of :meth:`to_markdown` are all
+    at most ``budget``.
+    """
+
+    budget: int
+    tokens: int
+    encoding: str
+    items: list[SelectionItem]
+    repo: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"budget", "tokens", "encoding", "items": [{path, start_line, end_line, kind,
+        score, tokens, text}]}`` — the stable shape external tools read."""
+        return {
+            "budget": self.budget,
+            "tokens": self.tokens,
+            "encoding": self.encoding,
+            "items": [item.to_json() for item in self.items],
+        }
+
+    def to_markdown(self) -> str:
+        """One ``## path:start-end (kind)`` header and fenced block per item."""
+        return render_markdown(
+            [
+                PackedItem(
+                    i.path,
+                    i.start_line,
+                    i.end_line,
+                    i.kind,  # type: ignore[arg-type]
+                    i.score,
+                    i.text,
+                    _LANGUAGES.get(Path(i.path).suffix, ""),
+                )
+                for i in self.items
+            ]
+        )
+
+    @property
+    def text(self) -> str:
+        """All item texts concatenated."""
+        return "".join(item.text for item in self.items)
+
+
+def _default_store() -> ContextStore:
+    from context.store import ContextStore, default_store_dir
+
+    return ContextStore(default_store_dir())
+
+
+def select(
+    repo: str | Path,
+    query: str,
+    budget: int,
+    *,
+    encoding: str | None = None,
+    store: ContextStore | None = None,
+    include: Sequence[str] | None = None,
+    threshold: float | None = None,
+) -> Selection:
+    """Select the context of ``repo`` most useful for ``query`` within ``budget`` tokens.
+
+    Args:
+        repo: the repository's root directory.
+        query: an issue text or an agent's task. Empty: a repository overview (skeletons
+            of the most central files).
+        budget: hard limit, in tokens of ``encoding``, of the delivered Markdown.
+        encoding: tiktoken encoding name (default ``$AGENTRT_ENCODING`` or cl100k_base).
+        store: cache for indexes (default: the store under ``$AGENTRT_HOME``).
+        include: gitignore-style patterns restricting which files are considered.
+        threshold: minimum relative score, in [0, 1], of what is delivered.
+
+    Raises:
+        ValueError: ``budget`` is not positive or ``threshold`` is outside [0, 1].
+        context.sources.SourceError: ``repo`` is not a directory.
+    """
+    started = time.perf_counter()
+    if budget <= 0:
+        raise ValueError(f"budget must be a positive number of tokens, got {budget}")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    encoding = encoding or default_encoding_name()
+    store = store if store is not None else _default_store()
+    counter = TokenCounter(encoding, store)
+
+    scan = scan_repository(repo, include=include, extra_ignores=() if include else DEFAULT_EXCLUDES)
+    index_stats = IndexStats(skipped=len(scan.skipped))
+    index = build_index(scan.root, scan, store, index_stats)
+    ranked = time.perf_counter()
+    ranking = rank(index, query)
+    candidates = _candidates(index, ranking.file_scores, ranking.unit_scores, query, threshold)
+    files = {f.path: f for f in scan.files}
+    views = _views(index, {c.path for c in candidates}, files, counter, store)
+    packed = pack(views, candidates, budget, counter.count)
+    items = [
+        SelectionItem(
+            p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text
+        )
+        for p in packed
+    ]
+    done = time.perf_counter()
+    stats = {
+        "files": len(scan.files),
+        "skipped": len(scan.skipped),
+        "index": index_stats.as_dict(),
+        "candidates": len(candidates),
+        "index_seconds": round(index_stats.seconds, 4),
+        "rank_pack_seconds": round(done - ranked, 4),
+        "seconds": round(done - started, 4),
+    }
+    return Selection(
+        budget=budget,
+        tokens=sum(item.tokens for item in items),
+        encoding=encoding,
+        items=items,
+        repo=str(scan.root),
+        stats=stats,
+    )
+
+
+def _candidates(
+    index: RepoIndex,
+    file_scores: np.ndarray,
+    unit_scores: np.ndarray,
+    query: str,
+    threshold: float,
+) -> list[Candidate]:
+    candidates: list[Candidate] = []
+    if not tokenize(query):
+        # Overview: outlines of the most central files.
+        for f in np.argsort(-file_scores, kind="stable")[:OVERVIEW_FILES]:
+            if file_scores[f] > 0:
+                candidates.append(Candidate(index.paths[f], "skeleton", float(file_scores[f])))
+        return candidates
+    top_units = np.argsort(-unit_scores, kind="stable")[:MAX_UNIT_CANDIDATES]
+    for k in top_units:
+        score = float(unit_scores[k])
+        if score < threshold:
+            break
+        path, unit = index.unit(int(k))
+        candidates.append(Candidate(path, "span", score, unit.start_line, unit.end_line))
+    for f in np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]:
+        score = float(file_scores[f])
+        if score < threshold:
+            break
+        structure = index.structures[f]
+        if structure.skeleton:
+            candidates.append(Candidate(index.paths[f], "skeleton", score * SKELETON_WEIGHT))
+        if structure.n_lines <= SMALL_FILE_LINES:
+            candidates.append(Candidate(index.paths[f], "file", score * FULL_FILE_WEIGHT))
+    return candidates
+
+
+def _views(
+    index: RepoIndex,
+    paths: set[str],
+    files: dict[str, SourceFile],
+    counter: TokenCounter,
+    store: ContextStore,
+) -> dict[str, FileView]:
+    """Lines and per-line token estimates of the candidate files (cached per content)."""
+    views: dict[str, FileView] = {}
+    position = {path: f for f, path in enumerate(index.paths)}
+    for path in paths:
+        source = files.get(path)
+        if source is None:
+            continue
+        try:
+            text = source.read_text()
+        except OSError:
+            continue  # vanished since the scan
+        lines = split_lines(text)
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += "\n"  # every delivered line ends with a newline
+        f = position[path]
+        key = store.make_key("line-tokens", counter.encoding_name, index.hashes[f])
+        line_tokens = store.get(key)
+        if not isinstance(line_tokens, np.ndarray) or len(line_tokens) != len(lines):
+            line_tokens = line_token_counts(lines, counter)
+            store.set(key, line_tokens)
+        views[path] = FileView(
+            path,
+            lines,
+            line_tokens,
+            index.structures[f].skeleton,
+            _LANGUAGES.get(Path(path).suffix, ""),
+        )
+    return views
+
+
+def line_token_counts(lines: Sequence[str], counter: TokenCounter) -> np.ndarray:
+    """Tokens of each line, from one encoding of the whole text.
+
+    A token that spans a line end counts for the line it starts on, so the counts add up to
+    the token count of the whole text, which is what the packer's estimates need.
+    """
+    if not lines:
+        return np.zeros(0, dtype=np.int32)
+    enc = counter.encoding
+    try:
+        tokens = enc.encode_ordinary("".join(lines))
+        byte_lengths = [len(b) for b in enc.decode_tokens_bytes(tokens)]
+        line_bytes = [len(line.encode("utf-8")) for line in lines]
+    except UnicodeError:  # lone surrogates: count line by line instead
+        return np.asarray(counter.count_batch(lines), dtype=np.int32)
+    token_starts = np.cumsum([0, *byte_lengths[:-1]])
+    line_ends = np.cumsum(line_bytes)
+    line_of = np.searchsorted(line_ends, token_starts, side="right")
+    return np.bincount(line_of, minlength=len(lines))[: len(lines)].astype(np.int32)
+
+
+def select_texts(
+    sources: Sequence[TextSource],
+    query: str,
+    budget: int,
+    *,
+    encoding: str | None = None,
+    threshold: float | None = None,
+) -> Selection:
+    """Like :func:`select`, for texts that are not repository files (transcripts, outputs).
+
+    Each source is cut into overlapping line windows, ranked by BM25 against ``query``, and
+    the best windows are delivered as spans (``path`` is the source's name). With an empty
+    query the beginnings of the sources are delivered.
+    """
+    if budget <= 0:
+        raise ValueError(f"budget must be a positive number of tokens, got {budget}")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    encoding = encoding or default_encoding_name()
+    counter = TokenCounter(encoding)
+    views: dict[str, FileView] = {}
+    spans: list[tuple[str, int, int]] = []
+    passages: list[str] = []
+    for source in sources:
+        lines = split_lines(source.text)
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += "\n"
+        structure = analyze(source.name, source.text)
+        views[source.name] = FileView(
+            source.name,
+            lines,
+            line_token_counts(lines, counter),
+            structure.skeleton,
+        )
+        for unit in structure.units:
+            spans.append((source.name, unit.start_line, unit.end_line))
+            passages.append("".join(lines[unit.start_line - 1 : unit.end_line]))
+    if tokenize(query):
+        scores = rank_passages(query, passages)
+    else:  # no query: earlier windows first
+        scores = [1.0 / (1 + i) for i in range(len(passages))]
+    candidates = [
+        Candidate(name, "span", score, start, end)
+        for (name, start, end), score in zip(spans, scores, strict=True)
+        if score >= threshold
+    ]
+    packed = pack(views, candidates, budget, counter.count)
+    items = [
+        SelectionItem(
+            p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text
+        )
+        for p in packed
+    ]
+    return Selection(budget, sum(i.tokens for i in items), encoding, items)
