@@ -39,9 +39,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
+
+    app: typer.Typer  # built on first access, see __getattr__
 
 __all__ = [
     "HOOK_COMMAND",
@@ -445,44 +448,6 @@ def install_hooks(project: Path, command: str = HOOK_COMMAND) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # CLI
 
-app = typer.Typer(
-    name="hook",
-    invoke_without_command=True,
-    add_completion=False,
-    help=(
-        "Claude Code hook: hands Task/Agent subagents the parent session's context, condensed "
-        "to a token budget (cc-sessions compatible). Without a subcommand, reads one hook event "
-        "as JSON on stdin."
-    ),
-)
-
-
-@app.callback()
-def hook(
-    ctx: typer.Context,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            envvar=OUTPUT_ENV,
-            help="Folder for the chunk files (default: <project>/sessions/transcripts).",
-        ),
-    ] = None,
-    total_tokens: Annotated[
-        int | None,
-        typer.Option("--total-tokens", envvar=TOTAL_ENV, min=200, help="Token budget in all."),
-    ] = None,
-    chunk_tokens: Annotated[
-        int | None,
-        typer.Option("--chunk-tokens", envvar=CHUNK_ENV, min=100, help="Token limit per file."),
-    ] = None,
-) -> None:
-    """Handle one Claude Code hook event read from stdin (exit code 0, whatever happens)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    code = _serve_stdin(output, total_tokens, chunk_tokens)
-    raise typer.Exit(code)
-
 
 def _serve_stdin(output: str | None, total_tokens: int | None, chunk_tokens: int | None) -> int:
     """Read one event from stdin, handle it, write stdout/stderr; return the exit code."""
@@ -501,31 +466,87 @@ def _serve_stdin(output: str | None, total_tokens: int | None, chunk_tokens: int
     return outcome.exit_code
 
 
-@app.command()
-def install(
-    project: Annotated[
-        Path,
-        typer.Option("--project", help="Project whose .claude/settings.json to update."),
-    ] = Path("."),
-    command: Annotated[
-        str, typer.Option("--command", help="Command Claude Code runs for the hook.")
-    ] = HOOK_COMMAND,
-    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
-) -> None:
-    """Register the hook (PreToolUse and PostToolUse, matcher Task|Agent) in the project."""
-    try:
-        report = install_hooks(project.resolve(), command)
-    except (InstallError, OSError) as exc:
-        typer.echo(f"agentrt hook install: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-    elif report["changed"]:
-        events = ", ".join(a["event"] for a in report["added"])
-        backup = f" (previous file saved to {report['backup']})" if report["backup"] else ""
-        typer.echo(f"Added {events} hooks to {report['settings']}{backup}.")
-    else:
-        typer.echo(f"Hooks already installed in {report['settings']}; nothing changed.")
+_HELP = (
+    "Claude Code hook: hands Task/Agent subagents the parent session's context, condensed to a "
+    "token budget (cc-sessions compatible). Without a subcommand, reads one hook event as JSON "
+    "on stdin."
+)
+
+
+def _build_app() -> typer.Typer:
+    """The typer app (``agentrt hook`` and ``agentrt hook install``).
+
+    Built on first access of :data:`app`, so the bare hook process, which never needs it, does
+    not pay typer's import.
+    """
+    # The commands' annotations name ``typer``; typer resolves them in this module's globals.
+    global typer
+    import typer
+
+    app = typer.Typer(name="hook", invoke_without_command=True, add_completion=False, help=_HELP)
+
+    @app.callback()
+    def hook(
+        ctx: typer.Context,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output",
+                envvar=OUTPUT_ENV,
+                help="Folder for the chunk files (default: <project>/sessions/transcripts).",
+            ),
+        ] = None,
+        total_tokens: Annotated[
+            int | None,
+            typer.Option("--total-tokens", envvar=TOTAL_ENV, min=200, help="Token budget in all."),
+        ] = None,
+        chunk_tokens: Annotated[
+            int | None,
+            typer.Option("--chunk-tokens", envvar=CHUNK_ENV, min=100, help="Token limit per file."),
+        ] = None,
+    ) -> None:
+        """Handle one Claude Code hook event read from stdin (exit code 0, whatever happens)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        raise typer.Exit(_serve_stdin(output, total_tokens, chunk_tokens))
+
+    @app.command()
+    def install(
+        project: Annotated[
+            Path,
+            typer.Option("--project", help="Project whose .claude/settings.json to update."),
+        ] = Path("."),
+        command: Annotated[
+            str, typer.Option("--command", help="Command Claude Code runs for the hook.")
+        ] = HOOK_COMMAND,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print what was done as JSON.")
+        ] = False,
+    ) -> None:
+        """Register the hook (PreToolUse and PostToolUse, matcher Task|Agent) in the project."""
+        try:
+            report = install_hooks(project.resolve(), command)
+        except (InstallError, OSError) as exc:
+            typer.echo(f"agentrt hook install: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        elif report["changed"]:
+            events = ", ".join(a["event"] for a in report["added"])
+            backup = f" (previous file saved to {report['backup']})" if report["backup"] else ""
+            typer.echo(f"Added {events} hooks to {report['settings']}{backup}.")
+        else:
+            typer.echo(f"Hooks already installed in {report['settings']}; nothing changed.")
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` is built lazily (see :func:`_build_app`)."""
+    if name == "app":
+        built = globals()["app"] = _build_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -534,7 +555,7 @@ def main(argv: list[str] | None = None) -> None:
     saves a tenth of a second on every subagent start; anything else goes to :data:`app`."""
     args = sys.argv[1:] if argv is None else argv
     if args:
-        app(args)
+        __getattr__("app")(args)
         return
     code = _serve_stdin(None, None, None)
     sys.stdout.flush()
