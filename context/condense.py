@@ -40,6 +40,7 @@ from context.transcripts import (
     EDIT_TOOLS,
     SUBAGENT_TOOLS,
     TaskCall,
+    TextBlock,
     ThinkingBlock,
     ToolCall,
     ToolResultBlock,
@@ -238,44 +239,38 @@ def _diff(old: str, new: str) -> list[str]:
     return [ln for ln in lines[2:]]  # drop the ---/+++ headers
 
 
-def _edit_text(call: ToolCall, cwd: str | None) -> tuple[str, int, int]:
-    """Rendered change of one edit call, and lines added/removed."""
+def _fenced(lines: list[str], info: str = "") -> list[str]:
+    """``lines`` in a Markdown code fence longer than any backtick run inside them."""
+    longest = max((len(run) for ln in lines for run in re.findall(r"`{3,}", ln)), default=2)
+    fence = "`" * (longest + 1)
+    return [fence + info, *lines, fence]
+
+
+def _text_field(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _edit_text(call: ToolCall) -> tuple[str, int, int]:
+    """Rendered change of one edit call (a diff, or the written content), lines added/removed."""
     inp = call.input
-    out: list[str] = []
-    if call.name == "Write":
-        content = inp.get("content") if isinstance(inp.get("content"), str) else ""
-        lines = content.splitlines()
-        out.append(f"[L{call.line}] Write: whole file, {len(lines)} lines")
-        out.append("```")
-        out.extend(lines)
-        out.append("```")
-        return "\n".join(out), len(lines), 0
-    if call.name == "NotebookEdit":
-        src = inp.get("new_source") if isinstance(inp.get("new_source"), str) else ""
-        mode = inp.get("edit_mode", "replace")
-        out.append(f"[L{call.line}] NotebookEdit ({mode}) cell {inp.get('cell_id', '?')}")
-        out.append("```")
-        out.extend(src.splitlines())
-        out.append("```")
-        return "\n".join(out), len(src.splitlines()), 0
+    if call.name in ("Write", "NotebookEdit"):
+        lines = _text_field(inp, "content" if call.name == "Write" else "new_source").splitlines()
+        if call.name == "Write":
+            title = f"[L{call.line}] Write: whole file, {len(lines)} lines"
+        else:
+            mode = inp.get("edit_mode", "replace")
+            title = f"[L{call.line}] NotebookEdit ({mode}) cell {inp.get('cell_id', '?')}"
+        return "\n".join([title, *_fenced(lines)]), len(lines), 0
     edits = inp.get("edits") if call.name == "MultiEdit" else [inp]
-    added = removed = 0
-    flag = " (replace_all)" if inp.get("replace_all") is True else ""
-    out.append(f"[L{call.line}] {call.name}{flag}")
-    out.append("```diff")
+    diff: list[str] = []
     for edit in edits if isinstance(edits, list) else []:
-        if not isinstance(edit, dict):
-            continue
-        old = edit.get("old_string") if isinstance(edit.get("old_string"), str) else ""
-        new = edit.get("new_string") if isinstance(edit.get("new_string"), str) else ""
-        for ln in _diff(old, new):
-            if ln.startswith("+"):
-                added += 1
-            elif ln.startswith("-"):
-                removed += 1
-            out.append(ln)
-    out.append("```")
-    return "\n".join(out), added, removed
+        if isinstance(edit, dict):
+            diff += _diff(_text_field(edit, "old_string"), _text_field(edit, "new_string"))
+    added = sum(1 for ln in diff if ln.startswith("+"))
+    removed = sum(1 for ln in diff if ln.startswith("-"))
+    flag = " (replace_all)" if inp.get("replace_all") is True else ""
+    return "\n".join([f"[L{call.line}] {call.name}{flag}", *_fenced(diff, "diff")]), added, removed
 
 
 def _tool_ref(call: ToolCall, cwd: str | None) -> str:
@@ -378,8 +373,7 @@ def _rank_tool_items(
     owners: list[tuple[int, int, str]] = []  # (call index, line number, line)
     small_full: dict[int, str] = {}
     for ci, call in enumerate(calls):
-        assert call.result is not None
-        text, _ = strip_system_reminders(call.result.text)
+        text, _ = strip_system_reminders(call.result.text if call.result else "")
         if len(text) <= 400 and text.strip():
             small_full[ci] = text.strip()
         for number, line in _matching_lines(text, terms, call.name == "Read"):
@@ -413,6 +407,327 @@ def _rank_tool_items(
     return items
 
 
+@dataclass(slots=True)
+class _Change:
+    call: ToolCall
+    text: str
+    added: int
+    removed: int
+
+
+@dataclass
+class _Material:
+    """Everything in the transcript (up to the position) that may go to the subagent."""
+
+    cwd: str | None
+    prompts: list[_Item]
+    assistant: list[_Item]
+    files: dict[str, list[_Change]]  # path -> changes, oldest first
+    todos: _Item | None
+    summary: _Item | None
+    tool_calls: list[ToolCall]  # non-edit calls with results, duplicates removed
+    n_tool_calls: int  # non-edit calls before deduplication
+    reads: list[str]
+    omitted: Counter[str]
+
+
+_OTHER_LINE_TYPES = (
+    "system",
+    "file-history-snapshot",
+    "queue-operation",
+    "summary",
+    "custom-title",
+)
+
+
+def _gather(view: Transcript, task: SubagentTask) -> _Material:
+    """Collect prompts, assistant text, edits, plan, summary and tool calls; count the noise."""
+    omitted: Counter[str] = Counter()
+    omitted["progress lines"] = view.line_types.get("progress", 0)
+    omitted["other lines (system, snapshots, queue)"] = sum(
+        view.line_types.get(t, 0) for t in _OTHER_LINE_TYPES
+    )
+    for reason, n in view.skipped.items():
+        omitted[f"unreadable lines ({reason})"] += n
+    cwd = next((e.raw["cwd"] for e in view.entries if isinstance(e.raw.get("cwd"), str)), None)
+
+    prompts = []
+    for p in view.user_prompts():
+        text, n = strip_system_reminders(p.text)
+        omitted["system reminders"] += n
+        prompts.append(_Item("prompt", p.line, text))
+
+    assistant: dict[str, _Item] = {}  # by text: an exact repeat replaces the earlier one
+    for e in view.entries:
+        if e.is_sidechain:
+            continue
+        for b in e.blocks:
+            if isinstance(b, ThinkingBlock):
+                omitted["thinking blocks"] += 1
+            elif isinstance(b, ToolResultBlock):
+                omitted["system reminders"] += b.text.count("<system-reminder>")
+            elif isinstance(b, TextBlock) and e.role == "assistant":
+                text, n = strip_system_reminders(b.text)
+                omitted["system reminders"] += n
+                if not text.strip():
+                    continue
+                if assistant.pop(text, None) is not None:
+                    omitted["duplicate assistant texts"] += 1
+                assistant[text] = _Item("assistant", e.line, text)
+
+    calls = [c for c in view.tool_calls if not c.is_sidechain and c.id != task.tool_use_id]
+    files: dict[str, list[_Change]] = {}
+    for c in calls:
+        if c.name in EDIT_TOOLS and c.file_path:
+            if c.result is not None and c.result.is_error:
+                omitted["failed edits"] += 1  # the file did not change
+                continue
+            files.setdefault(c.file_path, []).append(_Change(c, *_edit_text(c)))
+
+    latest_todos = next((c for c in reversed(calls) if c.name == "TodoWrite"), None)
+    compaction = next((c for c in reversed(view.compactions) if c.summary), None)
+    summary = (
+        _Item("summary", compaction.summary_line or compaction.line, compaction.summary)
+        if compaction
+        else None
+    )
+
+    # Tool results: the same file read twice keeps the latest read; identical results the latest.
+    others = [c for c in calls if c.name not in EDIT_TOOLS and c.name != "TodoWrite"]
+    kept_calls: list[ToolCall] = []
+    seen_reads: set[tuple[str, str]] = set()
+    seen_results: set[str] = set()
+    for c in reversed(others):
+        if c.result is None:
+            continue
+        if c.name == "Read" and c.file_path:
+            key = (c.file_path, f"{c.input.get('offset')}:{c.input.get('limit')}")
+            if key in seen_reads:
+                omitted["duplicate reads"] += 1
+                continue
+            seen_reads.add(key)
+        if len(c.result.text) > 200:
+            if c.result.text in seen_results:
+                omitted["duplicate tool results"] += 1
+                continue
+            seen_results.add(c.result.text)
+        kept_calls.append(c)
+    kept_calls.reverse()
+    reads = sorted({_rel(c.file_path, cwd) for c in others if c.name == "Read" and c.file_path})
+    return _Material(
+        cwd=cwd,
+        prompts=prompts,
+        assistant=sorted(assistant.values(), key=lambda i: i.line),
+        files=files,
+        todos=_todos_item(latest_todos),
+        summary=summary,
+        tool_calls=kept_calls,
+        n_tool_calls=len(others),
+        reads=reads,
+        omitted=omitted,
+    )
+
+
+def _todos_item(call: ToolCall | None) -> _Item | None:
+    """The latest TodoWrite as a checklist: the plan the parent is following."""
+    todos = call.input.get("todos") if call else None
+    if call is None or not isinstance(todos, list):
+        return None
+    rows = [
+        f"- [{t.get('status', '?')}] {t.get('content', '')}" for t in todos if isinstance(t, dict)
+    ]
+    return _Item("todos", call.line, "\n".join(rows)) if rows else None
+
+
+def _fit_prompts(
+    items: list[_Item],
+    available: int,
+    count: Callable[[str], int],
+    truncate: Callable[[str, int], str],
+) -> int:
+    """Make the prompts fit ``available`` tokens; returns how many stay verbatim.
+
+    They are the intent, so all are kept; only when together they exceed the budget is the latest
+    kept whole (cut in the middle only if it alone is too large) and each older one truncated to
+    an even share, with a marker naming the line that holds it in full.
+    """
+    for item in items:
+        item.tokens = count(item.text) + 8
+    verbatim = len(items)
+    if not items or sum(i.tokens for i in items) <= available:
+        return verbatim
+    latest, older = items[-1], items[:-1]
+    cap_latest = max(available // 2, available - 40 * len(older)) if older else available
+    if latest.tokens > cap_latest:
+        note = f"full prompt at transcript line {latest.line}"
+        latest.text = _cut_middle(latest.text, cap_latest - 8, count, note)
+        latest.tokens = count(latest.text) + 8
+        verbatim -= 1
+    share = max(0, (available - latest.tokens) // max(1, len(older)))
+    for item in older:
+        if item.tokens > share:
+            note = f"truncated; full prompt at transcript line {item.line}"
+            item.text = truncate(item.text, max(0, share - 30)) + f" [… {note}]"
+            item.tokens = count(item.text) + 8
+            verbatim -= 1
+    return verbatim
+
+
+def _file_items(
+    files: Mapping[str, list[_Change]], cwd: str | None, count: Callable[[str], int]
+) -> tuple[list[_Item], list[_Item]]:
+    """A header per edited file (most recently changed first) and a diff item per change."""
+    headers, diffs = [], []
+    for path in sorted(files, key=lambda f: files[f][-1].call.line, reverse=True):
+        changes = files[path]
+        writes = sum(1 for c in changes if c.call.name == "Write")
+        edits = len(changes) - writes
+        verbs = ", ".join(
+            v for v in (f"written {writes}×" * bool(writes), f"edited {edits}×" * bool(edits)) if v
+        )
+        added = sum(c.added for c in changes)
+        removed = sum(c.removed for c in changes)
+        where = ", ".join(f"L{c.call.line}" for c in changes[-4:])
+        text = f"### {_rel(path, cwd)} — {verbs} (+{added} −{removed} lines) [{where}]"
+        headers.append(_Item("file", changes[-1].call.line, text, count(text) + 2, group=path))
+        diffs.extend(_Item("edit", c.call.line, c.text, group=path) for c in changes)
+    return headers, diffs
+
+
+# Shares of what is left after header, prompts and file list; a tier's unused share flows on.
+_TIER_SHARES = {"edit": 0.45, "summary": 0.15, "assistant": 0.25, "tool": 0.15}
+_SPILL_ORDER = ("edit", "assistant", "summary", "tool")
+
+
+def _allocate(
+    queues: dict[str, list[_Item]], room: int, count: Callable[[str], int]
+) -> dict[str, list[_Item]]:
+    """Choose items per tier within ``room`` tokens.
+
+    First pass: each tier up to its share, items in preference order (an item that does not fit
+    is passed over for smaller ones). Second pass: what is left goes to the tiers by priority.
+    """
+    chosen: dict[str, list[_Item]] = {tier: [] for tier in queues}
+
+    def fill(tier: str, limit: int) -> int:
+        spent = 0
+        passed: list[_Item] = []
+        queue = queues[tier]
+        while queue:
+            item = queue.pop(0)
+            free = limit - spent
+            if item.kind == "summary" and item.tokens > free >= 400:
+                # Worth having cut (head and tail) rather than not at all.
+                item.text = _cut_middle(item.text, free - 4, count, f"see line {item.line}")
+                item.tokens = count(item.text) + 4 if item.text else 0
+            if item.text and 0 < item.tokens <= free:
+                chosen[tier].append(item)
+                spent += item.tokens
+            else:
+                passed.append(item)
+        queue.extend(passed)
+        return spent
+
+    used = 0
+    for tier, share in _TIER_SHARES.items():
+        used += fill(tier, int(room * share))
+    for tier in _SPILL_ORDER:
+        used += fill(tier, room - used)
+    return chosen
+
+
+@dataclass
+class _Selection:
+    """What was chosen, how to account for it and how to render it."""
+
+    task: SubagentTask
+    source: str
+    position: int
+    material: _Material
+    file_headers: list[_Item]
+    n_diffs: int
+    chosen: dict[str, list[_Item]]
+
+    def account(self) -> tuple[Counter[str], Counter[str]]:
+        """What is kept and what is omitted, by kind."""
+        m, chosen = self.material, self.chosen
+        diffs = sum(1 for i in chosen["edit"] if i.kind == "edit")
+        kept = Counter(
+            {
+                "user prompts": len(m.prompts),
+                "files edited (all listed)": len(self.file_headers),
+                "edit diffs": diffs,
+                "todo list": sum(1 for i in chosen["edit"] if i.kind == "todos"),
+                "compaction summary": len(chosen["summary"]),
+                "assistant texts": len(chosen["assistant"]),
+                "tool results (reference + relevant lines)": len(chosen["tool"]),
+            }
+        )
+        omitted = Counter(m.omitted)
+        omitted["edit diffs (file still listed)"] = self.n_diffs - diffs
+        omitted["assistant texts"] = len(m.assistant) - len(chosen["assistant"])
+        omitted["tool results"] = m.n_tool_calls - len(chosen["tool"])
+        omitted["compaction summary"] = int(m.summary is not None) - len(chosen["summary"])
+        return +kept, +omitted
+
+    def render(self) -> str:
+        kept, omitted = self.account()
+        chosen, task = self.chosen, self.task
+        out = [
+            "# Parent-session context (condensed by agentrt)",
+            f"Task: {task.description or '-'} (subagent: {task.subagent_type})",
+            f"Source: Claude Code transcript {self.source}, lines 1-{self.position} (JSONL, one "
+            "object per line). [L123] cites its line 123; for anything left out, read those "
+            "lines of the transcript (e.g. with the Read tool's offset and limit).",
+            "Kept: " + ", ".join(f"{n} {what}" for what, n in kept.items()) + ".",
+            "Omitted: "
+            + (", ".join(f"{n} {what}" for what, n in omitted.items()) or "nothing")
+            + ".",
+            "",
+            "## What the user asked (every prompt, oldest first)",
+        ]
+        out.extend(f"[L{i.line}] {i.text}" for i in self.material.prompts)
+        if self.file_headers:
+            out += ["", "## Files changed (most recently changed first; diffs oldest first)"]
+            for header in self.file_headers:
+                out.append(header.text)
+                diffs = (i for i in chosen["edit"] if i.kind == "edit" and i.group == header.group)
+                out.extend(d.text for d in sorted(diffs, key=lambda i: i.line))
+        for todo in (i for i in chosen["edit"] if i.kind == "todos"):
+            out += ["", f"## Plan (latest todo list, L{todo.line})", todo.text]
+        if self.material.reads:
+            out += ["", "Files read: " + ", ".join(self.material.reads)]
+        for summary in chosen["summary"]:
+            out += ["", f"## Summary of the earlier conversation (compaction, L{summary.line})"]
+            out.append(summary.text)
+        timeline = sorted(chosen["assistant"] + chosen["tool"], key=lambda i: i.line)
+        if timeline:
+            out += ["", "## Conversation (assistant text and tool results, oldest first)"]
+            out.extend(
+                f"[L{i.line}] assistant: {i.text}" if i.kind == "assistant" else i.text
+                for i in timeline
+            )
+        return "\n".join(out) + "\n"
+
+    def drop_least_valuable(self) -> bool:
+        """Drop one chosen item, least valuable first; False when nothing is left to drop."""
+        chosen = self.chosen
+        diffs = [i for i in chosen["edit"] if i.kind == "edit"]
+        if chosen["tool"]:
+            chosen["tool"].pop()  # lowest score (the list is in preference order)
+        elif chosen["assistant"]:
+            chosen["assistant"].remove(min(chosen["assistant"], key=lambda i: i.line))
+        elif chosen["summary"]:
+            chosen["summary"].pop()
+        elif diffs:
+            chosen["edit"].remove(min(diffs, key=lambda i: i.line))
+        elif chosen["edit"]:
+            chosen["edit"].pop()
+        else:
+            return False
+        return True
+
+
 def condense(
     transcript: Transcript,
     task: SubagentTask | None = None,
@@ -437,348 +752,76 @@ def condense(
     """
     task = task or SubagentTask()
     budget = budget or Budget()
-    count, _truncate = _tokens(budget.encoding)
+    count, truncate = _tokens(budget.encoding)
     position = _select_position(transcript, task, upto_line)
     view = transcript.upto(position) if position < transcript.n_lines else transcript
-    path = transcript_path or transcript.path
-    cwd = next((e.raw.get("cwd") for e in view.entries if isinstance(e.raw.get("cwd"), str)), None)
+    material = _gather(view, task)
 
-    omitted: Counter[str] = Counter()
-    kept: Counter[str] = Counter()
-    omitted["progress lines"] = view.line_types.get("progress", 0)
-    omitted["other lines (system, snapshots, queue)"] = sum(
-        n
-        for t, n in view.line_types.items()
-        if t in ("system", "file-history-snapshot", "queue-operation", "summary", "custom-title")
-    )
-    for reason, n in view.skipped.items():
-        omitted[f"unreadable lines ({reason})"] += n
+    # Header and seams first, then the prompts (the intent), then the list of edited files.
+    n_parts = -(-budget.total_tokens // budget.chunk_tokens)
+    room = budget.total_tokens - 360 - 12 * len(material.omitted) - 24 * n_parts
+    verbatim = _fit_prompts(material.prompts, room, count, truncate)
+    room -= sum(i.tokens for i in material.prompts)
+    headers, diffs = _file_items(material.files, material.cwd, count)
+    room -= sum(i.tokens for i in headers)
+    if material.reads:
+        room -= count(", ".join(material.reads)) + 8
 
-    # ---- gather ---------------------------------------------------------------------------
-    prompts = view.user_prompts()
-    prompt_items = []
-    for p in prompts:
-        text, n = strip_system_reminders(p.text)
-        omitted["system reminders"] += n
-        prompt_items.append(_Item("prompt", p.line, text))
-
-    assistant_items: list[_Item] = []
-    seen_text: dict[str, int] = {}
-    for e in view.entries:
-        if e.is_sidechain or e.role != "assistant":
-            continue
-        for b in e.blocks:
-            if isinstance(b, ThinkingBlock):
-                omitted["thinking blocks"] += 1
-            elif b.type == "text":
-                text, n = strip_system_reminders(b.text)  # type: ignore[union-attr]
-                omitted["system reminders"] += n
-                if not text.strip():
-                    continue
-                if text in seen_text:  # exact duplicate: keep the latest
-                    assistant_items[seen_text[text]].text = ""
-                    omitted["duplicate assistant texts"] += 1
-                seen_text[text] = len(assistant_items)
-                assistant_items.append(_Item("assistant", e.line, text))
-    assistant_items = [i for i in assistant_items if i.text]
-    for e in view.entries:
-        if e.type == "user" and not e.is_sidechain:
-            for b in e.blocks:
-                if isinstance(b, ToolResultBlock):
-                    omitted["system reminders"] += b.text.count("<system-reminder>")
-
-    calls = [c for c in view.tool_calls if not c.is_sidechain and c.id != task.tool_use_id]
-    # File edits, grouped by file (latest state of every file touched).
-    files: dict[str, list[tuple[ToolCall, str, int, int]]] = {}
-    for c in calls:
-        if c.name not in EDIT_TOOLS or not c.file_path:
-            continue
-        if c.result is not None and c.result.is_error:
-            omitted["failed edits"] += 1
-            continue
-        text, added, removed = _edit_text(c, cwd)
-        files.setdefault(c.file_path, []).append((c, text, added, removed))
-    edited_files = sorted(files, key=lambda f: files[f][-1][0].line, reverse=True)
-
-    latest_todos = next((c for c in reversed(calls) if c.name == "TodoWrite"), None)
-    compaction = next((c for c in reversed(view.compactions) if c.summary), None)
-
-    # Tool results other than edits: deduplicate (same file read twice -> latest; same text).
-    tool_calls: list[ToolCall] = []
-    seen_reads: set[tuple[str, str]] = set()
-    seen_results: set[str] = set()
-    for c in reversed(calls):
-        if c.name in EDIT_TOOLS or c.name == "TodoWrite" or c.result is None:
-            continue
-        if c.name == "Read" and c.file_path:
-            key = (c.file_path, f"{c.input.get('offset')}:{c.input.get('limit')}")
-            if key in seen_reads:
-                omitted["duplicate reads"] += 1
-                continue
-            seen_reads.add(key)
-        if len(c.result.text) > 200:
-            if c.result.text in seen_results:
-                omitted["duplicate tool results"] += 1
-                continue
-            seen_results.add(c.result.text)
-        tool_calls.append(c)
-    tool_calls.reverse()
-
-    # ---- budget ---------------------------------------------------------------------------
-    header_reserve = 320 + 12 * len(omitted)
-    available = budget.total_tokens - header_reserve - 24  # margin for joins and chunk seams
-    n_parts_guess = max(1, -(-budget.total_tokens // budget.chunk_tokens))
-    available -= 24 * (n_parts_guess - 1)
-
-    for item in prompt_items:
-        item.tokens = count(item.text) + 8
-    prompts_tokens = sum(i.tokens for i in prompt_items)
-    prompts_verbatim = len(prompt_items)
-    if prompts_tokens > available and prompt_items:
-        # Keep the latest prompt whole, truncate the older ones evenly (with a marker).
-        latest = prompt_items[-1]
-        if latest.tokens > available // 2 and len(prompt_items) > 1:
-            cap_latest = max(available // 2, available - 40 * (len(prompt_items) - 1))
-        else:
-            cap_latest = available
-        if latest.tokens > cap_latest:
-            latest.text = _cut_middle(
-                latest.text, cap_latest - 8, count, f"full prompt at transcript line {latest.line}"
-            )
-            latest.tokens = count(latest.text) + 8
-            prompts_verbatim -= 1
-        older = prompt_items[:-1]
-        share = max(0, (available - latest.tokens) // max(1, len(older)))
-        for item in older:
-            if item.tokens > share:
-                note = f"truncated; full prompt at transcript line {item.line}"
-                item.text = _truncate(item.text, max(0, share - 30)) + f" [… {note}]"
-                item.tokens = count(item.text) + 8
-                prompts_verbatim -= 1
-        prompts_tokens = sum(i.tokens for i in prompt_items)
-    kept["user prompts"] = len(prompt_items)
-
-    remaining = max(0, available - prompts_tokens)
-
-    # Every edited file gets its header line, whatever the budget (the edits' minimum).
-    file_items: list[_Item] = []
-    edit_items: list[_Item] = []
-    for f in edited_files:
-        changes = files[f]
-        writes = sum(1 for c, *_ in changes if c.name == "Write")
-        edits = len(changes) - writes
-        added = sum(a for *_, a, _ in changes)
-        removed = sum(r for *_, r in changes)
-        verbs = ", ".join(
-            part
-            for part in (
-                f"written {writes}×" if writes else "",
-                f"edited {edits}×" if edits else "",
-            )
-            if part
-        )
-        lines = ", ".join(f"L{c.line}" for c, *_ in changes[-4:])
-        header = f"### {_rel(f, cwd)} — {verbs} (+{added} −{removed} lines) [{lines}]"
-        file_items.append(_Item("file", changes[-1][0].line, header, count(header) + 2, group=f))
-        for c, text, _, _ in changes:
-            edit_items.append(_Item("edit", c.line, text, group=f))
-    files_tokens = sum(i.tokens for i in file_items)
-    remaining = max(0, remaining - files_tokens)
-
-    todos_item: _Item | None = None
-    if latest_todos is not None:
-        todos = latest_todos.input.get("todos")
-        if isinstance(todos, list):
-            rows = [
-                f"- [{t.get('status', '?')}] {t.get('content', '')}"
-                for t in todos
-                if isinstance(t, dict)
-            ]
-            if rows:
-                text = f"[L{latest_todos.line}] latest TodoWrite:\n" + "\n".join(rows)
-                todos_item = _Item("todos", latest_todos.line, text, count(text) + 4)
-
-    summary_item: _Item | None = None
-    if compaction is not None:
-        summary_item = _Item(
-            "summary", compaction.summary_line or compaction.line, compaction.summary
-        )
-
-    tool_items = _rank_tool_items(
-        tool_calls, task.query or (prompts[-1].text if prompts else ""), cwd, 8
-    )
-
-    # Tier caps (shares of what is left after prompts and file headers); unused share flows on.
-    caps = {"edit": 0.45, "summary": 0.15, "assistant": 0.25, "tool": 0.15}
-    per_item_cap = max(200, int(remaining * 0.12))
-
-    def fit(item: _Item, cap: int) -> _Item:
-        """Count ``item``; cut its middle when it alone exceeds ``cap``."""
-        if not item.tokens:
-            item.tokens = count(item.text) + 4
-        if item.tokens > cap:
-            note = f"see transcript line {item.line}"
-            item.text = _cut_middle(item.text, cap - 4, count, note)
-            item.tokens = count(item.text) + 4 if item.text else 0
-        return item
-
-    queues: dict[str, list[_Item]] = {
-        # preference order inside a tier
-        "edit": sorted(edit_items, key=lambda i: i.line, reverse=True),
-        "summary": [summary_item] if summary_item else [],
-        "assistant": sorted(assistant_items, key=lambda i: i.line, reverse=True),
-        "tool": sorted(tool_items, key=lambda i: (i.score, i.line), reverse=True),
+    query = task.query or (material.prompts[-1].text if material.prompts else "")
+    per_item = max(200, int(max(room, 0) * 0.12))  # no single item crowds out the rest
+    queues = {
+        "edit": ([material.todos] if material.todos else [])
+        + sorted(diffs, key=lambda i: i.line, reverse=True),
+        "summary": [material.summary] if material.summary else [],
+        "assistant": sorted(material.assistant, key=lambda i: i.line, reverse=True),
+        "tool": sorted(
+            _rank_tool_items(material.tool_calls, query, material.cwd, 8),
+            key=lambda i: (i.score, i.line),
+            reverse=True,
+        ),
     }
-    if todos_item is not None:
-        queues["edit"].insert(0, todos_item)
     for tier, queue in queues.items():
-        if tier != "summary":
-            for item in queue:
-                fit(item, per_item_cap)
-    chosen: dict[str, list[_Item]] = {k: [] for k in queues}
+        for item in queue:
+            item.tokens = count(item.text) + 4
+            if tier != "summary" and item.tokens > per_item:
+                item.text = _cut_middle(item.text, per_item - 4, count, f"see line {item.line}")
+                item.tokens = count(item.text) + 4 if item.text else 0
 
-    def fill(tier: str, limit: int) -> int:
-        """Take items of ``tier`` in preference order while they fit in ``limit``; an item
-        that does not fit is passed over (a later pass with more room may take it)."""
-        spent = 0
-        passed: list[_Item] = []
-        queue = queues[tier]
-        while queue:
-            item = queue.pop(0)
-            room = limit - spent
-            if tier == "summary" and item.tokens == 0:
-                item.tokens = count(item.text) + 4
-            if tier == "summary" and item.tokens > room >= 400:
-                fit(item, room)  # the summary is worth having cut rather than not at all
-            if item.text and 0 < item.tokens <= room:
-                chosen[tier].append(item)
-                spent += item.tokens
-            else:
-                passed.append(item)
-        queue.extend(passed)
-        return spent
-
-    used = 0
-    for tier, share in caps.items():
-        used += fill(tier, int(remaining * share))
-    for tier in ("edit", "assistant", "summary", "tool"):
-        used += fill(tier, remaining - used)
-
-    # ---- render, verify, shrink if needed --------------------------------------------------
-    all_tool_calls = len([c for c in calls if c.name not in EDIT_TOOLS and c.name != "TodoWrite"])
-    reads = sorted({_rel(c.file_path, cwd) for c in calls if c.name == "Read" and c.file_path})
-
-    def account() -> tuple[Counter[str], Counter[str]]:
-        """What is kept and what is omitted, by kind, for the current choice."""
-        k = Counter(kept)
-        k["files edited (all listed)"] = len(file_items)
-        k["edit diffs"] = sum(1 for i in chosen["edit"] if i.kind == "edit")
-        k["todo list"] = sum(1 for i in chosen["edit"] if i.kind == "todos")
-        k["compaction summary"] = len(chosen["summary"])
-        k["assistant texts"] = len(chosen["assistant"])
-        k["tool results (reference + relevant lines)"] = len(chosen["tool"])
-        o = Counter(omitted)
-        o["edit diffs (file still listed)"] = len(edit_items) - k["edit diffs"]
-        o["assistant texts"] = len(assistant_items) - k["assistant texts"]
-        o["tool results"] = all_tool_calls - k["tool results (reference + relevant lines)"]
-        o["compaction summary"] = int(summary_item is not None) - k["compaction summary"]
-        return +k, +o
-
-    def render() -> str:
-        k, o = account()
-        out = ["# Parent-session context (condensed by agentrt)"]
-        if task.description or task.subagent_type:
-            out.append(f"Task: {task.description or '-'} (subagent: {task.subagent_type})")
-        where = f"{path}" if path else "(transcript path unknown)"
-        out.append(
-            f"Source: Claude Code transcript {where}, lines 1-{position} (JSONL, one object per "
-            "line). [L123] cites its line 123; for anything left out, read those lines of the "
-            "transcript (e.g. with the Read tool's offset/limit)."
-        )
-        out.append("Kept: " + ", ".join(f"{n} {what}" for what, n in k.items() if n) + ".")
-        dropped = ", ".join(f"{n} {what}" for what, n in o.items() if n > 0)
-        out.append(f"Omitted: {dropped or 'nothing'}.")
-        out.append("")
-        out.append("## What the user asked (every prompt, oldest first)")
-        out.extend(f"[L{i.line}] {i.text}" for i in prompt_items)
-        if file_items or chosen["edit"]:
-            out.append("")
-            out.append("## Files changed (most recently changed first; diffs oldest first)")
-            todo = [i for i in chosen["edit"] if i.kind == "todos"]
-            for fi in file_items:
-                out.append(fi.text)
-                diffs = sorted(
-                    (i for i in chosen["edit"] if i.kind == "edit" and i.group == fi.group),
-                    key=lambda i: i.line,
-                )
-                out.extend(d.text for d in diffs)
-            if todo:
-                out.append("")
-                out.append("## Plan (latest todo list)")
-                out.extend(t.text for t in todo)
-        elif any(i.kind == "todos" for i in chosen["edit"]):
-            out.append("")
-            out.append("## Plan (latest todo list)")
-            out.extend(t.text for t in chosen["edit"] if t.kind == "todos")
-        if reads:
-            out.append("")
-            out.append("Files read: " + ", ".join(reads))
-        if chosen["summary"]:
-            s = chosen["summary"][0]
-            out.append("")
-            out.append(f"## Summary of the earlier conversation (written at compaction, L{s.line})")
-            out.append(s.text)
-        timeline = sorted(chosen["assistant"] + chosen["tool"], key=lambda i: i.line)
-        if timeline:
-            out.append("")
-            out.append("## Conversation (assistant text and tool results, oldest first)")
-            for i in timeline:
-                out.append(f"[L{i.line}] assistant: {i.text}" if i.kind == "assistant" else i.text)
-        return "\n".join(out) + "\n"
-
-    def shrink_once() -> bool:
-        """Drop the least valuable chosen item; False when nothing is left to drop."""
-        if chosen["tool"]:
-            chosen["tool"].pop()  # lowest score / oldest
-        elif chosen["assistant"]:
-            chosen["assistant"].remove(min(chosen["assistant"], key=lambda i: i.line))
-        elif chosen["summary"]:
-            chosen["summary"].pop()
-        elif any(i.kind == "edit" for i in chosen["edit"]):
-            chosen["edit"].remove(
-                min((i for i in chosen["edit"] if i.kind == "edit"), key=lambda i: i.line)
-            )
-        elif chosen["edit"]:
-            chosen["edit"].pop()
-        else:
-            return False
-        return True
-
-    text = render()
+    selection = _Selection(
+        task=task,
+        source=str(transcript_path or transcript.path or "(path unknown)"),
+        position=position,
+        material=material,
+        file_headers=headers,
+        n_diffs=len(diffs),
+        chosen=_allocate(queues, max(room, 0), count),
+    )
+    # The estimate above is close; the exact count of the rendered chunks decides.
+    text = selection.render()
     while True:
         parts = _split(text, budget, count)
         counts = [count(p) for p in parts]
-        if sum(counts) <= budget.total_tokens and all(c <= budget.chunk_tokens for c in counts):
+        if sum(counts) <= budget.total_tokens and max(counts) <= budget.chunk_tokens:
             break
-        if not shrink_once():
-            # Only the header, prompts and file list are left: cut the text itself.
-            text = _truncate(text, max(0, budget.total_tokens - 40 * len(parts) - 40))
+        if not selection.drop_least_valuable():
+            # Only header, prompts and file list are left (thousands of files): cut the text.
+            text = truncate(text, max(0, budget.total_tokens - 40 * len(parts) - 40))
             parts = _split(text, budget, count)
             counts = [count(p) for p in parts]
             break
-        text = render()
+        text = selection.render()
 
-    kept_final, omitted_final = account()
+    kept, omitted = selection.account()
     return Condensed(
         chunks=parts,
         chunk_tokens=counts,
         text=text,
         position=position,
-        kept=kept_final,
-        omitted=omitted_final,
-        prompts_total=len(prompts),
-        prompts_verbatim=prompts_verbatim,
-        edited_files=edited_files,
+        kept=kept,
+        omitted=omitted,
+        prompts_total=len(material.prompts),
+        prompts_verbatim=verbatim,
+        edited_files=[h.group for h in headers],
     )
 
 
