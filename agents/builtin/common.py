@@ -42,6 +42,7 @@ __all__ = [
     "SeverityCounts",
     "changed_files",
     "findings_table",
+    "is_test_path",
     "load_python",
     "md_code",
     "md_table",
@@ -205,6 +206,22 @@ def select_files(
         wanted = {_normalise(p) for p in files}
         chosen = [f for f in chosen if f.path in wanted]
     return sorted(chosen, key=lambda f: f.path)
+
+
+_TEST_DIRS = frozenset({"test", "tests"})
+
+
+def is_test_path(path: str) -> bool:
+    """Whether a repository-relative path is test code: under a ``test``/``tests`` directory,
+    or named ``test_*.py``, ``*_test.py`` or ``conftest.py`` (pytest's conventions)."""
+    pure = PurePosixPath(path)
+    name = pure.name
+    return (
+        any(part in _TEST_DIRS for part in pure.parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
 
 
 @dataclass(frozen=True, slots=True)

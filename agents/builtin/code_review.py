@@ -1,0 +1,382 @@
+"""Code review (agent ``code_review``): ruff's findings plus long and complex functions.
+
+**Ruff configuration.** With ``ruff_config="auto"`` (the default) the repository's own ruff
+configuration is honoured when it has one at its root (``ruff.toml``, ``.ruff.toml`` or a
+``[tool.ruff]`` table in ``pyproject.toml``): the project decided what it wants checked, and
+reporting rules it switched off would be noise. Its ``exclude`` patterns apply too
+(``--force-exclude``). Without one, ruff runs ``--isolated`` (no configuration file anywhere
+is read) with a default rule set: pycodestyle errors and warnings, pyflakes and bugbear
+(``E, F, W, B``), minus ``E501`` (line length is the formatter's business, and it would bury
+everything else). If the repository's configuration makes ruff fail, the default rule set is
+used instead and a note says why. Ruff runs once over all selected files, with ``--no-cache``
+so nothing is written into the repository.
+
+**Severities.** Ruff does not grade its rules, so codes are mapped by prefix (longest wins, see
+``_RUFF_SEVERITIES``): syntax errors are ``critical``; pyflakes errors that fail at run time
+(undefined names, ``return`` outside a function, ``assert`` on a tuple) are ``high``; other
+pyflakes and bugbear findings are ``medium``, unused imports/variables ``low``; style rules
+are ``low``.
+
+**Own checks** (tool ``agentrt`` and ``radon``), on the same parse of each file:
+
+* ``long-function``: a function or method longer than ``max_function_lines`` lines (from its
+  ``def`` to its last line; decorators not counted): ``low``, ``medium`` beyond twice that;
+* ``cyclomatic-complexity``: radon's cyclomatic complexity at rank ``complexity_rank`` or worse
+  (radon ranks: A 1-5, B 6-10, C 11-20, D 21-30, E 31-40, F 41+): ``low`` at C, else
+  ``medium`` — hard to maintain, not a defect in itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from radon.complexity import add_inner_blocks, cc_rank, cc_visit_ast
+from radon.visitors import Function
+
+from agents.builtin.common import (
+    AnalyserInput,
+    Finding,
+    ParsedFile,
+    Severity,
+    SeverityCounts,
+    findings_table,
+    load_python,
+    md_code,
+    md_table,
+    sort_findings,
+)
+
+__all__ = ["Input", "Output", "RuffRun", "RuleCount", "find_ruff", "render_markdown", "run"]
+
+Rank = Literal["B", "C", "D", "E", "F"]
+
+DEFAULT_SELECT = ("E", "F", "W", "B")
+DEFAULT_IGNORE = ("E501",)
+# Keeps each ruff command line far below the kernel's argument-size limit.
+_RUFF_CHUNK = 2000
+
+
+class Input(AnalyserInput):
+    """What to review, and the limits of the project's own checks."""
+
+    ruff_config: Literal["auto", "repo", "default"] = Field(
+        default="auto",
+        description="auto: the repository's ruff config if it has one, else the default "
+        "rule set; repo: always let ruff discover configuration; default: never.",
+    )
+    ruff_select: list[str] = Field(
+        default=list(DEFAULT_SELECT), description="Rules of the default rule set."
+    )
+    ruff_ignore: list[str] = Field(
+        default=list(DEFAULT_IGNORE), description="Rules the default rule set leaves out."
+    )
+    max_function_lines: int = Field(default=60, ge=1)
+    complexity_rank: Rank = Field(
+        default="C", description="Report functions of this radon rank or worse."
+    )
+
+
+class RuffRun(BaseModel):
+    """How ruff was run."""
+
+    version: str
+    config: str = Field(description="Where the rules came from.")
+    files: int
+
+
+class RuleCount(BaseModel):
+    rule: str
+    severity: Severity
+    count: int
+
+
+class Output(BaseModel):
+    """Review findings, sorted by place."""
+
+    summary: str
+    files_analysed: int
+    ruff: RuffRun
+    findings: list[Finding]
+    counts: SeverityCounts
+    rules: list[RuleCount] = Field(description="Findings per rule, most frequent first.")
+    notes: list[str]
+
+
+# --------------------------------------------------------------------------------------------
+# Ruff
+
+_RUFF_SEVERITIES: dict[str, Severity] = {
+    "invalid-syntax": "critical",
+    "E9": "critical",
+    # pyflakes: fails at run time
+    "F82": "high",  # undefined name / export / local
+    "F63": "high",  # assert on a tuple, `is` with a literal, `if` on a tuple
+    "F7": "high",  # break/continue/return/yield outside their place
+    # pyflakes: dead code
+    "F401": "low",
+    "F403": "low",
+    "F541": "low",
+    "F841": "low",
+    "F": "medium",
+    "E722": "medium",  # bare except swallows KeyboardInterrupt/SystemExit
+    "E": "low",
+    "W605": "medium",  # invalid escape sequence: a SyntaxError in a future Python
+    "W": "low",
+    "B007": "low",
+    "B009": "low",
+    "B010": "low",
+    "B028": "low",
+    "B904": "low",
+    "B905": "low",
+    "B": "medium",
+    "S": "medium",
+    "PLE": "high",
+    "ASYNC": "medium",
+}
+
+
+def ruff_severity(code: str) -> Severity:
+    """Severity of a ruff rule code (longest matching prefix of ``_RUFF_SEVERITIES``)."""
+    for end in range(len(code), 0, -1):
+        severity = _RUFF_SEVERITIES.get(code[:end])
+        if severity is not None:
+            return severity
+    return "low"
+
+
+def find_ruff() -> str:
+    """Path of the ruff executable: the one the ``ruff`` package ships, else one on PATH."""
+    try:
+        from ruff import find_ruff_bin
+
+        return str(find_ruff_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    beside = Path(sys.executable).with_name("ruff")
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("ruff")
+    if found is None:
+        raise RuntimeError("ruff is not installed; install it with `pip install ruff`")
+    return found
+
+
+def _repo_config(root: Path) -> str | None:
+    for name in ("ruff.toml", ".ruff.toml"):
+        if (root / name).is_file():
+            return name
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        text = pyproject.read_text(encoding="utf-8", errors="replace")
+        if "[tool.ruff" in text:
+            return "pyproject.toml [tool.ruff]"
+    return None
+
+
+def _ruff_argv(ruff: str, inputs: Input, use_repo: bool) -> list[str]:
+    argv = [ruff, "check", "--output-format", "json", "--no-cache", "--exit-zero"]
+    if use_repo:
+        return [*argv, "--force-exclude"]
+    target = f"py3{sys.version_info.minor}"  # what this interpreter's ast.parse accepts too
+    argv += ["--isolated", "--target-version", target, "--select", ",".join(inputs.ruff_select)]
+    if inputs.ruff_ignore:
+        argv += ["--ignore", ",".join(inputs.ruff_ignore)]
+    return argv
+
+
+def _run_ruff(argv: list[str], root: Path, paths: list[str]) -> list[dict[str, object]]:
+    """Ruff's JSON diagnostics for ``paths``; RuntimeError with ruff's message if it fails."""
+    diagnostics: list[dict[str, object]] = []
+    for start in range(0, len(paths), _RUFF_CHUNK):
+        chunk = paths[start : start + _RUFF_CHUNK]
+        result = subprocess.run(
+            [*argv, "--", *chunk], cwd=root, capture_output=True, text=True, timeout=600
+        )
+        if result.returncode != 0:
+            message = result.stderr.strip().splitlines()
+            raise RuntimeError(
+                f"ruff failed (exit {result.returncode}): {' '.join(message[-3:]) or 'no output'}"
+            )
+        diagnostics += json.loads(result.stdout or "[]")
+    return diagnostics
+
+
+def _ruff_findings(diagnostics: list[dict[str, object]], root: Path) -> Iterator[Finding]:
+    for d in diagnostics:
+        code = str(d.get("code") or "invalid-syntax")
+        location = d.get("location") or {}
+        assert isinstance(location, dict)
+        path = Path(str(d["filename"]))
+        try:
+            relative = path.relative_to(root).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        yield Finding(
+            path=relative,
+            line=int(location.get("row") or 0),
+            column=int(location.get("column") or 0) or None,
+            rule=code,
+            severity=ruff_severity(code),
+            message=str(d.get("message", "")),
+            tool="ruff",
+        )
+
+
+def _ruff_version(ruff: str) -> str:
+    result = subprocess.run([ruff, "--version"], capture_output=True, text=True, timeout=60)
+    return result.stdout.strip().removeprefix("ruff ") or "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# Own checks
+
+
+def _functions(
+    tree: ast.Module,
+) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every function and method with its qualified name (``Class.method.<locals>.inner``)."""
+    stack: list[tuple[str, ast.AST]] = [("", tree)]
+    while stack:
+        prefix, node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = prefix + child.name
+                yield name, child
+                stack.append((name + ".<locals>.", child))
+            elif isinstance(child, ast.ClassDef):
+                stack.append((prefix + child.name + ".", child))
+            elif not isinstance(child, ast.expr):  # functions live in statements only
+                stack.append((prefix, child))
+
+
+def _long_functions(parsed: ParsedFile, limit: int) -> Iterator[Finding]:
+    for name, node in _functions(parsed.tree):
+        length = (node.end_lineno or node.lineno) - node.lineno + 1
+        if length > limit:
+            yield Finding(
+                path=parsed.path,
+                line=node.lineno,
+                column=node.col_offset + 1,
+                rule="long-function",
+                severity="medium" if length > 2 * limit else "low",
+                confidence="high",
+                message=f"function `{name}` is {length} lines long (limit {limit})",
+                tool="agentrt",
+            )
+
+
+def _complex_functions(parsed: ParsedFile, min_rank: Rank) -> Iterator[Finding]:
+    for block in add_inner_blocks(cc_visit_ast(parsed.tree)):
+        if not isinstance(block, Function):
+            continue  # a class's score is its methods', which are reported themselves
+        rank = cc_rank(block.complexity)
+        if rank >= min_rank:
+            yield Finding(
+                path=parsed.path,
+                line=block.lineno,
+                column=block.col_offset + 1,
+                rule="cyclomatic-complexity",
+                severity="low" if rank == "C" else "medium",
+                confidence="high",
+                message=f"function `{block.fullname}` has cyclomatic complexity "
+                f"{block.complexity} (rank {rank}; reported from rank {min_rank})",
+                tool="radon",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(inputs: Input) -> Output:
+    """Run ruff once over the selected files, then the own checks on one parse per file."""
+    sources = load_python(inputs.repo, inputs.files)
+    paths = [f.path for f in sources.selected]
+    notes: list[str] = []
+    ruff = find_ruff()
+
+    repo_config = _repo_config(sources.root)
+    use_repo = inputs.ruff_config == "repo" or (
+        inputs.ruff_config == "auto" and repo_config is not None
+    )
+    default_label = f"default: select {','.join(inputs.ruff_select)}" + (
+        f", ignore {','.join(inputs.ruff_ignore)}" if inputs.ruff_ignore else ""
+    )
+    config = f"repository: {repo_config or 'discovered by ruff'}" if use_repo else default_label
+    diagnostics: list[dict[str, object]] = []
+    if paths:
+        try:
+            diagnostics = _run_ruff(_ruff_argv(ruff, inputs, use_repo), sources.root, paths)
+        except RuntimeError as exc:
+            if not use_repo:
+                raise
+            notes.append(f"the repository's ruff configuration failed ({exc}); used defaults")
+            config = default_label
+            diagnostics = _run_ruff(_ruff_argv(ruff, inputs, False), sources.root, paths)
+    findings = list(_ruff_findings(diagnostics, sources.root))
+
+    for parsed in sources:
+        findings += _long_functions(parsed, inputs.max_function_lines)
+        findings += _complex_functions(parsed, inputs.complexity_rank)
+    # Ruff reports syntax errors itself, in more detail; ours only fill in what it missed.
+    ruff_syntax = {f.path for f in findings if f.rule == "invalid-syntax"}
+    findings += [e for e in sources.errors if e.path not in ruff_syntax]
+
+    findings = sort_findings(findings)
+    counts = SeverityCounts.of(findings)
+    by_rule = Counter((f.rule, f.severity) for f in findings)
+    rules = [
+        RuleCount(rule=rule, severity=severity, count=count)
+        for (rule, severity), count in sorted(by_rule.items(), key=lambda i: (-i[1], i[0]))
+    ]
+    summary = (
+        f"{len(findings)} findings in {len(paths)} Python files ({counts.describe()}); "
+        f"ruff rules: {config}"
+    )
+    return Output(
+        summary=summary,
+        files_analysed=len(paths),
+        ruff=RuffRun(version=_ruff_version(ruff), config=config, files=len(paths)),
+        findings=findings,
+        counts=counts,
+        rules=rules,
+        notes=notes,
+    )
+
+
+def render_markdown(output: Output) -> str:
+    """The code review section of the run report."""
+    c = output.counts
+    parts = [
+        "## Code review",
+        "",
+        output.summary,
+        "",
+        md_table(
+            ["Critical", "High", "Medium", "Low", "Info", "Files"],
+            [(c.critical, c.high, c.medium, c.low, c.info, output.files_analysed)],
+        ),
+        "",
+        f"Ruff {output.ruff.version}, rules from {output.ruff.config}.",
+    ]
+    if output.rules:
+        parts += ["", "### Rules", ""]
+        parts.append(
+            md_table(
+                ["Rule", "Severity", "Count"],
+                [(md_code(r.rule), r.severity, r.count) for r in output.rules[:20]],
+            )
+        )
+    parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
+    if output.notes:
+        parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes]
+    return "\n".join(parts) + "\n"
