@@ -80,6 +80,11 @@ class ImportPolicy:
             return location
         if self.base_dir and location and location.is_relative_to(self.base_dir):
             return location
+        if self.base_dir and any((self.base_dir / name).exists() for name in (f"{top}.py", top)):
+            raise EntrypointError(
+                f"module {top!r} next to this manifest is shadowed by another module of the "
+                f"same name already loaded from {location}; rename one of them"
+            )
         raise EntrypointError(
             f"module {module!r} is outside the allowed import roots (the manifest's folder"
             f"{' ' + str(self.base_dir) if self.base_dir else ''}, {BUILTIN_PREFIX}"

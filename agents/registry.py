@@ -215,7 +215,8 @@ class Registry:
             close = difflib.get_close_matches(agent_id, self.ids(), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise AgentNotFound(f"no agent {agent_id!r} is registered{hint}")
-        candidates = [v for v in versions if spec is None or spec.contains(v, prereleases=None)]
+        # PEP 440 semantics: pre-releases only when the specifier names one or nothing else fits.
+        candidates = list((spec or SpecifierSet()).filter(versions))
         if not candidates:
             have = ", ".join(str(v) for v in sorted(versions))
             raise AgentNotFound(f"no version of {agent_id!r} satisfies {spec} (available: {have})")

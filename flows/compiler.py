@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,29 +100,33 @@ class AgentCachePolicy(CachePolicy):
 
 
 # -- retries -------------------------------------------------------------------------
-class RetryOn:
-    """Prefect ``retry_condition_fn``: retry only exceptions named in ``retry_on``."""
+_NEVER_RETRY = frozenset({"DataFlowError", "EntrypointError"})
 
-    NEVER = frozenset({"DataFlowError", "EntrypointError"})
 
-    def __init__(self, names: list[str]) -> None:
-        self.names = frozenset(names)
+def retry_matches(exc: BaseException, names: frozenset[str]) -> bool:
+    """Whether ``exc`` (or a base class of it) is named in ``retry_on``."""
+    mro = type(exc).__mro__
+    if any(c.__name__ in _NEVER_RETRY for c in mro):
+        return False
+    return any(c.__name__ in names or f"{c.__module__}.{c.__qualname__}" in names for c in mro)
 
-    def matches(self, exc: BaseException) -> bool:
-        mro = type(exc).__mro__
-        if any(c.__name__ in self.NEVER for c in mro):
-            return False
-        return any(
-            c.__name__ in self.names or f"{c.__module__}.{c.__qualname__}" in self.names
-            for c in mro
-        )
 
-    def __call__(self, task: Any, task_run: Any, state: Any) -> bool:
+def retry_condition(retry_on: list[str]) -> Callable[[Any, Any, Any], bool]:
+    """A Prefect ``retry_condition_fn`` retrying only the exceptions named in ``retry_on``.
+
+    It must be a plain function: Prefect ignores callables that ``inspect.isfunction``
+    does not recognise.
+    """
+    names = frozenset(retry_on)
+
+    def should_retry(task: Any, task_run: Any, state: Any) -> bool:
         try:
             state.result()
         except BaseException as exc:
-            return self.matches(exc)
+            return retry_matches(exc, names)
         return False
+
+    return should_retry
 
 
 def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
@@ -139,7 +144,7 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
         "retry_delay_seconds": exponential_backoff(m.retries.backoff.base)(retries)
         if retries
         else 0,
-        "retry_condition_fn": RetryOn(m.retries.retry_on),
+        "retry_condition_fn": retry_condition(m.retries.retry_on),
         "timeout_seconds": m.timeout_seconds,
         "persist_result": True,
         "result_serializer": "json",
@@ -159,7 +164,7 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
 
 # -- running -------------------------------------------------------------------------
 def _suggest(error_type: str, phase: str, agent: str) -> str:
-    if error_type in ("AgentTimeoutError", "TimeoutError"):
+    if "Timeout" in error_type:
         return f"raise timeout_seconds in {agent}'s manifest, or give it a smaller input"
     if error_type == "DataFlowError":
         return "make the upstream output match this agent's input schema, or map inputs explicitly"
@@ -372,6 +377,43 @@ def _set_done(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+async def _prime_tag_limit_cache(tag_sets: list[frozenset[str]]) -> None:
+    """Tell Prefect up front which agents' tags have no concurrency limits.
+
+    Prefect's task engine asks the server for tag concurrency slots before every task run
+    and caches "no limits for these tags" per tag set, but the first asks of a run all
+    arrive at once; on the SQLite server they collide (SQLITE_BUSY → 503) and the client
+    retries after ~2 s, stalling parallel agents. One read of the existing limits before
+    the run fills the same cache. If Prefect's cache is ever renamed, this is a no-op and
+    Prefect behaves as it does by default.
+    """
+    try:
+        from prefect.concurrency import services
+
+        cache, lock = services._no_limits_cache, services._cache_lock
+    except (ImportError, AttributeError):
+        return
+    from prefect.client.orchestration import get_client
+
+    names: set[str] = set()
+    try:
+        async with get_client() as client:
+            offset = 0
+            while True:
+                page = await client.read_global_concurrency_limits(limit=200, offset=offset)
+                names.update(limit.name for limit in page)
+                if len(page) < 200:
+                    break
+                offset += 200
+    except Exception:
+        return  # priming is an optimisation; Prefect will ask per task run instead
+    with lock:
+        for tags in tag_sets:
+            key = frozenset(f"tag:{t}" for t in tags)
+            if key and not key & names:
+                cache[key] = True
+
+
 def allocate_budget(plan: Plan) -> dict[str, tuple[int | None, str | None]]:
     """Each step's token slice from the workflow's total, with the reason."""
     requests = []
@@ -470,6 +512,7 @@ def build_flow(
         spool = str(spool_root / "spool" / (flow_run_id or "local")) if spool_root else None
         started = datetime.now(UTC)
         t0 = time.perf_counter()
+        await _prime_tag_limit_cache([frozenset(t.tags) for t in tasks.values()])
         driver = _Driver(plan, params, tasks, grants, events, spool)
         await driver.run()
         result = RunResult(

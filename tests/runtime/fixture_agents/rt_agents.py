@@ -81,9 +81,10 @@ def consume(inputs: ConsumeIn) -> ConsumeOut:
 
 
 def read_file(inputs: dict) -> dict:
-    """Schema-less agent (inline JSON Schema in its manifest): reads a file from the input."""
+    """Agent with inline JSON Schemas: reads a file, logs next to it (not in it)."""
     text = Path(inputs["path"]).read_text()
-    _log(inputs["workdir"], {"name": "read_file", "t": time.time()})
+    with open(inputs["path"] + ".calls", "a") as fh:
+        fh.write("call\n")
     return {"length": len(text)}
 
 

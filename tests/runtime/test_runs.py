@@ -1,0 +1,211 @@
+"""Real Prefect runs of manifest-generated flows (one Prefect test server per session)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.registry import Registry
+from flows.results import RunResult
+from flows.workflow import WorkflowManifest
+from tests.runtime.helpers import FIXTURE_AGENTS
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    registry = Registry.discover([FIXTURE_AGENTS], builtin=False, entry_points=False)
+    # The first tagged task run against a fresh Prefect server waits ~1-3 s while the server
+    # lazily imports its concurrency endpoints; warm it so timing assertions measure
+    # agentrt's scheduling, not Prefect's cold start.
+    run(registry, tmp_path_factory.mktemp("warmup"), [step("delta")])
+    return registry
+
+
+def run(registry: Registry, workdir: Path, steps: list[dict[str, Any]], **extra: Any) -> RunResult:
+    from flows.run import run_workflow
+
+    spec = {
+        "name": extra.pop("name", "test-wf"),
+        "params": {"workdir": {"type": "path", "default": str(workdir)}, **extra.pop("params", {})},
+        "steps": steps,
+        **extra,
+    }
+    return run_workflow(WorkflowManifest.model_validate(spec), registry=registry)
+
+
+def events(workdir: Path) -> list[dict[str, Any]]:
+    path = workdir / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def step(agent: str, name: str | None = None, **inputs: Any) -> dict[str, Any]:
+    values = {"name": {"value": name or agent}, **{k: {"value": v} for k, v in inputs.items()}}
+    return {"agent": agent, "id": name or agent, "inputs": values}
+
+
+def test_levels_run_in_parallel_and_in_dependency_order(registry: Registry, tmp_path: Path) -> None:
+    result = run(
+        registry,
+        tmp_path,
+        [
+            step("alpha", seconds=1.0),
+            step("beta", seconds=1.0),
+            step("gamma", seconds=1.0),
+            {
+                "agent": "consumer",
+                "inputs": {"files": ["alpha.files", "beta.files", "gamma.files"]},
+            },
+        ],
+        concurrency=4,
+    )
+    assert result.state == "completed", result.errors
+    assert result.levels == [["alpha", "beta", "gamma"], ["consumer"]]
+    out = {k: v.output for k, v in result.steps.items()}
+    first_end = min(out[s]["ended"] for s in ("alpha", "beta", "gamma"))
+    last_start = max(out[s]["started"] for s in ("alpha", "beta", "gamma"))
+    starts = {s: out[s]["started"] for s in ("alpha", "beta", "gamma")}
+    assert last_start < first_end, f"independent agents did not overlap: {starts}, {first_end}"
+    assert out["consumer"]["received"] == ["alpha.py", "beta.py", "gamma.py"]
+    consume = next(e for e in events(tmp_path) if e["name"] == "consume")
+    assert consume["t"] >= max(out[s]["ended"] for s in ("alpha", "beta", "gamma"))
+    for s in ("alpha", "beta", "gamma"):
+        phases = result.steps[s].phases
+        assert {"initialise", "execute", "validate", "integrate"} <= set(phases)
+        assert phases["execute"] >= 0.9
+
+
+def test_upstream_output_is_validated_against_downstream_input(
+    registry: Registry, tmp_path: Path
+) -> None:
+    result = run(
+        registry,
+        tmp_path,
+        [step("alpha"), {"agent": "consumer", "inputs": {"files": "alpha.name"}}],
+    )
+    assert result.state == "failed"
+    consumer = result.steps["consumer"]
+    assert consumer.state == "failed"
+    report = consumer.error
+    assert report is not None and report.error_type == "DataFlowError"
+    assert report.phase == "initialise" and report.attempts == 1
+    assert "alpha@1.0.0" in report.message and "consumer@1.0.0" in report.message
+    assert "files" in report.message
+    assert result.steps["alpha"].output["name"] == "alpha"  # finished outputs are kept
+
+
+def test_retryable_errors_are_retried_then_succeed(registry: Registry, tmp_path: Path) -> None:
+    result = run(registry, tmp_path, [step("flaky", fail_times=2)])
+    assert result.state == "completed", result.errors
+    assert result.steps["flaky"].attempts == 3
+    calls = [e for e in events(tmp_path) if e["name"] == "flaky"]
+    assert [c["call"] for c in calls] == [1, 2, 3]
+    gaps = [b["t"] - a["t"] for a, b in zip(calls, calls[1:], strict=False)]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps  # exponential backoff 0.1, 0.2
+
+
+def test_non_retryable_error_is_not_retried(registry: Registry, tmp_path: Path) -> None:
+    result = run(registry, tmp_path, [step("broken")])
+    assert result.state == "failed"
+    assert len([e for e in events(tmp_path) if e["name"] == "broken"]) == 1
+    (report,) = result.errors
+    assert report.error_type == "ValueError" and report.phase == "execute" and report.attempts == 1
+    assert report.agent == "broken@1.0.0" and report.suggestion
+
+
+def test_timeout_stops_a_hung_agent(registry: Registry, tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    result = run(registry, tmp_path, [step("hang")])
+    assert time.perf_counter() - t0 < 30
+    assert result.steps["hang"].state == "failed"
+    # Prefect's own timeout or agentrt's hard watchdog, whichever fires first.
+    assert result.errors[0].error_type in ("AgentTimeoutError", "TaskRunTimeoutError")
+    assert "timeout_seconds" in result.errors[0].suggestion
+
+
+def test_fallback_runs_when_the_agent_fails(registry: Registry, tmp_path: Path) -> None:
+    result = run(registry, tmp_path, [step("broken_with_fallback")])
+    assert result.state == "completed"
+    s = result.steps["broken_with_fallback"]
+    assert s.state == "fallback" and s.used_agent == "alpha@1.0.0"
+    assert len(s.task_run_ids) == 2  # the fallback is a task run of its own
+
+
+def test_low_confidence_uses_fallback(registry: Registry, tmp_path: Path) -> None:
+    result = run(registry, tmp_path, [step("confident", confidence=0.5)])
+    s = result.steps["confident"]
+    assert s.state == "fallback" and s.used_agent == "beta@1.0.0"
+
+
+def test_optional_failure_is_skipped_and_dependents_continue(
+    registry: Registry, tmp_path: Path
+) -> None:
+    result = run(
+        registry,
+        tmp_path,
+        [
+            step("optional_broken"),
+            {**step("alpha"), "after": ["optional_broken"]},
+            {"agent": "consumer", "inputs": {"files": "optional_broken.files"}},
+        ],
+    )
+    assert result.state == "completed", result.errors
+    assert result.steps["optional_broken"].state == "skipped"
+    assert "optional agent failed: ValueError" in result.steps["optional_broken"].reason
+    assert result.steps["alpha"].state == "completed"
+    consumer = result.steps["consumer"]
+    assert consumer.state == "skipped"
+    assert "input files needs optional_broken" in consumer.reason
+
+
+def test_required_failure_fails_fast_and_keeps_finished_outputs(
+    registry: Registry, tmp_path: Path
+) -> None:
+    result = run(
+        registry,
+        tmp_path,
+        [step("alpha"), step("broken"), {**step("beta"), "after": ["broken", "alpha"]}],
+    )
+    assert result.state == "failed"
+    assert result.steps["alpha"].state == "completed" and result.steps["alpha"].output
+    assert result.steps["beta"].state == "skipped"
+    assert "broken" in result.steps["beta"].reason
+    saved = json.loads(Path(result.report_paths["result"]).read_text())
+    assert saved["steps"]["alpha"]["output"]["name"] == "alpha"
+
+
+def test_cache_hit_on_rerun_and_miss_when_input_file_changes(
+    registry: Registry, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "input.txt").write_text("hello")
+    work = tmp_path / "work"
+    work.mkdir()
+    steps = [{"agent": "reader", "inputs": {"path": {"value": str(data / "input.txt")}}}]
+    first = run(registry, work, steps)
+    second = run(registry, work, steps)
+    assert first.steps["reader"].state == "completed"
+    assert second.steps["reader"].state == "cached"
+    assert second.steps["reader"].output == {"length": 5}
+    (data / "input.txt").write_text("hello, world")
+    third = run(registry, work, steps)
+    assert third.steps["reader"].state == "completed"
+    assert third.steps["reader"].output == {"length": 12}
+    assert (data / "input.txt.calls").read_text().count("call") == 2
+
+
+def test_every_attempt_leaves_a_record(registry: Registry, tmp_path: Path) -> None:
+    from flows.settings import metrics_dir
+
+    result = run(registry, tmp_path, [step("flaky", fail_times=1)])
+    spool = metrics_dir() / "spool" / result.flow_run_id
+    records = [json.loads(p.read_text()) for p in spool.glob("*.json")]
+    assert sorted((r["attempt"], r["state"]) for r in records) == [(1, "failed"), (2, "completed")]
+    failed = next(r for r in records if r["state"] == "failed")
+    assert failed["error_type"] == "ConnectionError" and failed["phase"] == "execute"
