@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_retryable_errors_are_retried_then_succeed(registry: Registry, tmp_path:
     assert result.steps["flaky"].attempts == 3
     calls = [e for e in events(tmp_path) if e["name"] == "flaky"]
     assert [c["call"] for c in calls] == [1, 2, 3]
-    gaps = [b["t"] - a["t"] for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(calls)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2, gaps  # exponential backoff 0.1, 0.2
 
 
