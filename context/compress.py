@@ -134,11 +134,18 @@ def _hidden(lines: Sequence[str], start: int, end: int) -> str:
     block = lines[start - 1 : end]
     if all(not line.strip() for line in block):
         return "".join(block)
-    # Blank lines that close the hidden run stay visible: they separate definitions.
-    trailing = 0
+    # Blank lines around the hidden content stay visible: they separate definitions, and
+    # the marker then names exactly the lines it stands for.
+    leading = trailing = 0
+    while not block[leading].strip():
+        leading += 1
     while not block[-1 - trailing].strip():
         trailing += 1
-    return _marker(lines, start, end - trailing) + "".join(block[len(block) - trailing :])
+    return (
+        "".join(block[:leading])
+        + _marker(lines, start + leading, end - trailing)
+        + "".join(block[len(block) - trailing :])
+    )
 
 
 def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -393,13 +400,19 @@ def chunks(text: str, max_tokens: int, encoding: str | None = None) -> Iterator[
 _PARA_BREAK = re.compile(r"\n(?=\s*\n)|\n(?=(?:def|class|async def|@)\b)")
 
 
+_DECORATORS_ONLY = re.compile(r"\n*(?:@[^\n]*\n(?:[ \t)][^\n]*\n)*)+$")
+
+
 def _paragraphs(text: str) -> Iterator[str]:
     """Pieces of ``text`` ending at blank lines or before top-level definitions."""
     start = 0
     for match in _PARA_BREAK.finditer(text):
         end = match.end()
         if end > start:
-            yield text[start:end]
+            piece = text[start:end]
+            if _DECORATORS_ONLY.match(piece):
+                continue  # keep decorators with the definition they decorate
+            yield piece
             start = end
     if start < len(text):
         yield text[start:]

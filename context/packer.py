@@ -29,7 +29,7 @@ __all__ = ["Candidate", "FileView", "PackedItem", "pack", "render_markdown"]
 Kind = Literal["file", "skeleton", "span"]
 
 #: Higher values favour the most relevant candidates over cheap, less relevant ones.
-SCORE_EXPONENT = 2.0
+SCORE_EXPONENT = 4.0
 #: Spans of one file closer than this many lines are delivered as one (gap included).
 MERGE_GAP = 3
 #: Estimated cost of the line marking one elided run in a skeleton.
@@ -100,11 +100,12 @@ def render_markdown(items: Sequence[PackedItem]) -> str:
 class _FileState:
     """Which lines of one file are delivered, and how."""
 
-    __slots__ = ("best", "header_tokens", "skeleton", "view", "visible")
+    __slots__ = ("best", "header_tokens", "line_score", "skeleton", "view", "visible")
 
     def __init__(self, view: FileView, header_tokens: int) -> None:
         self.view = view
         self.visible = np.zeros(view.n_lines + 2, dtype=bool)  # 1-based, padded both ends
+        self.line_score = np.zeros(view.n_lines + 2, dtype=np.float32)
         self.skeleton = False
         self.best = 0.0
         self.header_tokens = header_tokens
@@ -113,19 +114,26 @@ class _FileState:
         other = _FileState.__new__(_FileState)
         other.view, other.header_tokens = self.view, self.header_tokens
         other.visible, other.skeleton, other.best = self.visible.copy(), self.skeleton, self.best
+        other.line_score = self.line_score  # copied on write, in apply()
         return other
 
     def apply(self, candidate: Candidate) -> None:
         n = self.view.n_lines
+        self.line_score = self.line_score.copy()
         if candidate.kind == "file":
             self.visible[1 : n + 1] = True
+            np.maximum(self.line_score, candidate.score, out=self.line_score)
         elif candidate.kind == "skeleton":
             self.skeleton = True
             for start, end in self.view.skeleton:
                 self.visible[start : end + 1] = True
+                span = self.line_score[start : end + 1]
+                np.maximum(span, candidate.score, out=span)
         else:
             end = candidate.end_line or n
             self.visible[candidate.start_line : end + 1] = True
+            span = self.line_score[candidate.start_line : end + 1]
+            np.maximum(span, candidate.score, out=span)
         self.best = max(self.best, candidate.score)
 
     def covers(self, candidate: Candidate) -> bool:
@@ -178,7 +186,13 @@ class _FileState:
             return [PackedItem(view.path, 1, n, "skeleton", self.best, text, view.language)]
         return [
             PackedItem(
-                view.path, s, e, "span", self.best, "".join(view.lines[s - 1 : e]), view.language
+                view.path,
+                s,
+                e,
+                "span",
+                float(self.line_score[s : e + 1].max()),
+                "".join(view.lines[s - 1 : e]),
+                view.language,
             )
             for s, e in ranges
         ]

@@ -181,7 +181,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -323,6 +323,8 @@ class RepoIndex:
     transition: object
     #: Global PageRank of files (repository overview).
     centrality: np.ndarray
+    #: Prior weight of each file by its path (see :func:`path_prior`).
+    priors: np.ndarray
     records: dict[str, FileRecord] | None = None
 
     def __getstate__(self) -> dict[str, object]:
@@ -682,6 +684,7 @@ def _assemble(
         basenames=basenames,
         transition=transition,
         centrality=pagerank(transition),
+        priors=np.asarray([path_prior(p) for p in paths], dtype=np.float32),
     )
 
 
@@ -698,9 +701,23 @@ _CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
 W_FILE_BM25 = 1.0
 W_FILE_MENTION = 1.0
 W_FILE_PAGERANK = 0.3
-W_UNIT_BM25 = 1.0
-W_UNIT_FILE = 0.6
 W_UNIT_MENTION = 1.0
+#: A unit's score is its own evidence scaled by FLOOR + (1 - FLOOR) * its file's score.
+UNIT_FILE_FLOOR = 0.3
+#: Prior by kind of path: tests and prose are context, but rarely where a change goes.
+TEST_PRIOR = 0.5
+DOC_PRIOR = 0.6
+_TEST_PATH = re.compile(r"(^|/)(tests?|testing)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$")
+_CODE_SUFFIXES = (".py", ".pyi", ".pyx", ".js", ".ts", ".c", ".h", ".cpp", ".go", ".rs", ".java")
+
+
+def path_prior(path: str) -> float:
+    """Prior weight of a file by its path (1 for source code)."""
+    if _TEST_PATH.search(path):
+        return TEST_PRIOR
+    if not path.endswith(_CODE_SUFFIXES):
+        return DOC_PRIOR
+    return 1.0
 
 
 @dataclass(slots=True)
@@ -822,9 +839,8 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     terms = text_ids(query)
     n_units = len(index.unit_file)
     if not len(terms):
-        return Ranking(
-            _norm(index.centrality.astype(np.float32)), np.zeros(n_units), Mentions({}, {})
-        )
+        overview = _norm((index.centrality * index.priors).astype(np.float32))
+        return Ranking(overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}))
     mentions = find_mentions(index, query)
     file_lex = _norm(index.file_bm25.scores(terms))
     file_mention = np.zeros(index.n_files, dtype=np.float32)
@@ -832,16 +848,17 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         file_mention[f] = min(1.0, w)
     seed = file_lex**2 + file_mention
     ppr = _norm(pagerank(index.transition, seed)) if seed.sum() > 0 else np.zeros(index.n_files)
+    priors = index.priors
     file_scores = _norm(
-        W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr
+        (W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr) * priors
     )
     unit_lex = _norm(index.unit_bm25.scores(terms))
     unit_mention = np.zeros(n_units, dtype=np.float32)
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)
+    unit_file_score = file_scores[index.unit_file]
     unit_scores = _norm(
-        W_UNIT_BM25 * unit_lex
-        + W_UNIT_FILE * file_scores[index.unit_file]
-        + W_UNIT_MENTION * unit_mention
+        (unit_lex + W_UNIT_MENTION * unit_mention)
+        * (UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score)
     )
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), mentions)
