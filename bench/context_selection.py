@@ -123,16 +123,15 @@ class Issue:
     version: str
     query: str
     gold_files: list[str]
-    hunks: list[tuple[str, list[str]]]  # (path, lines that must be delivered, in order)
+    #: (path, removed lines, context lines) of each hunk of the fix.
+    hunks: list[tuple[str, list[str], list[str]]]
 
 
 def load_issues(path: Path = DATA) -> list[Issue]:
     issues = []
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        hunks = [
-            (h["path"], [x for x in (h["removed"] or h["context"])]) for h in row["gold_hunks"]
-        ]
+        hunks = [(h["path"], h["removed"], h["context"]) for h in row["gold_hunks"]]
         issues.append(
             Issue(
                 row["instance_id"],
@@ -160,11 +159,40 @@ def _resolve(gold: str, delivered: Iterable[str]) -> str | None:
     return None
 
 
-def score(issue: Issue, delivered: dict[str, list[str]]) -> tuple[bool, bool]:
+def hunk_targets(issue: Issue, tree: Path) -> list[tuple[str, list[str]]] | None:
+    """The lines each hunk needs delivered, as they are in this release; None if unattainable.
+
+    The release closest to the issue can predate or postdate the fix by a little. A hunk's
+    target is its removed lines (its context lines for a pure insertion); when the release
+    no longer holds the removed lines (the fix is already in it), its context lines. When
+    neither is in the file, no selection can deliver the hunk: the issue counts as a miss
+    for every method, and the "attainable" column says how often that happens.
+    """
+    targets = []
+    for gold, removed, context in issue.hunks:
+        candidates = [p for p in (tree / gold, *tree.glob(f"*/{gold}")) if p.is_file()]
+        if not candidates:
+            return None
+        path = candidates[0]
+        lines = path.read_text(errors="replace").split("\n")
+        for wanted in (removed, context):
+            if wanted and _in_order(wanted, lines):
+                targets.append((gold, wanted))
+                break
+        else:
+            return None
+    return targets
+
+
+def score(
+    issue: Issue, targets: list[tuple[str, list[str]]] | None, delivered: dict[str, list[str]]
+) -> tuple[bool, bool]:
     """(all gold files delivered, all gold hunks delivered) for ``path -> delivered lines``."""
     files_ok = all(_resolve(g, delivered) is not None for g in issue.gold_files)
+    if targets is None:
+        return files_ok, False
     hunks_ok = True
-    for gold, lines in issue.hunks:
+    for gold, lines in targets:
         path = _resolve(gold, delivered)
         if path is None or not _in_order(lines, delivered[path]):
             hunks_ok = False
@@ -222,6 +250,7 @@ class Results:
     base_file_hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(BUDGETS, 0))
     base_hunk_hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(BUDGETS, 0))
     over_budget: int = 0
+    attainable: int = 0
     cold: list[tuple[str, int, float]] = field(default_factory=list)  # tree, files, seconds
     warm: list[float] = field(default_factory=list)
 
@@ -251,6 +280,8 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
                 else:
                     results.warm.append(elapsed)
                 results.issues += 1
+                targets = hunk_targets(issue, tree)
+                results.attainable += targets is not None
                 outcome = []
                 for budget in BUDGETS:
                     if budget != BUDGETS[0]:
@@ -258,10 +289,10 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
                     if count_tokens(selection.to_markdown()) > budget:
                         results.over_budget += 1
                     got = delivered_lines((i.path, i.start_line, i.text) for i in selection.items)
-                    files_ok, hunks_ok = score(issue, got)
+                    files_ok, hunks_ok = score(issue, targets, got)
                     results.file_hits[budget] += files_ok
                     results.hunk_hits[budget] += hunks_ok
-                    b_files, b_hunks = score(issue, baseline.select(issue.query, budget))
+                    b_files, b_hunks = score(issue, targets, baseline.select(issue.query, budget))
                     results.base_file_hits[budget] += b_files
                     results.base_hunk_hits[budget] += b_hunks
                     outcome.append(f"{'F' if files_ok else '.'}{'H' if hunks_ok else '.'}")
@@ -290,7 +321,9 @@ def _pct(hits: int, total: int) -> str:
 def table(results: Results) -> str:
     n = results.issues
     lines = [
-        f"{n} issues ({len(results.skipped)} skipped: no sdist could be fetched or unpacked).",
+        f"{n} issues ({len(results.skipped)} skipped: no sdist could be fetched or unpacked). "
+        f"Hunks attainable in the release trees (ceiling of hunk recall): "
+        f"{_pct(results.attainable, n)}.",
         "",
         "| budget | file recall | hunk recall | baseline file recall | baseline hunk recall |",
         "| --- | --- | --- | --- | --- |",

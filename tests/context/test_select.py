@@ -1,0 +1,237 @@
+"""Tests for context.select (and the repository index of context.relevance behind it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from context import relevance
+from context.relevance import IndexStats, build_index, rank
+from context.select import Selection, select, select_texts
+from context.sources import SourceError, TextSource, scan_repository
+from context.store import ContextStore
+from context.tokens import count_tokens
+
+BILLING = textwrap.dedent(
+    '''\
+    """Billing: invoices and payments."""
+
+    from shop.models import Customer
+
+
+    class Invoice:
+        """An invoice for a customer."""
+
+        def __init__(self, customer: Customer, amount: int) -> None:
+            self.customer = customer
+            self.amount = amount
+
+        def apply_discount(self, percent: int) -> int:
+            """Reduce the amount by ``percent``."""
+            if percent > 100:
+                raise ValueError("discount above 100%")
+            self.amount = self.amount * (100 - percent) // 100
+            return self.amount
+
+
+    def total(invoices: list[Invoice]) -> int:
+        return sum(i.amount for i in invoices)
+    '''
+)
+
+MODELS = textwrap.dedent(
+    '''\
+    """Shop models."""
+
+
+    class Customer:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def greeting(self) -> str:
+            return f"Hello {self.name}"
+    '''
+)
+
+
+def _filler(i: int) -> str:
+    return "".join(
+        f"def helper_{i}_{j}(value):\n    return value * {j} + {i}  # arithmetic\n\n"
+        for j in range(30)
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "billing.py").write_text(BILLING)
+    (root / "shop" / "models.py").write_text(MODELS)
+    for i in range(6):
+        (root / "shop" / f"util_{i}.py").write_text(_filler(i))
+    (root / "README.md").write_text("# Shop\n\nA tiny shop with billing.\n")
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContextStore:
+    relevance._MEMORY.clear()
+    return ContextStore(tmp_path / "store")
+
+
+def test_select_finds_the_named_method(repo: Path, store: ContextStore) -> None:
+    query = "Invoice.apply_discount allows a negative discount, which raises the amount"
+    selection = select(repo, query, 400, store=store)
+    assert selection.items
+    top = selection.items[0]
+    assert top.path == "shop/billing.py"
+    assert "def apply_discount(self, percent: int) -> int:" in selection.text
+    assert 'raise ValueError("discount above 100%")' in selection.text
+    assert selection.tokens <= 400
+
+
+def test_selection_token_accounting(repo: Path, store: ContextStore) -> None:
+    for budget in (30, 120, 400, 5000):
+        selection = select(repo, "customer greeting and invoice totals", budget, store=store)
+        assert selection.tokens == sum(item.tokens for item in selection.items)
+        assert selection.tokens <= budget
+        assert count_tokens(selection.text) <= budget
+        assert count_tokens(selection.to_markdown()) <= budget
+        for item in selection.items:
+            assert item.tokens == count_tokens(item.text)
+
+
+def test_items_are_verbatim_with_correct_line_numbers(repo: Path, store: ContextStore) -> None:
+    selection = select(repo, "apply_discount percent", 300, store=store)
+    for item in selection.items:
+        lines = (repo / item.path).read_text().split("\n")
+        if item.kind in ("span", "file"):
+            assert item.text == "\n".join(lines[item.start_line - 1 : item.end_line]) + "\n"
+        else:
+            assert item.kind == "skeleton" and "elided" in item.text
+
+
+def test_to_json_shape(repo: Path, store: ContextStore) -> None:
+    selection = select(repo, "Customer greeting", 500, store=store)
+    data = json.loads(json.dumps(selection.to_json()))
+    assert set(data) == {"budget", "tokens", "encoding", "items"}
+    assert data["budget"] == 500 and data["encoding"] == "cl100k_base"
+    assert data["tokens"] == selection.tokens
+    assert data["items"], "something selected"
+    for item in data["items"]:
+        assert set(item) == {"path", "start_line", "end_line", "kind", "score", "tokens", "text"}
+        assert item["kind"] in {"file", "skeleton", "span"}
+        assert 0.0 <= item["score"] <= 1.0
+        assert isinstance(item["start_line"], int) and item["start_line"] <= item["end_line"]
+    markdown = selection.to_markdown()
+    first = data["items"][0]
+    assert f"## {first['path']}:{first['start_line']}-{first['end_line']}" in markdown
+
+
+def test_empty_query_gives_an_overview(repo: Path, store: ContextStore) -> None:
+    selection = select(repo, "", 2000, store=store)
+    assert selection.items
+    assert {item.kind for item in selection.items} <= {"skeleton", "file"}
+    assert selection.tokens <= 2000
+
+
+def test_threshold_filters(repo: Path, store: ContextStore) -> None:
+    everything = select(repo, "invoice amount", 5000, store=store, threshold=0.0)
+    strict = select(repo, "invoice amount", 5000, store=store, threshold=0.99)
+    assert len(strict.items) < len(everything.items)
+
+
+def test_bad_input(repo: Path, store: ContextStore) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        select(repo, "x", 0, store=store)
+    with pytest.raises(ValueError, match="threshold"):
+        select(repo, "x", 10, store=store, threshold=2)
+    with pytest.raises(SourceError):
+        select(repo / "missing", "x", 10, store=store)
+
+
+def _age(root: Path) -> None:
+    """Make every file look old, so size+mtime can be trusted (see the racy-git margin)."""
+    old = time.time() - 3600
+    for path in root.rglob("*"):
+        os.utime(path, (old, old))
+
+
+def test_incremental_reindex_parses_only_changed_files(repo: Path, store: ContextStore) -> None:
+    _age(repo)
+    first = IndexStats()
+    build_index(repo.resolve(), scan_repository(repo), store, first)
+    assert first.parsed == first.files == 10
+    assert first.index_source == "built"
+
+    again = IndexStats()
+    build_index(repo.resolve(), scan_repository(repo), store, again)
+    assert (again.parsed, again.read, again.index_source) == (0, 0, "memory")
+
+    relevance._MEMORY.clear()  # as a new process would: everything from the store
+    fresh = IndexStats()
+    build_index(repo.resolve(), scan_repository(repo), store, fresh)
+    assert (fresh.parsed, fresh.read, fresh.index_source) == (0, 0, "store")
+
+    (repo / "shop" / "models.py").write_text(MODELS + "\n\ndef farewell():\n    return 'bye'\n")
+    changed = IndexStats()
+    index = build_index(repo.resolve(), scan_repository(repo), store, changed)
+    assert changed.parsed == 1
+    assert changed.read == 1
+    assert changed.index_source == "built"
+    assert "farewell" in index.definitions
+    ranking = rank(index, "farewell")
+    best = int(ranking.file_scores.argmax())
+    assert index.paths[best] == "shop/models.py"
+
+
+def test_touch_without_change_does_not_reparse(repo: Path, store: ContextStore) -> None:
+    _age(repo)
+    build_index(repo.resolve(), scan_repository(repo), store, IndexStats())
+    relevance._MEMORY.clear()
+    now = time.time()
+    os.utime(repo / "shop" / "billing.py", (now, now))
+    stats = IndexStats()
+    build_index(repo.resolve(), scan_repository(repo), store, stats)
+    assert stats.read == 1 and stats.parsed == 0  # re-hashed, same content, not re-parsed
+
+
+def test_traceback_mentions_pin_the_function(repo: Path, store: ContextStore) -> None:
+    query = (
+        "Traceback (most recent call last):\n"
+        '  File "/site-packages/shop/models.py", line 9, in greeting\n'
+        "TypeError: boom"
+    )
+    selection = select(repo, query, 200, store=store)
+    assert selection.items[0].path == "shop/models.py"
+    assert "def greeting(self) -> str:" in selection.text
+
+
+def test_select_on_a_real_tree(store: ContextStore) -> None:
+    import json as json_module
+
+    root = Path(json_module.__file__).parent
+    selection = select(root, "JSONDecodeError raised with line and column", 1500, store=store)
+    assert any(item.path == "decoder.py" for item in selection.items)
+    assert "class JSONDecodeError(ValueError):" in selection.text
+    assert selection.tokens <= 1500
+
+
+def test_select_texts() -> None:
+    sources = [
+        TextSource("notes", "".join(f"note {i}: nothing here\n" for i in range(200)), "note"),
+        TextSource(
+            "log", "start\n" * 50 + "ERROR: disk quota exceeded on /var\n" + "ok\n" * 50, "log"
+        ),
+    ]
+    selection = select_texts(sources, "disk quota error", 100)
+    assert isinstance(selection, Selection)
+    assert "disk quota exceeded" in selection.text
+    assert selection.tokens <= 100
+    assert count_tokens(selection.to_markdown()) <= 100
