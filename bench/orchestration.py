@@ -1,0 +1,157 @@
+"""Orchestration overhead and parallel efficiency, side by side in one process.
+
+    python -m bench.orchestration [--agents 200] [--sleepers 100] [--repeat 2]
+
+* per-agent overhead: N no-op agents through agentrt vs the same N tasks as plain Prefect
+  tasks (same task runner and worker count) vs plain function calls;
+* parallel efficiency: M agents sleeping 0.5 s at concurrency 20 vs the ideal wall time.
+
+All runs share one ephemeral Prefect server (SQLite) started once, after a warm-up run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _workflow(agent: str, n: int, seconds: float, workers: int) -> dict:
+    return {
+        "name": f"bench-{agent}",
+        "concurrency": workers,
+        "steps": [
+            {
+                "agent": agent,
+                "id": f"s{i:04d}",
+                "inputs": {"i": {"value": i}, "seconds": {"value": seconds}},
+            }
+            for i in range(n)
+        ],
+    }
+
+
+async def _agentrt(registry, agent: str, n: int, seconds: float, workers: int) -> float:
+    from flows.run import arun_workflow
+    from flows.workflow import WorkflowManifest
+
+    wf = WorkflowManifest.model_validate(_workflow(agent, n, seconds, workers))
+    t0 = time.perf_counter()
+    result = await arun_workflow(wf, registry=registry)
+    took = time.perf_counter() - t0
+    assert result.state == "completed", result.errors
+    return took
+
+
+async def _plain_prefect(n: int, workers: int, persist: bool, seconds: float = 0.0) -> float:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from bench.agents.bench_agents import In, noop, sleep
+
+    @task(persist_result=persist, cache_policy=NO_CACHE)
+    def plain(i: int) -> dict:
+        return (sleep if seconds else noop)(In(i=i, seconds=seconds)).model_dump()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=workers), persist_result=False)
+    async def plain_flow() -> None:
+        futures = [plain.submit(i) for i in range(n)]
+        for f in futures:
+            await asyncio.to_thread(f.result)
+
+    t0 = time.perf_counter()
+    await plain_flow()
+    return time.perf_counter() - t0
+
+
+def _functions(n: int) -> float:
+    from bench.agents.bench_agents import In, noop
+
+    t0 = time.perf_counter()
+    for i in range(n):
+        noop(In(i=i)).model_dump()
+    return time.perf_counter() - t0
+
+
+async def main_async(args: argparse.Namespace) -> str:
+    from agents.registry import Registry
+
+    registry = Registry.discover([HERE / "agents"], builtin=False, entry_points=False)
+    workers = args.workers
+    await _agentrt(registry, "noop", 5, 0.0, workers)  # warm-up: server, imports, caches
+    await _plain_prefect(5, workers, False)
+    rows = {"agentrt": [], "prefect": [], "prefect_persist": [], "functions": []}
+    for _ in range(args.repeat):
+        rows["agentrt"].append(await _agentrt(registry, "noop", args.agents, 0.0, workers))
+        rows["prefect"].append(await _plain_prefect(args.agents, workers, False))
+        rows["prefect_persist"].append(await _plain_prefect(args.agents, workers, True))
+        rows["functions"].append(_functions(args.agents))
+    best = {k: min(v) for k, v in rows.items()}
+    per = {k: 1000 * v / args.agents for k, v in best.items()}
+    sleeps, plain_sleeps = [], []
+    for _ in range(args.repeat):
+        sleeps.append(await _agentrt(registry, "sleeper", args.sleepers, 0.5, 20))
+        plain_sleeps.append(await _plain_prefect(args.sleepers, 20, False, 0.5))
+    ideal = args.sleepers * 0.5 / 20
+    wall = statistics.median(sleeps)
+    labels = {
+        "agentrt": "agentrt (manifest → flow, lifecycle, validation, persisted results)",
+        "prefect": "plain Prefect tasks (no result persistence)",
+        "prefect_persist": "plain Prefect tasks (persisted results)",
+    }
+    lines = [
+        f"### Orchestration overhead: {args.agents} no-op agents, thread runner, {workers} workers",
+        "",
+        f"| runner | wall (best of {args.repeat}) | per agent |",
+        "|---|---:|---:|",
+        *(f"| {labels[k]} | {best[k]:.2f} s | {per[k]:.1f} ms |" for k in labels),
+        f"| plain function calls | {best['functions'] * 1000:.1f} ms "
+        f"| {per['functions'] * 1000:.1f} µs |",
+        "",
+        f"Ratio agentrt / plain Prefect: **{best['agentrt'] / best['prefect']:.2f}** (vs "
+        f"persisted-result Prefect: {best['agentrt'] / best['prefect_persist']:.2f}; "
+        "target ≤ 1.2).",
+        "",
+        f"### Parallel efficiency: {args.sleepers} agents × 0.5 s sleep, concurrency 20",
+        "",
+        f"Wall time {wall:.2f} s (runs: {', '.join(f'{s:.2f}' for s in sleeps)}) vs ideal "
+        f"{ideal:.2f} s: efficiency **{ideal / wall:.2f}** (target ≥ 0.8). The same sleeps as "
+        f"plain Prefect tasks: {statistics.median(plain_sleeps):.2f} s, efficiency "
+        f"{ideal / statistics.median(plain_sleeps):.2f}.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--sleepers", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="agentrt-bench-")
+    os.environ["AGENTRT_HOME"] = home
+    from flows.settings import configure_prefect
+
+    configure_prefect()
+    body = asyncio.run(main_async(args))
+    print(body)
+    if not args.no_write:
+        from bench.report import write_section
+
+        path = write_section("orchestration", "Orchestration overhead (issue #2)", body)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The agentrt CLI: exit codes 0/1/2, --json output, live runs through Prefect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.runtime.helpers import FIXTURE_AGENTS, write
+
+runner = CliRunner()
+A = ["-A", str(FIXTURE_AGENTS)]
+
+
+def workflow(tmp_path: Path, steps: str) -> Path:
+    return write(
+        tmp_path / "wf.yaml",
+        f"""
+        name: cli-test
+        description: a test workflow
+        params:
+          workdir: {{type: path, required: true}}
+        steps:
+        {steps}
+        """,
+    )
+
+
+def test_schema_exports_both_manifests() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert "retries" in data["agent"]["properties"] and "steps" in data["workflow"]["properties"]
+    assert data["agent"]["additionalProperties"] is False
+
+
+def test_workflows_show_json_levels_and_edges(tmp_path: Path) -> None:
+    path = workflow(
+        tmp_path,
+        """  - {agent: alpha}
+          - {agent: beta}
+          - {agent: consumer, inputs: {files: [alpha.files, beta.files]}}""",
+    )
+    result = runner.invoke(app, ["workflows", "show", str(path), "--json", *A])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["levels"] == [["alpha", "beta"], ["consumer"]]
+    assert data["edges"] == [["alpha", "consumer"], ["beta", "consumer"]]
+
+
+def test_agents_show_picks_version(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["agents", "show", "alpha@>=1", "--json", *A])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["version"] == "1.0.0"
+    missing = runner.invoke(app, ["agents", "show", "alpha@>=2", *A])
+    assert missing.exit_code == 2 and "no version of 'alpha' satisfies >=2" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-workflow"], "no workflow named 'no-such-workflow'"),
+        (["run", "WF", "--param", "workdir"], "write it as NAME=VALUE"),
+        (["run", "WF", "--param", "nope=1"], "unknown parameter(s) nope"),
+        (["run", "WF"], "needs --param workdir"),
+        (["run", "WF", "-p", "workdir=.", "--task-runner", "gpu"], "--task-runner 'gpu'"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    path = workflow(tmp_path, "  - {agent: alpha}")
+    args = [str(path) if a == "WF" else a for a in args]
+    result = runner.invoke(app, [*args, *A])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_ok_and_failed_exit_codes(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    ok = workflow(tmp_path, "  - {agent: alpha, inputs: {name: {value: a}}}")
+    result = runner.invoke(app, ["run", str(ok), "-p", f"workdir={work}", "--json", *A])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["state"] == "completed" and data["steps"]["alpha"]["output"]["name"] == "a"
+    bad = workflow(tmp_path, "  - {agent: broken}")
+    result = runner.invoke(app, ["run", str(bad), "-p", f"workdir={work}", *A])
+    assert result.exit_code == 1
+    assert "broken@1.0.0 failed in execute after 1 attempt(s): ValueError" in result.stderr
+    assert "→" in result.stderr  # the recovery suggestion
