@@ -24,7 +24,7 @@ from context.compress import analyze, split_lines
 from context.packer import Candidate, FileView, PackedItem, pack, render_markdown
 from context.relevance import IndexStats, RepoIndex, build_index, rank, rank_passages, tokenize
 from context.sources import SourceFile, TextSource, scan_repository
-from context.tokens import TokenCounter, default_encoding_name
+from context.tokens import TokenCounter, default_encoding_name, get_encoding
 
 if TYPE_CHECKING:
     from context.store import ContextStore
@@ -175,6 +175,7 @@ def select(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
     encoding = encoding or default_encoding_name()
+    get_encoding(encoding)  # fail early (ValueError) on an unknown encoding name
     store = store if store is not None else _default_store()
     counter = TokenCounter(encoding, store)
 
@@ -322,6 +323,7 @@ def select_texts(
         raise ValueError(f"budget must be a positive number of tokens, got {budget}")
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     encoding = encoding or default_encoding_name()
+    get_encoding(encoding)
     counter = TokenCounter(encoding)
     views: dict[str, FileView] = {}
     spans: list[tuple[str, int, int]] = []
