@@ -289,6 +289,9 @@ def run(
     from flows.run import arun_workflow, prepare
     from flows.settings import configure_prefect
 
+    # The live table and error reports replace Prefect's console log; logs still reach the
+    # Prefect API (and UI).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     configure_prefect()
     params = _parse_params(param)
     try:
@@ -333,11 +336,39 @@ def run(
             out.print(render_summary(result))
         for error in result.errors:
             err.print(f"[red]✗[/red] {error.render()}", highlight=False)
-        summary = ", ".join(f"{v} {k}" for k, v in sorted(result.counts().items()))
-        out.print(f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s: {summary}")
-        if "result" in result.report_paths:
-            out.print(f"run result: {result.report_paths['result']}")
+        out.print(_closing_summary(result), highlight=False)
+        paths = result.report_paths
+        if "latest_markdown" in paths:
+            out.print(f"report: {_short(paths['markdown'])} (also {_short(paths['json'])})")
+        elif "error" in paths:
+            err.print(paths["error"])
     raise typer.Exit(OK if result.state == "completed" else FAILED)
+
+
+def _short(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _closing_summary(result: Any) -> str:
+    from flows.report import count_findings
+
+    counts = result.counts()
+    total = len(result.steps)
+    cached = counts.get("cached", 0)
+    findings = sum(count_findings(s.output) for s in result.steps.values())
+    tokens = sum(s.tokens_delivered or 0 for s in result.steps.values())
+    states = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    head = f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s"
+    parts = [f"{total} agents ({states})", f"{findings:,} findings", f"{tokens:,} context tokens"]
+    line = f"{head}: " + " · ".join(parts)
+    if cached == total:
+        line += "\nall agents were served from cache: nothing changed since the last run"
+    elif cached:
+        line += f"\n{cached} of {total} agents were served from cache (their inputs did not change)"
+    return line
 
 
 # -- schema --------------------------------------------------------------------------

@@ -300,6 +300,7 @@ class _Driver:
                 result.output = value.get("output")
                 result.phases = dict(value.get("phases") or {})
                 result.attempts += int(value.get("attempt") or 1)
+                result.tokens_delivered = value.get("tokens_delivered")
                 if index:
                     result.state, result.used_agent = "fallback", agent.key
                     result.reason = f"{step.agent.key} failed; fallback {agent.key} succeeded"
@@ -370,6 +371,18 @@ class _Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
+
+
+def _report(plan: Plan, result: RunResult) -> None:
+    """Write the report files and publish them as artifacts; never fail the run for it."""
+    from flows.report import publish_artifacts, render_report, write_report
+
+    try:
+        markdown = render_report(plan, result)
+        result.report_paths.update(write_report(plan, result, markdown))
+        publish_artifacts(result, markdown)
+    except Exception as exc:
+        result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -527,9 +540,14 @@ def build_flow(
             duration_seconds=round(time.perf_counter() - t0, 6),
             errors=driver.fatal,
         )
+        _report(plan, result)
         holder["result"] = result
         if driver.fatal:
-            raise WorkflowFailed(result)
+            from prefect.states import Failed
+
+            # A Failed state (rather than an exception) marks the flow run failed without a
+            # traceback in the logs: the error reports already say what happened.
+            return Failed(message="; ".join(e.render() for e in driver.fatal)[:4000])
         return result.model_dump(mode="json")
 
     return flow(

@@ -79,6 +79,7 @@ class StepResult(BaseModel):
     reason: str | None = None
     error: ErrorReport | None = None
     tokens_allocated: int | None = None
+    tokens_delivered: int | None = None
     budget_reason: str | None = None
     task_run_ids: list[str] = Field(default_factory=list)
 

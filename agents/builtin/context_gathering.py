@@ -1,0 +1,82 @@
+"""The ``context_gathering`` agent: the context relevant to the workflow's task, in budget.
+
+It asks the context manager (:func:`context.select.select`) for the most useful files,
+spans and skeletons of the repository for the task, inside the token slice the runtime
+allocated to this agent; with no task, it delivers a repository overview. Downstream agents
+(and LLM agents in particular) receive the items; the report shows what was delivered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ContextItem", "Input", "Output", "render_markdown", "run"]
+
+DEFAULT_BUDGET = 8_000
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(description="Path to the repository root.")
+    task: str = Field("", description="What the workflow is about (an issue, a question).")
+    budget: int | None = Field(
+        None, gt=0, description="Token budget; default: the slice the runtime allocated."
+    )
+    include: list[str] | None = Field(None, description="Gitignore-style patterns to consider.")
+
+
+class ContextItem(BaseModel):
+    path: str
+    start_line: int
+    end_line: int
+    kind: str
+    score: float
+    tokens: int
+    text: str
+
+
+class Output(BaseModel):
+    summary: str
+    task: str
+    budget: int
+    tokens: int
+    encoding: str
+    files: list[str] = Field(description="Distinct paths delivered, most relevant first.")
+    items: list[ContextItem]
+
+
+def run(inputs: Input, ctx: Any = None) -> Output:
+    from context.select import select
+
+    budget = inputs.budget or (ctx.budget_tokens if ctx is not None else None) or DEFAULT_BUDGET
+    selection = select(inputs.repo, inputs.task, budget, include=inputs.include)
+    items = [ContextItem(**item.to_json()) for item in selection.items]
+    files = list(dict.fromkeys(item.path for item in items))
+    if ctx is not None:
+        ctx.tokens_delivered = selection.tokens
+    what = f"for the task ({len(inputs.task.split())} words)" if inputs.task else "overview"
+    return Output(
+        summary=(
+            f"{len(items)} items from {len(files)} files, {selection.tokens:,} of "
+            f"{budget:,} tokens ({what})"
+        ),
+        task=inputs.task,
+        budget=budget,
+        tokens=selection.tokens,
+        encoding=selection.encoding,
+        files=files,
+        items=items,
+    )
+
+
+def render_markdown(output: Output) -> str:
+    lines = [f"**{output.summary}**", "", "| item | kind | score | tokens |", "|---|---|---:|---:|"]
+    for item in output.items:
+        lines.append(
+            f"| `{item.path}:{item.start_line}-{item.end_line}` | {item.kind} | "
+            f"{item.score:.2f} | {item.tokens:,} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""The run report: markdown + JSON on disk, and the same as Prefect artifacts.
+
+Each agent's section comes from the ``render_markdown(output)`` function next to its
+entrypoint (a convention of the built-in agents); agents without one get their output as
+JSON. The report is written for failed runs too, with the error reports first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flows.plan import Plan
+from flows.results import RunResult
+from flows.schemas import schema_model
+from flows.settings import agentrt_home
+
+__all__ = ["count_findings", "publish_artifacts", "render_report", "write_report"]
+
+
+def count_findings(output: Any) -> int:
+    if isinstance(output, dict):
+        counts = output.get("counts")
+        if isinstance(counts, dict) and all(isinstance(v, int) for v in counts.values()):
+            return sum(counts.values())
+        if isinstance(output.get("findings"), list):
+            return len(output["findings"])
+    return 0
+
+
+def _render_step(plan: Plan, step_id: str, output: Any, agent_key: str) -> str:
+    step = plan.steps[step_id]
+    agent = next((a for a in [step.agent, *step.fallbacks] if a.key == agent_key), step.agent)
+    module_name = agent.manifest.entrypoint.partition(":")[0]
+    try:
+        render = getattr(importlib.import_module(module_name), "render_markdown", None)
+        if render is not None:
+            model = schema_model(agent, "output")
+            value = model.model_validate(output) if isinstance(model, type) else output
+            return str(render(value))
+    except Exception as exc:  # a broken renderer must not lose the report
+        return f"_(rendering failed: {type(exc).__name__}: {exc})_\n\n" + _as_json(output)
+    return _as_json(output)
+
+
+def _as_json(output: Any) -> str:
+    text = json.dumps(output, indent=2, default=str)
+    if len(text) > 20_000:
+        text = text[:20_000] + "\n… (truncated; the JSON report has all of it)"
+    return f"```json\n{text}\n```"
+
+
+def summary_rows(result: RunResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": sid,
+            "agent": s.used_agent or s.agent,
+            "state": s.state,
+            "attempts": s.attempts,
+            "seconds": round(s.duration_seconds, 3),
+            "tokens_allocated": s.tokens_allocated or 0,
+            "tokens_delivered": s.tokens_delivered or 0,
+            "findings": count_findings(s.output),
+            "note": s.reason or "",
+        }
+        for sid, s in result.steps.items()
+    ]
+
+
+def render_report(plan: Plan, result: RunResult) -> str:
+    repo = result.params.get("repo")
+    lines = [
+        f"# {result.workflow}: {result.state}",
+        "",
+        f"{plan.workflow.description}".strip(),
+        "",
+        f"- run: `{result.flow_run_id or 'local'}`, {result.started_at:%Y-%m-%d %H:%M:%S} UTC, "
+        f"{result.duration_seconds:.1f} s",
+    ]
+    if repo:
+        lines.append(f"- repository: `{repo}`")
+    lines += [
+        "",
+        "| step | agent | state | time | findings | note |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for row in summary_rows(result):
+        note = row["note"].replace("|", "\\|").replace("\n", " ")
+        lines.append(
+            f"| {row['step']} | {row['agent']} | {row['state']} | {row['seconds']:.2f}s | "
+            f"{row['findings']} | {note} |"
+        )
+    if result.errors:
+        lines += ["", "## Errors", ""]
+        lines += [
+            f"- **{e.agent}** ({e.phase}): {e.error_type}: {e.message}\n  - what to do: "
+            f"{e.suggestion}"
+            for e in result.errors
+        ]
+    for sid, step in result.steps.items():
+        lines += ["", f"## {sid} ({step.used_agent or step.agent})", ""]
+        if step.output is not None:
+            lines.append(_render_step(plan, sid, step.output, step.used_agent or step.agent))
+        else:
+            lines.append(f"_{step.state}: {step.reason or 'no output'}_")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_report(plan: Plan, result: RunResult, markdown: str) -> dict[str, str]:
+    """Write report.md and report.json; return their paths (also as ``latest.*``)."""
+    output = result.params.get("output")
+    base = Path(output) if output else agentrt_home() / "reports" / result.workflow
+    stamp = result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = base / f"{stamp}-{(result.flow_run_id or 'local')[:8]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = result.model_dump(mode="json")
+    paths = {"markdown": folder / "report.md", "json": folder / "report.json"}
+    paths["markdown"].write_text(markdown)
+    paths["json"].write_text(json.dumps(data, indent=1, default=str))
+    for kind, path in list(paths.items()):
+        latest = base / f"latest{path.suffix}"
+        latest.write_text(path.read_text())
+        paths[f"latest_{kind}"] = latest
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "agentrt"
+
+
+def publish_artifacts(result: RunResult, markdown: str) -> None:
+    """The report and the agents table on the flow run, for the Prefect UI."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    create_markdown_artifact(
+        markdown=markdown if len(markdown) < 900_000 else markdown[:900_000] + "\n…",
+        key=_key(f"{result.workflow}-report"),
+        description=f"{result.workflow} report ({result.state}, {stamp})",
+    )
+    create_table_artifact(
+        table=summary_rows(result),
+        key=_key(f"{result.workflow}-agents"),
+        description=f"Agents of {result.workflow} ({stamp})",
+    )
