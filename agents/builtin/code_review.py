@@ -94,6 +94,8 @@ class RuffRun(BaseModel):
 
 
 class RuleCount(BaseModel):
+    """How many findings one rule produced."""
+
     rule: str
     severity: Severity
     count: int

@@ -41,6 +41,7 @@ __all__ = [
     "Severity",
     "SeverityCounts",
     "changed_files",
+    "confidence_rank",
     "findings_table",
     "is_test_path",
     "load_python",

@@ -31,9 +31,10 @@ a file 3, a buffered read/write 2. So::
     hot_spot_score = (2**max_depth if max_depth >= 2 else 0) + sum(io_call_score)
 
 Hot spots (one per outermost loop) are ranked by that score. Performance smells are not
-defects, so severities stay at ``medium`` or below: an I/O call is ``medium`` from score 10
-(any network, process or database call in a loop), else ``low``; a nest is ``info`` at
-depth 2, ``low`` at 3, ``medium`` from 4; a file of maintainability rank C is ``low``.
+defects, so severities stay at ``medium`` or below: an I/O call is ``medium`` from score 8
+(any network, process or database call in a loop, file I/O two loops deep), else ``low``;
+a nest is ``info`` at depth 2, ``low`` at 3, ``medium`` from 4; a file of maintainability
+rank C is ``low``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Input(AnalyserInput):
 
 
 class FileMetrics(BaseModel):
+    """Size, complexity and maintainability of one file."""
+
     path: str
     loc: int = Field(description="Lines.")
     sloc: int = Field(description="Lines of code: not blank, not only a comment or docstring.")
@@ -104,6 +107,8 @@ class FileMetrics(BaseModel):
 
 
 class FunctionMetrics(BaseModel):
+    """Cyclomatic complexity of one function (radon)."""
+
     path: str
     line: int
     name: str
@@ -123,6 +128,8 @@ class HotSpot(BaseModel):
 
 
 class Totals(BaseModel):
+    """Sums and means over all files."""
+
     loc: int
     sloc: int
     lloc: int
@@ -419,7 +426,7 @@ def _nest_findings(path: str, nests: list[_Nest]) -> Iterator[tuple[HotSpot, lis
                     path=path,
                     line=line,
                     rule="io-in-loop",
-                    severity="medium" if call_score >= 10 else "low",
+                    severity="medium" if call_score >= 8 else "low",
                     confidence="medium",
                     message=f"{kind} I/O `{label}` inside a loop (depth {depth}) in "
                     f"`{nest.function}`; batch it or move it out of the loop",

@@ -229,6 +229,7 @@ def _finding(
 
 def scan_secrets(path: str, text: str) -> Iterator[Finding]:
     """Hard-coded secrets in one file's text, as findings with redacted messages."""
+    specific: list[tuple[int, int]] = []  # spans already reported by a specific pattern
     for pattern in SECRET_PATTERNS:
         for match in pattern.regex.finditer(text):
             start = match.start()
@@ -239,6 +240,7 @@ def scan_secrets(path: str, text: str) -> Iterator[Finding]:
             ):
                 continue
             secret = match.group("secret")
+            specific.append(match.span("secret"))
             if pattern.rule == "private-key":
                 message = f"{secret.lower()} embedded in the file"
             else:
@@ -251,7 +253,8 @@ def scan_secrets(path: str, text: str) -> Iterator[Finding]:
             )
     for match in _ASSIGNED_VALUE.finditer(text):
         secret = match.group("secret")
-        if not _looks_random(secret):
+        start, end = match.span("secret")
+        if not _looks_random(secret) or any(a < end and start < b for a, b in specific):
             continue
         line_start = text.rfind("\n", 0, match.start()) + 1
         named = _SECRET_NAME.search(text, max(line_start, match.start() - 120), match.start())

@@ -1,0 +1,394 @@
+"""Documentation generation (agent ``documentation_generation``): API reference and coverage.
+
+Everything comes from the syntax tree; nothing is imported. The **public API** of a module:
+
+* modules whose path has no part starting with ``_`` (``pkg/_internal/x.py`` is private;
+  ``__init__.py`` stands for its package), and no test code unless ``include_tests``;
+* if the module assigns a literal ``__all__``, the classes and functions it names that are
+  defined in the module; otherwise every top-level class and function not starting with ``_``
+  (definitions inside top-level ``if``/``try`` blocks count; the first one wins);
+* in public classes, methods and nested classes not starting with ``_`` (dunder methods are
+  documented by the class); ``@overload`` stubs and property setters/deleters are skipped.
+
+Signatures are rendered with :func:`ast.unparse` from the arguments, annotations, defaults and
+return annotation as written; summaries are the first paragraph of the docstring, on one line.
+
+**Coverage** per module is documented objects / public objects, the module itself counting as
+one object (its docstring). Every undocumented public object is a finding: ``low`` for
+functions and classes, ``info`` for modules, methods and properties.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agents.builtin.common import (
+    AnalyserInput,
+    Finding,
+    ParsedFile,
+    Severity,
+    SeverityCounts,
+    findings_table,
+    is_test_path,
+    load_python,
+    md_code,
+    md_table,
+    sort_findings,
+)
+
+__all__ = [
+    "ApiObject",
+    "Coverage",
+    "Input",
+    "ModuleDoc",
+    "Output",
+    "reference_markdown",
+    "render_markdown",
+    "run",
+]
+
+ObjectKind = Literal["class", "function", "method", "property"]
+_SEVERITY: dict[str, Severity] = {
+    "module": "info",
+    "class": "low",
+    "function": "low",
+    "method": "info",
+    "property": "info",
+}
+
+
+class Input(AnalyserInput):
+    """Which modules to document."""
+
+    include_tests: bool = Field(default=False, description="Document test modules too.")
+    include_private: bool = Field(
+        default=False, description="Document modules under `_private` paths too."
+    )
+
+
+class Coverage(BaseModel):
+    """Documented public objects out of all public objects."""
+
+    documented: int
+    total: int
+    percent: float = Field(description="documented / total × 100; 100 when there is nothing.")
+
+    @classmethod
+    def of(cls, documented: int, total: int) -> Coverage:
+        percent = round(100.0 * documented / total, 1) if total else 100.0
+        return cls(documented=documented, total=total, percent=percent)
+
+
+class ApiObject(BaseModel):
+    """A public class, function, method or property."""
+
+    kind: ObjectKind
+    name: str = Field(description="Qualified name inside the module, e.g. Class.method.")
+    line: int
+    signature: str
+    summary: str = Field(description="First paragraph of the docstring; empty if none.")
+    documented: bool
+
+
+class ModuleDoc(BaseModel):
+    """A public module: its docstring summary, public objects and coverage."""
+
+    name: str
+    path: str
+    summary: str
+    documented: bool
+    objects: list[ApiObject]
+    coverage: Coverage
+
+
+class Output(BaseModel):
+    """The API reference of the repository and how much of it is documented."""
+
+    summary: str
+    files_analysed: int
+    modules: list[ModuleDoc]
+    coverage: Coverage
+    reference_markdown: str
+    undocumented: list[Finding]
+    counts: SeverityCounts
+    notes: list[str]
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _summary(node: ast.AST) -> tuple[str, bool]:
+    """First paragraph of a docstring on one line, and whether there is a docstring."""
+    assert isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    docstring = ast.get_docstring(node, clean=True)
+    if not docstring or not docstring.strip():
+        return "", False
+    paragraph = docstring.strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split()), True
+
+
+def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> list[str]:
+    return [ast.unparse(d) for d in node.decorator_list]
+
+
+def _function_signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+    decorators = "".join(f"@{d}\n" for d in _decorator_names(node))
+    return f"{decorators}{prefix} {node.name}({ast.unparse(node.args)}){returns}"
+
+
+def _class_signature(node: ast.ClassDef) -> str:
+    bases = [ast.unparse(b) for b in node.bases] + [ast.unparse(k) for k in node.keywords]
+    decorators = "".join(f"@{d}\n" for d in _decorator_names(node))
+    return f"{decorators}class {node.name}" + (f"({', '.join(bases)})" if bases else "")
+
+
+def _skipped(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """``@overload`` stubs and ``@x.setter``/``@x.deleter`` repeat an object documented once."""
+    for decorator in _decorator_names(node):
+        if decorator in ("overload", "typing.overload", "typing_extensions.overload"):
+            return True
+        if decorator.endswith((".setter", ".deleter")):
+            return True
+    return False
+
+
+def _definitions(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Definitions of a block, looking inside ``if``/``try`` blocks (conditional definitions)."""
+    for stmt in body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield stmt
+        elif isinstance(stmt, ast.If):
+            yield from _definitions(stmt.body)
+            yield from _definitions(stmt.orelse)
+        elif isinstance(stmt, ast.Try | ast.TryStar):
+            for block in (stmt.body, *(h.body for h in stmt.handlers), stmt.orelse):
+                yield from _definitions(block)
+
+
+def _dunder_all(tree: ast.Module) -> set[str] | None:
+    """The names of a literal ``__all__ = [...]`` (or tuple), if the module has one."""
+    for stmt in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets = [stmt.target]
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            try:
+                value = ast.literal_eval(stmt.value)  # type: ignore[arg-type]
+            except ValueError:
+                return None
+            if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                return set(value)
+            return None
+    return None
+
+
+_PROPERTIES = frozenset({"property", "cached_property", "functools.cached_property"})
+
+
+def _objects(body: list[ast.stmt], prefix: str, public: set[str] | None) -> Iterator[ApiObject]:
+    seen: set[str] = set()
+    for node in _definitions(body):
+        assert isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        name = node.name
+        if name in seen or name.startswith("_") or (public is not None and name not in public):
+            continue
+        if not isinstance(node, ast.ClassDef) and _skipped(node):
+            continue
+        seen.add(name)
+        summary, documented = _summary(node)
+        qualname = prefix + name
+        if isinstance(node, ast.ClassDef):
+            yield ApiObject(
+                kind="class",
+                name=qualname,
+                line=node.lineno,
+                signature=_class_signature(node),
+                summary=summary,
+                documented=documented,
+            )
+            yield from _objects(node.body, qualname + ".", None)
+            continue
+        kind: ObjectKind = "function" if not prefix else "method"
+        if _PROPERTIES.intersection(_decorator_names(node)):
+            kind = "property"
+        yield ApiObject(
+            kind=kind,
+            name=qualname,
+            line=node.lineno,
+            signature=_function_signature(node),
+            summary=summary,
+            documented=documented,
+        )
+
+
+def _is_public_module(path: str) -> bool:
+    parts = PurePosixPath(path).with_suffix("").parts
+    return not any(p.startswith("_") and p != "__init__" for p in parts)
+
+
+def _module_name(path: str, root_name: str | None) -> str:
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    if parts and parts[0] == "src":
+        parts.pop(0)  # the src layout: src/pkg/mod.py is pkg.mod
+    if root_name:
+        parts.insert(0, root_name)
+    return ".".join(parts) or (root_name or "__init__")
+
+
+def _document(parsed: ParsedFile, name: str) -> ModuleDoc:
+    summary, documented = _summary(parsed.tree)
+    objects = list(_objects(parsed.tree.body, "", _dunder_all(parsed.tree)))
+    covered = int(documented) + sum(o.documented for o in objects)
+    return ModuleDoc(
+        name=name,
+        path=parsed.path,
+        summary=summary,
+        documented=documented,
+        objects=objects,
+        coverage=Coverage.of(covered, 1 + len(objects)),
+    )
+
+
+def _undocumented(module: ModuleDoc) -> Iterator[Finding]:
+    if not module.documented:
+        yield Finding(
+            path=module.path,
+            line=1,
+            rule="undocumented-module",
+            severity=_SEVERITY["module"],
+            confidence="high",
+            message=f"public module `{module.name}` has no docstring",
+            tool="agentrt",
+        )
+    for obj in module.objects:
+        if not obj.documented:
+            yield Finding(
+                path=module.path,
+                line=obj.line,
+                rule=f"undocumented-{obj.kind}",
+                severity=_SEVERITY[obj.kind],
+                confidence="high",
+                message=f"public {obj.kind} `{module.name}.{obj.name}` has no docstring",
+                tool="agentrt",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def reference_markdown(modules: list[ModuleDoc], level: int = 1) -> str:
+    """The API reference: one section per module, one subsection per public object.
+
+    ``level`` is the heading level of the title (module headings are one deeper).
+    """
+    h = "#" * level
+    lines = [f"{h} API reference", ""]
+    for module in modules:
+        lines += [f"{h}# `{module.name}`", "", f"_Source: {md_code(module.path)}_", ""]
+        if module.summary:
+            lines += [module.summary, ""]
+        for obj in module.objects:
+            heading = "#" * min(6, level + 2 + obj.name.count("."))
+            lines += [
+                f"{heading} `{obj.name}`",
+                "",
+                "```python",
+                obj.signature,
+                "```",
+                "",
+                obj.summary or "_Undocumented._",
+                "",
+            ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(output: Output) -> str:
+    """The documentation section of the run report, the API reference included."""
+    c = output.coverage
+    parts = [
+        "## Documentation",
+        "",
+        output.summary,
+        "",
+        md_table(
+            ["Modules", "Public objects", "Documented", "Coverage"],
+            [(len(output.modules), c.total, c.documented, f"{c.percent}%")],
+        ),
+    ]
+    least = sorted(output.modules, key=lambda m: (m.coverage.percent, m.name))
+    least = [m for m in least if m.coverage.percent < 100][:20]
+    if least:
+        parts += ["", "### Least documented modules", ""]
+        parts.append(
+            md_table(
+                ["Module", "File", "Documented", "Coverage"],
+                [
+                    (
+                        md_code(m.name),
+                        md_code(m.path),
+                        f"{m.coverage.documented}/{m.coverage.total}",
+                        f"{m.coverage.percent}%",
+                    )
+                    for m in least
+                ],
+            )
+        )
+    if output.undocumented:
+        parts += ["", "### Undocumented public objects", "", findings_table(output.undocumented)]
+    if output.notes:
+        parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes[:20]]
+    parts += ["", reference_markdown(output.modules, level=3)]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def run(inputs: Input) -> Output:
+    """Document the public modules of ``inputs.repo`` from one parse of each file."""
+    sources = load_python(inputs.repo, inputs.files)
+    sources.selected = [
+        f
+        for f in sources.selected
+        if (inputs.include_private or _is_public_module(f.path))
+        and (inputs.include_tests or not is_test_path(f.path))
+        and PurePosixPath(f.path).name not in ("__main__.py", "setup.py", "conftest.py")
+    ]
+    root_name = (
+        sources.root.name if any(f.path == "__init__.py" for f in sources.selected) else None
+    )
+    modules = [_document(parsed, _module_name(parsed.path, root_name)) for parsed in sources]
+    modules.sort(key=lambda m: (m.name, m.path))
+    undocumented = sort_findings(f for m in modules for f in _undocumented(m))
+    documented = sum(m.coverage.documented for m in modules)
+    total = sum(m.coverage.total for m in modules)
+    coverage = Coverage.of(documented, total)
+    counts = SeverityCounts.of(undocumented)
+    summary = (
+        f"{len(modules)} public modules, {total} public objects (modules included), "
+        f"{coverage.percent}% documented; {len(undocumented)} undocumented"
+    )
+    return Output(
+        summary=summary,
+        files_analysed=len(sources.selected),
+        modules=modules,
+        coverage=coverage,
+        reference_markdown=reference_markdown(modules),
+        undocumented=undocumented,
+        counts=counts,
+        notes=sources.notes,
+    )
