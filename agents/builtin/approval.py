@@ -1,9 +1,10 @@
 """Final approval (agent ``final_approval``): a policy gate over the upstream findings.
 
-Findings come in ``findings`` (the runtime maps upstream outputs into it) and/or in the
-outputs of the ``code_review``, ``security`` and ``performance`` agents passed whole, of
-which only the ``findings`` list is read. Everything is merged and de-duplicated (the same
-finding arriving by both routes counts once).
+Findings come in ``findings`` (the runtime maps upstream outputs into it; a list of lists,
+one per upstream agent, is flattened) and/or in the outputs of the ``code_review``,
+``security`` and ``performance`` agents passed whole, of which only the ``findings`` list is
+read. Everything is merged and de-duplicated (the same finding arriving by both routes counts
+once).
 
 The change is approved when every check passes:
 
@@ -65,6 +66,14 @@ class Input(BaseModel):
     min_confidence: Confidence | None = Field(
         default=None, description="Ignore findings less confident than this."
     )
+
+    @field_validator("findings", mode="before")
+    @classmethod
+    def _flatten(cls, value: Any) -> Any:
+        """Accept a list of findings lists too (one per upstream agent), flattened."""
+        if isinstance(value, list) and any(isinstance(item, list) for item in value):
+            return [f for item in value for f in (item if isinstance(item, list) else [item])]
+        return value
 
     @field_validator("code_review", "security", "performance")
     @classmethod

@@ -60,6 +60,13 @@ def test_merges_upstream_outputs_once() -> None:
     assert out.reasons[1] == "high: 1 ≤ max 1"
 
 
+def test_findings_lists_per_upstream_agent_are_flattened() -> None:
+    review = [_f("low").model_dump(mode="json")]
+    security = [_f("high", "B602", line=2).model_dump(mode="json")]
+    out = run(Input.model_validate({"findings": [review, security, []]}))
+    assert out.total_findings == 2 and not out.approved
+
+
 def test_min_confidence_ignores_doubtful_findings() -> None:
     findings = [_f("high", "B608", confidence="low"), _f("low", "X", line=2)]
     out = run(Input(findings=findings, min_confidence="medium"))
