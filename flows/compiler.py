@@ -32,7 +32,7 @@ from agents.registry import RegisteredAgent
 from flows.lifecycle import agent_spec, run_agent
 from flows.plan import InputRef, Plan, PlannedStep
 from flows.results import ErrorReport, RunEvents, RunResult, StepResult
-from flows.schemas import required_input_fields
+from flows.schemas import input_fields, required_input_fields
 
 __all__ = ["AgentCachePolicy", "RunEvents", "WorkflowFailed", "build_flow", "make_task"]
 
@@ -264,6 +264,14 @@ class _Driver:
             "budget_reason": reason,
             "fallback_for": fallback_for,
         }
+        if fallback_for:
+            # A fallback gets the same data, less what its own input schema does not accept.
+            try:
+                accepted = input_fields(agent)
+            except Exception:
+                accepted = set()
+            if accepted:
+                inputs = {k: v for k, v in inputs.items() if k in accepted}
         future = self.tasks[agent.key].submit(agent_spec(agent), inputs, tokens, run)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
@@ -373,14 +381,14 @@ class _Driver:
                 self.events.emit(sid, "skipped", self.results[sid])
 
 
-def _report(plan: Plan, result: RunResult) -> None:
+async def _report(plan: Plan, result: RunResult) -> None:
     """Write the report files and publish them as artifacts; never fail the run for it."""
     from flows.report import publish_artifacts, render_report, write_report
 
     try:
         markdown = render_report(plan, result)
         result.report_paths.update(write_report(plan, result, markdown))
-        publish_artifacts(result, markdown)
+        await publish_artifacts(result, markdown)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
 
@@ -540,7 +548,7 @@ def build_flow(
             duration_seconds=round(time.perf_counter() - t0, 6),
             errors=driver.fatal,
         )
-        _report(plan, result)
+        await _report(plan, result)
         holder["result"] = result
         if driver.fatal:
             from prefect.states import Failed

@@ -196,6 +196,17 @@ def _task_run_info() -> tuple[str | None, str | None, int]:
     return str(run.id), str(run.flow_run_id) if run.flow_run_id else None, max(run.run_count, 1)
 
 
+def _peak_rss_mb() -> float | None:
+    """The process's peak resident memory so far (agents share a process, so this is an
+    upper bound for any one of them)."""
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
+
+
 def _spool(record: AttemptRecord, spool_dir: str | None) -> None:
     if not spool_dir:
         return
@@ -308,6 +319,7 @@ def run_agent(
             ended_at=datetime.now(UTC),
             wall_seconds=round(now - t0, 6),
             cpu_seconds=round(time.thread_time() - cpu0, 6),
+            peak_memory_mb=_peak_rss_mb(),
             tokens_allocated=budget_tokens,
             tokens_delivered=ctx.tokens_delivered,
             tokens_referenced=ctx.tokens_referenced,

@@ -132,17 +132,17 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "agentrt"
 
 
-def publish_artifacts(result: RunResult, markdown: str) -> None:
+async def publish_artifacts(result: RunResult, markdown: str) -> None:
     """The report and the agents table on the flow run, for the Prefect UI."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    create_markdown_artifact(
+    await acreate_markdown_artifact(
         markdown=markdown if len(markdown) < 900_000 else markdown[:900_000] + "\n…",
         key=_key(f"{result.workflow}-report"),
         description=f"{result.workflow} report ({result.state}, {stamp})",
     )
-    create_table_artifact(
+    await acreate_table_artifact(
         table=summary_rows(result),
         key=_key(f"{result.workflow}-agents"),
         description=f"Agents of {result.workflow} ({stamp})",

@@ -27,7 +27,7 @@ def site(tmp_path: Path) -> Path:
     (pkg / "manifests").mkdir(parents=True)
     (pkg / "__init__.py").write_text(
         textwrap.dedent(
-            '''
+            """
             from pydantic import BaseModel
 
             class In(BaseModel):
@@ -38,7 +38,7 @@ def site(tmp_path: Path) -> Path:
 
             def count_words(inputs: In) -> Out:
                 return Out(words=len(inputs.text.split()))
-            '''
+            """
         )
     )
     (pkg / "manifests" / "word_count.yaml").write_text(
@@ -54,7 +54,9 @@ def site(tmp_path: Path) -> Path:
     return tmp_path / "site"
 
 
-def test_entry_point_agents_are_discovered_and_importable(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_agents_are_discovered_and_importable(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(site))
     registry = Registry.discover(builtin=False)
     agent = registry.get("word_count")
@@ -67,7 +69,11 @@ def test_cli_lists_entry_point_agents(site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     proc = subprocess.run(
         [sys.executable, "-m", "flows.cli", "agents", "list", "--capability", "text", "--json"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     (agent,) = json.loads(proc.stdout)

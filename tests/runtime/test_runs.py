@@ -210,3 +210,22 @@ def test_every_attempt_leaves_a_record(registry: Registry, tmp_path: Path) -> No
     assert sorted((r["attempt"], r["state"]) for r in records) == [(1, "failed"), (2, "completed")]
     failed = next(r for r in records if r["state"] == "failed")
     assert failed["error_type"] == "ConnectionError" and failed["phase"] == "execute"
+
+
+def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    result = run(registry, tmp_path, [step("alpha"), step("broken_with_fallback")])
+    markdown = Path(result.report_paths["markdown"]).read_text()
+    assert (
+        "# test-wf: completed" in markdown and "## broken_with_fallback (alpha@1.0.0)" in markdown
+    )
+    assert json.loads(Path(result.report_paths["json"]).read_text())["state"] == "completed"
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}},
+    )
+    kinds = {a["type"]: a for a in response.raise_for_status().json()}
+    assert set(kinds) == {"markdown", "table"}
+    assert "broken_with_fallback" in kinds["markdown"]["data"]
