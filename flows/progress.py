@@ -100,16 +100,20 @@ class LiveProgress:
 
 def render_summary(result: RunResult) -> Table:
     table = Table(title=f"{result.workflow}: {result.state} in {result.duration_seconds:.1f}s")
-    for col in ("step", "agent", "state", "attempts", "time", "tokens", "note"):
-        table.add_column(col, justify="right" if col in ("attempts", "time", "tokens") else "left")
-    for sid, step in result.steps.items():
+    table.add_column("agent", overflow="fold")
+    table.add_column("state")
+    table.add_column("tries", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("note", overflow="fold")
+    for step in result.steps.values():
+        tokens = step.tokens_delivered or step.tokens_allocated
         table.add_row(
-            sid,
             step.used_agent or step.agent,
             Text(step.state, STYLE.get(step.state, "")),
             str(step.attempts),
-            f"{step.duration_seconds:.2f}s",
-            f"{step.tokens_allocated:,}" if step.tokens_allocated else "",
+            f"{step.duration_seconds:.1f}s",
+            f"{tokens:,}" if tokens else "",
             step.reason or "",
         )
     return table
