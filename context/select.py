@@ -40,6 +40,8 @@ MAX_FILE_CANDIDATES = 40
 #: A skeleton is worth this fraction of its file's score; a whole file this fraction.
 SKELETON_WEIGHT = 0.5
 FULL_FILE_WEIGHT = 0.9
+#: Lines of context added before and after each unit span.
+SPAN_PADDING = 3
 #: Files at most this many lines are also offered whole.
 SMALL_FILE_LINES = 200
 #: Files this many lines or longer are not offered as a skeleton (the outline itself is big).
@@ -234,7 +236,12 @@ def _candidates(
         if score < threshold:
             break
         path, unit = index.unit(int(k))
-        candidates.append(Candidate(path, "span", score, unit.start_line, unit.end_line))
+        # A few lines around each unit: a fix often inserts right before or after one (its
+        # context straddles two units), and the padding makes neighbouring spans merge.
+        n_lines = index.structures[int(index.unit_file[k])].n_lines
+        start = max(1, unit.start_line - SPAN_PADDING)
+        end = min(n_lines, unit.end_line + SPAN_PADDING)
+        candidates.append(Candidate(path, "span", score, start, end))
     for f in np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]:
         score = float(file_scores[f])
         if score < threshold:
