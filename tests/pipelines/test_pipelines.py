@@ -1,0 +1,118 @@
+"""The two built-in pipelines end to end through Prefect, on small real repositories."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flows.run import run_workflow
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+FILES = {
+    "pkg/__init__.py": '"""A package."""\n',
+    "pkg/a.py": (
+        '"""Module a."""\nfrom pkg import b\n\n\ndef helper(x):\n    return b.other(x) + 1\n'
+    ),
+    "pkg/b.py": (
+        '"""Module b."""\nfrom pkg import a\n\n\n'
+        'def other(x):\n    """Documented."""\n    return x\n'
+    ),
+    "pkg/shell.py": (
+        '"""Runs things."""\nimport subprocess\n\n\n'
+        "def run(cmd):\n    return subprocess.call(cmd, shell=True)\n"
+    ),
+    "README.md": "# demo\n",
+}
+
+
+def make_repo(root: Path) -> Path:
+    for rel, text in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+def states(result) -> dict[str, str]:
+    return {sid: s.state for sid, s in result.steps.items()}
+
+
+def test_code_analysis_end_to_end_and_cache_behaviour(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
+    assert first.state == "completed", first.errors
+    assert set(states(first).values()) == {"completed"}
+    out = first.outputs
+    assert any(c for c in out["architecture_analysis"]["cycles"])  # pkg.a <-> pkg.b
+    assert "pkg/a.py" in out["context_gathering"]["files"]
+    assert out["context_gathering"]["tokens"] <= out["context_gathering"]["budget"]
+    report = Path(first.report_paths["markdown"]).read_text()
+    assert "## architecture_analysis" in report and "## code_review" in report
+
+    again = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
+    assert set(states(again).values()) == {"cached"}
+    assert again.outputs == first.outputs
+
+    # A non-Python file: only the agent that reads every file re-runs.
+    (repo / "README.md").write_text("# demo, edited\n")
+    docs_only = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
+    assert states(docs_only) == {
+        "context_gathering": "completed",
+        "architecture_analysis": "cached",
+        "code_review": "cached",
+        "documentation_generation": "cached",
+    }
+    # A Python file: every agent that reads Python re-runs.
+    (repo / "pkg" / "b.py").write_text('"""Module b."""\n\n\ndef other(x):\n    return x\n')
+    code = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
+    assert set(states(code).values()) == {"completed"}
+    assert not code.outputs["architecture_analysis"]["cycles"]
+
+
+def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "initial")
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / "pkg" / "new.py").write_text(
+        textwrap.dedent('''
+        """New module."""
+        import subprocess
+
+
+        def deploy(target):
+            return subprocess.call("deploy " + target, shell=True)
+        ''')
+    )
+    result = run_workflow("review-chain", {"repo": str(repo), "since": base})
+    out = result.outputs
+    assert out["git_changes"]["files"] == ["pkg/new.py"]
+    assert out["code_review"]["files_analysed"] == 1
+    assert out["security_validation"]["files_analysed"] == 1
+    assert {f["path"] for f in out["security_validation"]["findings"]} == {"pkg/new.py"}
+    assert out["final_approval"]["approved"] is False  # bandit B602 (shell=True) is high
+    assert result.state == "completed"
+
+    whole = run_workflow("review-chain", {"repo": str(repo)})
+    assert whole.outputs["git_changes"]["files"] is None
+    assert whole.outputs["code_review"]["files_analysed"] == 5
+    paths = {f["path"] for f in whole.outputs["security_validation"]["findings"]}
+    assert {"pkg/shell.py", "pkg/new.py"} <= paths
