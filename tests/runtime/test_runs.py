@@ -229,3 +229,19 @@ def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) 
     kinds = {a["type"]: a for a in response.raise_for_status().json()}
     assert set(kinds) == {"markdown", "table"}
     assert "broken_with_fallback" in kinds["markdown"]["data"]
+
+
+def test_concurrency_tag_limit_is_respected(registry: Registry, tmp_path: Path) -> None:
+    steps = [
+        {
+            "agent": "limited",
+            "id": f"l{i}",
+            "inputs": {"name": {"value": f"l{i}"}, "seconds": {"value": 0.4}},
+        }
+        for i in range(5)
+    ]
+    result = run(registry, tmp_path, steps, concurrency={"max_workers": 8, "tags": {"slow": 2}})
+    assert result.state == "completed", result.errors
+    spans = [(s.output["started"], s.output["ended"]) for s in result.steps.values()]
+    overlap = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert overlap == 2, spans
