@@ -362,7 +362,11 @@ def _closing_summary(result: Any) -> str:
     tokens = sum(s.tokens_delivered or 0 for s in result.steps.values())
     states = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     head = f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s"
-    parts = [f"{total} agents ({states})", f"{findings:,} findings", f"{tokens:,} context tokens"]
+    parts = [
+        f"{total} agent{'s' if total != 1 else ''} ({states})",
+        f"{findings:,} findings",
+        f"{tokens:,} context tokens",
+    ]
     line = f"{head}: " + " · ".join(parts)
     if cached == total:
         line += "\nall agents were served from cache: nothing changed since the last run"
@@ -394,7 +398,12 @@ def schema(
 
 def _mount_optional_apps() -> None:
     """Sub-commands that live next to the code they drive."""
-    for module, name in (("context.cli", "context"), ("flows.claude_hooks", "hook")):
+    for module, name in (
+        ("context.cli", "context"),
+        ("flows.claude_hooks", "hook"),
+        ("flows.metrics_cli", "metrics"),
+        ("flows.events", "events"),
+    ):
         try:
             sub = __import__(module, fromlist=["app"]).app
         except (ImportError, AttributeError):

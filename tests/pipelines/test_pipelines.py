@@ -116,3 +116,22 @@ def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) 
     assert whole.outputs["code_review"]["files_analysed"] == 5
     paths = {f["path"] for f in whole.outputs["security_validation"]["findings"]}
     assert {"pkg/shell.py", "pkg/new.py"} <= paths
+
+
+def test_transcript_context_flow_on_a_real_session(tmp_path: Path, shared_dir: Path) -> None:
+    transcript = shared_dir / "data" / "transcripts" / "spotter-fa812bfe.jsonl"
+    result = run_workflow(
+        "transcript-context",
+        {
+            "transcript": str(transcript),
+            "task": "check the error handling",
+            "output": str(tmp_path),
+        },
+    )
+    assert result.state == "completed", result.errors
+    out = result.outputs["transcript_context"]
+    assert 0 < out["tokens"] <= 18_000
+    assert out["prompts_verbatim"] == out["prompts_total"] > 0
+    files = sorted(tmp_path.glob("current_transcript_*.txt"))
+    assert [str(f) for f in files] == out["files"] and len(files) == out["chunks"]
+    assert result.steps["transcript_context"].tokens_delivered == out["tokens"]
