@@ -9,6 +9,7 @@ BENCHES = [
     ["bench.orchestration"],
     ["bench.context_selection"],
     ["bench.transcripts"],
+    ["bench.pipelines"],
 ]
 
 
