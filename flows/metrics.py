@@ -1,0 +1,1019 @@
+"""Agent performance metrics: one record per agent execution, one Parquet file per flow run.
+
+Every attempt of every agent leaves an :class:`~flows.results.AttemptRecord` in a spool
+folder while the flow runs (written by :mod:`flows.lifecycle`, one JSON file per attempt, so
+parallel agents never share a file). At the end of the run, :func:`finalize_run` turns the
+spool and the :class:`~flows.results.RunResult` into :class:`AgentRunRecord` rows: one per
+attempt, plus one for each step that did not execute (served from Prefect's cache, or
+skipped), so every step of every run is accounted for. The rows go to one Parquet file per
+flow run::
+
+    <metrics_dir>/runs/<YYYY-MM-DD>/<flow_run_id>.parquet
+
+The date folders are plain names (not hive ``date=`` folders) so that
+``pandas.read_parquet(<metrics_dir>/runs)`` returns exactly the record columns with their
+own dtypes. Files are written to a hidden temporary name and renamed into place, so readers
+and concurrent flows never see half a file. :func:`load_records` reads them back;
+:func:`summarize`, :func:`recommend` and :func:`export_records` are what ``agentrt metrics``
+and ``notebooks/efficiency.ipynb`` show.
+
+This module never imports Prefect (``agentrt metrics`` must start fast), except inside
+:func:`publish_metrics_artifact`, which only runs inside a flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import posixpath
+import re
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field, ValidationError
+
+from flows.results import AttemptRecord, RunResult, StepResult
+from flows.settings import metrics_dir
+
+if TYPE_CHECKING:
+    from agents.manifest import AgentManifest
+
+__all__ = [
+    "AgentRunRecord",
+    "MetricsError",
+    "Recommendation",
+    "Thresholds",
+    "artifact_rows",
+    "build_records",
+    "cited_paths",
+    "export_records",
+    "finalize_run",
+    "invocations",
+    "load_records",
+    "parse_since",
+    "prune",
+    "publish_metrics_artifact",
+    "recommend",
+    "records_frame",
+    "referenced_tokens",
+    "retention_days",
+    "run_file",
+    "summarize",
+]
+
+log = logging.getLogger("agentrt.metrics")
+
+RecordState = Literal["completed", "failed", "fallback", "cached", "skipped"]
+SUCCESS_STATES = frozenset({"completed", "fallback", "cached"})
+PHASES = ("initialise", "execute", "validate", "cleanup", "integrate")
+DEFAULT_RETENTION_DAYS = 90
+SCHEMA_VERSION = 1
+
+
+class MetricsError(ValueError):
+    """Bad input to the metrics API (an unreadable ``since``, an unknown export format)."""
+
+
+# -- records -------------------------------------------------------------------------
+class AgentRunRecord(BaseModel):
+    """One agent execution (success or failure), or one step that did not execute."""
+
+    record_id: str = Field(description="Stable id: run, step, agent, attempt (or state).")
+    workflow: str
+    flow_run_id: str | None
+    task_run_id: str | None
+    step: str
+    agent_id: str
+    agent_version: str
+    attempt: int = Field(
+        description="Prefect's run count of the task run (1 = first try); 0 if not executed."
+    )
+    state: RecordState = Field(
+        description="This record's outcome: completed, failed, fallback (a fallback agent "
+        "succeeded), cached (served from the result cache) or skipped (never ran)."
+    )
+    step_state: str = Field(description="The step's final state in the run.")
+    executed: bool = Field(description="Whether agent code ran for this record.")
+    final: bool = Field(description="Whether this record decided the step's outcome.")
+    error_type: str | None = None
+    error_message: str | None = None
+    error_phase: str | None = None
+    phase_initialise_s: float | None = None
+    phase_execute_s: float | None = None
+    phase_validate_s: float | None = None
+    phase_cleanup_s: float | None = None
+    phase_integrate_s: float | None = None
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = Field(
+        None, description="Peak RSS of the worker process so far: an upper bound per agent."
+    )
+    tokens_allocated: int | None = Field(None, description="The budget slice granted.")
+    tokens_delivered: int | None = Field(None, description="Context tokens delivered.")
+    tokens_referenced: int | None = Field(
+        None, description="Delivered tokens whose source the run's outputs cite (docs/metrics.md)."
+    )
+    context_efficiency: float | None = Field(
+        None, description="tokens_referenced / tokens_delivered; null if nothing was delivered."
+    )
+    llm_input_tokens: int | None = Field(None, description="As reported by the LLM provider.")
+    llm_output_tokens: int | None = Field(None, description="As reported by the LLM provider.")
+    cache_hit: bool = False
+    fallback_used: bool = Field(False, description="This record is a fallback agent's.")
+    fallback_for: str | None = Field(None, description="The agent (id@version) it stood in for.")
+    budget_reason: str | None = None
+    started_at: datetime
+    ended_at: datetime
+    run_started_at: datetime
+    schema_version: int = SCHEMA_VERSION
+
+
+# One Arrow type per record field: every file has the same schema, whatever its nulls, so a
+# folder of files reads as one table and pandas gets nullable dtypes back.
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: dict[type | str, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    datetime: _TIMESTAMP,
+}
+
+
+def _arrow_schema() -> pa.Schema:
+    fields = []
+    for name, info in AgentRunRecord.model_fields.items():
+        annotation = info.annotation
+        base = next((t for t in (bool, int, float, datetime, str) if _mentions(annotation, t)), str)
+        fields.append(pa.field(name, _ARROW_TYPES[base], nullable=True))
+    return pa.schema(fields)
+
+
+def _mentions(annotation: Any, kind: type) -> bool:
+    if annotation is kind:
+        return True
+    args = getattr(annotation, "__args__", ())
+    if kind is str and getattr(annotation, "__origin__", None) is Literal:
+        return True
+    return any(a is kind for a in args)
+
+
+SCHEMA: pa.Schema = _arrow_schema()
+COLUMNS: list[str] = SCHEMA.names
+
+_PANDAS_TYPES = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype(),
+    pa.float64(): pd.Float64Dtype(),
+}
+
+
+def _types_mapper(arrow_type: pa.DataType) -> Any:
+    # Floats stay numpy float64 (NaN for missing): friendlier for quantiles and plots.
+    if arrow_type == pa.float64():
+        return None
+    return _PANDAS_TYPES.get(arrow_type)
+
+
+def records_frame(records: Iterable[AgentRunRecord | Mapping[str, Any]]) -> pd.DataFrame:
+    """Records as a DataFrame with the metrics dtypes (nullable ints, bools and strings)."""
+    rows = [r.model_dump() if isinstance(r, AgentRunRecord) else dict(r) for r in records]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
+    return table.to_pandas(types_mapper=_types_mapper)
+
+
+# -- context efficiency --------------------------------------------------------------
+_CITING_KEYS = frozenset({"path", "paths", "file", "files", "filename"})
+
+
+def _norm_path(path: str) -> str:
+    path = path.strip().replace("\\", "/")
+    return posixpath.normpath(path) if path else ""
+
+
+def cited_paths(output: Any) -> set[str]:
+    """Every path an output cites: the values of ``path``/``paths``/``file``/``files``/
+    ``filename`` keys at any depth (findings' ``path``, a ``files`` list, items' ``path``)."""
+    found: set[str] = set()
+    stack = [output.model_dump() if isinstance(output, BaseModel) else output]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                if key in _CITING_KEYS:
+                    names = [child] if isinstance(child, str) else child
+                    if isinstance(names, list):
+                        found.update(_norm_path(n) for n in names if isinstance(n, str) and n)
+                if isinstance(child, Mapping | list):
+                    stack.append(child)
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, Mapping | list))
+    found.discard("")
+    return found
+
+
+def _is_cited(path: str, cited: set[str]) -> bool:
+    if path in cited:
+        return True
+    # An absolute path and a repository-relative one name the same file when one ends
+    # with the other at a folder boundary.
+    return any(c.endswith("/" + path) or path.endswith("/" + c) for c in cited)
+
+
+def referenced_tokens(delivered_items: Iterable[Any], output: Any) -> int:
+    """Tokens of the delivered context items whose path ``output`` cites.
+
+    ``delivered_items`` are context items with ``path`` and ``tokens`` (dicts or objects,
+    e.g. ``context_gathering``'s items); ``output`` is what the consuming agent(s) returned
+    (any JSON-like value, or a list of outputs). An item counts as referenced when the output
+    cites its file; see docs/metrics.md for what this does and does not measure.
+    """
+    cited = cited_paths(output)
+    if not cited:
+        return 0
+    total = 0
+    for item in delivered_items:
+        get = item.get if isinstance(item, Mapping) else lambda k, i=item: getattr(i, k, None)
+        path, tokens = get("path"), get("tokens")
+        if isinstance(path, str) and path and _is_cited(_norm_path(path), cited):
+            total += int(tokens or 0)
+    return total
+
+
+def _context_items(output: Any) -> list[Mapping[str, Any]]:
+    items = output.get("items") if isinstance(output, Mapping) else None
+    if not isinstance(items, list):
+        return []
+    return [i for i in items if isinstance(i, Mapping) and "path" in i and "tokens" in i]
+
+
+# -- building a run's records --------------------------------------------------------
+def _split_key(key: str) -> tuple[str, str]:
+    agent_id, _, version = key.partition("@")
+    return agent_id, version
+
+
+def _phase_columns(phases: Mapping[str, float]) -> dict[str, float | None]:
+    return {f"phase_{p}_s": phases.get(p) for p in PHASES}
+
+
+def _from_attempt(result: RunResult, a: AttemptRecord) -> AgentRunRecord:
+    if a.state == "completed":
+        state: RecordState = "fallback" if a.fallback_for else "completed"
+    else:
+        state = "failed"
+    return AgentRunRecord(
+        record_id=f"{result.flow_run_id or 'local'}:{a.step}:{a.agent_id}:{a.attempt}:"
+        f"{a.task_run_id or a.started_at.isoformat()}",
+        workflow=a.workflow,
+        flow_run_id=a.flow_run_id or result.flow_run_id,
+        task_run_id=a.task_run_id,
+        step=a.step,
+        agent_id=a.agent_id,
+        agent_version=a.agent_version,
+        attempt=a.attempt,
+        state=state,
+        step_state="unknown",
+        executed=True,
+        final=False,
+        error_type=a.error_type,
+        error_message=a.error_message,
+        error_phase=a.phase,
+        **_phase_columns(a.phases),
+        wall_seconds=a.wall_seconds,
+        cpu_seconds=a.cpu_seconds,
+        peak_memory_mb=a.peak_memory_mb,
+        tokens_allocated=a.tokens_allocated,
+        tokens_delivered=a.tokens_delivered,
+        tokens_referenced=a.tokens_referenced,
+        llm_input_tokens=a.llm_input_tokens,
+        llm_output_tokens=a.llm_output_tokens,
+        cache_hit=False,
+        fallback_used=a.fallback_for is not None,
+        fallback_for=a.fallback_for,
+        budget_reason=a.budget_reason,
+        started_at=a.started_at,
+        ended_at=a.ended_at,
+        run_started_at=result.started_at,
+    )
+
+
+def _from_step(
+    result: RunResult, step: StepResult, agent_key: str, state: RecordState, executed: bool
+) -> AgentRunRecord:
+    """A record for a step that left no attempt record: a cache hit, or a skipped step
+    (or, if the spool was lost, a step that ran: then the step's own figures are used)."""
+    agent_id, version = _split_key(agent_key)
+    fell_back = agent_key != step.agent
+    error = step.error
+    return AgentRunRecord(
+        record_id=f"{result.flow_run_id or 'local'}:{step.step}:{agent_id}:{state}",
+        workflow=result.workflow,
+        flow_run_id=result.flow_run_id,
+        task_run_id=step.task_run_ids[-1] if step.task_run_ids else None,
+        step=step.step,
+        agent_id=agent_id,
+        agent_version=version,
+        attempt=max(step.attempts, 1) if executed else 0,
+        state=state,
+        step_state=step.state,
+        executed=executed,
+        final=True,
+        error_type=error.error_type if error else None,
+        error_message=error.message if error else None,
+        error_phase=error.phase if error else None,
+        **_phase_columns(step.phases),
+        wall_seconds=step.duration_seconds if step.started_at else None,
+        tokens_allocated=step.tokens_allocated,
+        tokens_delivered=step.tokens_delivered,
+        cache_hit=state in ("cached", "fallback") and not executed,
+        fallback_used=fell_back,
+        fallback_for=step.agent if fell_back else None,
+        budget_reason=step.budget_reason,
+        started_at=step.started_at or result.started_at,
+        ended_at=step.ended_at or step.started_at or result.ended_at,
+        run_started_at=result.started_at,
+    )
+
+
+def _step_records(
+    result: RunResult, step: StepResult, attempts: list[AttemptRecord]
+) -> list[AgentRunRecord]:
+    records = [_from_attempt(result, a) for a in attempts]
+    succeeded = any(r.state in ("completed", "fallback") for r in records)
+    if step.state in SUCCESS_STATES and not succeeded:
+        producer = step.used_agent or step.agent
+        if step.state == "completed":
+            # Ran, but its attempt record is missing (spool not writable): keep the step.
+            records.append(_from_step(result, step, producer, "completed", executed=True))
+        else:
+            # Prefect served the result from its cache: the agent did not execute.
+            records.append(_from_step(result, step, producer, step.state, executed=False))
+    elif not records:
+        state: RecordState = "failed" if step.state == "failed" else "skipped"
+        records.append(_from_step(result, step, step.agent, state, executed=False))
+    for record in records:
+        record.step_state = step.state
+        record.final = False
+    records[-1].final = True
+    winner = next((r for r in reversed(records) if r.state in SUCCESS_STATES), None)
+    if winner is not None:
+        winner.phase_integrate_s = step.phases.get("integrate", winner.phase_integrate_s)
+    return records
+
+
+def _later_outputs(result: RunResult, step_id: str) -> list[Any]:
+    """Outputs of the steps in later levels: the only ones that can have consumed it."""
+    level_of = {sid: n for n, level in enumerate(result.levels) for sid in level}
+    mine = level_of.get(step_id)
+    if mine is None:
+        return []
+    return [
+        s.output
+        for sid, s in result.steps.items()
+        if s.output is not None and level_of.get(sid, -1) > mine
+    ]
+
+
+def _add_efficiency(result: RunResult, records: list[AgentRunRecord]) -> None:
+    for record in records:
+        if record.state not in SUCCESS_STATES:
+            continue
+        output = result.steps[record.step].output if record.step in result.steps else None
+        items = _context_items(output)
+        if record.tokens_delivered is None and items:
+            record.tokens_delivered = sum(int(i.get("tokens") or 0) for i in items)
+        if record.tokens_referenced is None and items:
+            consumers = _later_outputs(result, record.step)
+            if consumers:
+                record.tokens_referenced = referenced_tokens(items, consumers)
+        if record.tokens_delivered and record.tokens_referenced is not None:
+            record.context_efficiency = round(record.tokens_referenced / record.tokens_delivered, 6)
+
+
+def build_records(result: RunResult, attempts: Iterable[AttemptRecord]) -> list[AgentRunRecord]:
+    """The metrics records of one run: its attempts, classified, and the steps that did not
+    execute; fallback attempts marked, final states set, context efficiency computed."""
+    by_step: dict[str, list[AttemptRecord]] = {}
+    for a in attempts:
+        by_step.setdefault(a.step, []).append(a)
+    records: list[AgentRunRecord] = []
+    for sid, step in result.steps.items():
+        mine = sorted(by_step.pop(sid, []), key=lambda a: (a.started_at, a.attempt))
+        records.extend(_step_records(result, step, mine))
+    # Attempts of steps the result does not know (should not happen): keep, not guess.
+    for leftovers in by_step.values():
+        for a in leftovers:
+            record = _from_attempt(result, a)
+            record.step_state = record.state
+            records.append(record)
+    _add_efficiency(result, records)
+    return records
+
+
+def read_spool(spool_dir: Path) -> list[AttemptRecord]:
+    """The attempt records in a spool folder (unreadable files are logged and skipped)."""
+    attempts: list[AttemptRecord] = []
+    for path in sorted(spool_dir.glob("*.json")):
+        try:
+            attempts.append(AttemptRecord.model_validate_json(path.read_bytes()))
+        except (OSError, ValidationError) as exc:
+            log.warning("skipping unreadable attempt record %s: %s", path, exc)
+    return attempts
+
+
+# -- storage -------------------------------------------------------------------------
+def run_file(result: RunResult, root: Path | None = None) -> Path:
+    """Where the records of ``result`` live: ``runs/<YYYY-MM-DD>/<flow_run_id>.parquet``."""
+    root = root or metrics_dir()
+    started = result.started_at.astimezone(UTC)
+    name = result.flow_run_id or f"local-{started:%Y%m%dT%H%M%S%f}"
+    return root / "runs" / f"{started:%Y-%m-%d}" / f"{name}.parquet"
+
+
+def _write_atomic(frame: pd.DataFrame, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden (dot) name: pyarrow's folder reader skips it, so readers never see a partial
+    # file; pid + uuid keep concurrent writers apart.
+    tmp = target.parent / f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def retention_days() -> int | None:
+    """``AGENTRT_METRICS_RETENTION_DAYS`` (default 90); ``0`` keeps records forever."""
+    raw = os.environ.get("AGENTRT_METRICS_RETENTION_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_RETENTION_DAYS
+    try:
+        days = int(raw)
+    except ValueError:
+        log.warning(
+            "AGENTRT_METRICS_RETENTION_DAYS=%r is not a whole number of days; using %d",
+            raw,
+            DEFAULT_RETENTION_DAYS,
+        )
+        return DEFAULT_RETENTION_DAYS
+    return days if days > 0 else None
+
+
+def prune(root: Path | None = None, days: int | None = None, *, today: date | None = None) -> int:
+    """Delete record files in day folders older than ``days`` (default: the retention
+    setting); return how many files went. Safe to run from concurrent flows."""
+    root = root or metrics_dir()
+    days = retention_days() if days is None else days
+    runs = root / "runs"
+    if not days or not runs.is_dir():
+        return 0
+    cutoff = (today or datetime.now(UTC).date()) - timedelta(days=days)
+    removed = 0
+    for folder in runs.iterdir():
+        day = _folder_date(folder.name)
+        if day is None or day >= cutoff or not folder.is_dir():
+            continue
+        for file in folder.glob("*.parquet"):
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+                removed += 1
+        with contextlib.suppress(OSError):  # not empty (a writer's temp file) or gone
+            folder.rmdir()
+    return removed
+
+
+def _folder_date(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+def finalize_run(result: RunResult, spool_dir: Path | str | None) -> Path | None:
+    """Write the run's metrics file from its spool and result; remove the spool.
+
+    Call once at the end of every flow run. Idempotent: if the run's file already exists
+    it is returned as is (and a leftover spool removed). Never raises: metrics must not
+    fail a run, so problems are logged and ``None`` is returned.
+    """
+    try:
+        target = run_file(result)
+        spool = Path(spool_dir) if spool_dir else None
+        if target.exists():
+            if spool is not None:
+                shutil.rmtree(spool, ignore_errors=True)
+            return target
+        attempts = read_spool(spool) if spool is not None and spool.is_dir() else []
+        records = build_records(result, attempts)
+        if not records:
+            return None
+        _write_atomic(records_frame(records), target)
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
+        prune(target.parents[2])
+        return target
+    except Exception:
+        log.warning("metrics for flow run %s not written", result.flow_run_id, exc_info=True)
+        return None
+
+
+# -- loading -------------------------------------------------------------------------
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(
+    since: str | datetime | date | timedelta, *, now: datetime | None = None
+) -> datetime:
+    """``7d``, ``12h``, ``30m``, ``2w``, a date (``2026-11-01``) or an ISO datetime → UTC."""
+    now = now or datetime.now(UTC)
+    if isinstance(since, timedelta):
+        return now - since
+    if isinstance(since, datetime):
+        return since if since.tzinfo else since.replace(tzinfo=UTC)
+    if isinstance(since, date):
+        return datetime(since.year, since.month, since.day, tzinfo=UTC)
+    match = _RELATIVE.match(since)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    try:
+        return parse_since(datetime.fromisoformat(since.strip()))
+    except ValueError:
+        raise MetricsError(
+            f"--since {since!r}: use a duration like 7d, 12h, 30m or 2w, or a date like "
+            "2026-11-01 (or an ISO datetime)"
+        ) from None
+
+
+def record_files(path: Path | str | None = None) -> list[Path]:
+    """The record files under a metrics folder (or its ``runs`` folder, or one file)."""
+    root = Path(path) if path is not None else metrics_dir()
+    if root.is_file():
+        return [root]
+    runs = root / "runs" if (root / "runs").is_dir() else root
+    if not runs.is_dir():
+        return []
+    return sorted(
+        p
+        for p in runs.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(runs).parts)
+    )
+
+
+def _read_tables(files: list[Path]) -> pa.Table:
+    try:
+        return pads.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+    except (pa.ArrowException, OSError):
+        pass
+    # One bad file must not hide the others: read one by one, skipping what fails.
+    tables = []
+    for file in files:
+        try:
+            tables.append(pads.dataset(str(file), schema=SCHEMA, format="parquet").to_table())
+        except (pa.ArrowException, OSError) as exc:
+            warnings.warn(f"skipping unreadable metrics file {file}: {exc}", stacklevel=3)
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def load_records(
+    path: Path | str | None = None,
+    since: str | datetime | date | timedelta | None = None,
+    workflow: str | None = None,
+) -> pd.DataFrame:
+    """All metrics records under ``path`` (default: ``metrics_dir()``), oldest first.
+
+    ``since`` keeps records of runs started at or after it (see :func:`parse_since`);
+    ``workflow`` keeps one workflow's. A missing or empty folder gives an empty frame with
+    the record columns.
+    """
+    cutoff = parse_since(since) if since is not None else None
+    files = record_files(path)
+    if cutoff is not None:
+        # Day folders older than the cutoff's day cannot hold matching runs.
+        files = [
+            f for f in files if (day := _folder_date(f.parent.name)) is None or day >= cutoff.date()
+        ]
+    table = _read_tables(files) if files else SCHEMA.empty_table()
+    frame = table.to_pandas(types_mapper=_types_mapper)
+    if cutoff is not None:
+        frame = frame[frame["run_started_at"] >= pd.Timestamp(cutoff)]
+    if workflow is not None:
+        frame = frame[frame["workflow"] == workflow]
+    order = ["run_started_at", "started_at", "step", "attempt"]
+    return frame.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+# -- summary -------------------------------------------------------------------------
+def invocations(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per agent per step per run: its attempts rolled up.
+
+    ``ran`` means the agent executed or was served from the cache (steps skipped before
+    they started have ``ran`` false); ``succeeded`` that one of its records succeeded;
+    ``fell_back`` that it failed and a fallback agent took over the step.
+    """
+    columns = [
+        "run", "workflow", "step", "agent_id", "agent_version", "attempts", "ran", "succeeded",
+        "retried", "cache_hit", "fell_back", "is_fallback", "started_at",
+    ]  # fmt: skip
+    if records.empty:
+        return pd.DataFrame(columns=columns)
+    df = records.copy()
+    df["run"] = (
+        df["flow_run_id"]
+        .astype("object")
+        .where(df["flow_run_id"].notna(), df["run_started_at"].astype(str))
+    )
+    df["_success"] = df["state"].isin(list(SUCCESS_STATES))
+    df["_executed"] = df["executed"].fillna(False).astype(bool)
+    df["_cache"] = df["cache_hit"].fillna(False).astype(bool)
+    df["_fallback"] = df["fallback_used"].fillna(False).astype(bool)
+    df["_fell_back"] = (df["step_state"] == "fallback").fillna(False) & ~df["_fallback"]
+    grouped = df.groupby(["run", "step", "agent_id"], sort=False, dropna=False)
+    out = grouped.agg(
+        workflow=("workflow", "first"),
+        agent_version=("agent_version", "last"),
+        attempts=("_executed", "sum"),
+        succeeded=("_success", "any"),
+        cache_hit=("_cache", "any"),
+        fell_back=("_fell_back", "any"),
+        is_fallback=("_fallback", "any"),
+        started_at=("started_at", "min"),
+    ).reset_index()
+    out["ran"] = (out["attempts"] > 0) | out["cache_hit"]
+    out["retried"] = out["attempts"] > 1
+    return out[columns]
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _quantile(values: pd.Series, q: float) -> float | None:
+    values = values.dropna()
+    return round(float(values.quantile(q)), 4) if len(values) else None
+
+
+def _sum_or_none(values: pd.Series) -> int | None:
+    values = values.dropna()
+    return int(values.sum()) if len(values) else None
+
+
+def summarize(records: pd.DataFrame) -> pd.DataFrame:
+    """Per agent: runs, success / retry / fallback / cache-hit rates, p50/p95 wall time,
+    tokens and context efficiency (definitions in docs/metrics.md). Empty in, empty out."""
+    columns = [
+        "agent_id", "versions", "workflows", "runs", "skipped", "attempts", "success_rate",
+        "retry_rate", "fallback_rate", "cache_hit_rate", "p50_wall_s", "p95_wall_s",
+        "p95_peak_memory_mb", "tokens_allocated_mean", "tokens_delivered_mean",
+        "llm_input_tokens", "llm_output_tokens", "context_efficiency",
+    ]  # fmt: skip
+    if records.empty:
+        return pd.DataFrame(columns=columns)
+    calls = invocations(records)
+    rows = []
+    for agent_id, mine in records.groupby("agent_id", sort=True):
+        ran = calls[(calls["agent_id"] == agent_id) & calls["ran"]]
+        executed = mine[mine["executed"].fillna(False).astype(bool)]
+        as_primary = ran[~ran["is_fallback"]]
+        useful = mine[(mine["tokens_delivered"].fillna(0) > 0) & mine["tokens_referenced"].notna()]
+        rows.append(
+            {
+                "agent_id": agent_id,
+                "versions": ", ".join(sorted(mine["agent_version"].dropna().unique())),
+                "workflows": ", ".join(sorted(mine["workflow"].dropna().unique())),
+                "runs": len(ran),
+                "skipped": int((calls["agent_id"] == agent_id).sum()) - len(ran),
+                "attempts": len(executed),
+                "success_rate": _ratio(ran["succeeded"].sum(), len(ran)),
+                "retry_rate": _ratio(ran["retried"].sum(), len(ran)),
+                "fallback_rate": _ratio(as_primary["fell_back"].sum(), len(as_primary)),
+                "cache_hit_rate": _ratio(ran["cache_hit"].sum(), len(ran)),
+                "p50_wall_s": _quantile(executed["wall_seconds"], 0.5),
+                "p95_wall_s": _quantile(executed["wall_seconds"], 0.95),
+                "p95_peak_memory_mb": _quantile(executed["peak_memory_mb"], 0.95),
+                "tokens_allocated_mean": _mean(mine["tokens_allocated"]),
+                "tokens_delivered_mean": _mean(mine["tokens_delivered"]),
+                "llm_input_tokens": _sum_or_none(mine["llm_input_tokens"]),
+                "llm_output_tokens": _sum_or_none(mine["llm_output_tokens"]),
+                "context_efficiency": _ratio(
+                    float(useful["tokens_referenced"].sum()),
+                    float(useful["tokens_delivered"].sum()),
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _mean(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return round(float(values.mean()), 1) if len(values) else None
+
+
+# -- recommendations -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Thresholds:
+    """When observed usage is strong enough evidence for a manifest change."""
+
+    min_runs: int = 3
+    """Successful runs with a budget before proposing ``optimal_tokens``."""
+    underuse_ratio: float = 0.5
+    """Propose less when even the p95 run used at most this share of its allocation."""
+    ceiling_ratio: float = 0.95
+    """A run "hit the ceiling" when it used at least this share of its allocation..."""
+    ceiling_share: float = 0.5
+    """...and the agent hits it in at least this share of its runs."""
+    headroom: float = 1.25
+    """Proposed ``optimal_tokens`` = p95 used x headroom, rounded up to ``round_to``."""
+    raise_factor: float = 1.5
+    round_to: int = 500
+    min_retries: int = 3
+    """Retried attempts seen before judging an agent's retries."""
+    retry_failure_share: float = 0.5
+    cache_min_runs: int = 5
+    """Runs without a single cache hit before proposing to turn its cache off."""
+
+
+class Recommendation(BaseModel):
+    """A proposed manifest change, with the observations behind it."""
+
+    agent_id: str
+    kind: Literal["lower_optimal_tokens", "raise_optimal_tokens", "add_fallback", "disable_cache"]
+    field: str = Field(description="The manifest field to change.")
+    current: str | None
+    proposed: str
+    evidence: str
+    runs: int = Field(description="How many observations the evidence rests on.")
+
+
+def _round_up(value: float, step: int) -> int:
+    return max(step, math.ceil(value / step) * step)
+
+
+def _budget_proposals(
+    records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
+) -> list[Recommendation]:
+    ok = records[
+        records["executed"].fillna(False).astype(bool)
+        & records["state"].isin(["completed", "fallback"])
+        & (records["tokens_allocated"].fillna(0) > 0)
+        & records["tokens_delivered"].notna()
+    ]
+    out = []
+    for agent_id, mine in ok.groupby("agent_id", sort=True):
+        if len(mine) < t.min_runs:
+            continue
+        allocated = mine["tokens_allocated"].astype(float)
+        used = mine["tokens_delivered"].astype(float)
+        usage = used / allocated
+        manifest = manifests.get(agent_id)
+        optimal = manifest.context.optimal_tokens if manifest else None
+        current = optimal or int(allocated.median())
+        hits = int((usage >= t.ceiling_ratio).sum())
+        if hits / len(mine) >= t.ceiling_share:
+            proposed = _round_up(current * t.raise_factor, t.round_to)
+            out.append(
+                Recommendation(
+                    agent_id=agent_id,
+                    kind="raise_optimal_tokens",
+                    field="context.optimal_tokens",
+                    current=str(optimal) if optimal is not None else None,
+                    proposed=str(proposed),
+                    evidence=(
+                        f"used >= {t.ceiling_ratio:.0%} of its allocation in {hits} of "
+                        f"{len(mine)} runs (median {int(used.median()):,} of "
+                        f"{int(allocated.median()):,} tokens); if the workflow's "
+                        "budget.total_tokens is what limits it, raise that instead"
+                    ),
+                    runs=len(mine),
+                )
+            )
+            continue
+        p95_used = float(used.quantile(0.95))
+        p95_usage = float(usage.quantile(0.95))
+        proposed = _round_up(p95_used * t.headroom, t.round_to)
+        if p95_usage <= t.underuse_ratio and proposed < current:
+            out.append(
+                Recommendation(
+                    agent_id=agent_id,
+                    kind="lower_optimal_tokens",
+                    field="context.optimal_tokens",
+                    current=str(optimal) if optimal is not None else None,
+                    proposed=str(proposed),
+                    evidence=(
+                        f"p95 used {int(p95_used):,} of a median {int(allocated.median()):,} "
+                        f"allocated tokens ({p95_usage:.0%}) over {len(mine)} runs; the rest "
+                        "of the budget could go to other agents"
+                    ),
+                    runs=len(mine),
+                )
+            )
+    return out
+
+
+def _retry_proposals(
+    records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
+) -> list[Recommendation]:
+    executed = records[records["executed"].fillna(False).astype(bool)]
+    out = []
+    for agent_id, mine in executed.groupby("agent_id", sort=True):
+        retries = mine[mine["attempt"].fillna(0) > 1]
+        if len(retries) < t.min_retries:
+            continue
+        failed = retries[retries["state"] == "failed"]
+        share = len(failed) / len(retries)
+        if share < t.retry_failure_share:
+            continue
+        errors = failed["error_type"].dropna().value_counts()
+        kinds = ", ".join(f"{name} x{count}" for name, count in errors.items()) or "unknown"
+        won = mine.loc[mine["state"] != "failed", "attempt"].dropna()
+        best = int(won.max()) if len(won) else None
+        manifest = manifests.get(agent_id)
+        has_fallbacks = bool(manifest and manifest.fallbacks)
+        retry_max = manifest.retries.max if manifest else None
+        suggested_max = max(0, best - 1) if best else 0
+        evidence = f"{len(failed)} of {len(retries)} retries failed ({kinds}); " + (
+            f"retries succeeded at most on attempt {best}"
+            if best and best > 1
+            else "no retry ever succeeded"
+        )
+        out.append(
+            Recommendation(
+                agent_id=agent_id,
+                kind="add_fallback",
+                field="retries.max" if has_fallbacks else "fallbacks",
+                current=(str(retry_max) if has_fallbacks else ("[]" if manifest else None)),
+                proposed=(
+                    str(suggested_max)
+                    if has_fallbacks
+                    else f"add a fallback agent; retries.max: {suggested_max}"
+                ),
+                evidence=evidence,
+                runs=len(retries),
+            )
+        )
+    return out
+
+
+def _cache_proposals(
+    records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
+) -> list[Recommendation]:
+    calls = invocations(records)
+    calls = calls[calls["ran"]]
+    out = []
+    for agent_id, mine in calls.groupby("agent_id", sort=True):
+        manifest = manifests.get(agent_id)
+        if manifest is not None and not manifest.cache.enabled:
+            continue
+        if len(mine) < t.cache_min_runs or mine["cache_hit"].any():
+            continue
+        days = pd.to_datetime(mine["started_at"]).dt.date.nunique()
+        out.append(
+            Recommendation(
+                agent_id=agent_id,
+                kind="disable_cache",
+                field="cache.enabled",
+                current="true" if manifest is not None else None,
+                proposed="false (or narrow cache.include to the files that matter)",
+                evidence=(
+                    f"0 cache hits in {len(mine)} runs over {days} day(s): its inputs never "
+                    "repeat, so keying (hashing inputs) and persisting results buys nothing"
+                ),
+                runs=len(mine),
+            )
+        )
+    return out
+
+
+def recommend(
+    records: pd.DataFrame,
+    manifests: Mapping[str, AgentManifest] | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[Recommendation]:
+    """Manifest changes suggested by observed usage, each with its evidence.
+
+    ``manifests`` (agent id → manifest) adds the current values and skips proposals that
+    are already in place (e.g. a disabled cache); without it, proposals rest on the records
+    alone (and assume the default: cache enabled, no fallbacks).
+    """
+    if records.empty:
+        return []
+    manifests = manifests or {}
+    t = thresholds or Thresholds()
+    return [
+        *_budget_proposals(records, manifests, t),
+        *_retry_proposals(records, manifests, t),
+        *_cache_proposals(records, manifests, t),
+    ]
+
+
+# -- export and artifacts ------------------------------------------------------------
+ExportFormat = Literal["csv", "parquet", "json"]
+
+
+def _missing(value: Any) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def jsonable(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain JSON values: ISO timestamps, ``None`` for every kind of missing."""
+    rows = []
+    for row in frame.astype(object).to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if _missing(value):
+                clean[key] = None
+            elif isinstance(value, pd.Timestamp | datetime):
+                clean[key] = value.isoformat()
+            elif hasattr(value, "item"):  # numpy scalars
+                clean[key] = value.item()
+            else:
+                clean[key] = value
+        rows.append(clean)
+    return rows
+
+
+def export_records(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> str | None:
+    """Write ``frame`` as csv, parquet or json to ``output``; without ``output``, return
+    the text (csv, json). Parquet needs an ``output`` path."""
+    if fmt not in ("csv", "parquet", "json"):
+        raise MetricsError(f"unknown export format {fmt!r}; use csv, parquet or json")
+    if fmt == "parquet":
+        if output is None:
+            raise MetricsError("parquet is binary: pass --output PATH")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        pq.write_table(table, output)
+        return None
+    if fmt == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        import json
+
+        text = json.dumps(jsonable(frame), indent=1) + "\n"
+    if output is None:
+        return text
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    return None
+
+
+_ARTIFACT_COLUMNS = [
+    "step", "agent_id", "agent_version", "attempt", "state", "step_state", "wall_seconds",
+    "cpu_seconds", "peak_memory_mb", "tokens_allocated", "tokens_delivered",
+    "tokens_referenced", "context_efficiency", "llm_input_tokens", "llm_output_tokens",
+    "cache_hit", "fallback_for", "error_type",
+]  # fmt: skip
+
+
+def artifact_rows(
+    records: pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str,
+) -> list[dict[str, Any]]:
+    """The rows of the agent-metrics table artifact (JSON values only)."""
+    if isinstance(records, str | Path):
+        frame = load_records(records)
+    elif isinstance(records, pd.DataFrame):
+        frame = records
+    else:
+        frame = records_frame(records)
+    return jsonable(frame.reindex(columns=_ARTIFACT_COLUMNS))
+
+
+def publish_metrics_artifact(
+    records: pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str,
+    workflow: str,
+) -> Any:
+    """A Prefect table artifact of a run's agent metrics (call inside the flow run).
+
+    ``records`` is a DataFrame, a list of records, or the Parquet file
+    :func:`finalize_run` returned. Returns the artifact's id.
+    """
+    from prefect.artifacts import create_table_artifact
+
+    key = re.sub(r"[^a-z0-9-]+", "-", f"{workflow}-agent-metrics".lower()).strip("-")[:100]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return create_table_artifact(
+        table=artifact_rows(records),
+        key=key,
+        description=f"Agent metrics of {workflow} ({stamp} UTC): one row per attempt",
+    )

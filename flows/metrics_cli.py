@@ -1,0 +1,240 @@
+"""``agentrt metrics``: what agents cost and how well they do, from the recorded runs.
+
+Exit codes: 0 success; 1 no records to show (nothing recorded yet, or nothing matches the
+filters); 2 bad input (an unreadable ``--since``, an unknown format, a missing ``--path``),
+one line on stderr and no traceback. Importing this module is cheap (typer only), so
+mounting it costs other commands nothing; it never imports Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer(
+    name="metrics",
+    help="Agent performance metrics: summary, export and manifest recommendations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_NO_RECORDS = 1
+EXIT_BAD_INPUT = 2
+
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since", help="Only runs since a duration ago (7d, 12h, 2w) or a date (2026-11-01)."
+    ),
+]
+WorkflowOpt = Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow.")]
+PathOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--path",
+        help="Metrics folder or file (default: $AGENTRT_METRICS_DIR, else $AGENTRT_HOME/metrics).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.DataFrame:
+    """The matching records, or exit 2 (bad input) / 1 (nothing recorded or matching)."""
+    from flows.metrics import MetricsError, load_records
+    from flows.settings import metrics_dir
+
+    if path is not None and not path.exists():
+        raise _fail(f"--path {path}: no such file or folder", EXIT_BAD_INPUT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = load_records(path, since=since, workflow=workflow)
+        except MetricsError as exc:
+            raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+    if frame.empty:
+        where = path or metrics_dir()
+        given = (since and f"--since {since}", workflow and f"--workflow {workflow}")
+        filters = " ".join(f for f in given if f)
+        scope = f" matching {filters}" if filters else ""
+        raise _fail(
+            f"no agent metrics{scope} in {where}; records are written at the end of every "
+            "workflow run (`agentrt run`)",
+            EXIT_NO_RECORDS,
+        )
+    return frame
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _pct(value: Any) -> str:
+    return "—" if _absent(value) else f"{float(value):.0%}"
+
+
+def _num(value: Any, fmt: str = ",.0f") -> str:
+    return "—" if _absent(value) else format(float(value), fmt)
+
+
+def _absent(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+@app.command("summary")
+def summary_command(
+    since: SinceOpt = None,
+    workflow: WorkflowOpt = None,
+    path: PathOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per agent: runs, success rate, p50/p95 wall time, tokens, cache hits, efficiency."""
+    from flows.metrics import jsonable, summarize
+
+    frame = _load(path, since, workflow)
+    table = summarize(frame)
+    if as_json:
+        _print_json(jsonable(table))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = frame["flow_run_id"].nunique()
+    first, last = frame["run_started_at"].min(), frame["run_started_at"].max()
+    out = Table(
+        title=f"{len(frame)} records from {runs} runs, {first:%Y-%m-%d %H:%M} to "
+        f"{last:%Y-%m-%d %H:%M} UTC",
+        caption="success, retries, fallback and cache: share of runs; efficiency: referenced "
+        "/ delivered context tokens (docs/metrics.md)",
+    )
+    headers = [
+        "agent", "runs", "success", "retried", "fell back", "p50 s", "p95 s",
+        "ctx tokens", "LLM in/out", "cache hits", "efficiency",
+    ]  # fmt: skip
+    for header in headers:
+        out.add_column(header, justify="left" if header == "agent" else "right")
+    for row in table.to_dict(orient="records"):
+        llm = (
+            "—"
+            if _absent(row["llm_input_tokens"]) and _absent(row["llm_output_tokens"])
+            else f"{_num(row['llm_input_tokens'])}/{_num(row['llm_output_tokens'])}"
+        )
+        out.add_row(
+            str(row["agent_id"]),
+            f"{row['runs']}" + (f" (+{row['skipped']} skipped)" if row["skipped"] else ""),
+            _pct(row["success_rate"]),
+            _pct(row["retry_rate"]),
+            _pct(row["fallback_rate"]),
+            _num(row["p50_wall_s"], ".2f"),
+            _num(row["p95_wall_s"], ".2f"),
+            _num(row["tokens_delivered_mean"]),
+            llm,
+            _pct(row["cache_hit_rate"]),
+            _pct(row["context_efficiency"]),
+        )
+    Console().print(out)
+
+
+@app.command("export")
+def export_command(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, parquet or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    since: SinceOpt = None,
+    workflow: WorkflowOpt = None,
+    path: PathOpt = None,
+) -> None:
+    """Export the records (one row per agent attempt) as csv, parquet or json."""
+    from flows.metrics import MetricsError, export_records
+
+    fmt = fmt.lower()
+    if fmt not in ("csv", "parquet", "json"):
+        raise _fail(f"--format {fmt!r}: use csv, parquet or json", EXIT_BAD_INPUT)
+    if fmt == "parquet" and output is None:
+        raise _fail("--format parquet is binary: pass --output PATH", EXIT_BAD_INPUT)
+    frame = _load(path, since, workflow)
+    try:
+        text = export_records(frame, fmt, output)
+    except (MetricsError, OSError) as exc:
+        raise _fail(f"export to {output or 'stdout'} failed: {exc}", EXIT_BAD_INPUT) from None
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        typer.echo(f"wrote {len(frame)} records to {output}", err=True)
+
+
+@app.command("recommend")
+def recommend_command(
+    since: SinceOpt = None,
+    workflow: WorkflowOpt = None,
+    path: PathOpt = None,
+    agent_path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--agent-path", "-A", help="Extra folder or file of agent manifests (repeatable)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose manifest changes (optimal_tokens, fallbacks, cache) from observed usage."""
+    from flows.metrics import recommend
+
+    frame = _load(path, since, workflow)
+    proposals = recommend(frame, _manifests(agent_path, frame["agent_id"].dropna().unique()))
+    if as_json:
+        _print_json([p.model_dump() for p in proposals])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not proposals:
+        console.print(f"No changes to propose from {len(frame)} records: usage looks balanced.")
+        return
+    out = Table(title=f"{len(proposals)} proposed manifest changes", show_lines=True)
+    for header in ("agent", "change", "current → proposed", "evidence"):
+        out.add_column(header, overflow="fold")
+    for p in proposals:
+        out.add_row(p.agent_id, p.field, f"{p.current or '?'} → {p.proposed}", p.evidence)
+    console.print(out)
+
+
+def _manifests(agent_path: list[Path] | None, agent_ids: Any) -> dict[str, Any]:
+    """The registered manifests of the recorded agents, for current values; agents that
+    are no longer registered are judged on their records alone."""
+    from agents.registry import AgentNotFound, Registry
+
+    registry = Registry.discover(agent_path or [])
+    manifests = {}
+    for agent_id in agent_ids:
+        try:
+            manifests[str(agent_id)] = registry.get(str(agent_id)).manifest
+        except AgentNotFound:
+            continue
+    return manifests
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
