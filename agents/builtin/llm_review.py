@@ -1,0 +1,170 @@
+"""LLM code review (agent ``llm_review``, ``kind: llm``): a prompted reviewer with typed output.
+
+The model reads the context the context manager selected for the task (the files in
+``files`` themselves when they fit the token slice, else the most relevant spans and
+outlines) and answers with an :class:`Output`: a summary, :class:`~agents.builtin.common.Finding`
+records and its confidence. The output is shaped like ``code_review``'s where downstream
+consumers look (``summary``, ``findings``, ``counts``), so ``final_approval`` and the report
+treat both alike, and ``code_review`` can stand in as the fallback when no model is available.
+
+:func:`finish` is the manifest's entrypoint: the output hook the LLM runtime
+(:mod:`agents.llm`) applies after the model's answer validates. It makes every finding point
+at a real line of a real file of the repository, or sends the model back to fix it; the
+model never gets to invent locations. Severity counts are computed from the findings, never
+taken from the model.
+
+Nothing here imports pydantic-ai: the report imports this module for :func:`render_markdown`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic.json_schema import SkipJsonSchema
+
+from agents.builtin.common import (
+    Finding,
+    SeverityCounts,
+    findings_table,
+    md_table,
+    resolve_repo,
+    sort_findings,
+)
+
+if TYPE_CHECKING:
+    from agents.llm import LLMCall
+
+__all__ = ["TOOL", "Input", "Output", "finish", "render_markdown"]
+
+#: The ``tool`` of every finding this agent reports.
+TOOL = "llm_review"
+
+
+class Input(BaseModel):
+    """What to review. A superset of ``code_review``'s required fields (its fallback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(description="Path to the repository root.")
+    files: list[str] | None = Field(
+        default=None,
+        description="Repository-relative paths to review (e.g. the files changed since a "
+        "revision); None reviews what the context manager selects from the whole repository.",
+    )
+    task: str = Field(
+        default="",
+        description="What the change is about (an issue, a pull request description); it "
+        "steers which code is selected as context and what the review focuses on.",
+    )
+
+
+class Output(BaseModel):
+    """The review: a summary, findings at real places, and how sure the reviewer is."""
+
+    summary: str = Field(
+        description="One paragraph: what was reviewed and the most important problems found."
+    )
+    findings: list[Finding] = Field(
+        default_factory=list,
+        description="Problems found, each at a line of a file shown in the context.",
+    )
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="0 to 1: how sure you are that the review is correct and complete, given "
+        "how much of the relevant code the context showed.",
+    )
+    # Set by the runtime, not by the model (kept out of the schema the model is shown).
+    model: SkipJsonSchema[str | None] = None
+    context_files: SkipJsonSchema[list[str]] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def counts(self) -> SeverityCounts:
+        """Findings per severity, computed from ``findings`` (what ``code_review`` reports)."""
+        return SeverityCounts.of(self.findings)
+
+
+def _relative(path: str, root: Path) -> str:
+    """A repository-relative POSIX path for what the model wrote (``./a.py``, ``/abs/a.py``)."""
+    clean = path.strip().replace("\\", "/")
+    pure = PurePosixPath(clean)
+    if pure.is_absolute():
+        try:
+            return pure.relative_to(root.as_posix()).as_posix()
+        except ValueError:
+            return clean
+    return pure.as_posix().removeprefix("./")
+
+
+def _line_count(file: Path) -> int:
+    with file.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
+    """Check and normalise the model's review; reject findings at places that do not exist.
+
+    Paths become repository-relative, ``tool`` becomes ``llm_review`` and findings are sorted
+    by place. A finding whose file is not in the repository, or whose line is past the end of
+    the file, raises :class:`~agents.llm.OutputRejected`, which sends the model back with the
+    reason (the manifest's output retries bound how often).
+    """
+    from agents.llm import OutputRejected
+
+    root = resolve_repo(inputs.repo)
+    problems: list[str] = []
+    findings: list[Finding] = []
+    lengths: dict[str, int] = {}
+    for index, finding in enumerate(output.findings):
+        path = _relative(finding.path, root)
+        file = (root / path).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            problems.append(
+                f"findings[{index}].path {finding.path!r} is not a file of the repository"
+            )
+            continue
+        if path not in lengths:
+            lengths[path] = _line_count(file)
+        if finding.line > lengths[path]:
+            problems.append(
+                f"findings[{index}].line {finding.line} is past the end of {path} "
+                f"({lengths[path]} lines)"
+            )
+            continue
+        findings.append(finding.model_copy(update={"path": path, "tool": TOOL}))
+    if problems:
+        raise OutputRejected(
+            "; ".join(problems[:5])
+            + ". Use the paths and line numbers shown in the context headers "
+            "(`## path:start-end`), or leave out findings you cannot place."
+        )
+    return output.model_copy(
+        update={
+            "findings": sort_findings(findings),
+            "model": call.model,
+            "context_files": list(call.context_paths),
+        }
+    )
+
+
+def render_markdown(output: Output) -> str:
+    """The LLM review section of the run report."""
+    c = output.counts
+    parts = [
+        "## LLM review",
+        "",
+        output.summary,
+        "",
+        md_table(
+            ["Critical", "High", "Medium", "Low", "Info", "Confidence"],
+            [(c.critical, c.high, c.medium, c.low, c.info, f"{output.confidence:.2f}")],
+        ),
+    ]
+    if output.model:
+        seen = f", having seen {len(output.context_files)} files" if output.context_files else ""
+        parts += ["", f"Reviewed by `{output.model}`{seen}."]
+    parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,639 @@
+"""LLM agents (``kind: llm``): a prompt, budgeted context and a model with typed output.
+
+An LLM agent is a manifest, not code. The runtime validates the agent's input, then calls
+:func:`run_llm_agent`, which
+
+1. selects the context: when the input has ``repo`` (or the fields named in the manifest's
+   ``context.sources``), the context manager (:func:`context.select.select`) picks the most
+   useful files and spans for the task (:func:`task_of`; paths listed in ``files`` are added
+   to the query, so those files are delivered themselves rather than outlined), inside the
+   agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
+2. renders the manifest's ``prompt`` with :func:`render_prompt`: ``{task}``, ``{context}``,
+   ``{query}`` and the input's fields, by plain name only (nothing is evaluated). Whatever
+   the template does not place (context, task, other inputs) goes into the user message;
+3. runs a pydantic-ai agent whose ``output_type`` is the manifest's ``output`` model (or its
+   inline JSON Schema), so the model answers through a typed tool call and invalid output is
+   sent back to it with the validation errors (``AGENTRT_LLM_OUTPUT_RETRIES`` times);
+4. passes the validated output through the agent's *output hook*, which may correct it or
+   reject it with :class:`OutputRejected` (another round trip to the model, same budget);
+5. records ``ctx.tokens_delivered`` (context tokens) and the provider-reported usage in
+   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails.
+
+**Models.** ``AGENTRT_MODEL`` overrides the manifest's ``model``; both are
+``provider:model``:
+
+* ``openai:gpt-4o-mini`` — Chat Completions through the OpenAI SDK; needs ``OPENAI_API_KEY``,
+  or a base URL (``AGENTRT_LLM_BASE_URL``, else ``OPENAI_BASE_URL``) of an OpenAI-compatible
+  server (vLLM, LM Studio, llama.cpp, a proxy) — then the key is optional;
+* ``anthropic:claude-sonnet-4-5`` — needs ``ANTHROPIC_API_KEY`` (``ANTHROPIC_BASE_URL`` for
+  a proxy);
+* ``ollama:qwen2.5-coder`` — Ollama's OpenAI-compatible API at ``OLLAMA_BASE_URL``, else
+  ``AGENTRT_LLM_BASE_URL``, else ``http://localhost:11434/v1``;
+* ``test`` — pydantic-ai's offline ``TestModel`` (schema-valid filler output, no network);
+* any other pydantic-ai model string (``openai-responses:…``, ``groq:…``, ``google:…``) is
+  handed to pydantic-ai as is, with that provider's own environment variables.
+
+**Failures.** Missing configuration, a provider that keeps failing once the SDK's own
+retries (``AGENTRT_LLM_MAX_RETRIES``, default 2, for 408/409/429/5xx and connection errors,
+honouring ``Retry-After``) are spent, and output that never validates all raise
+:class:`LLMUnavailableError` (or a subclass), so the runtime moves on to the manifest's
+``fallbacks``. Every message is passed through :func:`redact` first: API keys never reach
+exceptions, reports or logs.
+
+**Output hooks.** For ``kind: llm`` the manifest's ``entrypoint`` names the hook, a callable
+``hook(output, inputs, call) -> output`` (``call`` is an :class:`LLMCall`); the generic
+``agents.llm:run_llm_agent`` means "no hook". The hook's module is also where the report
+looks for ``render_markdown(output)``.
+
+Nothing here imports pydantic-ai at module level: importing it costs ~2 s, which commands
+that only read manifests must not pay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
+
+    from agents.manifest import AgentManifest
+    from agents.registry import RegisteredAgent
+    from flows.lifecycle import AgentContext
+
+__all__ = [
+    "GENERIC_ENTRYPOINT",
+    "LLMCall",
+    "LLMOutputError",
+    "LLMTimeoutError",
+    "LLMUnavailableError",
+    "OutputRejected",
+    "PromptTemplateError",
+    "build_prompt",
+    "redact",
+    "render_prompt",
+    "resolve_model",
+    "run_llm_agent",
+    "task_of",
+]
+
+#: The entrypoint of an LLM agent without an output hook.
+GENERIC_ENTRYPOINT = "agents.llm:run_llm_agent"
+
+ENV_MODEL = "AGENTRT_MODEL"
+ENV_BASE_URL = "AGENTRT_LLM_BASE_URL"
+ENV_MAX_RETRIES = "AGENTRT_LLM_MAX_RETRIES"
+ENV_OUTPUT_RETRIES = "AGENTRT_LLM_OUTPUT_RETRIES"
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_OUTPUT_RETRIES = 2
+DEFAULT_OLLAMA_URL = "http://localhost:11434/v1"
+#: Token slice used when the agent runs outside a workflow and its manifest states none.
+DEFAULT_BUDGET = 8_000
+#: The model's own deadline is this fraction of ``timeout_seconds``, so a slow provider ends
+#: in a clean :class:`LLMTimeoutError` before the runtime's watchdog abandons the thread.
+DEADLINE_FRACTION = 0.9
+#: Tokens reserved for what the provider adds around messages and tool definitions.
+FRAMING_TOKENS = 64
+_MESSAGE_LIMIT = 600
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class LLMUnavailableError(RuntimeError):
+    """The LLM could not produce this agent's output: not configured, unreachable, failing.
+
+    Never retried by the runtime (the provider SDK has already retried what is transient), so
+    the manifest's fallback agent runs at once. The message is redacted and says what to fix.
+    """
+
+
+class LLMTimeoutError(LLMUnavailableError, TimeoutError):
+    """The model did not answer before the agent's deadline (a TimeoutError: retryable)."""
+
+
+class LLMOutputError(LLMUnavailableError):
+    """The model's answers never passed output validation, retries included."""
+
+
+class PromptTemplateError(ValueError):
+    """The manifest's prompt template uses a field that is not allowed or not known."""
+
+
+class OutputRejected(Exception):
+    """Raised by an output hook to send the model back with ``message`` (uses a retry)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Redaction
+
+_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+_MIN_SECRET = 8  # shorter values would redact ordinary words and numbers
+REDACTED = "[REDACTED]"
+#: Key-shaped text, as (pattern, replacement): what a provider may echo in an error message.
+_KEY_PATTERNS = (
+    # OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Groq (gsk_), Stripe-style (sk_live_), and
+    # the partially masked forms providers echo in 401 messages (sk-abc***wxyz).
+    (re.compile(r"\b(?:sk|gsk)[-_][A-Za-z0-9_\-*.]{8,}"), REDACTED),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), REDACTED),  # Google
+    (re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9_\-.=+/*]{8,}"), rf"\1{REDACTED}"),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|x-api-key|authorization|access[_-]?token|secret)"
+            r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]{4,}"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"(?i)([?&](?:key|api_key|token)=)[^&\s\"']+"), rf"\1{REDACTED}"),
+    (re.compile(r"(https?://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),  # URL credentials
+)
+
+
+def _secret_values(environ: Mapping[str, str]) -> list[str]:
+    values = {v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET}
+    return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with API keys and other credentials replaced by ``[REDACTED]``.
+
+    Removes the values of environment variables named like ``*_API_KEY``, ``*TOKEN``,
+    ``*SECRET``, ``*PASSWORD`` (and ``secrets``) wherever they appear, then anything shaped
+    like a key: ``sk-…`` keys, bearer tokens, ``api_key=…`` pairs, credentials in URLs.
+    """
+    for value in [*sorted(set(secrets), key=len, reverse=True), *_secret_values(os.environ)]:
+        if len(value) >= _MIN_SECRET:
+            text = text.replace(value, REDACTED)
+    for pattern, replacement in _KEY_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _short(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt templates
+
+_RESERVED = ("context", "task", "query")
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a prompt template uses, in order; PromptTemplateError if malformed."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise PromptTemplateError(
+            f"prompt template is malformed ({exc}); write literal braces as {{{{ and }}}}"
+        ) from None
+    names = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier():
+            raise PromptTemplateError(
+                f"prompt field {{{name}}} is not allowed: use plain names like {{task}} or "
+                "{context} (no positions, attributes or indexing); write literal braces as "
+                "{{ and }}"
+            )
+        if spec or conversion:
+            raise PromptTemplateError(
+                f"prompt field {{{name}}} has a format spec or conversion; use {{{name}}} alone"
+            )
+        names.append(name)
+    return names
+
+
+def render_prompt(template: str, fields: Mapping[str, Any]) -> str:
+    """Fill ``template``'s ``{name}`` fields from ``fields``; nothing is ever evaluated.
+
+    Only plain names are allowed (``{task}``, not ``{task.upper}`` or ``{0}``), without format
+    specs; lists of scalars render as ``a, b``, other values as JSON. Raises
+    :class:`PromptTemplateError` naming the field and what is available.
+    """
+    names = set(template_fields(template))
+    unknown = sorted(names - set(fields))
+    if unknown:
+        raise PromptTemplateError(
+            f"prompt field {{{unknown[0]}}} is neither an input field nor one of "
+            f"{{context}}, {{task}}, {{query}}; available: {', '.join(sorted(fields))}"
+        )
+    parts = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(literal)
+        if name is not None:
+            parts.append(_as_text(fields[name]))
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the model is sent: instructions (system) and the user message."""
+
+    instructions: str
+    user: str
+
+
+def build_prompt(template: str, inputs: Mapping[str, Any], task: str, context: str) -> Prompt:
+    """The instructions from ``template``; what it does not place goes in the user message.
+
+    The user message holds, in order: the task (unless the template has ``{task}``), the
+    context (unless it has ``{context}``) and the remaining input fields as JSON.
+    """
+    used = set(template_fields(template))
+    fields = {**inputs, "task": task, "query": task, "context": context}
+    instructions = render_prompt(template, fields)
+    sections = []
+    if task and "task" not in used and "query" not in used:
+        sections.append(f"## Task\n\n{task}")
+    if context and "context" not in used:
+        sections.append(f"## Context\n\n{context}")
+    rest = {
+        k: v
+        for k, v in inputs.items()
+        if k not in used and k not in _RESERVED and v not in (None, "", [], {})
+    }
+    if rest:
+        rest_json = json.dumps(rest, indent=2, default=str, ensure_ascii=False)
+        sections.append(f"## Input\n\n```json\n{rest_json}\n```")
+    if not sections:
+        sections.append("Answer according to your instructions.")
+    return Prompt(instructions, "\n\n".join(sections))
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise LLMUnavailableError(f"{name}={raw!r} is not a whole number >= 0; fix or unset it")
+    return value
+
+
+def model_spec(agent: RegisteredAgent) -> str:
+    """The model this agent runs on: ``AGENTRT_MODEL``, else the manifest's ``model``."""
+    spec = _env(ENV_MODEL) or agent.manifest.model
+    if not spec:
+        raise LLMUnavailableError(
+            f"no model configured for LLM agent {agent.key}: set {ENV_MODEL} (e.g. "
+            "openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:qwen2.5-coder) or add "
+            f"model: to its manifest ({agent.where()})"
+        )
+    return spec.strip()
+
+
+def _missing_key(spec: str, variable: str, extra: str = "") -> LLMUnavailableError:
+    return LLMUnavailableError(
+        f"model {spec} needs an API key: set {variable} in the environment{extra}, or choose "
+        f"another model with {ENV_MODEL}"
+    )
+
+
+def resolve_model(spec: str) -> Model:
+    """A pydantic-ai model for ``provider:model``, configured from the environment.
+
+    Raises :class:`LLMUnavailableError` when the provider's key or URL is missing or the
+    string names no model pydantic-ai knows.
+    """
+    provider, sep, name = spec.partition(":")
+    if spec == "test":
+        from pydantic_ai.models.test import TestModel
+
+        return TestModel()
+    if not sep or not provider or not name:
+        raise LLMUnavailableError(
+            f"model {spec!r} is not 'provider:model'; write e.g. openai:gpt-4o-mini, "
+            "anthropic:claude-sonnet-4-5 or ollama:qwen2.5-coder"
+        )
+    if provider == "openai":
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        base_url = _env(ENV_BASE_URL) or _env("OPENAI_BASE_URL")
+        api_key = _env("OPENAI_API_KEY")
+        if api_key is None and base_url is None:
+            raise _missing_key(
+                spec,
+                "OPENAI_API_KEY",
+                f" (or {ENV_BASE_URL} to use an OpenAI-compatible server such as vLLM)",
+            )
+        # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
+        openai_provider = OpenAIProvider(base_url=base_url, api_key=api_key or "not-needed")
+        return OpenAIChatModel(name, provider=openai_provider)
+    if provider == "anthropic":
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        api_key = _env("ANTHROPIC_API_KEY")
+        if api_key is None:
+            raise _missing_key(spec, "ANTHROPIC_API_KEY")
+        anthropic_provider = AnthropicProvider(api_key=api_key, base_url=_env("ANTHROPIC_BASE_URL"))
+        return AnthropicModel(name, provider=anthropic_provider)
+    if provider == "ollama":
+        from pydantic_ai.models.ollama import OllamaModel
+        from pydantic_ai.providers.ollama import OllamaProvider
+
+        base_url = _env("OLLAMA_BASE_URL") or _env(ENV_BASE_URL) or DEFAULT_OLLAMA_URL
+        return OllamaModel(name, provider=OllamaProvider(base_url=base_url))
+    from pydantic_ai.exceptions import UserError
+    from pydantic_ai.models import infer_model
+
+    try:
+        return infer_model(spec)
+    except (UserError, ImportError, ValueError) as exc:
+        message = redact(_short(str(exc)))
+    raise LLMUnavailableError(f"model {spec} cannot be used: {message}")
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """What an output hook may know about the call that produced the output."""
+
+    agent: str
+    model: str
+    context_tokens: int
+    context_paths: tuple[str, ...]
+
+
+OutputHook = Callable[[Any, Any, LLMCall], Any]
+
+
+def _load_schema(agent: RegisteredAgent, which: str) -> type[BaseModel] | dict | None:
+    from agents.imports import import_object
+
+    ref = getattr(agent.manifest, which)
+    if isinstance(ref, str):
+        return import_object(ref, agent.policy, what="schema")
+    return ref
+
+
+def _output_hook(agent: RegisteredAgent) -> OutputHook | None:
+    if agent.manifest.entrypoint == GENERIC_ENTRYPOINT:
+        return None
+    from agents.imports import load_callable
+
+    return load_callable(agent.manifest.entrypoint, agent.policy)
+
+
+def _input_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {"input": value}
+
+
+@dataclass(frozen=True)
+class _Context:
+    markdown: str
+    tokens: int
+    paths: tuple[str, ...]
+    budget: int
+
+
+def task_of(manifest: AgentManifest, inputs: Mapping[str, Any]) -> str:
+    """What the agent is asked about: the input field named by the manifest's
+    ``context.query`` (or that text itself, when it names no field), else ``query`` or
+    ``task``."""
+    named = manifest.context.query
+    if named:
+        value = inputs.get(named) if named in inputs else named
+        return _as_text(value)
+    return _as_text(inputs.get("query") or inputs.get("task") or "")
+
+
+def _repo_of(manifest: AgentManifest, inputs: Mapping[str, Any]) -> str | None:
+    for name in manifest.context.sources or ["repo"]:
+        if isinstance(inputs.get(name), str) and inputs[name]:
+            return inputs[name]
+    return None
+
+
+def _select_context(
+    manifest: AgentManifest, inputs: Mapping[str, Any], task: str, budget: int
+) -> _Context:
+    """The context manager's selection for ``task`` from the input's repository."""
+    repo = _repo_of(manifest, inputs)
+    if repo is None or budget <= 0:
+        return _Context("", 0, (), max(budget, 0))
+    from context.select import select
+
+    files = inputs.get("files")
+    files = [str(f) for f in files] if isinstance(files, list) and files else None
+    # A path in the query makes the context manager deliver that file itself (within budget)
+    # instead of only its outline: what a reviewer of those files needs.
+    query = " ".join([task, *(files or [])]).strip()
+    selection = select(repo, query, budget, include=files)
+    paths = tuple(dict.fromkeys(item.path for item in selection.items))
+    markdown = selection.to_markdown() if selection.items else ""
+    return _Context(markdown, selection.tokens, paths, budget)
+
+
+def _schema_tokens(output_schema: type[BaseModel] | dict | None) -> int:
+    from context.tokens import count_tokens
+
+    if output_schema is None:
+        return 0
+    schema = output_schema.model_json_schema() if isinstance(output_schema, type) else output_schema
+    return count_tokens(json.dumps(schema, separators=(",", ":")))
+
+
+def _output_type(agent: RegisteredAgent, schema: type[BaseModel] | dict | None) -> Any:
+    if schema is None:
+        return str
+    if isinstance(schema, dict):
+        from pydantic_ai import StructuredDict
+
+        return StructuredDict(schema, name=schema.get("title") or agent.id)
+    return schema
+
+
+def run_llm_agent(
+    agent: RegisteredAgent,
+    value: Any,
+    ctx: AgentContext | None = None,
+    *,
+    model: Model | None = None,
+) -> BaseModel | dict[str, Any]:
+    """Run one LLM agent on its validated input; return its validated output.
+
+    ``model`` replaces the configured model (tests pass pydantic-ai's ``TestModel`` or
+    ``FunctionModel``). Raises :class:`LLMUnavailableError` (or a subclass) when no output
+    can be had, with a redacted message that says what to configure or fix.
+    """
+    manifest = agent.manifest
+    started = time.monotonic()
+    deadline = (
+        started + manifest.timeout_seconds * DEADLINE_FRACTION if manifest.timeout_seconds else None
+    )
+    spec = model_spec(agent) if model is None else model.model_name
+    llm = model if model is not None else resolve_model(spec)
+    inputs = _input_dict(value)
+    task = task_of(manifest, inputs)
+    template = manifest.prompt or ""
+    output_schema = _load_schema(agent, "output")
+    hook = _output_hook(agent)
+
+    # Budget: the slice covers the whole prompt; the context gets what the rest leaves.
+    from context.tokens import count_tokens
+
+    budget = (
+        (ctx.budget_tokens if ctx is not None else None)
+        or manifest.context.optimal_tokens
+        or DEFAULT_BUDGET
+    )
+    bare = build_prompt(template, inputs, task, "")
+    fixed = (
+        count_tokens(bare.instructions)
+        + count_tokens(bare.user)
+        + _schema_tokens(output_schema)
+        + FRAMING_TOKENS
+        + 16  # the "## Context" heading added with the context
+    )
+    context = _select_context(manifest, inputs, task, budget - fixed)
+    prompt = build_prompt(template, inputs, task, context.markdown)
+    if ctx is not None:
+        ctx.tokens_delivered = context.tokens
+        ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
+    call = LLMCall(manifest.key, spec, context.tokens, context.paths)
+
+    from pydantic_ai import Agent, ModelRetry, RunUsage
+
+    max_retries = _int_env(ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES)
+    output_retries = _int_env(ENV_OUTPUT_RETRIES, DEFAULT_OUTPUT_RETRIES)
+    settings: dict[str, Any] = {"max_retries": max_retries}
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+    if remaining is not None:
+        settings["timeout"] = remaining
+    pydantic_agent: Agent[None, Any] = Agent(
+        llm,
+        output_type=_output_type(agent, output_schema),
+        instructions=prompt.instructions,
+        name=manifest.id,
+        model_settings=settings,  # type: ignore[arg-type]
+        retries={"output": output_retries},
+    )
+
+    if hook is not None:
+
+        @pydantic_agent.output_validator
+        def _hooked(output: Any) -> Any:
+            try:
+                return hook(output, value, call)
+            except OutputRejected as exc:
+                raise ModelRetry(str(exc)) from None
+
+    usage = RunUsage()
+    failure: LLMUnavailableError | None = None
+    try:
+        result = pydantic_agent.run_sync(prompt.user, usage=usage, timeout=remaining)
+        output = result.output
+    except Exception as exc:  # mapped to a redacted, actionable error below
+        failure = _map_failure(exc, spec, llm, max_retries, output_retries, remaining)
+    finally:
+        if ctx is not None:
+            ctx.llm_input_tokens = usage.input_tokens
+            ctx.llm_output_tokens = usage.output_tokens
+    if failure is not None:
+        # Raised outside the except block so the provider's exception, whose message or
+        # request may carry a key, is not chained to ours.
+        raise failure
+    if isinstance(output, str) and output_schema is None:
+        return {"text": output}
+    return output
+
+
+def _where(llm: Model) -> str:
+    base_url = getattr(llm, "base_url", None)
+    return f" at {redact(str(base_url))}" if base_url else ""
+
+
+def _map_failure(
+    exc: Exception,
+    spec: str,
+    llm: Model,
+    max_retries: int,
+    output_retries: int,
+    timeout: float | None,
+) -> LLMUnavailableError:
+    """The redacted, actionable error for a failed model run."""
+    from pydantic_ai.exceptions import (
+        ModelAPIError,
+        ModelAuthenticationError,
+        ModelHTTPError,
+        ModelRequestTimeout,
+        ModelTimeoutError,
+        RunTimedOut,
+        UnexpectedModelBehavior,
+        UserError,
+    )
+
+    detail = redact(_short(str(exc)))
+    if isinstance(exc, RunTimedOut | ModelRequestTimeout | ModelTimeoutError | TimeoutError):
+        limit = f"{timeout:.1f} s" if timeout else "its deadline"
+        return LLMTimeoutError(
+            f"{spec}{_where(llm)} did not answer within {limit} ({DEADLINE_FRACTION:.0%} of the "
+            f"agent's timeout_seconds): {detail}; raise timeout_seconds or use a faster model"
+        )
+    if isinstance(exc, ModelAuthenticationError):
+        return LLMUnavailableError(
+            f"{spec}{_where(llm)} rejected the credentials: {detail}; check the API key "
+            "variable for this provider (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)"
+        )
+    if isinstance(exc, ModelHTTPError):
+        return LLMUnavailableError(
+            f"{spec}{_where(llm)} failed with HTTP {exc.status_code} after {max_retries} "
+            f"retries ({ENV_MAX_RETRIES}): {detail}"
+        )
+    if isinstance(exc, ModelAPIError):
+        return LLMUnavailableError(
+            f"{spec}{_where(llm)} could not be reached after {max_retries} retries "
+            f"({ENV_MAX_RETRIES}): {detail}; check the base URL and the network"
+        )
+    if isinstance(exc, UnexpectedModelBehavior):
+        return LLMOutputError(
+            f"{spec} did not return output matching the agent's output schema after "
+            f"{output_retries} retries ({ENV_OUTPUT_RETRIES}): {detail}"
+        )
+    if isinstance(exc, UserError):
+        return LLMUnavailableError(f"{spec} cannot be used: {detail}")
+    return LLMUnavailableError(f"{spec} failed: {type(exc).__name__}: {detail}")
