@@ -200,9 +200,12 @@ def _run_ruff(argv: list[str], root: Path, paths: list[str]) -> list[dict[str, o
     diagnostics: list[dict[str, object]] = []
     for start in range(0, len(paths), _RUFF_CHUNK):
         chunk = paths[start : start + _RUFF_CHUNK]
-        result = subprocess.run(
-            [*argv, "--", *chunk], cwd=root, capture_output=True, text=True, timeout=600
-        )
+        try:
+            result = subprocess.run(
+                [*argv, "--", *chunk], cwd=root, capture_output=True, text=True, timeout=600
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError("ruff did not finish within 600 s") from exc
         if result.returncode != 0:
             message = result.stderr.strip().splitlines()
             raise RuntimeError(

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -58,6 +59,9 @@ from agents.builtin.common import (
     sort_findings,
 )
 
+if TYPE_CHECKING:
+    from context.sources import SourceFile
+
 __all__ = [
     "SECRET_PATTERNS",
     "BanditRun",
@@ -71,6 +75,7 @@ __all__ = [
 ]
 
 _BANDIT_CHUNK = 2000  # files per command line, far below the kernel's argument-size limit
+_BANDIT_TIMEOUT = 1800  # seconds
 
 
 class Input(AnalyserInput):
@@ -288,21 +293,22 @@ def _bandit_version() -> str:
         return "unknown"
 
 
-def _run_bandit(root: Path, paths: list[str], skip: list[str], jobs: int) -> dict[str, list]:
-    """Bandit's JSON ``results`` and ``errors`` for ``paths``, from ``jobs`` processes at once."""
+def _run_bandit(
+    root: Path, files: list[SourceFile], skip: list[str], jobs: int
+) -> dict[str, list[Any]]:
+    """Bandit's JSON ``results`` and ``errors`` for ``files``, from ``jobs`` processes at once."""
     # -I: never import from the repository (see the module docstring).
     argv = [sys.executable, "-I", "-m", "bandit", "-f", "json", "-q", "--exit-zero"]
     if skip:
         argv += ["-s", ",".join(skip)]
     # Round-robin over files sorted by size balances the work of the parallel processes.
-    by_size = sorted(paths, key=lambda p: -(root / p).stat().st_size)
+    by_size = [f.path for f in sorted(files, key=lambda f: (-f.size, f.path))]
     groups = [by_size[i::jobs] for i in range(jobs)]
     chunks = [
         sorted(g[s : s + _BANDIT_CHUNK]) for g in groups for s in range(0, len(g), _BANDIT_CHUNK)
     ]
-    merged: dict[str, list] = {"results": [], "errors": []}
+    merged: dict[str, list[Any]] = {"results": [], "errors": []}
     for start in range(0, len(chunks), jobs):
-        batch = chunks[start : start + jobs]
         processes = [
             subprocess.Popen(
                 [*argv, "--", *chunk],
@@ -311,10 +317,21 @@ def _run_bandit(root: Path, paths: list[str], skip: list[str], jobs: int) -> dic
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for chunk in batch
+            for chunk in chunks[start : start + jobs]
         ]
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=1800)
+        try:
+            outputs = [p.communicate(timeout=_BANDIT_TIMEOUT) for p in processes]
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(
+                f"bandit did not finish within {_BANDIT_TIMEOUT} s; restrict `files` or raise "
+                "`jobs`"
+            ) from exc
+        finally:
+            for process in processes:  # none is left running, whatever happened
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        for process, (stdout, stderr) in zip(processes, outputs, strict=True):
             if process.returncode != 0:
                 tail = " ".join(stderr.strip().splitlines()[-3:])
                 raise RuntimeError(f"bandit failed (exit {process.returncode}): {tail}")
@@ -334,7 +351,7 @@ def _relative(filename: str, root: Path) -> str:
     return path.as_posix().removeprefix("./")
 
 
-def _bandit_findings(results: list[dict], root: Path) -> Iterator[Finding]:
+def _bandit_findings(results: list[dict[str, Any]], root: Path) -> Iterator[Finding]:
     for r in results:
         test_id = str(r["test_id"])
         cwe = (r.get("issue_cwe") or {}).get("id")
@@ -358,16 +375,16 @@ def _bandit_findings(results: list[dict], root: Path) -> Iterator[Finding]:
 def run(inputs: Input) -> Output:
     """Run bandit once over the Python files and the secret patterns over all text files."""
     root = resolve_repo(inputs.repo)
-    text_files = select_files(root, inputs.files, language=None)
+    text_files = select_files(root, inputs.files, language=None, stubs=True)
     python = [
-        f.path
+        f
         for f in text_files
         if f.path.endswith(".py") and (inputs.include_tests or not is_test_path(f.path))
     ]
     notes: list[str] = []
 
     jobs = inputs.jobs or max(1, min(2, os.cpu_count() or 1, len(python) // 200))
-    bandit: dict[str, list] = {"results": [], "errors": []}
+    bandit: dict[str, list[Any]] = {"results": [], "errors": []}
     if python:
         bandit = _run_bandit(root, python, inputs.bandit_skip, min(jobs, len(python)))
     findings = list(_bandit_findings(bandit["results"], root))
