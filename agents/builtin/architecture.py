@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import configparser
 import itertools
+import re
 import sys
 import tomllib
 from collections import Counter, defaultdict, deque
@@ -342,12 +343,10 @@ def _main_guards(module: _Module, tree: ast.Module) -> Iterator[EntryPoint]:
 
 
 def _line_of(text: str, name: str) -> int:
-    """Line of the first ``name =`` (quoted or not) in a config file; 0 if not found."""
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip().strip("\"'")
-        if stripped.startswith(name) and "=" in line:
-            return number
-    return 0
+    """Line of the first ``name =`` (name quoted or not) in a config file; 0 if not found."""
+    pattern = re.compile(rf"^[ \t]*[\"']?{re.escape(name)}[\"']?[ \t]*=", re.MULTILINE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else 0
 
 
 def _declared_scripts(root: Path, notes: list[str]) -> Iterator[EntryPoint]:
