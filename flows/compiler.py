@@ -31,6 +31,7 @@ from prefect.tasks import exponential_backoff
 from agents.registry import RegisteredAgent
 from flows.lifecycle import agent_spec, run_agent
 from flows.plan import InputRef, Plan, PlannedStep
+from flows.redact import redact
 from flows.results import ErrorReport, RunEvents, RunResult, StepResult
 from flows.schemas import input_fields, required_input_fields
 
@@ -325,7 +326,7 @@ class _Driver:
             last = (
                 type(exc).__name__ if exc else state.name,
                 getattr(exc, "agentrt_phase", "execute"),
-                str(exc) if exc else (state.message or "failed"),
+                redact(str(exc) if exc else (state.message or "failed")),
                 attempts,
             )
         result.ended_at = datetime.now(UTC)

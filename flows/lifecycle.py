@@ -24,6 +24,7 @@ from typing import Any
 from agents.imports import ImportPolicy, load_callable
 from agents.manifest import AgentManifest
 from agents.registry import RegisteredAgent
+from flows.redact import redact
 from flows.results import AttemptRecord
 from flows.schemas import SchemaValidationError, validate_input, validate_output
 
@@ -196,6 +197,15 @@ def _task_run_info() -> tuple[str | None, str | None, int]:
     return str(run.id), str(run.flow_run_id) if run.flow_run_id else None, max(run.run_count, 1)
 
 
+def _scrub(exc: BaseException) -> None:
+    """Remove secrets from an exception's message before Prefect logs or stores it."""
+    text = str(exc)
+    clean = redact(text)
+    if clean != text:
+        with contextlib.suppress(Exception):
+            exc.args = (clean,)
+
+
 def _peak_rss_mb() -> float | None:
     """The process's peak resident memory so far (agents share a process, so this is an
     upper bound for any one of them)."""
@@ -294,6 +304,7 @@ def run_agent(
         }
     except BaseException as exc:
         error = exc
+        _scrub(exc)
         exc.agentrt_phase = phase  # type: ignore[attr-defined]
         exc.agentrt_attempt = attempt  # type: ignore[attr-defined]
         raise
@@ -312,7 +323,7 @@ def run_agent(
             attempt=attempt,
             state="failed" if error else "completed",
             error_type=type(error).__name__ if error else None,
-            error_message=str(error)[:2000] if error else None,
+            error_message=redact(str(error))[:2000] if error else None,
             phase=getattr(error, "agentrt_phase", None) if error else None,
             phases=phases,
             started_at=started,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.plan import Plan
+from flows.redact import redact, redact_data
 from flows.results import RunResult
 from flows.schemas import schema_model
 from flows.settings import agentrt_home
@@ -72,6 +73,11 @@ def summary_rows(result: RunResult) -> list[dict[str, Any]]:
 
 
 def render_report(plan: Plan, result: RunResult) -> str:
+    """The markdown report, with secrets redacted."""
+    return redact(_render(plan, result))
+
+
+def _render(plan: Plan, result: RunResult) -> str:
     repo = result.params.get("repo")
     lines = [
         f"# {result.workflow}: {result.state}",
@@ -117,7 +123,7 @@ def write_report(plan: Plan, result: RunResult, markdown: str) -> dict[str, str]
     stamp = result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     folder = base / f"{stamp}-{(result.flow_run_id or 'local')[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
-    data = result.model_dump(mode="json")
+    data = redact_data(result.model_dump(mode="json"))
     paths = {"markdown": folder / "report.md", "json": folder / "report.json"}
     paths["markdown"].write_text(markdown)
     paths["json"].write_text(json.dumps(data, indent=1, default=str))

@@ -15,6 +15,7 @@ from typing import Any
 
 from agents.registry import Registry
 from flows.plan import Plan, build_plan
+from flows.redact import redact_data
 from flows.results import RunResult
 from flows.settings import configure_prefect, metrics_dir, runs_dir
 from flows.workflow import WorkflowManifest, find_workflow
@@ -82,7 +83,7 @@ def _save(result: RunResult) -> Path:
     stamp = result.started_at.strftime("%Y%m%dT%H%M%S")
     path = folder / f"{result.workflow}-{stamp}-{(result.flow_run_id or 'local')[:8]}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result.model_dump(mode="json"), indent=1))
+    tmp.write_text(json.dumps(redact_data(result.model_dump(mode="json")), indent=1))
     tmp.replace(path)
     result.report_paths.setdefault("result", str(path))
     return path

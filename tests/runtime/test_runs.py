@@ -245,3 +245,21 @@ def test_concurrency_tag_limit_is_respected(registry: Registry, tmp_path: Path) 
     spans = [(s.output["started"], s.output["ended"]) for s in result.steps.values()]
     overlap = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
     assert overlap == 2, spans
+
+
+def test_secrets_never_reach_results_reports_or_records(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.settings import metrics_dir
+
+    secret = "sk-test-" + "Zq8" * 12
+    monkeypatch.setenv("AGENTRT_TEST_API_KEY", secret)
+    result = run(registry, tmp_path, [step("leaky")])
+    assert result.steps["leaky"].state == "skipped"
+    assert "[REDACTED]" in result.steps["leaky"].reason
+    written = [Path(p) for k, p in result.report_paths.items() if k != "error"]
+    written += list((metrics_dir() / "spool" / result.flow_run_id).glob("*.json"))
+    assert written
+    for path in written:
+        assert secret not in path.read_text(), path
+    assert secret not in result.model_dump_json()

@@ -89,3 +89,8 @@ def read_file(inputs: dict) -> dict:
 
 
 NOT_CALLABLE = 42
+
+
+def leak(inputs: WorkIn) -> WorkOut:
+    """Fails with an error that quotes an API key from the environment."""
+    raise RuntimeError(f"provider rejected key {os.environ.get('AGENTRT_TEST_API_KEY')}")
