@@ -55,6 +55,7 @@ __all__ = [
     "MetricsError",
     "Recommendation",
     "Thresholds",
+    "apublish_metrics_artifact",
     "artifact_rows",
     "build_records",
     "cited_paths",
@@ -978,6 +979,9 @@ def export_records(frame: pd.DataFrame, fmt: str, output: Path | None = None) ->
     return None
 
 
+RecordsLike = pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str
+"""Records as a DataFrame, a list of records (or dicts), or a metrics file or folder."""
+
 _ARTIFACT_COLUMNS = [
     "step", "agent_id", "agent_version", "attempt", "state", "step_state", "wall_seconds",
     "cpu_seconds", "peak_memory_mb", "tokens_allocated", "tokens_delivered",
@@ -987,7 +991,7 @@ _ARTIFACT_COLUMNS = [
 
 
 def artifact_rows(
-    records: pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str,
+    records: RecordsLike,
 ) -> list[dict[str, Any]]:
     """The rows of the agent-metrics table artifact (JSON values only)."""
     if isinstance(records, str | Path):
@@ -999,21 +1003,41 @@ def artifact_rows(
     return jsonable(frame.reindex(columns=_ARTIFACT_COLUMNS))
 
 
+def _artifact_args(
+    records: RecordsLike,
+    workflow: str,
+) -> dict[str, Any]:
+    key = re.sub(r"[^a-z0-9-]+", "-", f"{workflow}-agent-metrics".lower()).strip("-")[:100]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return {
+        "table": artifact_rows(records),
+        "key": key,
+        "description": f"Agent metrics of {workflow} ({stamp} UTC): one row per attempt",
+    }
+
+
 def publish_metrics_artifact(
-    records: pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str,
+    records: RecordsLike,
     workflow: str,
 ) -> Any:
     """A Prefect table artifact of a run's agent metrics (call inside the flow run).
 
     ``records`` is a DataFrame, a list of records, or the Parquet file
-    :func:`finalize_run` returned. Returns the artifact's id.
+    :func:`finalize_run` returned. Returns the artifact's id. In async code, await
+    :func:`apublish_metrics_artifact` instead.
     """
     from prefect.artifacts import create_table_artifact
 
-    key = re.sub(r"[^a-z0-9-]+", "-", f"{workflow}-agent-metrics".lower()).strip("-")[:100]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    return create_table_artifact(
-        table=artifact_rows(records),
-        key=key,
-        description=f"Agent metrics of {workflow} ({stamp} UTC): one row per attempt",
-    )
+    # Inside an async flow Prefect's dispatcher would hand back an un-awaited coroutine
+    # (and create nothing); this function is sync, so ask for the sync implementation.
+    return create_table_artifact(**_artifact_args(records, workflow), _sync=True)  # type: ignore[call-arg]
+
+
+async def apublish_metrics_artifact(
+    records: RecordsLike,
+    workflow: str,
+) -> Any:
+    """:func:`publish_metrics_artifact` for async code (e.g. the async workflow flow)."""
+    from prefect.artifacts import acreate_table_artifact
+
+    return await acreate_table_artifact(**_artifact_args(records, workflow))
