@@ -26,7 +26,7 @@ PROVIDER_ENV = (
 #: A key-shaped value tests plant in the environment and then look for everywhere.
 PLANTED_KEY = "sk-agentrt-PLANTED-7f3a9c1e5b2d4f60a8e1"
 
-APP = '''\
+APP = """\
     import json
 
 
@@ -48,7 +48,7 @@ APP = '''\
 
         def get(self, key):
             return self.items[key]
-    '''
+    """
 
 
 @pytest.fixture(autouse=True)
@@ -80,5 +80,9 @@ def repo(tmp_path: Path) -> Path:
     """A two-file Python repository; ``pkg/app.py`` has a bare except at line 12."""
     return write_tree(
         tmp_path / "repo",
-        {"pkg/__init__.py": "", "pkg/app.py": APP, "pkg/util.py": "def double(x):\n    return 2 * x\n"},
+        {
+            "pkg/__init__.py": "",
+            "pkg/app.py": APP,
+            "pkg/util.py": "def double(x):\n    return 2 * x\n",
+        },
     )
