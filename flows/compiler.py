@@ -12,6 +12,7 @@ required failure stops new work (fail fast) while keeping every finished output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import graphlib
 import hashlib
 import json
@@ -57,10 +58,35 @@ def _content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | No
         if p.is_dir():
             from context.sources import scan_repository
 
-            return scan_repository(p, include=list(include) if include else None).fingerprint()
+            tree = scan_repository(p, include=list(include) if include else None).fingerprint()
+            head = _git_head(p)
+            return f"{tree}:{head}" if head else tree
     except (OSError, ValueError):
         return None
     return None
+
+
+def _git_head(repo: Path) -> str | None:
+    """The commit checked out in ``repo`` (part of a repository's state, beside its files)."""
+    git = repo / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref: "):
+        return head
+    ref = head[5:]
+    try:
+        return (git / ref).read_text().strip()
+    except OSError:
+        pass
+    try:
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return ref  # an unborn branch
 
 
 @dataclass
@@ -382,10 +408,16 @@ class _Driver:
                 self.events.emit(sid, "skipped", self.results[sid])
 
 
-async def _report(plan: Plan, result: RunResult) -> None:
-    """Write the report files and publish them as artifacts; never fail the run for it."""
+async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
+    """Metrics, report files and artifacts at the end of a run; never fail the run for them."""
+    from flows.metrics import apublish_metrics_artifact, finalize_run
     from flows.report import publish_artifacts, render_report, write_report
 
+    metrics = finalize_run(result, spool)
+    if metrics is not None:
+        result.report_paths["metrics"] = str(metrics)
+        with contextlib.suppress(Exception):
+            await apublish_metrics_artifact(metrics, plan.workflow.name)
     try:
         markdown = render_report(plan, result)
         result.report_paths.update(write_report(plan, result, markdown))
@@ -549,7 +581,7 @@ def build_flow(
             duration_seconds=round(time.perf_counter() - t0, 6),
             errors=driver.fatal,
         )
-        await _report(plan, result)
+        await _report(plan, result, spool)
         holder["result"] = result
         if driver.fatal:
             from prefect.states import Failed

@@ -202,14 +202,14 @@ def test_cache_hit_on_rerun_and_miss_when_input_file_changes(
 
 
 def test_every_attempt_leaves_a_record(registry: Registry, tmp_path: Path) -> None:
-    from flows.settings import metrics_dir
+    import pandas as pd
 
     result = run(registry, tmp_path, [step("flaky", fail_times=1)])
-    spool = metrics_dir() / "spool" / result.flow_run_id
-    records = [json.loads(p.read_text()) for p in spool.glob("*.json")]
-    assert sorted((r["attempt"], r["state"]) for r in records) == [(1, "failed"), (2, "completed")]
-    failed = next(r for r in records if r["state"] == "failed")
-    assert failed["error_type"] == "ConnectionError" and failed["phase"] == "execute"
+    records = pd.read_parquet(result.report_paths["metrics"]).sort_values("attempt")
+    assert list(records["attempt"]) == [1, 2]
+    assert list(records["state"]) == ["failed", "completed"]
+    failed = records.iloc[0]
+    assert failed["error_type"] == "ConnectionError" and failed["error_phase"] == "execute"
 
 
 def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
@@ -250,16 +250,13 @@ def test_concurrency_tag_limit_is_respected(registry: Registry, tmp_path: Path) 
 def test_secrets_never_reach_results_reports_or_records(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.settings import metrics_dir
-
     secret = "sk-test-" + "Zq8" * 12
     monkeypatch.setenv("AGENTRT_TEST_API_KEY", secret)
     result = run(registry, tmp_path, [step("leaky")])
     assert result.steps["leaky"].state == "skipped"
     assert "[REDACTED]" in result.steps["leaky"].reason
     written = [Path(p) for k, p in result.report_paths.items() if k != "error"]
-    written += list((metrics_dir() / "spool" / result.flow_run_id).glob("*.json"))
-    assert written
+    assert {"markdown", "json", "metrics", "result"} <= set(result.report_paths)
     for path in written:
-        assert secret not in path.read_text(), path
+        assert secret.encode() not in path.read_bytes(), path
     assert secret not in result.model_dump_json()
