@@ -57,6 +57,7 @@ def _run(workflow: str, repo: Path, home: Path) -> dict:
         "flow": result["duration_seconds"],
         "peak_mb": max(peak, before) / 1024,
         "executed": sum(1 for s in states if s != "cached"),
+        "rerun": [k for k, s in result["steps"].items() if s["state"] != "cached"],
         "cached": states.count("cached"),
         "state": result["state"],
     }
@@ -91,7 +92,7 @@ def main() -> None:
             f"| {package} (installed sources) | {files:,} | {workflow} | {cold['flow']:.1f} s "
             f"| {cold['wall']:.1f} s | {warm['flow']:.2f} s | {warm['wall']:.1f} s "
             f"| {warm['flow'] / cold['flow']:.1%} | {warm['executed']} of "
-            f"{warm['executed'] + warm['cached']} | {peak:.0f} MB |"
+            f"{warm['executed'] + warm['cached']} {', '.join(warm['rerun'])} | {peak:.0f} MB |"
         )
     body = "\n".join(lines) + (
         "\n\n*flow* is the Prefect flow run's duration; *process* is the whole `agentrt run` "
