@@ -38,6 +38,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -384,26 +385,31 @@ def run(inputs: Input) -> Output:
     notes: list[str] = []
 
     jobs = inputs.jobs or max(1, min(2, os.cpu_count() or 1, len(python) // 200))
-    bandit: dict[str, list[Any]] = {"results": [], "errors": []}
-    if python:
-        bandit = _run_bandit(root, python, inputs.bandit_skip, min(jobs, len(python)))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Bandit works in its own processes while this thread searches for secrets.
+        pending = (
+            pool.submit(_run_bandit, root, python, inputs.bandit_skip, min(jobs, len(python)))
+            if python
+            else None
+        )
+        secrets: list[Finding] = []
+        if inputs.scan_secrets:
+            for source_file in text_files:
+                try:
+                    text = source_file.read_text()
+                except OSError as exc:
+                    notes.append(f"{source_file.path}: not searched for secrets: {exc}")
+                    continue
+                secrets += scan_secrets(source_file.path, text)
+        bandit = pending.result() if pending else {"results": [], "errors": []}
     findings = list(_bandit_findings(bandit["results"], root))
     errors = sorted(f"{_relative(e['filename'], root)}: {e['reason']}" for e in bandit["errors"])
-
-    secrets: list[Finding] = []
-    if inputs.scan_secrets:
-        password_lines = {(f.path, f.line) for f in findings if f.rule in _QUOTES_SECRET}
-        for source_file in text_files:
-            try:
-                text = source_file.read_text()
-            except OSError as exc:
-                notes.append(f"{source_file.path}: not searched for secrets: {exc}")
-                continue
-            secrets += (
-                s
-                for s in scan_secrets(source_file.path, text)
-                if not (s.rule == "generic-secret" and (s.path, s.line) in password_lines)
-            )
+    password_lines = {(f.path, f.line) for f in findings if f.rule in _QUOTES_SECRET}
+    secrets = [
+        s
+        for s in secrets
+        if not (s.rule == "generic-secret" and (s.path, s.line) in password_lines)
+    ]
     findings = sort_findings(findings + secrets)
     counts = SeverityCounts.of(findings)
     summary = (
