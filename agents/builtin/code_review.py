@@ -35,6 +35,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -302,36 +303,43 @@ def _complex_functions(parsed: ParsedFile, min_rank: Rank) -> Iterator[Finding]:
 # Entry point
 
 
-def run(inputs: Input) -> Output:
-    """Run ruff once over the selected files, then the own checks on one parse per file."""
-    sources = load_python(inputs.repo, inputs.files)
-    paths = [f.path for f in sources.selected]
-    notes: list[str] = []
+def _ruff_diagnostics(
+    inputs: Input, root: Path, paths: list[str]
+) -> tuple[list[dict[str, object]], str, list[str]]:
+    """Ruff's diagnostics, where its rules came from, and notes (see the module docstring)."""
     ruff = find_ruff()
-
-    repo_config = _repo_config(sources.root)
+    repo_config = _repo_config(root)
     use_repo = inputs.ruff_config == "repo" or (
         inputs.ruff_config == "auto" and repo_config is not None
     )
     default_label = f"default: select {','.join(inputs.ruff_select)}" + (
         f", ignore {','.join(inputs.ruff_ignore)}" if inputs.ruff_ignore else ""
     )
-    config = f"repository: {repo_config or 'discovered by ruff'}" if use_repo else default_label
-    diagnostics: list[dict[str, object]] = []
-    if paths:
-        try:
-            diagnostics = _run_ruff(_ruff_argv(ruff, inputs, use_repo), sources.root, paths)
-        except RuntimeError as exc:
-            if not use_repo:
-                raise
-            notes.append(f"the repository's ruff configuration failed ({exc}); used defaults")
-            config = default_label
-            diagnostics = _run_ruff(_ruff_argv(ruff, inputs, False), sources.root, paths)
-    findings = list(_ruff_findings(diagnostics, sources.root))
+    if not paths:
+        return [], default_label, []
+    if not use_repo:
+        return _run_ruff(_ruff_argv(ruff, inputs, False), root, paths), default_label, []
+    try:
+        diagnostics = _run_ruff(_ruff_argv(ruff, inputs, True), root, paths)
+    except RuntimeError as exc:
+        note = f"the repository's ruff configuration failed ({exc}); used defaults"
+        return _run_ruff(_ruff_argv(ruff, inputs, False), root, paths), default_label, [note]
+    return diagnostics, f"repository: {repo_config or 'discovered by ruff'}", []
 
-    for parsed in sources:
-        findings += _long_functions(parsed, inputs.max_function_lines)
-        findings += _complex_functions(parsed, inputs.complexity_rank)
+
+def run(inputs: Input) -> Output:
+    """Run ruff once over the selected files, then the own checks on one parse per file."""
+    sources = load_python(inputs.repo, inputs.files)
+    paths = [f.path for f in sources.selected]
+    findings: list[Finding] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Ruff works in its own process while this thread parses and measures functions.
+        pending = pool.submit(_ruff_diagnostics, inputs, sources.root, paths)
+        for parsed in sources:
+            findings += _long_functions(parsed, inputs.max_function_lines)
+            findings += _complex_functions(parsed, inputs.complexity_rank)
+        diagnostics, config, notes = pending.result()
+    findings += _ruff_findings(diagnostics, sources.root)
     # Ruff reports syntax errors itself, in more detail; ours only fill in what it missed.
     ruff_syntax = {f.path for f in findings if f.rule == "invalid-syntax"}
     findings += [e for e in sources.errors if e.path not in ruff_syntax]
@@ -350,7 +358,7 @@ def run(inputs: Input) -> Output:
     return Output(
         summary=summary,
         files_analysed=len(paths),
-        ruff=RuffRun(version=_ruff_version(ruff), config=config, files=len(paths)),
+        ruff=RuffRun(version=_ruff_version(find_ruff()), config=config, files=len(paths)),
         findings=findings,
         counts=counts,
         rules=rules,
