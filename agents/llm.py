@@ -463,6 +463,9 @@ def _select_context(
     # instead of only its outline: what a reviewer of those files needs.
     query = " ".join([task, *(files or [])]).strip()
     selection = select(repo, query, budget, include=files)
+    if not selection.items and query:
+        # Nothing matches the task's words: an overview of the repository beats no context.
+        selection = select(repo, "", budget, include=files)
     paths = tuple(dict.fromkeys(item.path for item in selection.items))
     markdown = selection.to_markdown() if selection.items else ""
     return _Context(markdown, selection.tokens, paths, budget)
@@ -487,6 +490,30 @@ def _output_type(agent: RegisteredAgent, schema: type[BaseModel] | dict | None) 
     return schema
 
 
+def _prompt_in_budget(
+    manifest: AgentManifest,
+    inputs: Mapping[str, Any],
+    task: str,
+    output_schema: type[BaseModel] | dict | None,
+    budget: int,
+) -> tuple[Prompt, _Context]:
+    """The prompt with as much context as ``budget`` leaves once everything else is paid:
+    instructions, the rest of the user message and the output schema (sent as a tool)."""
+    from context.tokens import count_tokens
+
+    template = manifest.prompt or ""
+    bare = build_prompt(template, inputs, task, "")
+    fixed = (
+        count_tokens(bare.instructions)
+        + count_tokens(bare.user)
+        + _schema_tokens(output_schema)
+        + FRAMING_TOKENS
+        + 16  # the "## Context" heading that comes with the context
+    )
+    context = _select_context(manifest, inputs, task, budget - fixed)
+    return build_prompt(template, inputs, task, context.markdown), context
+
+
 def run_llm_agent(
     agent: RegisteredAgent,
     value: Any,
@@ -501,36 +528,23 @@ def run_llm_agent(
     can be had, with a redacted message that says what to configure or fix.
     """
     manifest = agent.manifest
-    started = time.monotonic()
-    deadline = (
-        started + manifest.timeout_seconds * DEADLINE_FRACTION if manifest.timeout_seconds else None
-    )
+    timeout = manifest.timeout_seconds
+    deadline = time.monotonic() + timeout * DEADLINE_FRACTION if timeout else None
     spec = model_spec(agent) if model is None else model.model_name
     llm = model if model is not None else resolve_model(spec)
-    inputs = _input_dict(value)
-    task = task_of(manifest, inputs)
-    template = manifest.prompt or ""
+    max_retries = _int_env(ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES)
+    output_retries = _int_env(ENV_OUTPUT_RETRIES, DEFAULT_OUTPUT_RETRIES)
     output_schema = _load_schema(agent, "output")
     hook = _output_hook(agent)
 
-    # Budget: the slice covers the whole prompt; the context gets what the rest leaves.
-    from context.tokens import count_tokens
-
+    inputs = _input_dict(value)
+    task = task_of(manifest, inputs)
     budget = (
         (ctx.budget_tokens if ctx is not None else None)
         or manifest.context.optimal_tokens
         or DEFAULT_BUDGET
     )
-    bare = build_prompt(template, inputs, task, "")
-    fixed = (
-        count_tokens(bare.instructions)
-        + count_tokens(bare.user)
-        + _schema_tokens(output_schema)
-        + FRAMING_TOKENS
-        + 16  # the "## Context" heading added with the context
-    )
-    context = _select_context(manifest, inputs, task, budget - fixed)
-    prompt = build_prompt(template, inputs, task, context.markdown)
+    prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
     if ctx is not None:
         ctx.tokens_delivered = context.tokens
         ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
@@ -538,12 +552,10 @@ def run_llm_agent(
 
     from pydantic_ai import Agent, ModelRetry, RunUsage
 
-    max_retries = _int_env(ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES)
-    output_retries = _int_env(ENV_OUTPUT_RETRIES, DEFAULT_OUTPUT_RETRIES)
-    settings: dict[str, Any] = {"max_retries": max_retries}
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+    settings: dict[str, Any] = {"max_retries": max_retries}
     if remaining is not None:
-        settings["timeout"] = remaining
+        settings["timeout"] = remaining  # per HTTP attempt; `remaining` also bounds the run
     pydantic_agent: Agent[None, Any] = Agent(
         llm,
         output_type=_output_type(agent, output_schema),
@@ -552,7 +564,6 @@ def run_llm_agent(
         model_settings=settings,  # type: ignore[arg-type]
         retries={"output": output_retries},
     )
-
     if hook is not None:
 
         @pydantic_agent.output_validator
@@ -562,11 +573,10 @@ def run_llm_agent(
             except OutputRejected as exc:
                 raise ModelRetry(str(exc)) from None
 
-    usage = RunUsage()
+    usage = RunUsage()  # filled in place, so failed runs report their usage too
     failure: LLMUnavailableError | None = None
     try:
-        result = pydantic_agent.run_sync(prompt.user, usage=usage, timeout=remaining)
-        output = result.output
+        output = pydantic_agent.run_sync(prompt.user, usage=usage, timeout=remaining).output
     except Exception as exc:  # mapped to a redacted, actionable error below
         failure = _map_failure(exc, spec, llm, max_retries, output_retries, remaining)
     finally:

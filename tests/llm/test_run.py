@@ -146,6 +146,21 @@ def test_the_prompt_holds_the_selected_context_and_the_instructions(
     assert set(properties) == {"summary", "findings", "confidence"}  # not counts/model
 
 
+def test_a_task_that_matches_nothing_gets_the_overview(
+    llm_review: RegisteredAgent, repo: Path
+) -> None:
+    recorder = Recorder(REVIEW)
+    ctx = make_ctx()
+    run_llm_agent(
+        llm_review,
+        Input(repo=str(repo), task="kubernetes helm"),
+        ctx,
+        model=FunctionModel(recorder),
+    )
+    assert "## pkg/app.py:1-" in recorder.user_text() and "(skeleton)" in recorder.user_text()
+    assert ctx.tokens_delivered and ctx.tokens_delivered > 0
+
+
 @pytest.fixture
 def big_repo(tmp_path: Path) -> Path:
     """Forty modules that all match the task: far more than a small slice holds."""
