@@ -209,19 +209,21 @@ def cited_paths(output: Any) -> set[str]:
     """Every path an output cites: the values of ``path``/``paths``/``file``/``files``/
     ``filename`` keys at any depth (findings' ``path``, a ``files`` list, items' ``path``)."""
     found: set[str] = set()
-    stack = [output.model_dump() if isinstance(output, BaseModel) else output]
+    stack = [output]
     while stack:
         value = stack.pop()
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
         if isinstance(value, Mapping):
             for key, child in value.items():
                 if key in _CITING_KEYS:
                     names = [child] if isinstance(child, str) else child
                     if isinstance(names, list):
                         found.update(_norm_path(n) for n in names if isinstance(n, str) and n)
-                if isinstance(child, Mapping | list):
+                if isinstance(child, Mapping | list | BaseModel):
                     stack.append(child)
         elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, Mapping | list))
+            stack.extend(v for v in value if isinstance(v, Mapping | list | BaseModel))
     found.discard("")
     return found
 
@@ -875,7 +877,8 @@ def _cache_proposals(
     records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
 ) -> list[Recommendation]:
     calls = invocations(records)
-    calls = calls[calls["ran"]]
+    # Only successes are cached, so only they say anything about a cache that never hits.
+    calls = calls[calls["ran"] & calls["succeeded"]]
     out = []
     for agent_id, mine in calls.groupby("agent_id", sort=True):
         manifest = manifests.get(agent_id)

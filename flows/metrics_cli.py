@@ -128,8 +128,9 @@ def summary_command(
         "agent", "runs", "success", "retried", "fell back", "p50 s", "p95 s",
         "ctx tokens", "LLM in/out", "cache hits", "efficiency",
     ]  # fmt: skip
-    for header in headers:
-        out.add_column(header, justify="left" if header == "agent" else "right")
+    out.add_column(headers[0], overflow="fold")
+    for header in headers[1:]:
+        out.add_column(header, justify="right")
     for row in table.to_dict(orient="records"):
         llm = (
             "—"
@@ -209,7 +210,14 @@ def recommend_command(
     if not proposals:
         console.print(f"No changes to propose from {len(frame)} records: usage looks balanced.")
         return
-    out = Table(title=f"{len(proposals)} proposed manifest changes", show_lines=True)
+    unknown = any(p.current is None for p in proposals)
+    out = Table(
+        title=f"{len(proposals)} proposed manifest change{'s' if len(proposals) > 1 else ''}",
+        caption="?: the agent's manifest is not registered here (add --agent-path)"
+        if unknown
+        else None,
+        show_lines=True,
+    )
     for header in ("agent", "change", "current → proposed", "evidence"):
         out.add_column(header, overflow="fold")
     for p in proposals:

@@ -72,3 +72,30 @@ def usage(inputs: UsageIn, ctx: Any = None) -> UsageOut:
         ctx.tokens_delivered = inputs.delivered
         ctx.tokens_referenced = inputs.referenced
     return UsageOut(summary="ok")
+
+
+class MeetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str
+    name: str
+    peers: int = 2
+
+
+class MeetOut(BaseModel):
+    met: list[str]
+
+
+def meet(inputs: MeetIn) -> MeetOut:
+    """Wait until ``peers`` agents (in any process) have arrived in ``folder``: proves that
+    the flows running them overlap."""
+    import time
+    from pathlib import Path
+
+    folder = Path(inputs.folder)
+    (folder / inputs.name).touch()
+    deadline = time.monotonic() + 60
+    while len(arrived := sorted(p.name for p in folder.iterdir())) < inputs.peers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {arrived} arrived in {folder}")
+        time.sleep(0.02)
+    return MeetOut(met=arrived)
