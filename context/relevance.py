@@ -700,10 +700,10 @@ _CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
 # Weights of the ranking signals, tuned on the SWE-bench-derived benchmark (bench/).
 W_FILE_BM25 = 1.0
 W_FILE_MENTION = 1.0
-W_FILE_PAGERANK = 0.3
+W_FILE_PAGERANK = 0.1
 W_UNIT_MENTION = 1.0
 #: A unit's score is its own evidence scaled by FLOOR + (1 - FLOOR) * its file's score.
-UNIT_FILE_FLOOR = 0.3
+UNIT_FILE_FLOOR = 0.0
 #: Prior by kind of path: tests and prose are context, but rarely where a change goes.
 TEST_PRIOR = 0.5
 DOC_PRIOR = 0.6
