@@ -1,8 +1,28 @@
 """Relevance: rank files and code units of a repository against a query.
 
-The lexical side is BM25 over code-aware terms: every identifier is kept whole and
-also split on snake_case and camelCase, so ``get_user_name`` matches a query about "user
-name" and a query naming ``getUserName`` exactly matches strongly.
+Signals, combined in :func:`rank`:
+
+* **lexical**: BM25 over code-aware terms, at two granularities (whole files, and code
+  units: functions, methods, class headers, module-level blocks, line windows). Every
+  identifier is kept whole and also split on snake_case and camelCase, so
+  ``get_user_name`` matches a query about "user name", and path components count as terms;
+* **exact mentions** (:func:`find_mentions`): file paths, traceback frames, dotted module
+  paths, ``Class.method`` and distinctive identifiers the query names; the strongest signal
+  an issue carries;
+* **structure**: personalised PageRank over the import/reference graph, seeded with the
+  lexical and mention hits (as in Aider's repository map), and a path prior that ranks tests
+  and prose below source code.
+
+The index (:func:`build_index`) is built once per repository state and kept in a
+:class:`~context.store.ContextStore`: per file, the analysis (structure and term-id arrays)
+is cached by content hash; per repository state, the assembled index. A refresh stats every
+file, re-reads only those whose size or mtime changed, re-parses only those whose content
+changed, and re-assembles the BM25 matrices and graph from the cached per-file arrays with
+numpy. BM25 is implemented here on scipy sparse matrices with the formula of ``bm25s``
+(Lucene variant) rather than with ``bm25s`` itself, whose index build loops over documents
+in Python (2.4 s per 100k documents, against ~0.2 s here) and cannot reuse per-file work.
+
+:func:`rank_passages` applies the same tokenisation and BM25 to arbitrary passages.
 """
 
 from __future__ import annotations
