@@ -24,6 +24,8 @@ This module never imports Prefect (``agentrt metrics`` must start fast), except 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
@@ -38,16 +40,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, ValidationError
 
 from flows.results import AttemptRecord, RunResult, StepResult
 from flows.settings import metrics_dir
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from agents.manifest import AgentManifest
 
 __all__ = [
@@ -141,58 +142,60 @@ class AgentRunRecord(BaseModel):
     schema_version: int = SCHEMA_VERSION
 
 
-# One Arrow type per record field: every file has the same schema, whatever its nulls, so a
-# folder of files reads as one table and pandas gets nullable dtypes back.
-_TIMESTAMP = pa.timestamp("us", tz="UTC")
-_ARROW_TYPES: dict[type | str, pa.DataType] = {
-    str: pa.string(),
-    int: pa.int64(),
-    float: pa.float64(),
-    bool: pa.bool_(),
-    datetime: _TIMESTAMP,
-}
-
-
-def _arrow_schema() -> pa.Schema:
-    fields = []
-    for name, info in AgentRunRecord.model_fields.items():
-        annotation = info.annotation
-        base = next((t for t in (bool, int, float, datetime, str) if _mentions(annotation, t)), str)
-        fields.append(pa.field(name, _ARROW_TYPES[base], nullable=True))
-    return pa.schema(fields)
+COLUMNS: list[str] = list(AgentRunRecord.model_fields)
+"""The record columns, in file order."""
 
 
 def _mentions(annotation: Any, kind: type) -> bool:
     if annotation is kind:
         return True
-    args = getattr(annotation, "__args__", ())
     if kind is str and getattr(annotation, "__origin__", None) is Literal:
         return True
-    return any(a is kind for a in args)
+    return any(a is kind for a in getattr(annotation, "__args__", ()))
 
 
-SCHEMA: pa.Schema = _arrow_schema()
-COLUMNS: list[str] = SCHEMA.names
+@functools.cache
+def arrow_schema() -> pa.Schema:
+    """One Arrow type per record field: every file has the same schema whatever its nulls,
+    so a folder of files reads as one table and pandas gets nullable dtypes back."""
+    import pyarrow as pa
 
-_PANDAS_TYPES = {
-    pa.int64(): pd.Int64Dtype(),
-    pa.bool_(): pd.BooleanDtype(),
-    pa.string(): pd.StringDtype(),
-    pa.float64(): pd.Float64Dtype(),
-}
+    types = {
+        str: pa.string(),
+        int: pa.int64(),
+        float: pa.float64(),
+        bool: pa.bool_(),
+        datetime: pa.timestamp("us", tz="UTC"),
+    }
+    fields = []
+    for name, info in AgentRunRecord.model_fields.items():
+        kind = next((t for t in types if _mentions(info.annotation, t)), str)
+        fields.append(pa.field(name, types[kind], nullable=True))
+    return pa.schema(fields)
 
 
 def _types_mapper(arrow_type: pa.DataType) -> Any:
-    # Floats stay numpy float64 (NaN for missing): friendlier for quantiles and plots.
-    if arrow_type == pa.float64():
-        return None
-    return _PANDAS_TYPES.get(arrow_type)
+    """Nullable pandas dtypes for ints, bools and strings; floats stay numpy float64 (NaN
+    for missing), friendlier for quantiles and plots."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if arrow_type == pa.int64():
+        return pd.Int64Dtype()
+    if arrow_type == pa.bool_():
+        return pd.BooleanDtype()
+    if arrow_type == pa.string():
+        return pd.StringDtype()
+    return None
 
 
 def records_frame(records: Iterable[AgentRunRecord | Mapping[str, Any]]) -> pd.DataFrame:
     """Records as a DataFrame with the metrics dtypes (nullable ints, bools and strings)."""
+    import pyarrow as pa
+
     rows = [r.model_dump() if isinstance(r, AgentRunRecord) else dict(r) for r in records]
-    table = pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table()
+    schema = arrow_schema()
+    table = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
     return table.to_pandas(types_mapper=_types_mapper)
 
 
@@ -448,12 +451,15 @@ def run_file(result: RunResult, root: Path | None = None) -> Path:
 
 
 def _write_atomic(frame: pd.DataFrame, target: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     target.parent.mkdir(parents=True, exist_ok=True)
     # Hidden (dot) name: pyarrow's folder reader skips it, so readers never see a partial
     # file; pid + uuid keep concurrent writers apart.
     tmp = target.parent / f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
         pq.write_table(table, tmp)
         os.replace(tmp, target)
     finally:
@@ -580,18 +586,25 @@ def record_files(path: Path | str | None = None) -> list[Path]:
 
 
 def _read_tables(files: list[Path]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
     try:
-        return pads.dataset([str(f) for f in files], schema=SCHEMA, format="parquet").to_table()
+        return pads.dataset(
+            [str(f) for f in files], schema=arrow_schema(), format="parquet"
+        ).to_table()
     except (pa.ArrowException, OSError):
         pass
     # One bad file must not hide the others: read one by one, skipping what fails.
     tables = []
     for file in files:
         try:
-            tables.append(pads.dataset(str(file), schema=SCHEMA, format="parquet").to_table())
+            tables.append(
+                pads.dataset(str(file), schema=arrow_schema(), format="parquet").to_table()
+            )
         except (pa.ArrowException, OSError) as exc:
             warnings.warn(f"skipping unreadable metrics file {file}: {exc}", stacklevel=3)
-    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return pa.concat_tables(tables) if tables else arrow_schema().empty_table()
 
 
 def load_records(
@@ -605,6 +618,8 @@ def load_records(
     ``workflow`` keeps one workflow's. A missing or empty folder gives an empty frame with
     the record columns.
     """
+    import pandas as pd
+
     cutoff = parse_since(since) if since is not None else None
     files = record_files(path)
     if cutoff is not None:
@@ -612,7 +627,7 @@ def load_records(
         files = [
             f for f in files if (day := _folder_date(f.parent.name)) is None or day >= cutoff.date()
         ]
-    table = _read_tables(files) if files else SCHEMA.empty_table()
+    table = _read_tables(files) if files else arrow_schema().empty_table()
     frame = table.to_pandas(types_mapper=_types_mapper)
     if cutoff is not None:
         frame = frame[frame["run_started_at"] >= pd.Timestamp(cutoff)]
@@ -630,6 +645,8 @@ def invocations(records: pd.DataFrame) -> pd.DataFrame:
     they started have ``ran`` false); ``succeeded`` that one of its records succeeded;
     ``fell_back`` that it failed and a fallback agent took over the step.
     """
+    import pandas as pd
+
     columns = [
         "run", "workflow", "step", "agent_id", "agent_version", "attempts", "ran", "succeeded",
         "retried", "cache_hit", "fell_back", "is_fallback", "started_at",
@@ -680,6 +697,8 @@ def _sum_or_none(values: pd.Series) -> int | None:
 def summarize(records: pd.DataFrame) -> pd.DataFrame:
     """Per agent: runs, success / retry / fallback / cache-hit rates, p50/p95 wall time,
     tokens and context efficiency (definitions in docs/metrics.md). Empty in, empty out."""
+    import pandas as pd
+
     columns = [
         "agent_id", "versions", "workflows", "runs", "skipped", "attempts", "success_rate",
         "retry_rate", "fallback_rate", "cache_hit_rate", "p50_wall_s", "p95_wall_s",
@@ -876,6 +895,8 @@ def _retry_proposals(
 def _cache_proposals(
     records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
 ) -> list[Recommendation]:
+    import pandas as pd
+
     calls = invocations(records)
     # Only successes are cached, so only they say anything about a cache that never hits.
     calls = calls[calls["ran"] & calls["succeeded"]]
@@ -931,6 +952,8 @@ ExportFormat = Literal["csv", "parquet", "json"]
 
 
 def _missing(value: Any) -> bool:
+    import pandas as pd
+
     return (
         value is None
         or value is pd.NA
@@ -941,6 +964,8 @@ def _missing(value: Any) -> bool:
 
 def jsonable(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain JSON values: ISO timestamps, ``None`` for every kind of missing."""
+    import pandas as pd
+
     rows = []
     for row in frame.astype(object).to_dict(orient="records"):
         clean = {}
@@ -960,20 +985,21 @@ def jsonable(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def export_records(frame: pd.DataFrame, fmt: str, output: Path | None = None) -> str | None:
     """Write ``frame`` as csv, parquet or json to ``output``; without ``output``, return
     the text (csv, json). Parquet needs an ``output`` path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if fmt not in ("csv", "parquet", "json"):
         raise MetricsError(f"unknown export format {fmt!r}; use csv, parquet or json")
     if fmt == "parquet":
         if output is None:
             raise MetricsError("parquet is binary: pass --output PATH")
         output.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
         pq.write_table(table, output)
         return None
     if fmt == "csv":
         text = frame.to_csv(index=False)
     else:
-        import json
-
         text = json.dumps(jsonable(frame), indent=1) + "\n"
     if output is None:
         return text
@@ -982,8 +1008,9 @@ def export_records(frame: pd.DataFrame, fmt: str, output: Path | None = None) ->
     return None
 
 
-RecordsLike = pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str
-"""Records as a DataFrame, a list of records (or dicts), or a metrics file or folder."""
+if TYPE_CHECKING:
+    # Records as a DataFrame, a list of records (or dicts), or a metrics file or folder.
+    RecordsLike = pd.DataFrame | Sequence[AgentRunRecord | Mapping[str, Any]] | Path | str
 
 _ARTIFACT_COLUMNS = [
     "step", "agent_id", "agent_version", "attempt", "state", "step_state", "wall_seconds",
@@ -997,6 +1024,8 @@ def artifact_rows(
     records: RecordsLike,
 ) -> list[dict[str, Any]]:
     """The rows of the agent-metrics table artifact (JSON values only)."""
+    import pandas as pd
+
     if isinstance(records, str | Path):
         frame = load_records(records)
     elif isinstance(records, pd.DataFrame):

@@ -155,3 +155,19 @@ def test_metrics_commands_do_not_import_prefect(recorded: Recorded) -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_importing_metrics_is_light() -> None:
+    """Agents may import referenced_tokens: that must not load pandas, pyarrow or prefect."""
+    script = (
+        "import sys\n"
+        "from flows.metrics import referenced_tokens\n"
+        "import flows.metrics_cli\n"
+        "heavy = {'pandas', 'pyarrow', 'prefect'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
