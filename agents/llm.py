@@ -53,14 +53,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import string
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from agents.redact import redact
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -78,7 +79,6 @@ __all__ = [
     "OutputRejected",
     "PromptTemplateError",
     "build_prompt",
-    "redact",
     "render_prompt",
     "resolve_model",
     "run_llm_agent",
@@ -134,49 +134,7 @@ class OutputRejected(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Redaction
-
-_SECRET_ENV = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
-_MIN_SECRET = 8  # shorter values would redact ordinary words and numbers
-REDACTED = "[REDACTED]"
-#: Key-shaped text, as (pattern, replacement): what a provider may echo in an error message.
-_KEY_PATTERNS = (
-    # OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), Groq (gsk_), Stripe-style (sk_live_), and
-    # the partially masked forms providers echo in 401 messages (sk-abc***wxyz).
-    (re.compile(r"\b(?:sk|gsk)[-_][A-Za-z0-9_\-*.]{8,}"), REDACTED),
-    (re.compile(r"\bAIza[0-9A-Za-z_\-]{20,}"), REDACTED),  # Google
-    (re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9_\-.=+/*]{8,}"), rf"\1{REDACTED}"),
-    (
-        re.compile(
-            r"(?i)((?:api[_-]?key|x-api-key|authorization|access[_-]?token|secret)"
-            r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]{4,}"
-        ),
-        rf"\1{REDACTED}",
-    ),
-    (re.compile(r"(?i)([?&](?:key|api_key|token)=)[^&\s\"']+"), rf"\1{REDACTED}"),
-    (re.compile(r"(https?://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),  # URL credentials
-)
-
-
-def _secret_values(environ: Mapping[str, str]) -> list[str]:
-    values = {v for k, v in environ.items() if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET}
-    return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with API keys and other credentials replaced by ``[REDACTED]``.
-
-    Removes the values of environment variables named like ``*_API_KEY``, ``*TOKEN``,
-    ``*SECRET``, ``*PASSWORD`` (and ``secrets``) wherever they appear, then anything shaped
-    like a key: ``sk-…`` keys, bearer tokens, ``api_key=…`` pairs, credentials in URLs.
-    """
-    for value in [*sorted(set(secrets), key=len, reverse=True), *_secret_values(os.environ)]:
-        if len(value) >= _MIN_SECRET:
-            text = text.replace(value, REDACTED)
-    for pattern, replacement in _KEY_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
-
+# Redaction is agents.redact's (one place for the whole runtime).
 
 def _short(text: str, limit: int = _MESSAGE_LIMIT) -> str:
     text = " ".join(text.split())

@@ -29,10 +29,10 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
+from agents.redact import redact
 from agents.registry import RegisteredAgent
 from flows.lifecycle import agent_spec, run_agent
 from flows.plan import InputRef, Plan, PlannedStep
-from flows.redact import redact
 from flows.results import ErrorReport, RunEvents, RunResult, StepResult
 from flows.schemas import input_fields, required_input_fields
 
@@ -101,6 +101,7 @@ class AgentCachePolicy(CachePolicy):
     agent_key: str = ""
     source: str = ""
     include: tuple[str, ...] | None = None
+    model: str | None = None  # LLM agents: the manifest's model (AGENTRT_MODEL overrides)
 
     def compute_key(
         self,
@@ -121,6 +122,7 @@ class AgentCachePolicy(CachePolicy):
             "inputs": values,
             "content": content,
             "budget": inputs.get("budget_tokens"),
+            "model": (os.environ.get("AGENTRT_MODEL") or self.model) if self.model else None,
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return f"agentrt-{self.agent_key}-{hashlib.blake2b(blob, digest_size=20).hexdigest()}"
@@ -179,10 +181,14 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
     if retries and m.retries.backoff.jitter:
         options["retry_jitter_factor"] = m.retries.backoff.jitter
     if m.cache.enabled:
+        if m.kind == "llm":  # the prompt is code too
+            prompt = hashlib.blake2b((m.prompt or "").encode(), digest_size=8).hexdigest()
+            source_hash = f"{source_hash}:{prompt}"
         options["cache_policy"] = AgentCachePolicy(
             agent_key=m.key,
             source=source_hash,
             include=tuple(m.cache.include) if m.cache.include else None,
+            model=(m.model or "unset") if m.kind == "llm" else None,
         )
     else:
         options["cache_policy"] = NO_CACHE
@@ -338,7 +344,8 @@ class _Driver:
                 result.tokens_delivered = value.get("tokens_delivered")
                 if index:
                     result.state, result.used_agent = "fallback", agent.key
-                    result.reason = f"{step.agent.key} failed; fallback {agent.key} succeeded"
+                    why = f" ({last[0]}: {last[2][:200]})" if last else ""
+                    result.reason = f"{step.agent.key} failed{why}; fallback {agent.key} succeeded"
                 elif state.name == "Cached":
                     result.state, result.reason = "cached", "served from Prefect's result cache"
                 else:

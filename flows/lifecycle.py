@@ -23,8 +23,8 @@ from typing import Any
 
 from agents.imports import ImportPolicy, load_callable
 from agents.manifest import AgentManifest
+from agents.redact import redact
 from agents.registry import RegisteredAgent
-from flows.redact import redact
 from flows.results import AttemptRecord
 from flows.schemas import SchemaValidationError, validate_input, validate_output
 

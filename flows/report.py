@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agents.redact import redact, redact_data
 from flows.plan import Plan
-from flows.redact import redact, redact_data
 from flows.results import RunResult
 from flows.schemas import schema_model
 from flows.settings import agentrt_home

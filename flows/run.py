@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agents.redact import redact_data
 from agents.registry import Registry
 from flows.plan import Plan, build_plan
-from flows.redact import redact_data
 from flows.results import RunResult
 from flows.settings import configure_prefect, metrics_dir, runs_dir
 from flows.workflow import WorkflowManifest, find_workflow

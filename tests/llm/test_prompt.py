@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from agents.llm import (
-    REDACTED,
     PromptTemplateError,
     build_prompt,
-    redact,
     render_prompt,
     template_fields,
 )
+from agents.redact import REDACTED, redact
 from tests.llm.conftest import PLANTED_KEY
 
 

@@ -133,7 +133,8 @@ def test_persistent_500_falls_back_to_code_review_without_leaking_the_key(
     assert result.state == "completed", result.errors
     step = result.steps["review"]
     assert step.state == "fallback" and step.used_agent == "code_review@1.0.0"
-    assert step.reason == "llm_review@1.0.0 failed; fallback code_review@1.0.0 succeeded"
+    assert step.reason.startswith("llm_review@1.0.0 failed (LLMUnavailableError: ")
+    assert step.reason.endswith("; fallback code_review@1.0.0 succeeded")
     assert len(step.task_run_ids) == 2 and step.output["ruff"]  # code_review's report
     # One Prefect attempt (LLMUnavailableError is not retried: the SDK already retried), two
     # HTTP requests in it (AGENTRT_LLM_MAX_RETRIES=1); every reply echoed the key.
@@ -157,6 +158,7 @@ def test_no_model_configured_falls_back_and_says_what_to_set(
     step = result.steps["review"]
     assert step.state == "fallback" and step.used_agent == "code_review@1.0.0"
     markdown = Path(result.report_paths["markdown"]).read_text()
-    assert "llm_nomodel@1.0.0 failed; fallback code_review@1.0.0 succeeded" in markdown
+    assert "llm_nomodel@1.0.0 failed (LLMUnavailableError: " in markdown
+    assert "; fallback code_review@1.0.0 succeeded" in markdown
     written = everything_written(result)
     assert "no model configured for LLM agent llm_nomodel@1.0.0: set AGENTRT_MODEL" in written
