@@ -252,7 +252,11 @@ class Results:
     over_budget: int = 0
     attainable: int = 0
     cold: list[tuple[str, int, float]] = field(default_factory=list)  # tree, files, seconds
+    #: CPU seconds (this process and its workers) of each cold selection: less sensitive
+    #: than wall time to other jobs on a shared machine.
+    cold_cpu: list[float] = field(default_factory=list)
     warm: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # 1-minute load average, per issue
 
 
 def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = None) -> Results:
@@ -272,11 +276,14 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
             store = ContextStore(tree_store)
             for n, issue in enumerate(group):
                 relevance._MEMORY.clear()  # warm means: index in the store, new process
+                results.load.append(os.getloadavg()[0])
+                cpu = _cpu_seconds()
                 started = time.perf_counter()
                 selection = select(tree, issue.query, BUDGETS[0], store=store)
                 elapsed = time.perf_counter() - started
                 if n == 0:
                     results.cold.append((f"{name}-{version}", selection.stats["files"], elapsed))
+                    results.cold_cpu.append(_cpu_seconds() - cpu)
                 else:
                     results.warm.append(elapsed)
                 results.issues += 1
@@ -305,6 +312,12 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
             if store_dir is None:
                 shutil.rmtree(tree_store, ignore_errors=True)
     return results
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_memory_mb() -> float:
@@ -343,13 +356,19 @@ def table(results: Results) -> str:
         "| --- | --- | --- |",
         f"| cold (fresh store, first query on a tree; {len(cold)} trees) "
         f"| {_median(cold)} | {max(cold, default=0):.2f} s |",
+        f"| cold, CPU time (process and index workers) "
+        f"| {_median(results.cold_cpu)} | {max(results.cold_cpu, default=0):.2f} s |",
         f"| warm (index from the store, new query; {len(results.warm)} selections) "
         f"| {_median(results.warm)} | {max(results.warm, default=0):.2f} s |",
+        "",
+        f"Machine load during the run (1-minute load average on {os.cpu_count()} cores, "
+        f"shared with other jobs): median {statistics.median(results.load or [0]):.1f}, "
+        f"max {max(results.load, default=0):.1f}. Wall times grow with it; CPU times less so.",
         "",
     ]
     if largest is not None:
         lines.append(
-            f"Largest tree: {largest[0]}, {largest[1]} files indexed, cold {largest[2]:.2f} s."
+            f"Largest tree: {largest[0]}, {largest[1]} files indexed, cold {largest[2]:.2f} s wall."
         )
     lines.append(f"Peak memory (RSS, process or a worker): {peak_memory_mb():.0f} MB.")
     lines.append(f"Deliveries over budget: {results.over_budget} (must be 0).")
