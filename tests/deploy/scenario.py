@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from flows.run import prepare
 from tests.deploy.servers import PrefectServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +187,12 @@ def deploy_push_and_run(server: PrefectServer, repo: SmallRepo, work: Path) -> O
         event=event,
         timings=timings,
     )
+
+
+def review_chain_agents() -> set[str]:
+    """The task run names review-on-push must produce (``agent@version``)."""
+    plan, _ = prepare("review-chain", strict=False)
+    return {step.agent.key for step in plan.steps.values()}
 
 
 def check_outcome(outcome: Outcome, repo: SmallRepo, expected_agents: set[str]) -> None:

@@ -19,9 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.run import prepare
 from tests.deploy.browser import Chromium, ChromiumError, find_chromium
-from tests.deploy.scenario import check_outcome, deploy_push_and_run, make_small_repo
+from tests.deploy.scenario import (
+    check_outcome,
+    deploy_push_and_run,
+    make_small_repo,
+    review_chain_agents,
+)
 from tests.deploy.servers import PrefectServer
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -37,11 +41,6 @@ def chromium_or_skip() -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must run the UI test")
     pytest.skip(reason)
-
-
-def review_chain_agents() -> set[str]:
-    plan, _ = prepare("review-chain", strict=False)
-    return {step.agent.key for step in plan.steps.values()}
 
 
 def test_push_triggers_review_on_push_and_the_ui_shows_its_agents(tmp_path: Path) -> None:
