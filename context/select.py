@@ -44,7 +44,7 @@ FULL_FILE_WEIGHT = 0.9
 SPAN_PADDING = 3
 #: Files at most this many lines are also offered whole.
 SMALL_FILE_LINES = 200
-#: Files this many lines or longer are not offered as a skeleton (the outline itself is big).
+#: An overview (empty query) offers the skeletons of this many of the most central files.
 OVERVIEW_FILES = 60
 
 #: Files never worth their tokens as context: translation catalogs, vector images, minified
