@@ -7,6 +7,7 @@ call log is the ground truth for what Prefect executed and when.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -293,3 +294,49 @@ def test_required_failure_keeps_every_finished_output(
     frame = records(result)
     assert set(frame[~frame["executed"]]["step"]) == {"later", "last"}
     assert_accounted(result, fault_log)
+
+
+# -- a worker process killed (SIGKILL, the OOM killer) ---------------------------------
+_PROCESS = {"type": "process", "workers": 2}
+
+
+def _killer_steps() -> list[dict[str, Any]]:
+    return [
+        step("fault", "ok"),
+        {**step("fault", "killer", fault="kill_worker"), "after": ["ok"]},
+        {**step("fault", "after"), "after": ["killer"]},
+    ]
+
+
+def test_killed_worker_does_not_hang_the_run(fault_registry: Registry, fault_log: Path) -> None:
+    t0 = time.perf_counter()
+    with contextlib.suppress(RuntimeError):  # today: "ended without a result" (xfail below)
+        run(fault_registry, _killer_steps(), task_runner=_PROCESS)
+    assert time.perf_counter() - t0 < 90
+    assert [c["event"] for c in calls(fault_log) if c["name"] == "killer"] == ["start", "killing"]
+    assert not starts(fault_log, "after")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="BUG flows/compiler.py _Driver._attempt: with the process task runner, a worker that "
+    "dies (SIGKILL, OOM killer) makes future.result() raise BrokenProcessPool; it escapes "
+    "run_step, Prefect marks the flow run Failed with that exception, and run_workflow raises "
+    "'ended without a result': no RunResult, report or metrics, finished outputs missing, the "
+    "task runs left Pending on the server. Fix: catch exceptions from future.result() in "
+    "_attempt and return them as the attempt's failure (error_type BrokenProcessPool, "
+    "suggestion: the worker died, out of memory or killed), spool the attempt record the dead "
+    "worker could not write, and skip the remaining steps with that reason.",
+)
+def test_killed_worker_fails_its_step_with_a_report(
+    fault_registry: Registry, fault_log: Path
+) -> None:
+    result = run(fault_registry, _killer_steps(), task_runner=_PROCESS)
+    assert result.state == "failed"
+    assert result.steps["ok"].state == "completed" and result.steps["ok"].output
+    killer = result.steps["killer"]
+    assert killer.state == "failed" and killer.error is not None
+    assert result.steps["after"].state == "skipped"
+    frame = records(result)
+    assert {"ok", "killer"} <= set(frame[frame["executed"]]["step"])
