@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = [
     "FileStructure",
@@ -418,7 +421,9 @@ def _paragraphs(text: str) -> Iterator[str]:
         yield text[start:]
 
 
-def _split_lines(text: str, max_tokens: int, count, enc) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def _split_lines(
+    text: str, max_tokens: int, count: Callable[[str], int], enc: tiktoken.Encoding
+) -> Iterator[str]:
     current = ""
     for line in text.splitlines(keepends=True):
         if count(line) > max_tokens:
@@ -437,7 +442,9 @@ def _split_lines(text: str, max_tokens: int, count, enc) -> Iterator[str]:  # ty
         yield current
 
 
-def _split_inside_line(line: str, max_tokens: int, count, enc) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def _split_inside_line(
+    line: str, max_tokens: int, count: Callable[[str], int], enc: tiktoken.Encoding
+) -> Iterator[str]:
     """Split one over-long line at token boundaries.
 
     The first ``max_tokens`` token ids of the rest of the line give a candidate piece
@@ -446,12 +453,13 @@ def _split_inside_line(line: str, max_tokens: int, count, enc) -> Iterator[str]:
     than ``max_tokens`` tokens (possible only for tiny limits) is emitted as is.
     """
     pos = 0
+    window = max_tokens * 64 + 64  # no token is longer than this many characters
     while pos < len(line):
-        rest = line[pos:]
-        if count(rest) <= max_tokens:
+        rest = line[pos : pos + window]
+        ids = enc.encode_ordinary(rest)
+        if pos + window >= len(line) and len(ids) <= max_tokens:
             yield rest
             return
-        ids = enc.encode_ordinary(rest[: max_tokens * 64 + 64])
         length = len(enc.decode_bytes(ids[:max_tokens]).decode("utf-8", errors="ignore"))
         length = max(1, min(length, len(rest)))
         while length > 1 and count(rest[:length]) > max_tokens:
