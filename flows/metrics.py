@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from agents.manifest import AgentManifest
+    from flows.plan import Plan
 
 __all__ = [
     "AgentRunRecord",
@@ -60,6 +61,7 @@ __all__ = [
     "artifact_rows",
     "build_records",
     "cited_paths",
+    "data_consumers",
     "export_records",
     "finalize_run",
     "invocations",
@@ -381,20 +383,36 @@ def _step_records(
     return records
 
 
-def _later_outputs(result: RunResult, step_id: str) -> list[Any]:
-    """Outputs of the steps in later levels: the only ones that can have consumed it."""
-    level_of = {sid: n for n, level in enumerate(result.levels) for sid in level}
-    mine = level_of.get(step_id)
-    if mine is None:
-        return []
-    return [
-        s.output
-        for sid, s in result.steps.items()
-        if s.output is not None and level_of.get(sid, -1) > mine
-    ]
+def data_consumers(plan: Plan) -> dict[str, set[str]]:
+    """Step id → the steps that read its output through an input reference."""
+    consumers: dict[str, set[str]] = {}
+    for sid, step in plan.steps.items():
+        for refs in step.inputs.values():
+            for ref in refs:
+                if ref.source not in ("params", "literal"):
+                    consumers.setdefault(ref.source, set()).add(sid)
+    return consumers
 
 
-def _add_efficiency(result: RunResult, records: list[AgentRunRecord]) -> None:
+def _consumer_outputs(
+    result: RunResult, step_id: str, consumers: Mapping[str, Iterable[str]] | None
+) -> list[Any]:
+    """Outputs of the steps that received ``step_id``'s output: its data consumers when
+    the plan is known, else every step of a later level (the only ones that can have)."""
+    if consumers is not None:
+        readers = set(consumers.get(step_id, ()))
+    else:
+        level_of = {sid: n for n, level in enumerate(result.levels) for sid in level}
+        mine = level_of.get(step_id)
+        readers = {sid for sid, n in level_of.items() if n > mine} if mine is not None else set()
+    return [s.output for sid, s in result.steps.items() if sid in readers and s.output is not None]
+
+
+def _add_efficiency(
+    result: RunResult,
+    records: list[AgentRunRecord],
+    consumers: Mapping[str, Iterable[str]] | None,
+) -> None:
     for record in records:
         if record.state not in SUCCESS_STATES:
             continue
@@ -403,16 +421,25 @@ def _add_efficiency(result: RunResult, records: list[AgentRunRecord]) -> None:
         if record.tokens_delivered is None and items:
             record.tokens_delivered = sum(int(i.get("tokens") or 0) for i in items)
         if record.tokens_referenced is None and items:
-            consumers = _later_outputs(result, record.step)
-            if consumers:
-                record.tokens_referenced = referenced_tokens(items, consumers)
+            outputs = _consumer_outputs(result, record.step, consumers)
+            if outputs:
+                record.tokens_referenced = referenced_tokens(items, outputs)
         if record.tokens_delivered and record.tokens_referenced is not None:
             record.context_efficiency = round(record.tokens_referenced / record.tokens_delivered, 6)
 
 
-def build_records(result: RunResult, attempts: Iterable[AttemptRecord]) -> list[AgentRunRecord]:
+def build_records(
+    result: RunResult,
+    attempts: Iterable[AttemptRecord],
+    consumers: Mapping[str, Iterable[str]] | None = None,
+) -> list[AgentRunRecord]:
     """The metrics records of one run: its attempts, classified, and the steps that did not
-    execute; fallback attempts marked, final states set, context efficiency computed."""
+    execute; fallback attempts marked, final states set, context efficiency computed.
+
+    ``consumers`` (step → steps reading its output, see :func:`data_consumers`) says whose
+    citations count towards a context deliverer's referenced tokens; without it, every
+    step of a later level counts.
+    """
     by_step: dict[str, list[AttemptRecord]] = {}
     for a in attempts:
         by_step.setdefault(a.step, []).append(a)
@@ -426,7 +453,7 @@ def build_records(result: RunResult, attempts: Iterable[AttemptRecord]) -> list[
             record = _from_attempt(result, a)
             record.step_state = record.state
             records.append(record)
-    _add_efficiency(result, records)
+    _add_efficiency(result, records, consumers)
     return records
 
 
@@ -514,12 +541,16 @@ def _folder_date(name: str) -> date | None:
         return None
 
 
-def finalize_run(result: RunResult, spool_dir: Path | str | None) -> Path | None:
+def finalize_run(
+    result: RunResult, spool_dir: Path | str | None, plan: Plan | None = None
+) -> Path | None:
     """Write the run's metrics file from its spool and result; remove the spool.
 
-    Call once at the end of every flow run. Idempotent: if the run's file already exists
-    it is returned as is (and a leftover spool removed). Never raises: metrics must not
-    fail a run, so problems are logged and ``None`` is returned.
+    Call once at the end of every flow run. With the run's ``plan``, a context deliverer's
+    referenced tokens count only the citations of the steps that read its output.
+    Idempotent: if the run's file already exists it is returned as is (and a leftover spool
+    removed). Never raises: metrics must not fail a run, so problems are logged and
+    ``None`` is returned.
     """
     try:
         target = run_file(result)
@@ -529,7 +560,8 @@ def finalize_run(result: RunResult, spool_dir: Path | str | None) -> Path | None
                 shutil.rmtree(spool, ignore_errors=True)
             return target
         attempts = read_spool(spool) if spool is not None and spool.is_dir() else []
-        records = build_records(result, attempts)
+        consumers = data_consumers(plan) if plan is not None else None
+        records = build_records(result, attempts, consumers)
         if not records:
             return None
         _write_atomic(records_frame(records), target)

@@ -18,6 +18,7 @@ from flows.metrics import (
     MetricsError,
     build_records,
     cited_paths,
+    data_consumers,
     export_records,
     finalize_run,
     load_records,
@@ -269,3 +270,47 @@ def test_export_round_trips(tmp_path: Path) -> None:
             export_records(rows, bad)
     with pytest.raises(MetricsError, match="--output"):
         export_records(rows, "parquet")
+
+
+def test_with_the_plan_only_readers_of_the_context_count(root: Path) -> None:
+    from agents.registry import Registry
+    from flows.run import prepare
+    from flows.workflow import WorkflowManifest
+    from tests.metrics.conftest import METRICS_AGENTS
+    from tests.runtime.helpers import FIXTURE_AGENTS
+
+    registry = Registry.discover(
+        [FIXTURE_AGENTS, METRICS_AGENTS], builtin=False, entry_points=False
+    )
+    workflow = WorkflowManifest.model_validate(
+        {
+            "name": "wf",
+            "steps": [
+                {"agent": "deliver", "inputs": {"items": {"value": ITEMS}}},
+                {"agent": "cite", "inputs": {"files": "deliver.files"}},
+                # Runs after the context but does not read it: its citations do not count.
+                {"agent": "alpha", "after": ["deliver"], "inputs": {"workdir": {"value": "."}}},
+            ],
+        }
+    )
+    plan, _ = prepare(workflow, registry=registry)
+    assert data_consumers(plan) == {"deliver": {"cite"}}
+    delivered = {"files": [i["path"] for i in ITEMS], "items": ITEMS}
+    result = run_result(
+        [
+            step_result("deliver", "completed", agent="deliver@1.0.0", output=delivered),
+            step_result("cite", "completed", agent="cite@1.0.0", output={"path": "src/a.py"}),
+            step_result("alpha", "completed", output={"files": ["docs/c.md"]}),
+        ],
+        levels=plan.levels,
+    )
+    attempts = [attempt("deliver", "deliver"), attempt("cite", "cite"), attempt("alpha")]
+    spool(root / "spool" / "flow-1", attempts)
+    path = finalize_run(result, root / "spool" / "flow-1", plan)
+    assert path is not None
+    rows = load_records(path).set_index("step")
+    assert rows.loc["deliver", "tokens_referenced"] == 300
+    assert rows.loc["deliver", "context_efficiency"] == pytest.approx(0.3)
+    # Without the plan every later step counts: alpha's docs/c.md too.
+    without = {r.step: r for r in build_records(result, attempts)}
+    assert without["deliver"].tokens_referenced == 900
