@@ -513,7 +513,8 @@ def retention_days() -> int | None:
 
 def prune(root: Path | None = None, days: int | None = None, *, today: date | None = None) -> int:
     """Delete record files in day folders older than ``days`` (default: the retention
-    setting); return how many files went. Safe to run from concurrent flows."""
+    setting), and spools of runs that never finalized; return how many record files went.
+    Safe to run from concurrent flows."""
     root = root or metrics_dir()
     days = retention_days() if days is None else days
     runs = root / "runs"
@@ -521,6 +522,12 @@ def prune(root: Path | None = None, days: int | None = None, *, today: date | No
         return 0
     cutoff = (today or datetime.now(UTC).date()) - timedelta(days=days)
     removed = 0
+    # Spools of runs that died before finalizing: nothing will ever read them.
+    for name in ("spool", "_spool"):
+        for folder in (root / name).glob("*/"):
+            with contextlib.suppress(OSError):  # gone already (a concurrent prune)
+                if datetime.fromtimestamp(folder.stat().st_mtime, UTC).date() < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
     for folder in runs.iterdir():
         day = _folder_date(folder.name)
         if day is None or day >= cutoff or not folder.is_dir():

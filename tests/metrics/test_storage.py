@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -198,8 +199,14 @@ def test_retention_prunes_old_day_folders_at_finalize(
     for folder in (old, recent, other):
         folder.mkdir(parents=True)
         export_records(frame([record()]), "parquet", folder / "x.parquet")
+    orphan, live = root / "spool" / "crashed-run", root / "spool" / "running"
+    spool(orphan, [attempt("a")])
+    spool(live, [attempt("a")])
+    stale = (today - timedelta(days=95)).timestamp()
+    os.utime(orphan, (stale, stale))
     result = run_result([step_result("a", "skipped")], started_at=today)
     assert finalize_run(result, None) is not None
+    assert not orphan.exists() and live.exists()  # a crashed run's spool goes too
     assert not old.exists() and (recent / "x.parquet").exists() and (other / "x.parquet").exists()
     assert prune(root, days=1, today=today.date() + timedelta(days=120)) == 2  # recent + today's
     monkeypatch.setenv("AGENTRT_METRICS_RETENTION_DAYS", "0")
