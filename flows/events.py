@@ -51,6 +51,12 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+@app.callback()
+def _events() -> None:
+    """Send agentrt events to a Prefect server (they trigger deployments)."""
+    # A callback keeps `events` a command group (`events push`) even with one command.
+
+
 class EventError(Exception):
     """The event could not be built (``bad_input``) or delivered."""
 
