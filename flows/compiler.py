@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import graphlib
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -546,6 +547,16 @@ def task_runner_for(plan: Plan, override: str | None = None) -> Any:
     raise ValueError(f"unknown task runner {kind!r}; use thread, process, dask or ray")
 
 
+_SINKS: dict[int, tuple[RunEvents, dict[str, Any]]] = {}
+_sink_ids = itertools.count(1)
+
+
+def _register_sink(events: RunEvents, holder: dict[str, Any]) -> int:
+    key = next(_sink_ids)
+    _SINKS[key] = (events, holder)
+    return key
+
+
 def build_flow(
     plan: Plan,
     *,
@@ -557,14 +568,16 @@ def build_flow(
     """The Prefect flow for ``plan``. Its result (and ``holder['result']``) is a RunResult."""
     from agents.imports import source_hash
 
-    events = events or RunEvents()
+    # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
+    # context, and a live progress display holds locks that cannot be pickled: the closure
+    # keeps only a key into this process's table of sinks.
+    sink = _register_sink(events or RunEvents(), holder if holder is not None else {})
     agents = {s.agent.key: s.agent for s in plan.steps.values()}
     agents.update({fb.key: fb for s in plan.steps.values() for fb in s.fallbacks})
     tasks = {
         key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
     }
     grants = allocate_budget(plan)
-    holder = holder if holder is not None else {}
 
     async def run_workflow(params: dict[str, Any]) -> dict[str, Any]:
         from prefect.runtime import flow_run
@@ -574,6 +587,7 @@ def build_flow(
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         await _prime_tag_limit_cache([frozenset(t.tags) for t in tasks.values()])
+        events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool)
         await driver.run()
         result = RunResult(

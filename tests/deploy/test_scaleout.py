@@ -158,13 +158,6 @@ class _LiveProgress:
             self.seen.append((step, state))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="flows.compiler.build_flow closes over RunEvents, and Prefect ships the flow "
-    "object to Dask workers with the run context: `agentrt run --task-runner dask` fails "
-    "with 'cannot pickle _thread.RLock' (fix requested from the lead; remove this mark then)",
-)
 def test_dask_with_a_live_progress_callback_like_the_cli(
     tmp_path: Path, probe_setup: tuple[Path, Registry]
 ) -> None:
