@@ -33,3 +33,73 @@ bench-context: install
 
 clean:
 	rm -rf .agentrt .pytest_cache build *.egg-info
+
+# ==== deployments, the Prefect UI and scale-out (docs/deploy.md, docs/scaling.md) ====
+# make server            Prefect server + UI on http://127.0.0.1:4200 (SQLite in .agentrt/server)
+# make server DB=postgres  the same on the PostgreSQL of `make postgres`
+# make deploy            the work pool and every deployment in prefect.yaml
+# make worker            a process worker for the pool (runs scheduled and triggered flow runs)
+# make postgres          a local PostgreSQL on 127.0.0.1:5433, data in .agentrt/postgres
+AGENTRT_DIR := $(CURDIR)/.agentrt
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 4200
+SERVER_API := http://$(SERVER_HOST):$(SERVER_PORT)/api
+POOL ?= agentrt
+PG_DIR := $(AGENTRT_DIR)/postgres
+PG_PORT ?= 5433
+PG_URL := postgresql+asyncpg://prefect@127.0.0.1:$(PG_PORT)/prefect
+ifeq ($(DB),postgres)
+SERVER_DB ?= $(PG_URL)
+else
+SERVER_DB ?= sqlite+aiosqlite:///$(AGENTRT_DIR)/server/prefect.db
+endif
+
+.PHONY: server deploy worker postgres postgres-stop
+
+server: install
+	mkdir -p $(AGENTRT_DIR)/server
+	PREFECT_HOME=$(AGENTRT_DIR)/server \
+	PREFECT_SERVER_DATABASE_CONNECTION_URL='$(SERVER_DB)' \
+	PREFECT_UI_API_URL=$(SERVER_API) \
+	$(BIN)/prefect server start --host $(SERVER_HOST) --port $(SERVER_PORT)
+
+# Clients (deploy, worker, agentrt run) use PREFECT_API_URL if set, else the server above.
+deploy worker: export PREFECT_API_URL ?= $(SERVER_API)
+deploy worker: export PREFECT_HOME ?= $(AGENTRT_DIR)/prefect
+
+deploy: install
+	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 \
+	  || $(BIN)/prefect work-pool create $(POOL) --type process
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: install
+	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 \
+	  || $(BIN)/prefect work-pool create $(POOL) --type process
+	AGENTRT_CODE_DIR=$(CURDIR) $(BIN)/prefect worker start --pool $(POOL) $(WORKER_ARGS)
+
+# PostgreSQL refuses to run as root: as root, the cluster belongs to the postgres user.
+postgres:
+	@set -e; \
+	if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL is not installed: sudo apt-get install -y postgresql" >&2; exit 1; fi; \
+	fi; \
+	PGBIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); \
+	AS=""; mkdir -p $(PG_DIR); \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: $(PG_DIR); AS="runuser -u postgres --"; fi; \
+	if [ ! -f $(PG_DIR)/PG_VERSION ]; then \
+	  $$AS $$PGBIN/initdb -D $(PG_DIR) -U prefect --auth=trust --encoding=UTF8 >/dev/null; fi; \
+	if ! $$AS $$PGBIN/pg_ctl -D $(PG_DIR) status >/dev/null 2>&1; then \
+	  $$AS $$PGBIN/pg_ctl -D $(PG_DIR) -l $(PG_DIR)/postgres.log -w start \
+	    -o "-p $(PG_PORT) -c listen_addresses=127.0.0.1 -k $(PG_DIR) -c max_connections=200"; fi; \
+	$$AS $$PGBIN/psql -h 127.0.0.1 -p $(PG_PORT) -U prefect -d postgres -tAc \
+	  "SELECT 1 FROM pg_database WHERE datname = 'prefect'" | grep -q 1 \
+	  || $$AS $$PGBIN/createdb -h 127.0.0.1 -p $(PG_PORT) -U prefect prefect; \
+	echo "PostgreSQL on 127.0.0.1:$(PG_PORT), database prefect: $(PG_URL)"; \
+	echo "start the Prefect server on it with: make server DB=postgres"
+
+postgres-stop:
+	@PGBIN=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); \
+	AS=""; if [ "$$(id -u)" = 0 ]; then AS="runuser -u postgres --"; fi; \
+	$$AS $$PGBIN/pg_ctl -D $(PG_DIR) -m fast -w stop
+# ==== end of deployments block ====
