@@ -421,7 +421,7 @@ async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
     from flows.metrics import apublish_metrics_artifact, finalize_run
     from flows.report import publish_artifacts, render_report, write_report
 
-    metrics = finalize_run(result, spool)
+    metrics = await asyncio.to_thread(finalize_run, result, spool, plan)
     if metrics is not None:
         result.report_paths["metrics"] = str(metrics)
         with contextlib.suppress(Exception):

@@ -123,8 +123,14 @@ def _slot(tag: str | None, limits: dict[str, int]) -> threading.BoundedSemaphore
         )
 
 
-def _call(fn: Callable[..., Any], args: tuple, timeout: float | None, name: str) -> Any:
-    """Call ``fn`` with a hard timeout: a hung agent is abandoned (daemon thread), not awaited."""
+def _call(
+    fn: Callable[..., Any], args: tuple, timeout: float | None, name: str, cpu: list[float]
+) -> Any:
+    """Call ``fn`` with a hard timeout: a hung agent is abandoned (daemon thread), not awaited.
+
+    When it runs in a watchdog thread, that thread's CPU time is appended to ``cpu`` (the
+    caller's own thread time already covers the plain call).
+    """
     if timeout is None:
         return fn(*args)
     box: dict[str, Any] = {}
@@ -132,11 +138,13 @@ def _call(fn: Callable[..., Any], args: tuple, timeout: float | None, name: str)
     ctx = contextvars.copy_context()
 
     def target() -> None:
+        t0 = time.thread_time()
         try:
             box["value"] = ctx.run(fn, *args)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
         finally:
+            cpu.append(time.thread_time() - t0)
             done.set()
 
     threading.Thread(target=target, name=f"agentrt-{name}", daemon=True).start()
@@ -241,6 +249,7 @@ def run_agent(
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
+    agent_cpu: list[float] = []  # the agent's own thread, when it runs under a watchdog
     phases: dict[str, float] = {}
     phase = "initialise"
     mark = t0
@@ -287,7 +296,7 @@ def run_agent(
             assert fn is not None
             wants_ctx = "ctx" in inspect.signature(fn).parameters
             args = (value, ctx) if wants_ctx else (value,)
-            result = _call(fn, args, manifest.timeout_seconds, manifest.id)
+            result = _call(fn, args, manifest.timeout_seconds, manifest.id, agent_cpu)
         next_phase("validate")
         try:
             data = validate_output(agent, result)
@@ -329,7 +338,7 @@ def run_agent(
             started_at=started,
             ended_at=datetime.now(UTC),
             wall_seconds=round(now - t0, 6),
-            cpu_seconds=round(time.thread_time() - cpu0, 6),
+            cpu_seconds=round(time.thread_time() - cpu0 + sum(agent_cpu), 6),
             peak_memory_mb=_peak_rss_mb(),
             tokens_allocated=budget_tokens,
             tokens_delivered=ctx.tokens_delivered,
