@@ -128,7 +128,7 @@ def summary_command(
         "agent", "runs", "success", "retried", "fell back", "p50 s", "p95 s",
         "ctx tokens", "LLM in/out", "cache hits", "efficiency",
     ]  # fmt: skip
-    out.add_column(headers[0], overflow="fold")
+    out.add_column(headers[0], no_wrap=True)
     for header in headers[1:]:
         out.add_column(header, justify="right")
     for row in table.to_dict(orient="records"):
