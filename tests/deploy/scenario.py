@@ -79,9 +79,15 @@ def run(
         args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     if done.returncode:
+        hint = ""
+        if "workers/filter" in done.stdout + done.stderr and "422" in done.stdout + done.stderr:
+            hint = (
+                "\nhint: fastapi >= 0.151 rejects the null `limit` Prefect 3.8's CLI sends; "
+                "install fastapi<0.151 (pyproject pin)"
+            )
         raise AssertionError(
             f"{' '.join(args)} exited {done.returncode}\n--- stdout\n{done.stdout}\n"
-            f"--- stderr\n{done.stderr}"
+            f"--- stderr\n{done.stderr}{hint}"
         )
     return done
 
