@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.events import EVENT_PUSHED, EventError, app, push_event
+from flows.events import EVENT_PUSHED, EventError, push_event
 from tests.deploy.scenario import git, make_small_repo
 from tests.deploy.servers import free_port
 
@@ -61,23 +61,26 @@ def test_outside_git_revisions_are_passed_as_given(tmp_path: Path) -> None:
     assert (event.rev, event.since) == ("v1.2", "v1.1")
 
 
-def test_cli_without_a_server_configured_is_bad_input(tmp_path: Path) -> None:
-    repo = make_small_repo(tmp_path / "repo")
-    assert not os.environ.get("PREFECT_API_URL")
-    result = CliRunner().invoke(app, ["push", "--repo", str(repo.path), "--rev", "HEAD"])
-    assert result.exit_code == 2
-    assert "PREFECT_API_URL" in result.output and "make server" in result.output
+def test_events_push_is_mounted_in_the_agentrt_cli() -> None:
+    from flows.cli import app as agentrt
+
+    result = CliRunner().invoke(agentrt, ["events", "push", "--help"])
+    assert result.exit_code == 0
+    assert "--repo" in result.output and "--since" in result.output
 
 
 def test_cli_exit_codes_as_a_git_hook_sees_them(tmp_path: Path) -> None:
-    """Through the installed entry point: unreachable server → 1, unknown revision → 2."""
+    """Through the entry point, in a clean environment: no server configured → 2,
+    unreachable server → 1, unknown revision → 2; one line of error, no traceback."""
     repo = make_small_repo(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api",
-        PREFECT_HOME=str(tmp_path / "prefect"),
-    )
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # no profile with an API URL
     command = [sys.executable, "-m", "flows.console", "events", "push", "--repo", str(repo.path)]
+    unset = subprocess.run([*command, "--rev", "HEAD"], env=env, capture_output=True, text=True)
+    assert unset.returncode == 2, unset.stderr
+    assert "PREFECT_API_URL" in unset.stderr and "make server" in unset.stderr
+
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
     down = subprocess.run([*command, "--rev", "HEAD"], env=env, capture_output=True, text=True)
     assert down.returncode == 1, down.stderr
     assert "not reachable" in down.stderr and "Traceback" not in down.stderr
