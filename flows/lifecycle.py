@@ -290,7 +290,7 @@ def run_agent(
             from agents.llm import run_llm_agent
 
             result = _call(
-                run_llm_agent, (agent, value, ctx), manifest.timeout_seconds, manifest.id
+                run_llm_agent, (agent, value, ctx), manifest.timeout_seconds, manifest.id, agent_cpu
             )
         else:
             assert fn is not None
