@@ -15,8 +15,10 @@ clients, as on a developer's laptop; the table is written to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -122,7 +124,9 @@ def one_round(server: PrefectServer, tasks: int, clients: int, work: Path) -> di
 
 def measure(label: str, database_url: str | None, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"agentrt-ingest-{label}-"))
-    with PrefectServer(work / "server", database_url=database_url) as server:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        server = cleanup.enter_context(PrefectServer(work / "server", database_url=database_url))
         print(f"{label}: server up in {server.startup_seconds}s; warm-up", flush=True)
         one_round(server, 2 * args.clients, args.clients, work)  # imports, tables, caches
         rounds = []
