@@ -10,6 +10,7 @@ BENCHES = [
     ["bench.context_selection"],
     ["bench.transcripts"],
     ["bench.pipelines"],
+    ["bench.ingest"],
 ]
 
 
