@@ -1,7 +1,9 @@
 """A fault-injection agent for the reliability tests, configured entirely through its input.
 
 ``fault`` picks the misbehaviour; ``fail_times`` limits it to the first N calls of this
-``name`` (0: every call), which is how "fail N times, then succeed" works. Calls are counted
+``name`` (0: every call), which is how "fail N times, then succeed" works. ``leak_env`` names
+environment variables whose values go into the error (``chained``: into its cause as well)
+and into a Prefect log line (``log``): secrets that must never reach any output. Calls are counted
 in a file (``calls-<name>`` in the log folder, under an ``flock``), so the count survives
 retries in other threads, other worker processes and a killed-and-restarted ``agentrt run``.
 
@@ -61,6 +63,9 @@ class FaultIn(BaseModel):
     confidence: float = 1.0
     files: list[str] = []
     nonce: str = ""
+    leak_env: list[str] = []
+    chained: bool = False
+    log: str = ""
 
 
 class FaultOut(BaseModel):
@@ -126,11 +131,33 @@ def _in_worker_process() -> bool:
     return multiprocessing.parent_process() is not None
 
 
+def _leaked(inputs: FaultIn) -> str:
+    """The values of the environment variables named in ``leak_env`` (secrets, in tests)."""
+    return " ".join(os.environ.get(name, "") for name in inputs.leak_env)
+
+
+def _log_through_prefect(inputs: FaultIn) -> None:
+    try:
+        from prefect.logging import get_run_logger
+
+        get_run_logger().warning("%s %s", inputs.log, _leaked(inputs))
+    except Exception:  # no run context (called outside a flow)
+        pass
+
+
 def _misbehave(inputs: FaultIn, folder: Path, call: int) -> dict[str, object] | None:
     """Do the configured fault. Returns a bad output for output faults, else raises/hangs."""
     fault = inputs.fault
     if fault == "raise":
-        raise exception_class(inputs.exception)(f"{inputs.name}: {inputs.message} (call {call})")
+        text = f"{inputs.name}: {inputs.message} (call {call})"
+        leaked = _leaked(inputs)
+        error = exception_class(inputs.exception)(f"{text} {leaked}" if leaked else text)
+        if inputs.chained:
+            try:
+                raise ValueError(f"the cause: {leaked}")
+            except ValueError as cause:
+                raise error from cause
+        raise error
     if fault == "hang":  # stuck in a C call: only a watchdog can get past it
         time.sleep(inputs.seconds or 3600)
     if fault == "busy_hang":  # stuck in Python code, bounded so it never burns a core for long
@@ -167,6 +194,8 @@ def run(inputs: FaultIn | dict[str, object]) -> dict[str, object]:
         {"name": inputs.name, "event": "start", "call": call, "t": started, "pid": os.getpid()},
     )
     active = inputs.fault != "none" and (inputs.fail_times == 0 or call <= inputs.fail_times)
+    if inputs.log:
+        _log_through_prefect(inputs)
     try:
         bad = _misbehave(inputs, folder, call) if active else None
         if bad is not None:
