@@ -393,6 +393,8 @@ class _Driver:
         running: dict[asyncio.Task[None], str] = {}
         for sid in self.plan.steps:
             self.events.emit(sid, "pending")
+        progress = _ProgressArtifact(self.plan.workflow.name, len(self.plan.steps))
+        await progress.start()
         while sorter.is_active():
             if not self.fatal:
                 for sid in sorted(sorter.get_ready()):
@@ -404,6 +406,7 @@ class _Driver:
                 sid = running.pop(finished)
                 finished.result()  # surface driver bugs instead of hanging
                 sorter.done(sid)
+            await progress.update(len(self.results) - len(running))
         first = self.fatal[0].agent if self.fatal else "?"
         for sid, step in self.plan.steps.items():
             if sid not in self.results:
@@ -414,6 +417,7 @@ class _Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
+        await progress.update(len(self.plan.steps), final=True)
 
 
 async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
@@ -432,6 +436,36 @@ async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
         await publish_artifacts(result, markdown)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
+
+
+class _ProgressArtifact:
+    """A Prefect progress artifact on the flow run: agents finished / total.
+
+    Updated at most every two seconds (each update is an API call), and once at the end.
+    """
+
+    def __init__(self, workflow: str, total: int) -> None:
+        self.workflow, self.total = workflow, max(total, 1)
+        self.id: Any = None
+        self.last = 0.0
+
+    async def start(self) -> None:
+        from prefect.artifacts import acreate_progress_artifact
+
+        with contextlib.suppress(Exception):
+            self.id = await acreate_progress_artifact(
+                0.0, description=f"{self.workflow}: agents finished"
+            )
+
+    async def update(self, finished: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.id is None or (not final and now - self.last < 2.0):
+            return
+        from prefect.artifacts import aupdate_progress_artifact
+
+        self.last = now
+        with contextlib.suppress(Exception):
+            await aupdate_progress_artifact(self.id, 100.0 * finished / self.total)
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -227,7 +227,8 @@ def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) 
         json={"artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}},
     )
     kinds = {a["type"]: a for a in response.raise_for_status().json()}
-    assert set(kinds) == {"markdown", "table"}
+    assert set(kinds) == {"markdown", "table", "progress"}
+    assert kinds["progress"]["data"] == 100.0
     assert "broken_with_fallback" in kinds["markdown"]["data"]
 
 
