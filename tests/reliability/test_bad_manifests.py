@@ -35,7 +35,7 @@ CANARIES = (
     "agentrt-canary-retry",
     "agentrt-canary-wf",
 )
-ISOLATED_TIMEOUT = 10.0  # seconds; a fixed loader answers in about one
+ISOLATED_TIMEOUT = 6.0  # seconds; a fixed loader answers in about one
 ISOLATED_MEMORY = 800 * 1024**2  # address space, bytes: enough for the CLI, not for 9^9 nodes
 # One problem per line: `path[:line]: field: message`; validate adds a summary line.
 PROBLEM_LINE = re.compile(r"^\S+?(:\d+)?: \S+: \S.*$")

@@ -124,13 +124,20 @@ def test_non_retryable_fault_fails_at_once(
 
 
 # -- timeouts ------------------------------------------------------------------------
+# A sleeping agent can hang long (it costs nothing); a spinning one burns a core in this
+# process after it is abandoned, so it spins just past its 1 s timeout.
+HANG_SECONDS = {"hang": 20.0, "busy_hang": 3.0}
+
+
 @pytest.mark.parametrize("fault", ["hang", "busy_hang"])
 def test_hung_agent_times_out_and_is_retried_on_timeout(
     fault_registry: Registry, fault_log: Path, fault: str
 ) -> None:
     # "hang" sleeps in a C call (only a watchdog gets past it); "busy_hang" spins in Python.
     t0 = time.perf_counter()
-    result = run(fault_registry, [step("fault_timeout", "stuck", fault=fault, seconds=20)])
+    result = run(
+        fault_registry, [step("fault_timeout", "stuck", fault=fault, seconds=HANG_SECONDS[fault])]
+    )
     elapsed = time.perf_counter() - t0
     assert result.state == "failed"
     (report,) = result.errors
@@ -155,7 +162,9 @@ def test_hung_agent_times_out_and_is_retried_on_timeout(
 def test_timeout_report_and_records_count_every_attempt(
     fault_registry: Registry, fault_log: Path, fault: str
 ) -> None:
-    result = run(fault_registry, [step("fault_timeout", "stuck", fault=fault, seconds=20)])
+    result = run(
+        fault_registry, [step("fault_timeout", "stuck", fault=fault, seconds=HANG_SECONDS[fault])]
+    )
     (report,) = result.errors
     assert report.attempts == 2, report
     executed = assert_accounted(result, fault_log)

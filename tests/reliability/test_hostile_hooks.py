@@ -178,9 +178,9 @@ def test_fifo_never_blocks_the_hook(
     fifo = _fifo(tmp_path)
     event = _event(fifo if where == "transcript_path" else transcript, project)
     try:
-        done = _hook(json.dumps(event).encode(), project, tmp_path / "home", timeout=8)
+        done = _hook(json.dumps(event).encode(), project, tmp_path / "home", timeout=5)
     except subprocess.TimeoutExpired:
-        pytest.fail("agentrt hook blocked on a FIFO for 8 s")
+        pytest.fail("agentrt hook blocked on a FIFO for 5 s")
     _check(done, project)
 
 
