@@ -345,14 +345,30 @@ def load_python(
 # Git
 
 
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    # The repository's own git config is content we do not trust to run programs: fsmonitor
-    # hooks, external diff drivers and textconv filters are switched off for these calls.
-    argv = ["git", "-c", "core.fsmonitor=false", "-C", str(repo), *args]
+def _run_git(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(argv, capture_output=True, check=False, timeout=120)
     except FileNotFoundError as exc:
         raise ValueError("git is not installed (no `git` on PATH); install git") from exc
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    # The repository's own git config is content we do not trust to run programs: fsmonitor
+    # hooks, external diff drivers and textconv filters are switched off for these calls, and
+    # so is every filter driver it defines (listing config runs nothing; empty values disable).
+    safe = ["-c", "core.fsmonitor=false"]
+    listed = _run_git(
+        ["git", "-C", str(repo), "config", "--name-only", "--get-regexp", r"^filter\."]
+    )
+    drivers = {
+        name.rsplit(".", 1)[0]
+        for name in os.fsdecode(listed.stdout).split()
+        if name.startswith("filter.") and name.count(".") >= 2
+    }
+    for driver in sorted(drivers):
+        for key in ("process", "clean", "smudge"):
+            safe += ["-c", f"{driver}.{key}="]
+    return _run_git(["git", *safe, "-C", str(repo), *args])
 
 
 def _nul_split(output: bytes) -> list[str]:

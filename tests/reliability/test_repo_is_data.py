@@ -108,19 +108,7 @@ def test_the_bombs_are_live(booby_trapped: tuple[Path, Path], tmp_path: Path) ->
     ("workflow", "params"),
     [
         ("code-analysis", {}),
-        pytest.param(
-            "review-chain",
-            {"since": "HEAD"},
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG agents/builtin/common.py _git: the repository's own filter drivers "
-                "(.git/config filter.<name>.process/clean/smudge, selected by .gitattributes) "
-                "run a program on `git diff REV` (git_changes with since=REV). Fix: list them "
-                "first with `git config --name-only --get-regexp '^filter\\.'` (reading config "
-                "runs nothing) and pass -c filter.<name>.process= -c filter.<name>.clean= "
-                "-c filter.<name>.smudge= for each (empty values disable them).",
-            ),
-        ),
+        ("review-chain", {"since": "HEAD"}),
     ],
 )
 def test_pipelines_never_run_repository_content(
