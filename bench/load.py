@@ -394,7 +394,6 @@ def main(argv: list[str] | None = None) -> int:
             f"| … server ingestion rate, sustained | {big.task_runs_per_second:.0f} task runs/s "
             f"(~{big.state_changes_per_second:.0f} state-change events/s) |",
             f"| … metrics records | {big.records} |",
-            f"| load average (1 min) at the end | {os.getloadavg()[0]:.1f} |",
         ]
     )
     print(body)
