@@ -119,6 +119,21 @@ def import_object(ref: str, policy: ImportPolicy, *, what: str = "entrypoint") -
             raise EntrypointError(
                 f"{what} {ref!r}: {module_name!r} has no attribute {attr_path!r}"
             ) from None
+        if inspect.ismodule(obj):
+            # `allowed.module:os.system` would reach any code through an allowed module.
+            raise EntrypointError(
+                f"{what} {ref!r} goes through the module {obj.__name__!r}; name the module "
+                "that defines the object before the colon"
+            )
+    defined_in = getattr(obj, "__module__", None)
+    if isinstance(defined_in, str) and defined_in != module_name:
+        try:
+            policy.check(defined_in)
+        except EntrypointError:
+            raise EntrypointError(
+                f"{what} {ref!r} is defined in {defined_in!r}, outside the allowed import roots; "
+                "point the manifest at your own code"
+            ) from None
     return obj
 
 

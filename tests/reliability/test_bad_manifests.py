@@ -245,14 +245,6 @@ def test_huge_manifest_is_refused_quickly(
 
 
 @pytest.mark.usefixtures("prefect_harness")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG agents/imports.py import_object/load_callable: `entrypoint: "
-    "agents.builtin.common:subprocess.run` (a manifest with no code of its own) passes "
-    "validation and runs: the step's input mapping is passed as argv, so its keys run a command. "
-    "Fix: refuse attribute paths that pass through a module object, and require the callable's "
-    "__module__ to be the entrypoint's module or inside the policy's roots.",
-)
 def test_a_manifest_alone_cannot_run_a_command(tmp_path: Path) -> None:
     from agents.registry import Registry
     from flows.run import run_workflow
