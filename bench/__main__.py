@@ -11,6 +11,7 @@ BENCHES = [
     ["bench.transcripts"],
     ["bench.pipelines"],
     ["bench.ingest"],
+    ["bench.load"],
 ]
 
 
