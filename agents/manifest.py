@@ -195,16 +195,9 @@ class AgentManifest(_Strict):
             )
         return value
 
-    @field_validator("requires")
+    @field_validator("requires", "fallbacks")
     @classmethod
-    def _requires(cls, value: list[str]) -> list[str]:
-        for text in value:
-            parse_requirement(text)
-        return value
-
-    @field_validator("fallbacks")
-    @classmethod
-    def _fallbacks(cls, value: list[str]) -> list[str]:
+    def _requirements(cls, value: list[str]) -> list[str]:
         for text in value:
             parse_requirement(text)
         return value
