@@ -42,8 +42,10 @@ def parse_requirement(text: str) -> Requirement:
     try:
         req = Requirement(text.strip())
     except InvalidRequirement as exc:
+        # packaging appends a caret diagram on further lines; a problem is one line.
+        reason = (str(exc).splitlines() or ["invalid"])[0]
         raise ValueError(
-            f"{text!r} is not an agent requirement: {exc}; write it as 'agent_id' or "
+            f"{text!r} is not an agent requirement: {reason}; write it as 'agent_id' or "
             "'agent_id>=1,<2' (PEP 440 specifiers)"
         ) from None
     if req.extras or req.marker or req.url:
