@@ -33,6 +33,22 @@ _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[
 _EXCEPTION_NAME = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
+def _external_ref(schema: Any, path: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first ``$ref``/``$dynamicRef`` not starting with ``#``, and where it is."""
+    if isinstance(schema, dict):
+        for key, item in schema.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(item, str):
+                if not item.startswith("#"):
+                    return ".".join(path), item
+            elif found := _external_ref(item, (*path, str(key))):
+                return found
+    elif isinstance(schema, list):
+        for i, item in enumerate(schema):
+            if found := _external_ref(item, (*path, str(i))):
+                return found
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -216,6 +232,14 @@ class AgentManifest(_Strict):
                 validator_for(value).check_schema(value)
             except Exception as exc:  # jsonschema raises SchemaError with a long message
                 raise ValueError(f"invalid JSON Schema: {str(exc).splitlines()[0]}") from None
+            external = _external_ref(value, ())
+            if external:
+                where, ref = external
+                raise ValueError(
+                    f"$ref {ref!r} at {where or '(root)'} points outside the schema (a file or "
+                    "URL would be read when the agent runs); only local references ('#/...') "
+                    "are allowed: inline the referenced schema under $defs"
+                )
         return value
 
     @model_validator(mode="after")

@@ -78,11 +78,22 @@ def _pydantic_message(exc: ValidationError) -> tuple[str, list[str]]:
     return "; ".join(parts), fields
 
 
+def _refuse_retrieval(uri: str) -> Any:
+    # A schema from a manifest must never make the runtime read a file or fetch a URL.
+    raise LookupError(uri)
+
+
 def _jsonschema_check(schema: dict, data: Any) -> None:
     from jsonschema.validators import validator_for
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
 
-    validator = validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    validator = validator_for(schema)(schema, registry=Registry(retrieve=_refuse_retrieval))
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:
+        message = f"(schema): $ref {exc.ref!r} cannot be resolved (files and URLs are never read)"
+        raise SchemaValidationError(message, ["(schema)"]) from None
     if errors:
         fields = [".".join(str(p) for p in e.absolute_path) or "(root)" for e in errors[:5]]
         message = "; ".join(f"{f}: {e.message}" for f, e in zip(fields, errors[:5], strict=False))

@@ -268,3 +268,16 @@ def test_a_manifest_alone_cannot_run_a_command(tmp_path: Path) -> None:
     result = run_workflow(workflow, registry=registry)
     assert not canary.exists(), "a manifest ran `touch` through subprocess.run"
     assert result.errors and result.errors[0].error_type == "EntrypointError"
+
+
+def test_schema_refs_are_never_retrieved(tmp_path: Path) -> None:
+    # Validation refuses external $refs; this is the run-time backstop for schemas that
+    # reach the runtime another way: no file is read, no URL fetched.
+    from flows.schemas import SchemaValidationError, _jsonschema_check
+
+    target = tmp_path / "schema.json"
+    target.write_text('{"type": "integer"}')
+    for ref in (target.as_uri(), "http://127.0.0.1:9/schema.json"):
+        schema = {"properties": {"p": {"$ref": ref}}}
+        with pytest.raises(SchemaValidationError, match="cannot be resolved"):
+            _jsonschema_check(schema, {"p": "not an integer"})
