@@ -7,6 +7,7 @@ loader only, so a manifest can never construct Python objects.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,38 +62,125 @@ class YamlDocument:
         return self.lines.get((), 1)
 
 
-def _index_lines(node: yaml.Node, prefix: tuple[str | int, ...], out: dict) -> None:
+MAX_MANIFEST_BYTES = 1_000_000
+"""Larger manifests are refused unread: PyYAML parses ~2 MB/s at ~100x the file in memory."""
+
+
+class _AliasRefused(yaml.MarkedYAMLError):
+    """A manifest uses a YAML alias (not a syntax error, so reported in its own words)."""
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """The safe loader without aliases: ``*name`` can expand to billions of nodes."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(
+                problem=f"YAML alias *{event.anchor} is not allowed in manifests (aliases can "
+                "expand without bound); write the value out in full",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _index_lines(
+    node: yaml.Node,
+    prefix: tuple[str | int, ...],
+    out: dict,
+    duplicates: list[tuple[str, int, int]],
+) -> None:
+    """Record the line of every key path in ``out``; note repeated keys in ``duplicates``
+    as (field, line, first line): the safe loader would silently keep the last one."""
     out.setdefault(prefix, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            out[(*prefix, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*prefix, key), out)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                duplicates.append((".".join(map(str, (*prefix, key))), line, seen[key]))
+            seen.setdefault(key, line)
+            out[(*prefix, key)] = line
+            _index_lines(value_node, (*prefix, key), out, duplicates)
             # Keep the key's own line for the path: errors on a key read best there.
-            out[(*prefix, key)] = key_node.start_mark.line + 1
+            out[(*prefix, key)] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*prefix, i), out)
+            _index_lines(item, (*prefix, i), out, duplicates)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; refuse what is not a regular file, too big, or not UTF-8."""
+    shown = str(path)
+    try:
+        info = path.stat()
+        # Opening a FIFO or a device could block or never end: look before opening.
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError([Problem(shown, None, "", "not a regular file")])
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError([_too_big(shown, info.st_size)])
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)  # it may have grown since the stat
+    except OSError as exc:
+        raise ManifestError([Problem(shown, None, "", f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError([_too_big(shown, len(raw))])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            [Problem(shown, line, "", f"not UTF-8 text ({exc.reason}); save it as UTF-8")]
+        ) from None
+
+
+def _too_big(shown: str, size: int) -> Problem:
+    return Problem(
+        shown,
+        1,
+        "",
+        f"the file is {size / 1_000_000:.1f} MB; manifests are limited to "
+        f"{MAX_MANIFEST_BYTES // 1_000_000} MB: move large data out of the manifest",
+    )
 
 
 def load_yaml(path: str | Path, text: str | None = None) -> YamlDocument:
-    """Parse one YAML mapping safely; raise :class:`ManifestError` with the line on failure."""
+    """Parse one YAML mapping safely; raise :class:`ManifestError` with the line on failure.
+
+    Refused: files over :data:`MAX_MANIFEST_BYTES`, aliases, and repeated keys.
+    """
     path = Path(path)
     shown = str(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(
-                [Problem(shown, None, "", f"not UTF-8 text ({exc.reason}); save it as UTF-8")]
-            ) from None
-        except OSError as exc:
-            raise ManifestError(
-                [Problem(shown, None, "", f"cannot read: {exc.strerror}")]
-            ) from None
+        text = _read_text(path)
+    elif (size := len(text.encode("utf-8", "surrogatepass"))) > MAX_MANIFEST_BYTES:
+        raise ManifestError([_too_big(shown, size)])
+    loader = _ManifestLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        if node is None:
+            raise ManifestError([Problem(shown, 1, "", "the file is empty; write a YAML mapping")])
+        lines: dict[tuple[str | int, ...], int] = {}
+        duplicates: list[tuple[str, int, int]] = []
+        _index_lines(node, (), lines, duplicates)
+        if duplicates:
+            raise ManifestError(
+                [
+                    Problem(
+                        shown,
+                        line,
+                        field,
+                        f"duplicate key (first on line {first}); YAML would keep only the "
+                        "last one: remove one of them",
+                    )
+                    for field, line, first in duplicates
+                ]
+            )
+        data = loader.construct_document(node)
+    except _AliasRefused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ManifestError([Problem(shown, line, "", str(exc.problem))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -105,7 +193,13 @@ def load_yaml(path: str | Path, text: str | None = None) -> YamlDocument:
         ) from None
     except yaml.YAMLError as exc:
         raise ManifestError([Problem(shown, None, "", f"YAML error: {exc}")]) from None
-    if node is None or data is None:
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ManifestError(
+            [Problem(shown, loader.line + 1, "", "nested too deeply; flatten the structure")]
+        ) from None
+    finally:
+        loader.dispose()
+    if data is None:
         raise ManifestError([Problem(shown, 1, "", "the file is empty; write a YAML mapping")])
     if not isinstance(data, dict):
         raise ManifestError(
@@ -118,8 +212,6 @@ def load_yaml(path: str | Path, text: str | None = None) -> YamlDocument:
                 )
             ]
         )
-    lines: dict[tuple[str | int, ...], int] = {}
-    _index_lines(node, (), lines)
     return YamlDocument(path=shown, data=data, lines=lines)
 
 

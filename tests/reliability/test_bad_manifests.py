@@ -2,8 +2,8 @@
 ``corpus/cases.yaml`` exits 2 with one located line per problem, never a traceback, and
 never runs anything (canary files stay absent).
 
-Cases run in-process through typer's CliRunner (fast); those that hang today run in a
-subprocess under a memory and time limit, all at once.
+Cases run in-process through typer's CliRunner (fast); those that would hang if their fix
+regressed run in a subprocess under a memory and time limit, all at once.
 """
 
 from __future__ import annotations
@@ -229,13 +229,6 @@ def test_every_problem_has_a_line(key: str, sandbox: Path) -> None:
     assert re.search(rf"^{re.escape(str(path))}:\d+: ", output, re.M), output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG agents/diagnostics.py load_yaml reads and parses a manifest of any size "
-    "(PyYAML in pure Python: ~2 MB/s and ~100x the file in memory; a 2.7 MB list took 18 s and "
-    "320 MB). Fix: stat the file first and refuse more than 1 MB with "
-    "'PATH: (document): the file is N MB; manifests are limited to 1 MB'.",
-)
 def test_huge_manifest_is_refused_quickly(
     isolated: dict[tuple[str, ...], tuple[int, str]],
 ) -> None:
@@ -281,3 +274,18 @@ def test_schema_refs_are_never_retrieved(tmp_path: Path) -> None:
         schema = {"properties": {"p": {"$ref": ref}}}
         with pytest.raises(SchemaValidationError, match="cannot be resolved"):
             _jsonschema_check(schema, {"p": "not an integer"})
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_or_deep_nesting_is_refused_not_hung(tmp_path: Path) -> None:
+    from agents.diagnostics import ManifestError, load_yaml
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("id: a\nx: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    for path, message in ((fifo, "not a regular file"), (deep, "nested too deeply")):
+        with pytest.raises(ManifestError, match=message) as caught:
+            load_yaml(path)
+        (problem,) = caught.value.problems
+        assert problem.file == str(path) and problem.line in (None, 2), problem
