@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agents.diagnostics import ManifestError, Problem, load_yaml, problems_from_validation
 from agents.manifest import parse_requirement
@@ -40,39 +48,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _convert(kind: str, raw: Any) -> Any:
+    """``raw`` as a value of the parameter type ``kind``; ValueError if it is not one."""
+    if raw is None:
+        return None
+    try:
+        match kind:
+            case "int":
+                return int(raw)
+            case "float":
+                return float(raw)
+            case "bool":
+                if isinstance(raw, bool):
+                    return raw
+                text = str(raw).strip().lower()
+                if text in {"1", "true", "yes", "on"}:
+                    return True
+                if text in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(raw)
+            case "list":
+                if isinstance(raw, list):
+                    return raw
+                return [p.strip() for p in str(raw).split(",") if p.strip()]
+            case _:
+                return str(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expects {kind}, got {raw!r}") from None
+
+
 class Param(_Strict):
     type: ParamType = "str"
     default: Any = None
     description: str = ""
     required: bool = False
 
+    @field_validator("default")
+    @classmethod
+    def _default(cls, value: Any, info: ValidationInfo) -> Any:
+        # Found here, a wrong default is reported at its line, not when the workflow runs.
+        if "type" in info.data:  # else the type itself is wrong, and reported
+            try:
+                _convert(info.data["type"], value)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; change the default or the type") from None
+        return value
+
     def convert(self, name: str, raw: Any) -> Any:
         """Convert a command-line or API value to this parameter's type."""
-        if raw is None:
-            return None
         try:
-            match self.type:
-                case "int":
-                    return int(raw)
-                case "float":
-                    return float(raw)
-                case "bool":
-                    if isinstance(raw, bool):
-                        return raw
-                    text = str(raw).strip().lower()
-                    if text in {"1", "true", "yes", "on"}:
-                        return True
-                    if text in {"0", "false", "no", "off"}:
-                        return False
-                    raise ValueError(raw)
-                case "list":
-                    if isinstance(raw, list):
-                        return raw
-                    return [p.strip() for p in str(raw).split(",") if p.strip()]
-                case _:
-                    return str(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {name!r} expects {self.type}, got {raw!r}") from None
+            return _convert(self.type, raw)
+        except ValueError as exc:
+            raise ValueError(f"parameter {name!r} {exc}") from None
 
 
 class Budget(_Strict):
