@@ -136,6 +136,7 @@ class OutputRejected(Exception):
 # --------------------------------------------------------------------------------------------
 # Redaction is agents.redact's (one place for the whole runtime).
 
+
 def _short(text: str, limit: int = _MESSAGE_LIMIT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

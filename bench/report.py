@@ -6,6 +6,7 @@ a benchmark replaces only its section, so benchmarks can run separately.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 import shlex
@@ -31,10 +32,21 @@ def machine() -> str:
     )
 
 
+def _module_name() -> str:
+    """The benchmark's module as ``python -m`` wants it (``bench.orchestration``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return spec.name.removesuffix(".__main__")
+    path = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(DOC.parents[1])
+    return ".".join(path.with_suffix("").parts)
+
+
 def write_section(name: str, title: str, body: str, command: str | None = None) -> Path:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     command = command or "python -m " + " ".join(
-        [sys.argv[0].removesuffix(".py").replace("/", ".")] + [shlex.quote(a) for a in sys.argv[1:]]
+        [_module_name()] + [shlex.quote(a) for a in sys.argv[1:]]
     )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     section = (

@@ -7,6 +7,7 @@ JSON. The report is written for failed runs too, with the error reports first.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import re
@@ -143,13 +144,15 @@ async def publish_artifacts(result: RunResult, markdown: str) -> None:
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    await acreate_markdown_artifact(
-        markdown=markdown if len(markdown) < 900_000 else markdown[:900_000] + "\n…",
-        key=_key(f"{result.workflow}-report"),
-        description=f"{result.workflow} report ({result.state}, {stamp})",
-    )
-    await acreate_table_artifact(
-        table=summary_rows(result),
-        key=_key(f"{result.workflow}-agents"),
-        description=f"Agents of {result.workflow} ({stamp})",
+    await asyncio.gather(
+        acreate_markdown_artifact(
+            markdown=markdown if len(markdown) < 900_000 else markdown[:900_000] + "\n…",
+            key=_key(f"{result.workflow}-report"),
+            description=f"{result.workflow} report ({result.state}, {stamp})",
+        ),
+        acreate_table_artifact(
+            table=summary_rows(result),
+            key=_key(f"{result.workflow}-agents"),
+            description=f"Agents of {result.workflow} ({stamp})",
+        ),
     )
