@@ -9,12 +9,13 @@ pairs, ``?key=`` query parameters, credentials in URLs).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "redact", "redact_data"]
+__all__ = ["REDACTED", "RedactingFilter", "install_log_redaction", "redact", "redact_data"]
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
 MASK = REDACTED = "[REDACTED]"
@@ -40,12 +41,11 @@ _PATTERNS = [
 
 
 def _env_secrets() -> list[str]:
-    values = [
+    return [
         value
         for name, value in os.environ.items()
         if _SECRET_NAME.search(name) and len(value) >= 8 and not value.isdigit()
     ]
-    return sorted(set(values), key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -53,8 +53,32 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     key-shaped strings replaced by ``[REDACTED]``."""
     if not text:
         return text
-    extra = sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True)
-    for value in [*extra, *_env_secrets()]:  # longest first: no partial leftovers
+    return _redact(text, _secret_values(secrets))
+
+
+def redact_data(data: Any, secrets: Iterable[str] = ()) -> Any:
+    """:func:`redact` applied to every string inside JSON-like data."""
+    values = _secret_values(secrets)  # once per call: reading the environment is not free
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _redact(item, values) if item else item
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(data)
+
+
+def _secret_values(secrets: Iterable[str]) -> list[str]:
+    # Longest first, so no partial leftovers of a longer secret that contains a shorter one.
+    return sorted({s for s in secrets if len(s) >= 8} | set(_env_secrets()), key=len, reverse=True)
+
+
+def _redact(text: str, values: list[str]) -> str:
+    for value in values:
         if value in text:
             text = text.replace(value, MASK)
     for pattern, replacement in _PATTERNS:
@@ -62,12 +86,48 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
-def redact_data(data: Any) -> Any:
-    """:func:`redact` applied to every string inside JSON-like data."""
-    if isinstance(data, str):
-        return redact(data)
-    if isinstance(data, dict):
-        return {k: redact_data(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact_data(v) for v in data]
-    return data
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts a record's message and traceback before any output.
+
+    It renders the message (``msg % args``) and the exception text itself, redacts them,
+    and leaves them on the record, where every formatter (console, Prefect's API handler,
+    JSON) takes them from.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "agentrt_redacted", False):
+            return True  # the same record reaches several handlers
+        values = _secret_values(())
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to logging's own error path
+            return True
+        record.msg, record.args = _redact(message, values), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _redact(record.exc_text, values)
+        if record.stack_info:
+            record.stack_info = _redact(record.stack_info, values)
+        record.agentrt_redacted = True
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install_log_redaction(prefixes: tuple[str, ...] = ("prefect",)) -> None:
+    """Put :class:`RedactingFilter` on the handlers of the root logger and of every logger
+    under ``prefixes`` (Prefect's console and API handlers). Idempotent; call it after the
+    logging configuration is set up (Prefect's is, on import)."""
+    manager = logging.Logger.manager
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [
+        logger
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.startswith(prefixes)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)

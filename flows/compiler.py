@@ -19,7 +19,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,19 +27,23 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE, CachePolicy
-from prefect.context import TaskRunContext
+from prefect.context import SyncClientContext, TaskRunContext
+from prefect.states import Failed
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import opaque
 
 from agents.redact import redact
 from agents.registry import RegisteredAgent
-from flows.lifecycle import agent_spec, run_agent
+from flows.lifecycle import agent_spec, run_agent, spool_record
 from flows.plan import InputRef, Plan, PlannedStep
-from flows.results import ErrorReport, RunEvents, RunResult, StepResult
+from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
 from flows.schemas import input_fields, required_input_fields
 
 __all__ = ["AgentCachePolicy", "RunEvents", "WorkflowFailed", "build_flow", "make_task"]
 
 _base_task = task(run_agent, name="agent", persist_result=True)
+#: Seconds Prefect's own task timeout waits beyond the manifest's ``timeout_seconds``.
+PREFECT_TIMEOUT_GRACE = 5.0
 
 
 class WorkflowFailed(RuntimeError):
@@ -175,7 +179,10 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
         if retries
         else 0,
         "retry_condition_fn": retry_condition(m.retries.retry_on),
-        "timeout_seconds": m.timeout_seconds,
+        # A backstop only: agentrt's watchdog (flows.lifecycle._call) enforces the timeout
+        # and records the attempt. With the same value, Prefect's timer (started earlier)
+        # would fire first and inject CancelledError into run_agent, losing the record.
+        "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE if m.timeout_seconds else None,
         "persist_result": True,
         "result_serializer": "json",
     }
@@ -208,6 +215,12 @@ def _suggest(error_type: str, phase: str, agent: str) -> str:
         return f"lower min_confidence in {agent}'s manifest, or add a fallback agent"
     if error_type in ("EntrypointError", "ModuleNotFoundError", "ImportError"):
         return "run `agentrt agents validate` and fix the entrypoint"
+    if error_type in ("BrokenProcessPool", "BrokenExecutor", "KilledWorker"):
+        return (
+            f"the worker process running {agent} died (out of memory or killed): raise the "
+            "machine's memory or resources.memory_mb, give it a smaller input, or run it on "
+            "the thread task runner"
+        )
     if phase == "execute":
         return (
             f"fix the error in {agent}; if it is transient, add {error_type} to retries.retry_on; "
@@ -306,14 +319,65 @@ class _Driver:
                 accepted = set()
             if accepted:
                 inputs = {k: v for k, v in inputs.items() if k in accepted}
-        future = self.tasks[agent.key].submit(agent_spec(agent), inputs, tokens, run)
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
-        await done
-        value = await asyncio.to_thread(future.result, raise_on_failure=False)
-        state = future.state
-        return state, value, str(future.task_run_id)
+        # opaque: the values hold no futures (the driver resolves data flow itself), so
+        # Prefect need not walk every nested item of the manifest, inputs and params.
+        future = None
+        started = datetime.now(UTC)
+        try:
+            future = self.tasks[agent.key].submit(
+                opaque(agent_spec(agent)), opaque(inputs), tokens, opaque(run)
+            )
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
+            await done
+            value = await asyncio.to_thread(future.result, raise_on_failure=False)
+            return future.state, value, str(future.task_run_id)
+        except Exception as exc:
+            # Not the agent's failure but its worker's: a process-pool worker killed by the
+            # OOM killer or a signal (BrokenProcessPool), a Dask worker lost. The agent
+            # could not record its attempt, so the driver does.
+            task_run_id = str(future.task_run_id) if future is not None else None
+            self._record_lost_attempt(step, agent, run, exc, started, task_run_id)
+            exc.agentrt_phase = "execute"  # type: ignore[attr-defined]
+            exc.agentrt_attempt = 1  # type: ignore[attr-defined]
+            return Failed(message=redact(f"{type(exc).__name__}: {exc}")), exc, task_run_id
+
+    def _record_lost_attempt(
+        self,
+        step: PlannedStep,
+        agent: RegisteredAgent,
+        run: dict[str, Any],
+        exc: BaseException,
+        started: datetime,
+        task_run_id: str | None,
+    ) -> None:
+        from prefect.runtime import flow_run
+
+        m = agent.manifest
+        ended = datetime.now(UTC)
+        record = AttemptRecord(
+            workflow=self.plan.workflow.name,
+            flow_run_id=str(flow_run.id) if flow_run.id else None,
+            task_run_id=task_run_id,
+            step=step.id,
+            agent_id=m.id,
+            agent_version=m.version,
+            attempt=1,
+            state="failed",
+            error_type=type(exc).__name__,
+            error_message=redact(str(exc) or type(exc).__name__)[:2000],
+            phase="execute",
+            started_at=started,
+            ended_at=ended,
+            wall_seconds=round((ended - started).total_seconds(), 6),
+            cpu_seconds=0.0,
+            tokens_allocated=self.grants.get(step.id, (None, None))[0],
+            budget_reason=run.get("budget_reason"),
+            fallback_for=run.get("fallback_for"),
+        )
+        with contextlib.suppress(OSError):
+            spool_record(record, self.spool_dir)
 
     async def run_step(self, sid: str) -> None:
         step = self.plan.steps[sid]
@@ -394,7 +458,7 @@ class _Driver:
         for sid in self.plan.steps:
             self.events.emit(sid, "pending")
         progress = _ProgressArtifact(self.plan.workflow.name, len(self.plan.steps))
-        await progress.start()
+        progress.start()
         while sorter.is_active():
             if not self.fatal:
                 for sid in sorted(sorter.get_ready()):
@@ -421,21 +485,31 @@ class _Driver:
 
 
 async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
-    """Metrics, report files and artifacts at the end of a run; never fail the run for them."""
+    """Metrics, report files and artifacts at the end of a run; never fail the run for them.
+
+    The files are written first (they are what a user opens); the artifacts are API calls
+    and go out together.
+    """
     from flows.metrics import apublish_metrics_artifact, finalize_run
     from flows.report import publish_artifacts, render_report, write_report
 
     metrics = await asyncio.to_thread(finalize_run, result, spool, plan)
     if metrics is not None:
         result.report_paths["metrics"] = str(metrics)
-        with contextlib.suppress(Exception):
-            await apublish_metrics_artifact(metrics, plan.workflow.name)
     try:
         markdown = render_report(plan, result)
         result.report_paths.update(write_report(plan, result, markdown))
-        await publish_artifacts(result, markdown)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
+        markdown = None
+    calls = [publish_artifacts(result, markdown)] if markdown is not None else []
+    if metrics is not None:
+        calls.append(apublish_metrics_artifact(metrics, plan.workflow.name))
+    for outcome in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(outcome, Exception) and "error" not in result.report_paths:
+            result.report_paths["error"] = (
+                f"artifacts not published: {type(outcome).__name__}: {outcome}"
+            )
 
 
 class _ProgressArtifact:
@@ -448,8 +522,14 @@ class _ProgressArtifact:
         self.workflow, self.total = workflow, max(total, 1)
         self.id: Any = None
         self.last = 0.0
+        self._created: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        """Create the artifact in the background: the first agents need not wait for it."""
+        self._created = asyncio.create_task(self._create())
+        self.last = time.monotonic()
+
+    async def _create(self) -> None:
         from prefect.artifacts import acreate_progress_artifact
 
         with contextlib.suppress(Exception):
@@ -459,13 +539,31 @@ class _ProgressArtifact:
 
     async def update(self, finished: int, *, final: bool = False) -> None:
         now = time.monotonic()
-        if self.id is None or (not final and now - self.last < 2.0):
+        if not final and now - self.last < 2.0:
+            return
+        if self._created is not None:
+            await self._created
+        if self.id is None:
             return
         from prefect.artifacts import aupdate_progress_artifact
 
         self.last = now
         with contextlib.suppress(Exception):
             await aupdate_progress_artifact(self.id, 100.0 * finished / self.total)
+
+
+@contextlib.contextmanager
+def _shared_sync_client() -> Iterator[None]:
+    """One Prefect sync client for all the agents' task runs on the thread runner.
+
+    An async flow has no sync client in its context, so Prefect's task engine builds a new
+    one (two, in fact: a new httpx client and SSL context each) in every task run: ~40 ms
+    of CPU per agent on 2 cores, more than the rest of the orchestration together. Task
+    runs on threads inherit this context and share the client, as they do in Prefect's
+    own sync flows; Dask/Ray/process workers build their own as before.
+    """
+    with SyncClientContext.get_or_create():
+        yield
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
@@ -623,7 +721,8 @@ def build_flow(
         await _prime_tag_limit_cache([frozenset(t.tags) for t in tasks.values()])
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool)
-        await driver.run()
+        with _shared_sync_client():
+            await driver.run()
         result = RunResult(
             workflow=plan.workflow.name,
             flow_run_id=flow_run_id,
@@ -639,8 +738,6 @@ def build_flow(
         await _report(plan, result, spool)
         holder["result"] = result
         if driver.fatal:
-            from prefect.states import Failed
-
             # A Failed state (rather than an exception) marks the flow run failed without a
             # traceback in the logs: the error reports already say what happened.
             return Failed(message="; ".join(e.render() for e in driver.fatal)[:4000])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import os
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from typing import Any
 
 from agents.imports import ImportPolicy, load_callable
 from agents.manifest import AgentManifest
-from agents.redact import redact
+from agents.redact import install_log_redaction, redact
 from agents.registry import RegisteredAgent
 from flows.results import AttemptRecord
 from flows.schemas import SchemaValidationError, validate_input, validate_output
@@ -36,6 +37,7 @@ __all__ = [
     "QualityCheckError",
     "agent_spec",
     "run_agent",
+    "spool_record",
 ]
 
 
@@ -206,12 +208,21 @@ def _task_run_info() -> tuple[str | None, str | None, int]:
 
 
 def _scrub(exc: BaseException) -> None:
-    """Remove secrets from an exception's message before Prefect logs or stores it."""
-    text = str(exc)
-    clean = redact(text)
-    if clean != text:
-        with contextlib.suppress(Exception):
-            exc.args = (clean,)
+    """Remove secrets from an exception's message, and from those of its causes and
+    contexts (Prefect logs the whole chain), before Prefect logs or stores it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current)
+        clean = redact(text)
+        if clean != text:
+            with contextlib.suppress(Exception):
+                current.args = (clean,)
+        todo += [current.__cause__, current.__context__]
 
 
 def _peak_rss_mb() -> float | None:
@@ -225,7 +236,19 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def _spool(record: AttemptRecord, spool_dir: str | None) -> None:
+_logs_redacted: set[int] = set()
+
+
+def _redact_logs_once() -> None:
+    # In this process (Dask and process-pool workers configure their own logging), before
+    # the agent can log: Prefect ships task-run log lines to the console and the API.
+    if os.getpid() not in _logs_redacted:
+        install_log_redaction()
+        _logs_redacted.add(os.getpid())
+
+
+def spool_record(record: AttemptRecord, spool_dir: str | None) -> None:
+    """Write one attempt record into the run's metrics spool (atomically)."""
     if not spool_dir:
         return
     folder = Path(spool_dir)
@@ -243,6 +266,7 @@ def run_agent(
     run: dict[str, Any],
 ) -> dict[str, Any]:
     """Run one attempt of an agent. Raises on failure so Prefect can retry it."""
+    _redact_logs_once()
     agent = _rebuild(spec)
     manifest = agent.manifest
     task_run_id, flow_run_id, attempt = _task_run_info()
@@ -350,4 +374,4 @@ def run_agent(
         )
         # Metrics must never turn a success into a failure.
         with contextlib.suppress(OSError):
-            _spool(record, run.get("spool_dir"))
+            spool_record(record, run.get("spool_dir"))

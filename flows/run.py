@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.redact import redact_data
+from agents.redact import install_log_redaction, redact_data
 from agents.registry import Registry
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
-from flows.settings import configure_prefect, metrics_dir, runs_dir
+from flows.settings import configure_prefect, guard_embedded_server, metrics_dir, runs_dir
 from flows.workflow import WorkflowManifest, find_workflow
 
 __all__ = ["arun_workflow", "prepare", "run_workflow"]
@@ -50,7 +50,10 @@ async def arun_workflow(
 ) -> RunResult:
     """Run a workflow to the end; return its result whether it completed or failed."""
     configure_prefect()
+    guard_embedded_server()
     from flows.compiler import build_flow
+
+    install_log_redaction()  # Prefect's logging is set up now (importing it does that)
 
     if plan is None:
         plan, values = prepare(workflow, params, registry=registry)

@@ -210,15 +210,5 @@ def test_context_store_is_intact_after_the_crash(crash: Crash) -> None:
         assert store.stats().entries == len([k for k in keys if not k.startswith("__agentrt")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (Prefect's embedded server, used by flows/run.py when PREFECT_API_URL is unset): "
-    "SIGKILL of `agentrt run` orphans the uvicorn server subprocess (reparented to init, port "
-    "and SQLite database held forever); Prefect only stops it in an atexit hook. Fix: in "
-    "flows/settings.py configure_prefect (embedded mode), override "
-    "prefect.server.api.server.SubprocessASGIServer._run_uvicorn_command to start uvicorn "
-    "through a small wrapper that exits when os.getppid() changes (PR_SET_PDEATHSIG only works "
-    "if the server is started from a thread that outlives it).",
-)
 def test_killing_agentrt_run_leaves_no_orphan_server(crash: Crash) -> None:
     assert crash.survivors == []

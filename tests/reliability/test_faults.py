@@ -7,7 +7,6 @@ call log is the ground truth for what Prefect executed and when.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import time
@@ -149,15 +148,6 @@ def test_hung_agent_times_out_and_is_retried_on_timeout(
     assert result.steps["stuck"].output is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG flows/compiler.py make_task: Prefect's timeout (same timeout_seconds as "
-    "agentrt's watchdog, but started earlier) fires first and injects CancelledError into the "
-    "worker thread running flows.lifecycle.run_agent: the ErrorReport says 1 attempt after 2, "
-    "the attempt records say CancelledError instead of a timeout, and the injected exception "
-    "can interrupt run_agent's finally block (record lost). Fix: give Prefect "
-    "timeout_seconds + a grace (e.g. +5 s) so the watchdog's AgentTimeoutError always wins.",
-)
 @pytest.mark.parametrize("fault", ["hang", "busy_hang"])
 def test_timeout_report_and_records_count_every_attempt(
     fault_registry: Registry, fault_log: Path, fault: str
@@ -319,25 +309,12 @@ def _killer_steps() -> list[dict[str, Any]]:
 
 def test_killed_worker_does_not_hang_the_run(fault_registry: Registry, fault_log: Path) -> None:
     t0 = time.perf_counter()
-    with contextlib.suppress(RuntimeError):  # today: "ended without a result" (xfail below)
-        run(fault_registry, _killer_steps(), task_runner=_PROCESS)
+    run(fault_registry, _killer_steps(), task_runner=_PROCESS)
     assert time.perf_counter() - t0 < 90
     assert [c["event"] for c in calls(fault_log) if c["name"] == "killer"] == ["start", "killing"]
     assert not starts(fault_log, "after")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="BUG flows/compiler.py _Driver._attempt: with the process task runner, a worker that "
-    "dies (SIGKILL, OOM killer) makes future.result() raise BrokenProcessPool; it escapes "
-    "run_step, Prefect marks the flow run Failed with that exception, and run_workflow raises "
-    "'ended without a result': no RunResult, report or metrics, finished outputs missing, the "
-    "task runs left Pending on the server. Fix: catch exceptions from future.result() in "
-    "_attempt and return them as the attempt's failure (error_type BrokenProcessPool, "
-    "suggestion: the worker died, out of memory or killed), spool the attempt record the dead "
-    "worker could not write, and skip the remaining steps with that reason.",
-)
 def test_killed_worker_fails_its_step_with_a_report(
     fault_registry: Registry, fault_log: Path
 ) -> None:
@@ -346,6 +323,10 @@ def test_killed_worker_fails_its_step_with_a_report(
     assert result.steps["ok"].state == "completed" and result.steps["ok"].output
     killer = result.steps["killer"]
     assert killer.state == "failed" and killer.error is not None
+    assert killer.error.error_type == "BrokenProcessPool", killer.error
+    assert "worker process" in killer.error.suggestion
     assert result.steps["after"].state == "skipped"
     frame = records(result)
     assert {"ok", "killer"} <= set(frame[frame["executed"]]["step"])
+    lost = frame[frame["step"] == "killer"]
+    assert list(lost["error_type"]) == ["BrokenProcessPool"], lost

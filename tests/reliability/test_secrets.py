@@ -173,14 +173,6 @@ def test_a_failing_agent_leaks_nothing_into_logs(
         assert value not in console, f"{name} on the console"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG flows/lifecycle.py _scrub: only the raised exception's own args are redacted; "
-    "Prefect logs the failure with exc_info, so the chained cause (`raise ... from cause`) in "
-    "the traceback carries the secret to the console and to the server's /logs. Fix: in "
-    "_scrub, walk __cause__/__context__ and redact each exception's args too (and "
-    "agents.redact.redact the exc_text in a logging.Filter, see the next xfail).",
-)
 def test_a_chained_cause_leaks_nothing_into_logs(
     capfd: pytest.CaptureFixture[str],
     fault_registry: Registry,
@@ -193,13 +185,6 @@ def test_a_chained_cause_leaks_nothing_into_logs(
     assert leaked == [], f"{leaked} in the logs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP flows/settings.py configure_prefect: a secret an agent writes to Prefect's run "
-    "logger (or AgentContext.logger) is shipped to the console and the server's /logs as is. "
-    "Fix: install a logging.Filter on the 'prefect' logger tree (its console and API handlers) "
-    "that applies agents.redact.redact to the formatted message and exc_text.",
-)
 def test_a_secret_logged_by_an_agent_is_redacted(
     capfd: pytest.CaptureFixture[str],
     fault_registry: Registry,
