@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.diagnostics import ManifestError, Problem
+from agents.diagnostics import ManifestError, Problem, YamlDocument, load_yaml
 from agents.manifest import parse_requirement
 from agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
 from flows.schemas import input_fields
@@ -84,30 +84,72 @@ def _parse_ref(raw: Any, step_ids: set[str], where: str) -> list[InputRef]:
     )
 
 
+# A problem before it is located: the key path in the workflow, the field, the message.
+_Pending = tuple[tuple[str | int, ...], str, str]
+
+
+def _located(
+    workflow: WorkflowManifest, source: Path | None, pending: list[_Pending]
+) -> ManifestError:
+    """The problems with the line of each key path in the workflow's file, when it has one."""
+    doc: YamlDocument | None = None
+    if source is not None:
+        try:  # read again: lines are only needed on this error path
+            doc = load_yaml(source)
+        except ManifestError:
+            doc = None
+    where = str(source) if source else workflow.name
+    return ManifestError(
+        [Problem(where, doc.line_of(loc) if doc else None, f, m) for loc, f, m in pending]
+    )
+
+
+def _resolution_problems(
+    workflow: WorkflowManifest, registry: Registry, error: ResolutionError
+) -> list[_Pending]:
+    # Resolving each step alone tells which step a problem comes from; what only the steps
+    # together cause (a version conflict between two of them) belongs to `steps`.
+    step_of: dict[str, int] = {}
+    for i, step in enumerate(workflow.steps):
+        try:
+            registry.resolve([step.agent])
+        except ResolutionError as alone:
+            for p in alone.problems:
+                step_of.setdefault(p.message, i)
+    pending: list[_Pending] = []
+    for p in error.problems:
+        i = step_of.get(p.message)
+        if i is None:
+            pending.append((("steps",), "steps", p.message))
+        else:
+            pending.append((("steps", i, "agent"), f"steps.{i}.agent", p.message))
+    return pending
+
+
 def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | None = None) -> Plan:
     """Resolve agents, edges and levels; raise :class:`ManifestError` listing every problem."""
-    where = str(source) if source else workflow.name
-    problems: list[Problem] = []
+    problems: list[_Pending] = []
 
-    def fail(field_name: str, message: str) -> None:
-        problems.append(Problem(where, None, field_name, message))
+    def fail(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append((loc, ".".join(map(str, loc)), message))
 
     try:
         resolved = registry.resolve([s.agent for s in workflow.steps])
     except ResolutionError as exc:
-        raise ManifestError(
-            [Problem(where, None, p.field or "steps", p.message) for p in exc.problems]
-        ) from None
+        raise _located(workflow, source, _resolution_problems(workflow, registry, exc)) from None
     by_id = {a.id: a for a in resolved}
+    index = {s.step_id: i for i, s in enumerate(workflow.steps)}
 
     steps: dict[str, PlannedStep] = {}
     for i, step in enumerate(workflow.steps):
         agent = by_id[parse_requirement(step.agent).name]
         optional = agent.manifest.optional if step.optional is None else step.optional
         steps[step.step_id] = PlannedStep(step.step_id, agent, set(step.after), optional=optional)
-        for dep in step.after:
-            if dep not in {s.step_id for s in workflow.steps}:
-                fail(f"steps.{i}.after", f"unknown step {dep!r}")
+        for j, dep in enumerate(step.after):
+            if dep not in index:
+                problems.append(
+                    (("steps", i, "after", j), f"steps.{i}.after", f"unknown step {dep!r}")
+                )
     # Required agents the workflow does not list run as implicit steps of their own.
     step_of_agent = {s.agent.id: sid for sid, s in steps.items()}
     for agent in resolved:
@@ -123,21 +165,24 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
             try:
                 planned.fallbacks.append(registry.get(fb.name, fb.specifier or None))
             except AgentNotFound as exc:
-                fail(f"steps.{sid}", f"fallback of {planned.agent.key}: {exc}")
+                # An implicit step (a required agent) has no line of its own: its requirer's.
+                loc = ("steps", index[sid], "agent") if sid in index else ("steps",)
+                problems.append((loc, f"steps.{sid}", f"fallback of {planned.agent.key}: {exc}"))
     for i, step in enumerate(workflow.steps):
         planned = steps[step.step_id]
         for name, raw in step.inputs.items():
+            loc = ("steps", i, "inputs", name)
             try:
                 refs = _parse_ref(raw, step_ids, f"inputs.{name}")
             except ValueError as exc:
-                fail(f"steps.{i}.inputs.{name}", str(exc).split(": ", 1)[-1])
+                fail(loc, str(exc).split(": ", 1)[-1])
                 continue
             for ref in refs:
                 if ref.source == "params" and ref.path[0] not in workflow.params:
-                    fail(f"steps.{i}.inputs.{name}", f"unknown param {ref.path[0]!r}")
+                    fail(loc, f"unknown param {ref.path[0]!r}")
                 if ref.source not in ("params", "literal"):
                     if ref.source == step.step_id:
-                        fail(f"steps.{i}.inputs.{name}", "a step cannot read its own output")
+                        fail(loc, "a step cannot read its own output")
                     planned.after.add(ref.source)
             planned.inputs[name] = refs
     # Unmapped input fields are filled from a param or an upstream step of the same name.
@@ -153,15 +198,17 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
                 planned.inputs[name] = [InputRef(name)]
                 planned.after.add(name)
     if problems:
-        raise ManifestError(problems)
+        raise _located(workflow, source, problems)
     sorter = graphlib.TopologicalSorter({sid: s.after for sid, s in steps.items()})
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:
         cycle = list(reversed(exc.args[1]))
-        raise ManifestError(
-            [Problem(where, None, "steps", f"step cycle {' → '.join(cycle)}; remove an edge")]
-        ) from None
+        # At the first listed step of the cycle (implicit steps have no line).
+        first = min((index[sid] for sid in cycle if sid in index), default=None)
+        loc: tuple[str | int, ...] = ("steps",) if first is None else ("steps", first)
+        message = f"step cycle {' → '.join(cycle)}; remove an edge"
+        raise _located(workflow, source, [(loc, ".".join(map(str, loc)), message)]) from None
     levels = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready())
