@@ -608,6 +608,15 @@ async def _prime_tag_limit_cache(tag_sets: list[frozenset[str]]) -> None:
                 cache[key] = True
 
 
+async def _keep_tag_limit_cache(tag_sets: list[frozenset[str]], every: float = 4.0) -> None:
+    """Re-prime before Prefect's cache entries expire (5 s), for as long as the run lasts:
+    otherwise every parallel agent of a long run asks the server again at once. A limit
+    created during the run is seen within ``every`` seconds, as with Prefect's own TTL."""
+    while True:
+        await asyncio.sleep(every)
+        await _prime_tag_limit_cache(tag_sets)
+
+
 def allocate_budget(plan: Plan) -> dict[str, tuple[int | None, str | None]]:
     """Each step's token slice from the workflow's total, with the reason."""
     requests = []
@@ -718,11 +727,16 @@ def build_flow(
         spool = str(spool_root / "spool" / (flow_run_id or "local")) if spool_root else None
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        await _prime_tag_limit_cache([frozenset(t.tags) for t in tasks.values()])
+        tag_sets = [frozenset(t.tags) for t in tasks.values()]
+        await _prime_tag_limit_cache(tag_sets)
+        keeper = asyncio.create_task(_keep_tag_limit_cache(tag_sets))
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool)
-        with _shared_sync_client():
-            await driver.run()
+        try:
+            with _shared_sync_client():
+                await driver.run()
+        finally:
+            keeper.cancel()
         result = RunResult(
             workflow=plan.workflow.name,
             flow_run_id=flow_run_id,
