@@ -710,6 +710,9 @@ def _last_line(path: Path, max_bytes: int = 4 << 20) -> bytes | None:
 
 def _last_record(path: Path) -> dict[str, Any] | None:
     try:
+        # Only regular files: opening a FIFO blocks until a writer comes (the hook would hang).
+        if not path.is_file():
+            return None
         raw = _last_line(path)
         obj = json.loads(raw) if raw else None
     except (OSError, ValueError, RecursionError):
@@ -744,7 +747,7 @@ def find_current_transcript(
     newest ``*.jsonl`` files in the same folder are checked and the first whose last line has the
     same ``sessionId`` and is fresh is used. If the given file does not exist,
     ``<session_id>.jsonl`` in the same folder is tried. Otherwise the given path is returned
-    unchanged.
+    unchanged. Only regular files are ever opened (a FIFO would block).
     """
     path = Path(transcript_path)
     now = now or datetime.now(UTC)
