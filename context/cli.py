@@ -76,6 +76,8 @@ def select_command(
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     except Exception as exc:  # report, don't dump a traceback on the user
         raise _fail(f"selection failed: {type(exc).__name__}: {exc}", EXIT_FAILURE) from None
+    if selection.message:  # stderr: the JSON shape stays as documented
+        typer.echo(f"warning: {selection.message}", err=True)
     if output_format == "json":
         typer.echo(json.dumps(selection.to_json(), ensure_ascii=False))
     else:

@@ -104,6 +104,7 @@ class Selection:
     items: list[SelectionItem]
     repo: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None  # why there is nothing to select from (an empty repository)
 
     def to_json(self) -> dict[str, Any]:
         """``{"budget", "tokens", "encoding", "items": [{path, start_line, end_line, kind,
@@ -213,6 +214,7 @@ def select(
         items=items,
         repo=str(scan.root),
         stats=stats,
+        message=scan.message,
     )
 
 

@@ -261,13 +261,6 @@ def test_empty_repository(tmp_path: Path, home: Path) -> None:
     assert code == 0 and json.loads(out)["files"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP context/cli.py select_command: on a repository with no readable text files "
-    "`agentrt context select` prints an empty selection (nothing at all in markdown) and exits "
-    "0 without saying why. Fix: when selection.stats['files'] == 0, write the scan's message "
-    "('no readable text files under R') to stderr (or add it to the JSON as 'message').",
-)
 def test_empty_repository_selection_says_why(tmp_path: Path, home: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
