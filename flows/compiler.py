@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import graphlib
 import hashlib
 import itertools
@@ -63,12 +64,31 @@ def _content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | No
         if p.is_dir():
             from context.sources import scan_repository
 
-            tree = scan_repository(p, include=list(include) if include else None).fingerprint()
+            scan = scan_repository(p, include=list(include) if include else None)
+            tree = scan.fingerprint(store=_hash_store())
             head = _git_head(p)
             return f"{tree}:{head}" if head else tree
     except (OSError, ValueError):
         return None
     return None
+
+
+def _hash_store() -> Any:
+    """The context store, where file content hashes outlive the process: a warm run then
+    stats the repository's files instead of reading and hashing them again."""
+    from context.store import default_store_dir
+
+    return _open_store(default_store_dir())
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(directory: Path) -> Any:
+    try:
+        from context.store import ContextStore
+
+        return ContextStore(directory)
+    except Exception:  # an unusable store only costs the re-hashing
+        return None
 
 
 def _git_head(repo: Path) -> str | None:
