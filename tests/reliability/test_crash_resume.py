@@ -65,6 +65,14 @@ steps:
 """
 
 
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (an exited child that init has not reaped yet)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class Crash:
     home: Path
@@ -140,7 +148,7 @@ def crash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crash]:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         time.sleep(2)
-        survivors = [" ".join(c.cmdline()[:4]) for c in children if c.is_running()]
+        survivors = [" ".join(c.cmdline()[:4]) for c in children if _alive(c)]
     finally:
         # Whatever survived the crash (Prefect's embedded server) goes too, as after a reboot.
         _kill_group(proc.pid)
