@@ -179,6 +179,8 @@ class Registry:
     def add(self, agent: RegisteredAgent) -> None:
         versions = self._agents.setdefault(agent.id, {})
         existing = versions.get(agent.version)
+        if existing is not None and _same_file(existing.source, agent.source):
+            return  # the same manifest reached twice (a named path inside a searched folder)
         if existing is not None:
             self.problems.append(
                 Problem(
@@ -364,3 +366,10 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             seen.add(str(p))
             out.append(p)
     return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve() and Path(a).is_file()
+    except OSError:
+        return False

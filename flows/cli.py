@@ -151,23 +151,29 @@ def agents_validate(
         # requirements on built-in or installed agents resolve.
         registry = Registry.discover(paths)
         named = [str(p.resolve()) for p in paths]
+
+        def is_named(file: str) -> bool:
+            return any(str(Path(file).resolve()).startswith(n) for n in named)
+
         problems = [
             p
             for p in registry.validate(check_imports=not no_imports)
-            if any(str(Path(p.file).resolve()).startswith(n) for n in named)
-            or not Path(p.file).exists()
+            if is_named(p.file) or not Path(p.file).exists()
         ]
+        checked = sum(1 for a in registry if is_named(a.source))
     else:
         registry = Registry.discover()
         problems = registry.validate(check_imports=not no_imports)
+        checked = len(registry)
     if as_json:
-        _print_json({"agents": len(registry), "problems": [p.to_dict() for p in problems]})
+        _print_json({"agents": checked, "problems": [p.to_dict() for p in problems]})
     elif problems:
         for p in problems:
             err.print(str(p), highlight=False, soft_wrap=True, markup=False)
-        err.print(f"{len(problems)} problem(s) in {len(registry)} agent manifest(s)")
+        files = len({p.file for p in problems})
+        err.print(f"{len(problems)} problem(s) in {files} file(s)")
     else:
-        out.print(f"[green]ok[/green]: {len(registry)} agent manifest(s), no problems")
+        out.print(f"[green]ok[/green]: {checked} agent manifest(s), no problems")
     raise typer.Exit(BAD_INPUT if problems else OK)
 
 

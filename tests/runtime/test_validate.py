@@ -132,6 +132,15 @@ def test_valid_manifests_pass() -> None:
     assert "no problems" in output
 
 
+def test_a_registered_manifest_named_again_is_not_its_own_duplicate() -> None:
+    from agents.registry import BUILTIN_MANIFESTS
+
+    named = BUILTIN_MANIFESTS / "code_review.yaml"
+    code, output = _validate(named)
+    assert code == 0, output
+    assert "ok: 1 agent manifest(s), no problems" in output, output
+
+
 def test_validate_does_not_import_prefect(tmp_path: Path) -> None:
     code = (
         "import sys\n"
