@@ -160,18 +160,19 @@ def agents_validate(
             for p in registry.validate(check_imports=not no_imports)
             if is_named(p.file) or not Path(p.file).exists()
         ]
-        checked = sum(1 for a in registry if is_named(a.source))
+        sources = {a.source for a in registry if is_named(a.source)}
     else:
         registry = Registry.discover()
         problems = registry.validate(check_imports=not no_imports)
-        checked = len(registry)
+        sources = {a.source for a in registry}
+    # Broken manifests are not in the registry; they count as checked manifests too.
+    checked = len(sources | {p.file for p in problems})
     if as_json:
         _print_json({"agents": checked, "problems": [p.to_dict() for p in problems]})
     elif problems:
         for p in problems:
             err.print(str(p), highlight=False, soft_wrap=True, markup=False)
-        files = len({p.file for p in problems})
-        err.print(f"{len(problems)} problem(s) in {files} file(s)")
+        err.print(f"{len(problems)} problem(s) in {checked} agent manifest(s)")
     else:
         out.print(f"[green]ok[/green]: {checked} agent manifest(s), no problems")
     raise typer.Exit(BAD_INPUT if problems else OK)
