@@ -149,9 +149,9 @@ def _hook_seconds(case: Case, project: Path, runs: int = 1) -> tuple[list[float]
 
 
 # What every hook process pays before reading the transcript: interpreter start, the tokenizer's
-# BPE table, and the BM25 stack behind context.relevance (numpy, scipy.sparse, bm25s).
+# BPE table, and the BM25 stack behind context.relevance (numpy, scipy.sparse).
 _FLOOR = (
-    "import numpy, scipy.sparse, bm25s\n"
+    "import numpy, scipy.sparse\n"
     "from context.tokens import count_tokens\n"
     "count_tokens('warm up the encoding')\n"
 )
@@ -264,7 +264,7 @@ def main() -> None:
         f"{statistics.median(cpus):.2f} s (target: well under 1 s). Of this, "
         f"{statistics.median(floor_cpus):.2f} s CPU (wall best {min(floor_walls):.2f} s) is the "
         "floor every process pays before reading the transcript: interpreter start, the cl100k "
-        "BPE table and the numpy/scipy/bm25s stack behind `rank_passages`. Wall times include "
+        "BPE table and the numpy/scipy stack behind `rank_passages`. Wall times include "
         "waiting for the 2 shared cores; CPU times do not.",
         "- Reference: the real cc-sessions chunk files in shared/ (`cc-sessions-chunks/`, the "
         "earlier 18,000-token-batch version of the hook) hold 115,388 tokens in 8 files for one "
