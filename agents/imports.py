@@ -47,9 +47,18 @@ class ImportPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImportPolicy:
-        policy = cls(data.get("base_dir"), ())
+        # Rebuilt for every attempt of an agent: the path was resolved when the policy was
+        # made, and the environment's roots are already in ``packages``.
+        policy = cls.__new__(cls)
+        base_dir = data.get("base_dir")
+        policy.base_dir = Path(base_dir) if base_dir else None
         policy.packages = tuple(data.get("packages", ()))
         return policy
+
+    @property
+    def key(self) -> tuple[str | None, tuple[str, ...]]:
+        """What the policy allows, as a hashable value."""
+        return (str(self.base_dir) if self.base_dir else None, self.packages)
 
     def allows_name(self, module: str) -> bool:
         roots = (BUILTIN_PREFIX, *self.packages)
@@ -137,13 +146,27 @@ def import_object(ref: str, policy: ImportPolicy, *, what: str = "entrypoint") -
     return obj
 
 
+_loaded: dict[tuple[str, tuple[str | None, tuple[str, ...]]], Callable[..., Any]] = {}
+
+
 def load_callable(ref: str, policy: ImportPolicy) -> Callable[..., Any]:
+    """The agent function ``ref`` names, checked against ``policy``.
+
+    Successful loads are remembered per process: every attempt of every agent loads its
+    entrypoint, and locating a module (``find_spec``, resolving paths) costs more than a
+    no-op agent's run. Python would not re-import the module anyway.
+    """
+    key = (ref, policy.key)
+    fn = _loaded.get(key)
+    if fn is not None:
+        return fn
     obj = import_object(ref, policy)
     if not callable(obj) or inspect.isclass(obj):
         raise EntrypointError(
             f"entrypoint {ref!r} is a {type(obj).__name__}, not a function; point it at the "
             "agent's function"
         )
+    _loaded[key] = obj
     return obj
 
 

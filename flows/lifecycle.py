@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,12 @@ def _redact_logs_once() -> None:
         _logs_redacted.add(os.getpid())
 
 
+@lru_cache(maxsize=1024)
+def _wants_ctx(fn: Callable[..., Any]) -> bool:
+    """Whether an agent function takes the run context (``ctx``) as well as its input."""
+    return "ctx" in inspect.signature(fn).parameters
+
+
 def spool_record(record: AttemptRecord, spool_dir: str | None) -> None:
     """Write one attempt record into the run's metrics spool (atomically)."""
     if not spool_dir:
@@ -318,8 +325,7 @@ def run_agent(
             )
         else:
             assert fn is not None
-            wants_ctx = "ctx" in inspect.signature(fn).parameters
-            args = (value, ctx) if wants_ctx else (value,)
+            args = (value, ctx) if _wants_ctx(fn) else (value,)
             result = _call(fn, args, manifest.timeout_seconds, manifest.id, agent_cpu)
         next_phase("validate")
         try:
