@@ -358,6 +358,7 @@ class _Driver:
             # could not record its attempt, so the driver does.
             task_run_id = str(future.task_run_id) if future is not None else None
             self._record_lost_attempt(step, agent, run, exc, started, task_run_id)
+            _dont_wait_for_dead_workers()
             exc.agentrt_phase = "execute"  # type: ignore[attr-defined]
             exc.agentrt_attempt = 1  # type: ignore[attr-defined]
             return Failed(message=redact(f"{type(exc).__name__}: {exc}")), exc, task_run_id
@@ -529,6 +530,52 @@ async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
             result.report_paths["error"] = (
                 f"artifacts not published: {type(outcome).__name__}: {outcome}"
             )
+
+
+@contextlib.contextmanager
+def _workers_share_embedded_server() -> Iterator[None]:
+    """Point process, Dask and Ray workers at this process's embedded Prefect server.
+
+    With no ``PREFECT_API_URL``, every worker process would start an embedded server of its
+    own on the same SQLite database (5-13 s each, competing for its lock), and a worker
+    stopped by a signal (its pool broken by a killed sibling) leaves that server running.
+    The runner hands its workers the settings in effect when it first submits, so for the
+    agents' phase the URL of the server this process already runs is made explicit.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    ctx = FlowRunContext.get()
+    if (
+        ctx is None
+        or isinstance(ctx.task_runner, ThreadPoolTaskRunner)
+        or get_current_settings().api.url
+    ):
+        yield
+        return
+    with temporary_settings(updates={PREFECT_API_URL: str(ctx.client.api_url).rstrip("/")}):
+        yield
+
+
+def _dont_wait_for_dead_workers() -> None:
+    """Let the process exit even if a dead worker left the runner's message queue locked.
+
+    A process-pool worker killed while sending a log line or event to the parent (the OOM
+    killer strikes anywhere) dies holding the lock of Prefect's message queue, which it
+    shares with the parent. Prefect's runner then cannot hand its own shutdown message to
+    the queue, and at exit Python waits forever to flush it: `agentrt run` would report the
+    failure and then never return. Nothing worth keeping is in that queue after a worker
+    died (the run's records are on disk), so the interpreter need not flush it.
+    """
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    # Private to Prefect's ProcessPoolTaskRunner (3.8); other runners have no such queue.
+    queue = getattr(ctx.task_runner, "_subprocess_message_queue", None) if ctx else None
+    if queue is not None:
+        with contextlib.suppress(Exception):
+            queue.cancel_join_thread()
 
 
 class _ProgressArtifact:
@@ -766,7 +813,7 @@ def build_flow(
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool)
         try:
-            with _shared_sync_client():
+            with _shared_sync_client(), _workers_share_embedded_server():
                 await driver.run()
         finally:
             keeper.cancel()

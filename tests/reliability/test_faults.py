@@ -7,8 +7,12 @@ call log is the ground truth for what Prefect executed and when.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,13 +20,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from rel_faults import calls
 
 from agents.registry import Registry
 from flows.results import RunResult
 from flows.settings import metrics_dir
 from flows.workflow import WorkflowManifest
-from tests.reliability.conftest import step
+from tests.reliability.conftest import FAULT_AGENTS, cli_env, step
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -313,6 +318,59 @@ def test_killed_worker_does_not_hang_the_run(fault_registry: Registry, fault_log
     assert time.perf_counter() - t0 < 90
     assert [c["event"] for c in calls(fault_log) if c["name"] == "killer"] == ["start", "killing"]
     assert not starts(fault_log, "after")
+
+
+def test_worker_killed_mid_message_does_not_hang_the_process_at_exit(
+    tmp_path: Path,
+) -> None:
+    """A worker killed while it holds the lock of the runner's message queue (sending a log
+    line when the OOM killer strikes): the run fails with its report, and ``agentrt run``
+    then exits instead of waiting forever to flush that queue."""
+    workflow = tmp_path / "killed.yaml"
+    workflow.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rel-killed-mid-message",
+                "task_runner": _PROCESS,
+                "steps": [
+                    step("fault", "ok"),
+                    {**step("fault", "killer", fault="kill_worker_mid_message"), "after": ["ok"]},
+                ],
+            }
+        )
+    )
+    env = cli_env(tmp_path / "home", AGENTRT_FAULT_LOG=str(tmp_path / "log"))
+    command = [sys.executable, "-m", "flows.console", "run", str(workflow), "-A", str(FAULT_AGENTS)]
+    out = tmp_path / "out.txt"
+    # Output to a file, not a pipe: reading a pipe would also wait for any grandchild.
+    with out.open("w") as sink:
+        try:
+            code = subprocess.run(
+                command, env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, timeout=90
+            ).returncode
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"agentrt run hung after its worker was killed: {exc}") from None
+    assert code == 1, out.read_text()[-2000:]
+    assert "BrokenProcessPool" in out.read_text()
+    assert _servers_of(tmp_path / "home", wait=10) == [], "the embedded server outlived the run"
+
+
+def _servers_of(home: Path, wait: float) -> list[int]:
+    """Processes (other than this one) still using files under ``home`` after ``wait`` s."""
+    import psutil
+
+    deadline = time.monotonic() + wait
+    while True:
+        users = []
+        for proc in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.pid != os.getpid() and any(
+                    f.path.startswith(str(home)) for f in proc.open_files()
+                ):
+                    users.append(proc.pid)
+        if not users or time.monotonic() > deadline:
+            return users
+        time.sleep(0.5)
 
 
 def test_killed_worker_fails_its_step_with_a_report(

@@ -42,6 +42,7 @@ Fault = Literal[
     "invalid_output",
     "low_confidence",
     "kill_worker",
+    "kill_worker_mid_message",
 ]
 
 
@@ -173,12 +174,27 @@ def _misbehave(inputs: FaultIn, folder: Path, call: int) -> dict[str, object] | 
         bytearray(1 << 62)
     if fault == "invalid_output":
         return {"name": inputs.name, "value": 42, "files": "not a list"}
-    if fault == "kill_worker":
+    if fault in ("kill_worker", "kill_worker_mid_message"):
         if not _in_worker_process():
-            raise RuntimeError("kill_worker needs the process task runner (--task-runner process)")
+            raise RuntimeError(f"{fault} needs the process task runner (--task-runner process)")
         _log(folder, {"name": inputs.name, "event": "killing", "pid": os.getpid()})
+        if fault == "kill_worker_mid_message":
+            _hold_message_queue_locks()
         os.kill(os.getpid(), signal.SIGKILL)
     return None
+
+
+def _hold_message_queue_locks() -> None:
+    """Die as a worker killed while sending a log line or event to its parent would: holding
+    the write lock of the task runner's message queue (shared with the parent process)."""
+    import gc
+    from multiprocessing.queues import Queue
+
+    # Exactly multiprocessing's Queue: Prefect's message queue. The process pool's own call
+    # queue (a subclass) is only read by workers, so a dying worker never holds its lock.
+    for obj in gc.get_objects():
+        if type(obj) is Queue and obj._wlock is not None:
+            obj._wlock.acquire(timeout=5)
 
 
 def run(inputs: FaultIn | dict[str, object]) -> dict[str, object]:
