@@ -9,6 +9,7 @@ when a test asks for the ``prefect_harness`` fixture.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,12 @@ os.environ.pop("AGENTRT_AGENT_PATH", None)
 os.environ.pop("AGENTRT_MODEL", None)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's home (Prefect databases, reports, stores) after the last test."""
+    if not os.environ.get("AGENTRT_KEEP_TEST_HOME"):
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
