@@ -34,12 +34,12 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -250,12 +250,15 @@ def analyze_file(path: str, text: str) -> FileRecord:
     """Parse and tokenise one file: the expensive step that the index caches per content."""
     structure = analyze(path, text)
     lines = split_lines(text)
-    # Identifiers are found once per line; unit and file documents are slices of these.
+    # Identifiers are found once per line; unit and file documents are slices of their
+    # term ids. offsets[i] is where line i + 1's ids start in ``flat``.
     line_idents = [_IDENT.findall(line) for line in lines]
-    per_line = [list(chain.from_iterable(map(identifier_ids, ids))) for ids in line_idents]
-    lengths = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
-    flat = np.fromiter(chain.from_iterable(per_line), dtype=np.int64, count=int(lengths.sum()))
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    id_tuples = list(map(identifier_ids, chain.from_iterable(line_idents)))
+    ident_len = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(id_tuples))
+    flat = np.fromiter(chain.from_iterable(id_tuples), dtype=np.int64, count=int(ident_len.sum()))
+    idents_per_line = np.fromiter(map(len, line_idents), dtype=np.int64, count=len(lines))
+    ends = np.concatenate(([0], np.cumsum(ident_len)))
+    offsets = ends[np.concatenate(([0], np.cumsum(idents_per_line)))]
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
     n_lines = len(lines)
     parts: list[np.ndarray] = []
@@ -578,10 +581,10 @@ def build_index(
         else:
             todo[digest] = path
     by_path = {s.path: s for s in scan.files}
-    for digest, record in _analyze_many(todo, texts, by_path):
-        store.set(_record_key(store, digest), record)
-        records[digest] = record
-        stats.parsed += 1
+    for batch in _batched(_analyze_many(todo, texts, by_path), _WRITE_BATCH):
+        store.set_many((_record_key(store, digest), record) for digest, record in batch)
+        records.update(batch)
+        stats.parsed += len(batch)
 
     index = _assemble(root_key, repo_digest, paths, hashes, records)
     store.set(index_key, index)
@@ -592,6 +595,9 @@ def build_index(
     return index
 
 
+T = TypeVar("T")
+#: Analysed files are stored this many to a transaction.
+_WRITE_BATCH = 256
 #: Below this many files to analyse, a process pool costs more than it saves.
 _PARALLEL_MIN_FILES = 400
 
@@ -623,6 +629,13 @@ def _analyze_many(
         if text is None:
             text = sources[path].read_text()
         yield digest, analyze_file(path, text)
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` items (the last one shorter); itertools.batched is Python 3.12+."""
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, FileRecord]]:

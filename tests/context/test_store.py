@@ -128,6 +128,19 @@ def test_compression_shrinks_compressible_values(store: ContextStore) -> None:
     assert stats.compression_ratio > 10
 
 
+def test_set_many_stores_every_pair_and_counts_sizes_like_single_sets(tmp_path: Path) -> None:
+    pairs = [(f"k{i}", {"i": i, "text": "abc " * (50 + i)}) for i in range(300)]
+    single, batched = ContextStore(tmp_path / "single"), ContextStore(tmp_path / "batched")
+    for key, value in pairs:
+        single.set(key, value)
+    assert batched.set_many(iter(pairs)) == 300
+    assert [batched.get(k) for k, _ in pairs] == [v for _, v in pairs]
+    one, many = single.stats(), batched.stats()
+    assert many.entries == one.entries == 300
+    assert (many.bytes_raw, many.bytes_compressed) == (one.bytes_raw, one.bytes_compressed)
+    assert many.bytes_raw > many.bytes_compressed > 0
+
+
 def test_clear_resets_entries_and_stats(store: ContextStore) -> None:
     for i in range(3):
         store.set(f"k{i}", "v" * 100)
