@@ -163,15 +163,23 @@ class Bm25:
         pairs, tf = np.unique(key, return_counts=True)
         return cls(len(docs), pairs >> 32, pairs & 0xFFFFFFFF, tf, lengths.astype(np.float64))
 
-    def scores(self, query_ids: np.ndarray) -> np.ndarray:
-        """Score of every document: the sum over distinct query terms of their weights."""
+    def scores(self, query_ids: np.ndarray, tf_power: float = 0.0) -> np.ndarray:
+        """Score of every document: the sum over distinct query terms of their weights.
+
+        With ``tf_power`` > 0, each term's weight is multiplied by (its count in the query)
+        ** ``tf_power``: a term an issue repeats is usually what the issue is about.
+        """
         if not self.n_docs or not len(self.terms) or not len(query_ids):
             return np.zeros(self.n_docs, dtype=np.float32)
-        ids = np.unique(query_ids)
+        ids, counts = np.unique(query_ids, return_counts=True)
         pos = np.minimum(np.searchsorted(self.terms, ids), len(self.terms) - 1)
-        rows = pos[self.terms[pos] == ids]
+        found = self.terms[pos] == ids
+        rows = pos[found]
         if not len(rows):
             return np.zeros(self.n_docs, dtype=np.float32)
+        if tf_power:
+            weights = counts[found].astype(np.float32) ** tf_power
+            return np.asarray(self.matrix[rows].T @ weights, dtype=np.float32).ravel()
         return np.asarray(self.matrix[rows].sum(axis=0), dtype=np.float32).ravel()
 
 
@@ -735,6 +743,9 @@ W_FILE_BM25 = 1.0
 W_FILE_MENTION = 1.0
 W_FILE_PAGERANK = 0.1
 W_UNIT_MENTION = 1.0
+#: Query terms weigh (count in the query) ** this: a long issue names its subject many times
+#: and incidental words once. A square root keeps one repeated term from dominating.
+QUERY_TF_POWER = 0.5
 #: A unit's score is its own evidence scaled by FLOOR + (1 - FLOOR) * its file's score.
 UNIT_FILE_FLOOR = 0.0
 #: Prior by kind of path: tests and prose are context, but rarely where a change goes.
@@ -875,7 +886,7 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         overview = _norm((index.centrality * index.priors).astype(np.float32))
         return Ranking(overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}))
     mentions = find_mentions(index, query)
-    file_lex = _norm(index.file_bm25.scores(terms))
+    file_lex = _norm(index.file_bm25.scores(terms, QUERY_TF_POWER))
     file_mention = np.zeros(index.n_files, dtype=np.float32)
     for f, w in mentions.files.items():
         file_mention[f] = min(1.0, w)
@@ -885,7 +896,7 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     file_scores = _norm(
         (W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr) * priors
     )
-    unit_lex = _norm(index.unit_bm25.scores(terms))
+    unit_lex = _norm(index.unit_bm25.scores(terms, QUERY_TF_POWER))
     unit_mention = np.zeros(n_units, dtype=np.float32)
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)

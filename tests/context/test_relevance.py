@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from context.relevance import rank_passages, split_identifier, tokenize
 
 
@@ -44,3 +46,17 @@ def test_rank_passages_many() -> None:
     assert len(scores) == 20_000
     best = max(range(len(scores)), key=scores.__getitem__)
     assert best % 97 == 5
+
+
+def test_bm25_weighs_query_terms_by_repetition() -> None:
+    from context.relevance import Bm25, text_ids
+
+    docs = ["rolling window center", "groupby reduce apply", "nothing relevant here"]
+    index = Bm25.from_id_lists([text_ids(d) for d in docs])
+    query = text_ids("rolling rolling rolling rolling groupby")
+    flat = index.scores(query)
+    weighted = index.scores(query, tf_power=0.5)
+    # Unweighted, each distinct term counts once; weighted, the repeated one counts double.
+    assert flat[0] == pytest.approx(flat[1], rel=1e-5)
+    assert weighted[0] == pytest.approx(2 * weighted[1], rel=1e-5)
+    assert weighted[2] == 0
