@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentRunRecord",
     "MetricsError",
+    "MetricsWarning",
     "Recommendation",
     "Thresholds",
     "apublish_metrics_artifact",
@@ -88,6 +89,10 @@ SCHEMA_VERSION = 1
 
 class MetricsError(ValueError):
     """Bad input to the metrics API (an unreadable ``since``, an unknown export format)."""
+
+
+class MetricsWarning(UserWarning):
+    """A metrics file was skipped (unreadable or corrupt); the others were loaded."""
 
 
 # -- records -------------------------------------------------------------------------
@@ -642,7 +647,9 @@ def _read_tables(files: list[Path]) -> pa.Table:
                 pads.dataset(str(file), schema=arrow_schema(), format="parquet").to_table()
             )
         except (pa.ArrowException, OSError) as exc:
-            warnings.warn(f"skipping unreadable metrics file {file}: {exc}", stacklevel=3)
+            warnings.warn(
+                f"skipping unreadable metrics file {file}: {exc}", MetricsWarning, stacklevel=3
+            )
     return pa.concat_tables(tables) if tables else arrow_schema().empty_table()
 
 

@@ -54,13 +54,16 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.DataFrame:
     """The matching records, or exit 2 (bad input) / 1 (nothing recorded or matching)."""
-    from flows.metrics import MetricsError, load_records
+    from flows.metrics import MetricsError, MetricsWarning, load_records
     from flows.settings import metrics_dir
 
     if path is not None and not path.exists():
         raise _fail(f"--path {path}: no such file or folder", EXIT_BAD_INPUT)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        # Only the loader's own warnings are the user's business; anything else (a
+        # ResourceWarning from garbage collection, a library's deprecation) stays quiet.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", MetricsWarning)
         try:
             frame = load_records(path, since=since, workflow=workflow)
         except MetricsError as exc:

@@ -65,6 +65,28 @@ def test_summary_filters(recorded: Recorded) -> None:
     assert code == 0 and len(json.loads(out)) > 1
 
 
+def test_a_corrupt_file_is_reported_and_unrelated_warnings_are_not(
+    history: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (history / "runs" / "2026-11-02" / "broken.parquet").write_bytes(b"not parquet")
+    import flows.metrics
+
+    real = flows.metrics.load_records
+
+    def noisy(*args: object, **kwargs: object) -> pd.DataFrame:
+        # What garbage collection does when an earlier test left an event loop open.
+        import warnings
+
+        warnings.warn("unclosed event loop", ResourceWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flows.metrics, "load_records", noisy)
+    code, out, err = invoke("summary", "--path", str(history))
+    assert code == 0 and "ctx" in out
+    assert err.startswith("warning: skipping unreadable metrics file ") and "broken.parquet" in err
+    assert "unclosed event loop" not in err
+
+
 def test_no_records_exits_1_with_a_clear_message(recorded: Recorded, tmp_path: Path) -> None:
     code, out, err = invoke("summary", "--path", str(tmp_path))
     assert code == 1 and out == ""
