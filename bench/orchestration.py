@@ -95,7 +95,7 @@ async def _plain_prefect(
     # As in a fresh process (each `agentrt run` is one, and pays for its own ask): Prefect
     # remembers per process which tag sets have no concurrency limits.
     services._no_limits_cache.clear()
-    # Prefect's documented switch: no heartbeat thread, so no wait for it at exit.
+    # flows.heartbeat_frequency = None: no heartbeat thread, so no wait for it at exit.
     updates = {} if heartbeat else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     with temporary_settings(updates=updates):
         t0 = time.perf_counter()

@@ -256,25 +256,26 @@ class ContextStore:
         self, key: str, value: object, *, expire: float | None = None, tag: str | None = None
     ) -> None:
         """Store ``value`` under ``key`` (``expire`` in seconds; ``tag`` for eviction)."""
-        # One transaction for the value and the shared size counters.
-        with self._cache.transact():
-            self._cache.set(key, value, expire=expire, tag=tag)
-            raw, written = self._disk.last_sizes
-            if written:
-                self._cache.incr(_RAW_BYTES_KEY, raw)
-                self._cache.incr(_WRITTEN_BYTES_KEY, written)
+        self.set_many([(key, value)], expire=expire, tag=tag)
 
-    def set_many(self, items: Iterable[tuple[str, object]]) -> int:
+    def set_many(
+        self,
+        items: Iterable[tuple[str, object]],
+        *,
+        expire: float | None = None,
+        tag: str | None = None,
+    ) -> int:
         """Store several ``(key, value)`` pairs in one transaction; returns how many.
 
-        An index build writes one record per file: one transaction (and one update of the
-        size counters) for all of them instead of one each saves most of the writing time.
-        Pass batches of a few hundred: other processes wait while the transaction is open.
+        The values and the shared size counters are written together. An index build
+        writes one record per file: one transaction for all of them instead of one each
+        saves most of the writing time. Pass batches of a few hundred: other processes
+        wait while the transaction is open.
         """
         raw_total = written_total = n = 0
         with self._cache.transact():
             for key, value in items:
-                self._cache.set(key, value)
+                self._cache.set(key, value, expire=expire, tag=tag)
                 raw, written = self._disk.last_sizes
                 raw_total += raw
                 written_total += written

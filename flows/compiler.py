@@ -257,6 +257,8 @@ class _Driver:
     grants: dict[str, tuple[int | None, str | None]]
     events: RunEvents
     spool_dir: str | None
+    #: How task parameters are passed (see _parameter_wrapper); fixed by the run's runner.
+    wrap: Callable[[Any], Any]
     results: dict[str, StepResult] = field(default_factory=dict)
     fatal: list[ErrorReport] = field(default_factory=list)
 
@@ -341,7 +343,7 @@ class _Driver:
                 inputs = {k: v for k, v in inputs.items() if k in accepted}
         future = None
         started = datetime.now(UTC)
-        wrap = _parameter_wrapper()
+        wrap = self.wrap
         try:
             future = self.tasks[agent.key].submit(
                 wrap(agent_spec(agent)), wrap(inputs), tokens, wrap(run)
@@ -811,7 +813,7 @@ def build_flow(
         await _prime_tag_limit_cache(tag_sets)
         keeper = asyncio.create_task(_keep_tag_limit_cache(tag_sets))
         events, holder = _SINKS.pop(sink)
-        driver = _Driver(plan, params, tasks, grants, events, spool)
+        driver = _Driver(plan, params, tasks, grants, events, spool, _parameter_wrapper())
         try:
             with _shared_sync_client(), _workers_share_embedded_server():
                 await driver.run()
