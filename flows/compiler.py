@@ -642,7 +642,9 @@ def _shared_sync_client() -> Iterator[None]:
     one (two, in fact: a new httpx client and SSL context each) in every task run: ~40 ms
     of CPU per agent on 2 cores, more than the rest of the orchestration together. Task
     runs on threads inherit this context and share the client, as they do in Prefect's
-    own sync flows; Dask/Ray/process workers build their own as before.
+    own sync flows; Dask/Ray/process workers build their own as before. Entered around the
+    flow call (``flows.run``), it also serves the flow engine's own sync requests (the
+    result-storage lookup), which would otherwise build one more client.
     """
     with SyncClientContext.get_or_create():
         yield
@@ -787,8 +789,11 @@ def build_flow(
     task_runner: str | None = None,
     spool_root: Path | None = None,
     holder: dict[str, Any] | None = None,
+    return_json: bool = True,
 ) -> Any:
-    """The Prefect flow for ``plan``. Its result (and ``holder['result']``) is a RunResult."""
+    """The Prefect flow for ``plan``. ``holder['result']`` is the RunResult; the flow returns
+    it as JSON data, or nothing with ``return_json=False`` (for callers that read the holder:
+    Prefect walks a flow's return value looking for futures, ~55 ms for 200 steps)."""
     from agents.imports import source_hash
 
     # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
@@ -837,7 +842,7 @@ def build_flow(
             # A Failed state (rather than an exception) marks the flow run failed without a
             # traceback in the logs: the error reports already say what happened.
             return Failed(message="; ".join(e.render() for e in driver.fatal)[:4000])
-        return result.model_dump(mode="json")
+        return result.model_dump(mode="json") if return_json else None
 
     return flow(
         run_workflow,

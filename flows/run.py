@@ -51,7 +51,7 @@ async def arun_workflow(
     """Run a workflow to the end; return its result whether it completed or failed."""
     configure_prefect()
     guard_embedded_server()
-    from flows.compiler import build_flow
+    from flows.compiler import _shared_sync_client, build_flow
 
     install_log_redaction()  # Prefect's logging is set up now (importing it does that)
 
@@ -61,9 +61,15 @@ async def arun_workflow(
         values = plan.workflow.resolve_params(params or {})
     holder: dict[str, Any] = {}
     flow_obj = build_flow(
-        plan, events=events, task_runner=task_runner, spool_root=metrics_dir(), holder=holder
+        plan,
+        events=events,
+        task_runner=task_runner,
+        spool_root=metrics_dir(),
+        holder=holder,
+        return_json=False,
     )
-    await flow_obj(params=values, return_state=True)
+    with _shared_sync_client():
+        await flow_obj(params=values, return_state=True)
     result: RunResult | None = holder.get("result")
     if result is None:
         raise RuntimeError(f"workflow {plan.workflow.name!r} ended without a result")
