@@ -261,6 +261,7 @@ class _Driver:
     wrap: Callable[[Any], Any]
     results: dict[str, StepResult] = field(default_factory=dict)
     fatal: list[ErrorReport] = field(default_factory=list)
+    final_progress: asyncio.Future[None] | None = None
 
     def _value(self, ref: InputRef) -> tuple[bool, Any]:
         if ref.source == "literal":
@@ -503,30 +504,39 @@ class _Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
-        await progress.update(len(self.plan.steps), final=True)
+        # An API call: it goes out while the run is reported; the flow awaits it before it ends.
+        self.final_progress = asyncio.ensure_future(
+            progress.update(len(self.plan.steps), final=True)
+        )
 
 
 async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
     """Metrics, report files and artifacts at the end of a run; never fail the run for them.
 
-    The files are written first (they are what a user opens); the artifacts are API calls
-    and go out together.
+    The artifacts are API calls that wait on the server: the report's go out as soon as the
+    markdown is rendered, the metrics' once the metrics file is written, and the files are
+    written (report.json lists the metrics file) while they are in flight.
     """
     from flows.metrics import apublish_metrics_artifact, finalize_run
     from flows.report import publish_artifacts, render_report, write_report
 
-    metrics = await asyncio.to_thread(finalize_run, result, spool, plan)
-    if metrics is not None:
-        result.report_paths["metrics"] = str(metrics)
+    calls: list[asyncio.Future[Any]] = []
     try:
-        markdown = render_report(plan, result)
-        result.report_paths.update(write_report(plan, result, markdown))
+        markdown: str | None = render_report(plan, result)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
         markdown = None
-    calls = [publish_artifacts(result, markdown)] if markdown is not None else []
+    if markdown is not None:
+        calls.append(asyncio.ensure_future(publish_artifacts(result, markdown)))
+    metrics = await asyncio.to_thread(finalize_run, result, spool, plan)
     if metrics is not None:
-        calls.append(apublish_metrics_artifact(metrics, plan.workflow.name))
+        result.report_paths["metrics"] = str(metrics)
+        calls.append(asyncio.ensure_future(apublish_metrics_artifact(metrics, plan.workflow.name)))
+    if markdown is not None:
+        try:
+            result.report_paths.update(write_report(plan, result, markdown))
+        except Exception as exc:
+            result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
     for outcome in await asyncio.gather(*calls, return_exceptions=True):
         if isinstance(outcome, Exception) and "error" not in result.report_paths:
             result.report_paths["error"] = (
@@ -837,6 +847,8 @@ def build_flow(
             errors=driver.fatal,
         )
         await _report(plan, result, spool)
+        if driver.final_progress is not None:
+            await driver.final_progress
         holder["result"] = result
         if driver.fatal:
             # A Failed state (rather than an exception) marks the flow run failed without a
