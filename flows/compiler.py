@@ -35,7 +35,7 @@ from prefect.utilities.annotations import opaque
 
 from agents.redact import redact
 from agents.registry import RegisteredAgent
-from flows.lifecycle import agent_spec, run_agent, spool_record
+from flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
 from flows.plan import InputRef, Plan, PlannedStep
 from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
 from flows.schemas import input_fields, required_input_fields
@@ -262,6 +262,8 @@ class _Driver:
     results: dict[str, StepResult] = field(default_factory=dict)
     fatal: list[ErrorReport] = field(default_factory=list)
     final_progress: asyncio.Future[None] | None = None
+    #: Each agent's spec, made once per run (agent key → wrapped spec).
+    specs: dict[str, Any] = field(default_factory=dict)
 
     def _value(self, ref: InputRef) -> tuple[bool, Any]:
         if ref.source == "literal":
@@ -346,9 +348,10 @@ class _Driver:
         started = datetime.now(UTC)
         wrap = self.wrap
         try:
-            future = self.tasks[agent.key].submit(
-                wrap(agent_spec(agent)), wrap(inputs), tokens, wrap(run)
-            )
+            spec = self.specs.get(agent.key)
+            if spec is None:
+                spec = self.specs[agent.key] = wrap(agent_spec(agent))
+            future = self.tasks[agent.key].submit(spec, wrap(inputs), tokens, wrap(run))
             loop = asyncio.get_running_loop()
             done = loop.create_future()
             future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
@@ -510,7 +513,9 @@ class _Driver:
         )
 
 
-async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
+async def _report(
+    plan: Plan, result: RunResult, spool: str | None, attempts: list[AttemptRecord]
+) -> None:
     """Metrics, report files and artifacts at the end of a run; never fail the run for them.
 
     The artifacts are API calls that wait on the server: the report's go out as soon as the
@@ -528,7 +533,7 @@ async def _report(plan: Plan, result: RunResult, spool: str | None) -> None:
         markdown = None
     if markdown is not None:
         calls.append(asyncio.ensure_future(publish_artifacts(result, markdown)))
-    metrics = await asyncio.to_thread(finalize_run, result, spool, plan)
+    metrics = await asyncio.to_thread(finalize_run, result, spool, plan, attempts)
     if metrics is not None:
         result.report_paths["metrics"] = str(metrics)
         calls.append(asyncio.ensure_future(apublish_metrics_artifact(metrics, plan.workflow.name)))
@@ -829,24 +834,25 @@ def build_flow(
         keeper = asyncio.create_task(_keep_tag_limit_cache(tag_sets))
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool, _parameter_wrapper())
-        try:
-            with _shared_sync_client(), _workers_share_embedded_server():
-                await driver.run()
-        finally:
-            keeper.cancel()
-        result = RunResult(
-            workflow=plan.workflow.name,
-            flow_run_id=flow_run_id,
-            state="failed" if driver.fatal else "completed",
-            params=params,
-            steps={sid: driver.results[sid] for sid in plan.steps},
-            levels=plan.levels,
-            started_at=started,
-            ended_at=datetime.now(UTC),
-            duration_seconds=round(time.perf_counter() - t0, 6),
-            errors=driver.fatal,
-        )
-        await _report(plan, result, spool)
+        with hold_spool(spool) as attempts:
+            try:
+                with _shared_sync_client(), _workers_share_embedded_server():
+                    await driver.run()
+            finally:
+                keeper.cancel()
+            result = RunResult(
+                workflow=plan.workflow.name,
+                flow_run_id=flow_run_id,
+                state="failed" if driver.fatal else "completed",
+                params=params,
+                steps={sid: driver.results[sid] for sid in plan.steps},
+                levels=plan.levels,
+                started_at=started,
+                ended_at=datetime.now(UTC),
+                duration_seconds=round(time.perf_counter() - t0, 6),
+                errors=driver.fatal,
+            )
+            await _report(plan, result, spool, attempts)
         if driver.final_progress is not None:
             await driver.final_progress
         holder["result"] = result

@@ -554,12 +554,17 @@ def _folder_date(name: str) -> date | None:
 
 
 def finalize_run(
-    result: RunResult, spool_dir: Path | str | None, plan: Plan | None = None
+    result: RunResult,
+    spool_dir: Path | str | None,
+    plan: Plan | None = None,
+    attempts: Iterable[AttemptRecord] = (),
 ) -> Path | None:
     """Write the run's metrics file from its spool and result; remove the spool.
 
     Call once at the end of every flow run. With the run's ``plan``, a context deliverer's
     referenced tokens count only the citations of the steps that read its output.
+    ``attempts`` are the records the spool held in memory (``flows.lifecycle.hold_spool``);
+    they join those of the spool's files.
     Idempotent: if the run's file already exists it is returned as is (and a leftover spool
     removed). Never raises: metrics must not fail a run, so problems are logged and
     ``None`` is returned.
@@ -571,7 +576,7 @@ def finalize_run(
             if spool is not None:
                 shutil.rmtree(spool, ignore_errors=True)
             return target
-        attempts = read_spool(spool) if spool is not None and spool.is_dir() else []
+        attempts = [*attempts, *(read_spool(spool) if spool is not None and spool.is_dir() else [])]
         consumers = data_consumers(plan) if plan is not None else None
         records = build_records(result, attempts, consumers)
         if not records:

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -129,6 +130,10 @@ def test_process_pool_runs_agents_in_other_processes_with_equal_results(
     result, repo = analyse(tmp_path, probe_setup, "process")
     assert os.getpid() not in probe_pids(result)
     assert agent_outputs(result, repo) == thread_baseline
+    # The workers' attempt records (spool files, not the flow process's memory) reach the
+    # run's metrics file: one final row per step.
+    rows = pd.read_parquet(result.report_paths["metrics"])
+    assert set(rows.loc[rows["final"], "step"]) == set(result.steps)
 
 
 def test_dask_cluster_with_two_workers_gives_the_thread_runners_results(

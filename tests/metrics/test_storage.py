@@ -161,6 +161,24 @@ def test_finalize_writes_one_file_and_removes_the_spool(root: Path) -> None:
     assert list(rows.columns) == COLUMNS
 
 
+def test_a_held_spool_keeps_this_process_records_in_memory(root: Path) -> None:
+    from flows.lifecycle import hold_spool, spool_record
+
+    result = run_result([step_result("a", "completed", output={"x": 1})])
+    folder = root / "spool" / "flow-1"
+    spool(folder, [attempt("a", state="failed", error_type="ConnectionError")])  # a worker's
+    with hold_spool(str(folder)) as held:
+        spool_record(attempt("a", attempt=2), str(folder))
+        assert [r.attempt for r in held] == [2]
+        assert len(list(folder.glob("*.json"))) == 1  # nothing written for the held record
+        path = finalize_run(result, folder, attempts=held)
+    spool_record(attempt("a", attempt=3), str(root / "spool" / "flow-2"))  # not held: a file
+    assert len(list((root / "spool" / "flow-2").glob("*.json"))) == 1
+    assert path is not None and not folder.exists()
+    rows = pd.read_parquet(path)
+    assert rows["attempt"].tolist() == [1, 2] and rows["final"].tolist() == [False, True]
+
+
 def test_finalize_is_idempotent_and_clears_a_leftover_spool(root: Path) -> None:
     result = run_result([step_result("a", "completed", output={"x": 1})])
     folder = root / "spool" / "flow-1"
