@@ -7,6 +7,7 @@ JSON Schema. Unknown fields are errors, so a typo never silently changes behavio
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,8 +54,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@lru_cache(maxsize=4096)  # a workflow names the same agents in many steps
 def parse_requirement(text: str) -> Requirement:
-    """Parse ``agent_id`` or ``agent_id>=1,<2`` into a packaging ``Requirement``."""
+    """Parse ``agent_id`` or ``agent_id>=1,<2`` into a packaging ``Requirement``
+    (shared: do not modify it)."""
     try:
         req = Requirement(text.strip())
     except InvalidRequirement as exc:

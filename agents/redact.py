@@ -40,6 +40,16 @@ _PATTERNS = [
 ]
 
 
+# One pass to tell whether any pattern can match: most strings in a result (ids, states,
+# paths, code) match none, and ten ``sub`` calls each cost more than one ``search``.
+_ANY_PATTERN = re.compile(
+    "|".join(
+        f"(?i:{p.pattern.removeprefix('(?i)')})" if p.pattern.startswith("(?i)") else p.pattern
+        for p, _ in _PATTERNS
+    )
+)
+
+
 def _env_secrets() -> list[str]:
     return [
         value
@@ -81,6 +91,8 @@ def _redact(text: str, values: list[str]) -> str:
     for value in values:
         if value in text:
             text = text.replace(value, MASK)
+    if _ANY_PATTERN.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -258,7 +258,11 @@ class Registry:
         ]
         while queue:
             req, who = queue.pop(0)
-            constraints.setdefault(req.name, []).append((req.specifier, who))
+            asks = constraints.setdefault(req.name, [])
+            if (req.specifier, who) in asks:
+                # Seen: a workflow of many steps of one agent must not cost O(steps²).
+                continue
+            asks.append((req.specifier, who))
             combined = SpecifierSet(",".join(str(s) for s, _ in constraints[req.name] if str(s)))
             current = chosen.get(req.name)
             if current is not None and combined.contains(current.version, prereleases=True):

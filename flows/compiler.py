@@ -481,6 +481,9 @@ class _Driver:
         sorter = graphlib.TopologicalSorter(self.plan.graph())
         sorter.prepare()
         running: dict[asyncio.Task[None], str] = {}
+        # Finished steps arrive here; asyncio.wait over all running steps each time one ends
+        # would cost O(steps²) for a wide level.
+        finishing: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         for sid in self.plan.steps:
             self.events.emit(sid, "pending")
         progress = _ProgressArtifact(self.plan.workflow.name, len(self.plan.steps))
@@ -488,10 +491,14 @@ class _Driver:
         while sorter.is_active():
             if not self.fatal:
                 for sid in sorted(sorter.get_ready()):
-                    running[asyncio.create_task(self.run_step(sid))] = sid
+                    task = asyncio.create_task(self.run_step(sid))
+                    task.add_done_callback(finishing.put_nowait)
+                    running[task] = sid
             if not running:
                 break
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            done = [await finishing.get()]
+            while not finishing.empty():
+                done.append(finishing.get_nowait())
             for finished in done:
                 sid = running.pop(finished)
                 finished.result()  # surface driver bugs instead of hanging

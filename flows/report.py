@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.redact import redact, redact_data
+from agents.redact import redact
 from flows.plan import Plan
 from flows.results import RunResult
 from flows.schemas import schema_model
@@ -124,13 +124,12 @@ def write_report(plan: Plan, result: RunResult, markdown: str) -> dict[str, str]
     stamp = result.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     folder = base / f"{stamp}-{(result.flow_run_id or 'local')[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
-    data = redact_data(result.model_dump(mode="json"))
+    contents = {"markdown": markdown.encode(), "json": result.redacted_json()}
     paths = {"markdown": folder / "report.md", "json": folder / "report.json"}
-    paths["markdown"].write_text(markdown)
-    paths["json"].write_text(json.dumps(data, indent=1, default=str))
     for kind, path in list(paths.items()):
+        path.write_bytes(contents[kind])
         latest = base / f"latest{path.suffix}"
-        latest.write_text(path.read_text())
+        latest.write_bytes(contents[kind])
         paths[f"latest_{kind}"] = latest
     return {k: str(v) for k, v in paths.items()}
 

@@ -107,6 +107,19 @@ class RunResult(BaseModel):
             out[step.state] = out.get(step.state, 0) + 1
         return out
 
+    def redacted_json(self) -> bytes:
+        """The whole result as indented JSON, secrets redacted (report.json, runs/*.json).
+
+        orjson, not the stdlib: with ``indent`` set, ``json.dumps`` encodes in pure Python
+        (~25 ms for 200 agents, on every run's critical path).
+        """
+        import orjson
+
+        from agents.redact import redact_data
+
+        data = redact_data(self.model_dump(mode="json"))
+        return orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+
 
 @dataclass
 class RunEvents:

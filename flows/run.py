@@ -9,11 +9,10 @@ This is the Python API behind ``agentrt run``::
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
-from agents.redact import install_log_redaction, redact_data
+from agents.redact import install_log_redaction
 from agents.registry import Registry
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
@@ -92,7 +91,7 @@ def _save(result: RunResult) -> Path:
     stamp = result.started_at.strftime("%Y%m%dT%H%M%S")
     path = folder / f"{result.workflow}-{stamp}-{(result.flow_run_id or 'local')[:8]}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(redact_data(result.model_dump(mode="json")), indent=1))
+    tmp.write_bytes(result.redacted_json())
     tmp.replace(path)
     result.report_paths.setdefault("result", str(path))
     return path
