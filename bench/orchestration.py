@@ -183,6 +183,7 @@ async def main_async(args: argparse.Namespace) -> str:
             sleeps[kind].append(await call())
             if kind == "agentrt":
                 phases.append(_PHASES[-1])
+    _settle()  # the server ingests the last run before it is stopped (no shutdown errors)
     ideal = args.sleepers * 0.5 / 20
     wall = {k: statistics.median(v) for k, v in sleeps.items()}
     labels = {

@@ -349,7 +349,42 @@ def run(
             out.print(f"report: {_short(paths['markdown'])} (also {_short(paths['json'])})")
         elif "error" in paths:
             err.print(paths["error"])
+    _wait_for_history(result, quiet=as_json or not live)
     raise typer.Exit(OK if result.state == "completed" else FAILED)
+
+
+def _wait_for_history(result: Any, *, quiet: bool) -> None:
+    """Let the embedded Prefect server record the run before this process (and the server
+    with it) exits; see flows/history.py. A real server needs no wait."""
+    from flows.history import embedded_server, wait_until_recorded
+
+    if not embedded_server():
+        return
+    status = None if quiet else err.status("recording the run in Prefect's database…")
+    try:
+        if status is not None:
+            status.start()
+
+        def show(done: int, total: int) -> None:
+            if status is not None:
+                status.update(f"recording the run in Prefect's database: {done}/{total} task runs")
+
+        recorded, expected = wait_until_recorded(result, on_progress=show)
+    except KeyboardInterrupt:
+        recorded, expected = -1, len(result.steps)
+    except Exception as exc:  # the history is a courtesy: never fail a finished run for it
+        err.print(f"could not check Prefect's run history: {type(exc).__name__}: {exc}")
+        return
+    finally:
+        if status is not None:
+            status.stop()
+    if recorded < expected:
+        err.print(
+            f"note: Prefect's embedded server had recorded {max(recorded, 0)} of {expected} "
+            "task runs when agentrt stopped waiting; the Prefect UI may show the rest as "
+            "pending. Use a Prefect server (PREFECT_API_URL) to keep the full history.",
+            highlight=False,
+        )
 
 
 def _short(path: str) -> str:

@@ -1,0 +1,64 @@
+"""``agentrt run`` on the embedded server leaves the whole run in Prefect's database.
+
+The embedded server ingests task-run events after the flow has returned, and Prefect stops it
+when the process exits: without waiting, a 200-agent run kept 51 of its task runs. The run
+here uses its own AGENTRT_HOME, so its own embedded server and SQLite database, as a user
+without a Prefect server has.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.reliability.conftest import REPO_ROOT, cli_env
+
+AGENTS = 60
+
+
+def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> None:
+    workflow = tmp_path / "wide.yaml"
+    workflow.write_text(
+        yaml.safe_dump(
+            {
+                "name": "wide",
+                "concurrency": 16,
+                "steps": [
+                    {"agent": "noop", "id": f"s{i:03d}", "inputs": {"i": {"value": i}}}
+                    for i in range(AGENTS)
+                ],
+            }
+        )
+    )
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.console",
+            "run",
+            str(workflow),
+            "-A",
+            str(REPO_ROOT / "bench" / "agents"),
+            "--json",
+        ],
+        env=cli_env(home),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    ids = {tid for step in result["steps"].values() for tid in step["task_run_ids"]}
+    assert len(ids) == AGENTS
+    with sqlite3.connect(home / "prefect" / "prefect.db") as db:
+        rows = db.execute("SELECT id, state_type FROM task_run").fetchall()
+    states = {row[0].replace("-", ""): row[1] for row in rows}
+    recorded = {tid.replace("-", ""): states.get(tid.replace("-", "")) for tid in ids}
+    assert set(recorded.values()) == {"COMPLETED"}, recorded
