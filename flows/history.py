@@ -36,12 +36,15 @@ def wait_until_recorded(
     result: RunResult,
     *,
     timeout: float = 120.0,
+    stall: float = 10.0,
     poll: float = 0.5,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """Block until the server holds every task run of ``result`` in a final state, or
-    ``timeout`` seconds have passed; return (recorded, expected).
+    """Block until the server holds every task run of ``result`` in a final state; return
+    (recorded, expected).
 
+    Gives up after ``timeout`` seconds, or once nothing new has been recorded for ``stall``
+    seconds: a task run whose worker process was killed never reaches a final state.
     Call it in the process that ran the workflow, while its embedded server still runs.
     """
     from prefect.client.orchestration import get_client
@@ -61,16 +64,22 @@ def wait_until_recorded(
         id=TaskRunFilterId(any_=[UUID(i) for i in ids]),
         state=TaskRunFilterState(type=TaskRunFilterStateType(any_=final)),
     )
-    body = {"task_runs": query.model_dump(mode="json")}
-    deadline = time.monotonic() + timeout
-    recorded = 0
+    anything = TaskRunFilter(id=TaskRunFilterId(any_=[UUID(i) for i in ids]))
+    bodies = [{"task_runs": f.model_dump(mode="json")} for f in (query, anything)]
+    start = moved = time.monotonic()
+    seen: list[int] = []
     with get_client(sync_client=True) as client:
         while True:
-            response = client.request("POST", "/task_runs/count", json=body)
-            response.raise_for_status()
-            recorded = int(response.json())
+            counts = []
+            for body in bodies:
+                response = client.request("POST", "/task_runs/count", json=body)
+                response.raise_for_status()
+                counts.append(int(response.json()))
+            now = time.monotonic()
+            if counts != seen:  # progress: more task runs, or more of them final
+                seen, moved = counts, now
             if on_progress is not None:
-                on_progress(recorded, len(ids))
-            if recorded >= len(ids) or time.monotonic() >= deadline:
-                return recorded, len(ids)
+                on_progress(counts[0], len(ids))
+            if counts[0] >= len(ids) or now - start >= timeout or now - moved >= stall:
+                return counts[0], len(ids)
             time.sleep(poll)
