@@ -68,6 +68,7 @@ async def _plain_prefect(
     sync: bool = False,
     heartbeat: bool = True,
     tags: tuple[str, ...] = (),
+    primed: bool = True,
 ) -> float:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
@@ -95,6 +96,12 @@ async def _plain_prefect(
     # As in a fresh process (each `agentrt run` is one, and pays for its own ask): Prefect
     # remembers per process which tag sets have no concurrency limits.
     services._no_limits_cache.clear()
+    if tags and primed:
+        # The answer agentrt fetches once per run before its agents start. Without it the
+        # first concurrent asks collide on SQLite (a 2 s client retry in some runs, not in
+        # others), and that lottery, not per-task overhead, would decide the ratio.
+        with services._cache_lock:
+            services._no_limits_cache[frozenset(f"tag:{t}" for t in tags)] = True
     # flows.heartbeat_frequency = None: no heartbeat thread, so no wait for it at exit.
     updates = {} if heartbeat else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     with temporary_settings(updates=updates):
@@ -219,7 +226,9 @@ async def main_async(args: argparse.Namespace) -> str:
         "What the columns show: a tagged task run asks Prefect for the tag's concurrency slots "
         '(with no limit defined, the server answers "no limits" and the client caches that; '
         "agentrt asks once per run before the agents start, a plain flow in every first "
-        "task run at once, which on SQLite means `database is locked` retries); a persisted "
+        "task run at once, which on SQLite means `database is locked` retries of 2 s in some "
+        "runs: the plain tasks with agentrt's options get the answer agentrt fetches, so "
+        "that lottery does not decide the ratio); a persisted "
         "result is a file write per task. A sync flow shares one API client among its task "
         "runs but waits up to 1 s for its heartbeat thread at exit; an async flow builds a "
         "client (httpx + SSL context) in every task run. agentrt's async flow shares one client "
