@@ -356,7 +356,7 @@ def run(
 def _wait_for_history(result: Any, *, quiet: bool) -> None:
     """Let the embedded Prefect server record the run before this process (and the server
     with it) exits; see flows/history.py. A real server needs no wait."""
-    from flows.history import embedded_server, wait_until_recorded
+    from flows.history import embedded_server, task_run_ids, wait_until_recorded
 
     if not embedded_server():
         return
@@ -371,7 +371,7 @@ def _wait_for_history(result: Any, *, quiet: bool) -> None:
 
         recorded, expected = wait_until_recorded(result, on_progress=show)
     except KeyboardInterrupt:
-        recorded, expected = -1, len(result.steps)
+        recorded, expected = -1, len(task_run_ids(result))
     except Exception as exc:  # the history is a courtesy: never fail a finished run for it
         err.print(f"could not check Prefect's run history: {type(exc).__name__}: {exc}")
         return
