@@ -68,7 +68,6 @@ async def _plain_prefect(
     sync: bool = False,
     heartbeat: bool = True,
     tags: tuple[str, ...] = (),
-    primed: bool = True,
 ) -> float:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
@@ -96,7 +95,7 @@ async def _plain_prefect(
     # As in a fresh process (each `agentrt run` is one, and pays for its own ask): Prefect
     # remembers per process which tag sets have no concurrency limits.
     services._no_limits_cache.clear()
-    if tags and primed:
+    if tags:
         # The answer agentrt fetches once per run before its agents start. Without it the
         # first concurrent asks collide on SQLite (a 2 s client retry in some runs, not in
         # others), and that lottery, not per-task overhead, would decide the ratio.

@@ -7,6 +7,7 @@ that run no flow do not import Prefect, so they start fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -361,23 +362,19 @@ def _wait_for_history(result: Any, *, quiet: bool) -> None:
     if not embedded_server():
         return
     status = None if quiet else err.status("recording the run in Prefect's database…")
-    try:
+
+    def show(done: int, total: int) -> None:
         if status is not None:
-            status.start()
+            status.update(f"recording the run in Prefect's database: {done}/{total} task runs")
 
-        def show(done: int, total: int) -> None:
-            if status is not None:
-                status.update(f"recording the run in Prefect's database: {done}/{total} task runs")
-
-        recorded, expected = wait_until_recorded(result, on_progress=show)
+    try:
+        with status if status is not None else contextlib.nullcontext():
+            recorded, expected = wait_until_recorded(result, on_progress=show)
     except KeyboardInterrupt:
         recorded, expected = -1, len(task_run_ids(result))
     except Exception as exc:  # the history is a courtesy: never fail a finished run for it
         err.print(f"could not check Prefect's run history: {type(exc).__name__}: {exc}")
         return
-    finally:
-        if status is not None:
-            status.stop()
     if recorded < expected:
         err.print(
             f"note: Prefect's embedded server had recorded {max(recorded, 0)} of {expected} "

@@ -1,10 +1,10 @@
 """Wait until Prefect's embedded server has recorded every task run of a workflow run.
 
 Task-run states reach the Prefect server as events, which the embedded (SQLite) server
-ingests after the flow has returned: ~25-40 task runs per second on 2 cores. Prefect stops
-the embedded server when the process exits and drops whatever it has not ingested yet: a
-200-agent ``agentrt run`` left 51 of its 200 task runs in the database (35 completed,
-13 pending, 3 running), so the Prefect UI showed most agents missing or stuck. ``agentrt
+ingests after the flow has returned (~25 task runs per second on 2 cores). Prefect stops
+the embedded server when the process exits and drops whatever it has not ingested yet, so
+the Prefect UI showed most agents of a wide run missing or stuck
+(``tests/reliability/test_run_history.py`` fails that way without the wait). ``agentrt
 run`` therefore waits here before it exits. With a real server (``PREFECT_API_URL``)
 nothing is lost at exit and nothing waits.
 """
@@ -60,11 +60,11 @@ def wait_until_recorded(
     if not ids:
         return 0, 0
     final = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
+    ours = TaskRunFilterId(any_=[UUID(i) for i in ids])
     query = TaskRunFilter(
-        id=TaskRunFilterId(any_=[UUID(i) for i in ids]),
-        state=TaskRunFilterState(type=TaskRunFilterStateType(any_=final)),
+        id=ours, state=TaskRunFilterState(type=TaskRunFilterStateType(any_=final))
     )
-    anything = TaskRunFilter(id=TaskRunFilterId(any_=[UUID(i) for i in ids]))
+    anything = TaskRunFilter(id=ours)
     bodies = [{"task_runs": f.model_dump(mode="json")} for f in (query, anything)]
     start = moved = time.monotonic()
     seen: list[int] = []

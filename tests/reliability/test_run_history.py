@@ -36,17 +36,9 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
         )
     )
     home = tmp_path / "home"
+    agents = str(REPO_ROOT / "bench" / "agents")
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.console",
-            "run",
-            str(workflow),
-            "-A",
-            str(REPO_ROOT / "bench" / "agents"),
-            "--json",
-        ],
+        [sys.executable, "-m", "flows.console", "run", str(workflow), "-A", agents, "--json"],
         env=cli_env(home),
         cwd=tmp_path,
         capture_output=True,
@@ -58,7 +50,6 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
     ids = {tid for step in result["steps"].values() for tid in step["task_run_ids"]}
     assert len(ids) == AGENTS
     with sqlite3.connect(home / "prefect" / "prefect.db") as db:
-        rows = db.execute("SELECT id, state_type FROM task_run").fetchall()
-    states = {row[0].replace("-", ""): row[1] for row in rows}
-    recorded = {tid.replace("-", ""): states.get(tid.replace("-", "")) for tid in ids}
+        states = dict(db.execute("SELECT id, state_type FROM task_run").fetchall())
+    recorded = {tid: states.get(tid) for tid in ids}
     assert set(recorded.values()) == {"COMPLETED"}, recorded
