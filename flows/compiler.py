@@ -356,7 +356,12 @@ class _Driver:
             done = loop.create_future()
             future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
             await done
-            value = await asyncio.to_thread(future.result, raise_on_failure=False)
+            if self.wrap is opaque:
+                # Thread runner (parameters passed opaque): the finished task run left its
+                # result in memory, so no hop to a thread just to read it.
+                value = future.result(raise_on_failure=False)
+            else:
+                value = await asyncio.to_thread(future.result, raise_on_failure=False)
             return future.state, value, str(future.task_run_id)
         except Exception as exc:
             # Not the agent's failure but its worker's: a process-pool worker killed by the
