@@ -534,8 +534,23 @@ async def _report(
     markdown is rendered, the metrics' once the metrics file is written, and the files are
     written (report.json lists the metrics file) while they are in flight.
     """
-    from flows.metrics import apublish_metrics_artifact, finalize_run
+    from prefect.artifacts import acreate_table_artifact
+
+    from flows.metrics import finalize_run_frame, metrics_artifact_args
     from flows.report import publish_artifacts, render_report, write_report
+
+    def metrics() -> tuple[Path | None, dict[str, Any] | Exception | None]:
+        # In a worker thread: the Parquet file, then the artifact's rows from the same
+        # records (pandas work that would otherwise hold up the event loop).
+        path, frame = finalize_run_frame(result, spool, plan, attempts)
+        if path is None:
+            return None, None
+        try:
+            return path, metrics_artifact_args(
+                frame if frame is not None else path, plan.workflow.name
+            )
+        except Exception as exc:
+            return path, exc
 
     calls: list[asyncio.Future[Any]] = []
     try:
@@ -545,10 +560,13 @@ async def _report(
         markdown = None
     if markdown is not None:
         calls.append(asyncio.ensure_future(publish_artifacts(result, markdown)))
-    metrics = await asyncio.to_thread(finalize_run, result, spool, plan, attempts)
-    if metrics is not None:
-        result.report_paths["metrics"] = str(metrics)
-        calls.append(asyncio.ensure_future(apublish_metrics_artifact(metrics, plan.workflow.name)))
+    metrics_path, table = await asyncio.to_thread(metrics)
+    if metrics_path is not None:
+        result.report_paths["metrics"] = str(metrics_path)
+    if isinstance(table, Exception):
+        result.report_paths["error"] = f"artifacts not published: {type(table).__name__}: {table}"
+    elif table is not None:
+        calls.append(asyncio.ensure_future(acreate_table_artifact(**table)))
     if markdown is not None:
         try:
             result.report_paths.update(write_report(plan, result, markdown))

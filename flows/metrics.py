@@ -65,8 +65,10 @@ __all__ = [
     "data_consumers",
     "export_records",
     "finalize_run",
+    "finalize_run_frame",
     "invocations",
     "load_records",
+    "metrics_artifact_args",
     "parse_since",
     "prune",
     "publish_metrics_artifact",
@@ -569,26 +571,39 @@ def finalize_run(
     removed). Never raises: metrics must not fail a run, so problems are logged and
     ``None`` is returned.
     """
+    return finalize_run_frame(result, spool_dir, plan, attempts)[0]
+
+
+def finalize_run_frame(
+    result: RunResult,
+    spool_dir: Path | str | None,
+    plan: Plan | None = None,
+    attempts: Iterable[AttemptRecord] = (),
+) -> tuple[Path | None, pd.DataFrame | None]:
+    """:func:`finalize_run`, also returning the records it wrote (``None`` when it wrote
+    none, or the file already existed): the metrics artifact is built from them instead of
+    reading the file back."""
     try:
         target = run_file(result)
         spool = Path(spool_dir) if spool_dir else None
         if target.exists():
             if spool is not None:
                 shutil.rmtree(spool, ignore_errors=True)
-            return target
+            return target, None
         attempts = [*attempts, *(read_spool(spool) if spool is not None and spool.is_dir() else [])]
         consumers = data_consumers(plan) if plan is not None else None
         records = build_records(result, attempts, consumers)
         if not records:
-            return None
-        _write_atomic(records_frame(records), target)
+            return None, None
+        frame = records_frame(records)
+        _write_atomic(frame, target)
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
         prune(target.parents[2])
-        return target
+        return target, frame
     except Exception:
         log.warning("metrics for flow run %s not written", result.flow_run_id, exc_info=True)
-        return None
+        return None, None
 
 
 # -- loading -------------------------------------------------------------------------
@@ -1086,10 +1101,12 @@ def artifact_rows(
     return jsonable(frame.reindex(columns=_ARTIFACT_COLUMNS))
 
 
-def _artifact_args(
+def metrics_artifact_args(
     records: RecordsLike,
     workflow: str,
 ) -> dict[str, Any]:
+    """The keyword arguments of Prefect's ``create_table_artifact`` for a run's metrics
+    (pandas work: build them off the event loop, then create the artifact)."""
     key = re.sub(r"[^a-z0-9-]+", "-", f"{workflow}-agent-metrics".lower()).strip("-")[:100]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     return {
@@ -1113,7 +1130,7 @@ def publish_metrics_artifact(
 
     # Inside an async flow Prefect's dispatcher would hand back an un-awaited coroutine
     # (and create nothing); this function is sync, so ask for the sync implementation.
-    return create_table_artifact(**_artifact_args(records, workflow), _sync=True)  # type: ignore[call-arg]
+    return create_table_artifact(**metrics_artifact_args(records, workflow), _sync=True)  # type: ignore[call-arg]
 
 
 async def apublish_metrics_artifact(
@@ -1123,4 +1140,4 @@ async def apublish_metrics_artifact(
     """:func:`publish_metrics_artifact` for async code (e.g. the async workflow flow)."""
     from prefect.artifacts import acreate_table_artifact
 
-    return await acreate_table_artifact(**_artifact_args(records, workflow))
+    return await acreate_table_artifact(**metrics_artifact_args(records, workflow))

@@ -22,7 +22,9 @@ from flows.metrics import (
     data_consumers,
     export_records,
     finalize_run,
+    finalize_run_frame,
     load_records,
+    metrics_artifact_args,
     parse_since,
     prune,
     referenced_tokens,
@@ -177,6 +179,24 @@ def test_a_held_spool_keeps_this_process_records_in_memory(root: Path) -> None:
     assert path is not None and not folder.exists()
     rows = pd.read_parquet(path)
     assert rows["attempt"].tolist() == [1, 2] and rows["final"].tolist() == [False, True]
+
+
+def test_the_metrics_artifact_is_built_from_the_records_written(root: Path) -> None:
+    result = run_result([step_result("a", "completed", output={"x": 1})])
+    folder = root / "spool" / "flow-1"
+    spool(
+        folder,
+        [attempt("a", state="failed", error_type="ConnectionError"), attempt("a", attempt=2)],
+    )
+    path, written = finalize_run_frame(result, folder)
+    assert path is not None and written is not None
+    pd.testing.assert_frame_equal(written, pd.read_parquet(path), check_dtype=False)
+    from_records = metrics_artifact_args(written, "wf")
+    assert from_records["table"] == metrics_artifact_args(path, "wf")["table"]
+    assert [row["attempt"] for row in from_records["table"]] == [1, 2]
+    assert from_records["key"] == "wf-agent-metrics"
+    # The file exists already: its path, and no records (the artifact then reads the file).
+    assert finalize_run_frame(result, folder) == (path, None)
 
 
 def test_finalize_is_idempotent_and_clears_a_leftover_spool(root: Path) -> None:
