@@ -82,6 +82,8 @@ def everything_written(result: RunResult) -> str:
     )
     from prefect.client.schemas.sorting import TaskRunSort
 
+    from flows.history import wait_until_recorded
+
     def read(path: Path) -> str:
         if path.suffix == ".parquet":
             return str(pd.read_parquet(path).to_json(date_format="iso"))
@@ -91,6 +93,7 @@ def everything_written(result: RunResult) -> str:
     texts += [read(Path(p)) for p in result.report_paths.values() if Path(p).is_file()]
     for folder, _dirs, files in os.walk(os.environ["AGENTRT_HOME"]):
         texts += [read(Path(folder) / n) for n in files if n.endswith((".parquet", ".json", ".md"))]
+    wait_until_recorded(result)  # task runs reach the server as events, after the run
     flow_run = UUID(result.flow_run_id)
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(

@@ -53,3 +53,33 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
         states = dict(db.execute("SELECT id, state_type FROM task_run").fetchall())
     recorded = {tid: states.get(tid) for tid in ids}
     assert set(recorded.values()) == {"COMPLETED"}, recorded
+
+
+_SERVER_ENV = """
+import json, subprocess
+from flows import settings
+settings.configure_prefect()
+settings.guard_embedded_server()
+from prefect.server.api.server import SubprocessASGIServer
+seen = {}
+subprocess.Popen = lambda args, env: seen.update(env)  # capture, start nothing
+SubprocessASGIServer._run_uvicorn_command(type("Server", (), {"port": 1})())
+print(json.dumps({k: seen.get(k) for k in settings.EMBEDDED_SERVER_DEFAULTS}))
+"""
+
+
+def test_the_embedded_server_records_task_runs_in_batches(tmp_path: Path) -> None:
+    batch = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
+    flush = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
+    for override, expected in (({}, ("50", "1")), ({batch: "7"}, ("7", "1"))):
+        done = subprocess.run(
+            [sys.executable, "-c", _SERVER_ENV],
+            env={**cli_env(tmp_path / "home"), **override},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        assert (seen[batch], seen[flush]) == expected  # the user's environment wins
