@@ -30,6 +30,7 @@ from flows.metrics import (
     referenced_tokens,
     retention_days,
 )
+from flows.results import RunResult
 from tests.metrics.builders import attempt, frame, record, run_result, spool, step_result
 
 ITEMS = [
@@ -145,13 +146,19 @@ def test_cached_fallback_and_lost_attempts_still_get_records() -> None:
 
 
 # -- finalize ------------------------------------------------------------------------
-def test_finalize_writes_one_file_and_removes_the_spool(root: Path) -> None:
+def _retried_run(root: Path) -> tuple[RunResult, Path]:
+    """A one-step run and its spool: a failed attempt, then a successful retry."""
     result = run_result([step_result("a", "completed", output={"x": 1})])
     folder = root / "spool" / "flow-1"
     spool(
         folder,
         [attempt("a", state="failed", error_type="ConnectionError"), attempt("a", attempt=2)],
     )
+    return result, folder
+
+
+def test_finalize_writes_one_file_and_removes_the_spool(root: Path) -> None:
+    result, folder = _retried_run(root)
     (folder / "garbage.json").write_text("{not json")
     path = finalize_run(result, folder)
     assert path == root / "runs" / "2026-11-02" / "flow-1.parquet"
@@ -182,12 +189,7 @@ def test_a_held_spool_keeps_this_process_records_in_memory(root: Path) -> None:
 
 
 def test_the_metrics_artifact_is_built_from_the_records_written(root: Path) -> None:
-    result = run_result([step_result("a", "completed", output={"x": 1})])
-    folder = root / "spool" / "flow-1"
-    spool(
-        folder,
-        [attempt("a", state="failed", error_type="ConnectionError"), attempt("a", attempt=2)],
-    )
+    result, folder = _retried_run(root)
     path, written = finalize_run_frame(result, folder)
     assert path is not None and written is not None
     pd.testing.assert_frame_equal(written, pd.read_parquet(path), check_dtype=False)
