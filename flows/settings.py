@@ -46,10 +46,10 @@ def configure_prefect(*, quiet: bool = True) -> None:
 
 
 #: Settings of the embedded server agentrt starts (values in the environment win). Its
-#: task-run recorder writes every task-run event in a transaction of its own by default:
-#: the history of a 200-agent run was complete on SQLite 6-8 s after the run started
-#: (`agentrt run` waits for it, flows/history.py). Batches of 50, flushed at least every
-#: second (Prefect truncates the interval to whole seconds): 2.5-3 s.
+#: task-run recorder writes every task-run event in a transaction of its own by default,
+#: and `agentrt run` waits for a run's history before it exits (flows/history.py): batches
+#: of 50, flushed at least every second (Prefect truncates the interval to whole seconds),
+#: let the history of a wide run land sooner on SQLite.
 EMBEDDED_SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",

@@ -1,7 +1,7 @@
 """``agentrt run`` on the embedded server leaves the whole run in Prefect's database.
 
 The embedded server ingests task-run events after the flow has returned, and Prefect stops it
-when the process exits: without waiting, a 200-agent run kept 51 of its task runs. The run
+when the process exits: without waiting, a wide run kept only part of its task runs. The run
 here uses its own AGENTRT_HOME, so its own embedded server and SQLite database, as a user
 without a Prefect server has.
 """
