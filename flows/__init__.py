@@ -22,6 +22,7 @@ _EXPORTS = {
     "RunResult": "flows.results",
     "StepResult": "flows.results",
     "arun_workflow": "flows.run",
+    "drain_artifacts": "flows.artifacts",
     "prepare": "flows.run",
     "run_workflow": "flows.run",
     "WorkflowManifest": "flows.workflow",

@@ -351,6 +351,11 @@ def run(
         elif "error" in paths:
             err.print(paths["error"])
     _wait_for_history(result, quiet=as_json or not live)
+    from flows.artifacts import drain_artifacts
+
+    # Published in the background since the run returned; usually done by now.
+    for problem in drain_artifacts():
+        err.print(f"artifacts not published: {problem}", highlight=False)
     raise typer.Exit(OK if result.state == "completed" else FAILED)
 
 

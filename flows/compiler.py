@@ -35,6 +35,7 @@ from prefect.utilities.annotations import opaque
 
 from agents.redact import redact
 from agents.registry import RegisteredAgent
+from flows.artifacts import ArtifactBatch, ArtifactsMode, publish_in_background
 from flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
 from flows.plan import InputRef, Plan, PlannedStep
 from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
@@ -261,7 +262,9 @@ class _Driver:
     wrap: Callable[[Any], Any]
     results: dict[str, StepResult] = field(default_factory=dict)
     fatal: list[ErrorReport] = field(default_factory=list)
-    final_progress: asyncio.Future[None] | None = None
+    #: Publish a progress artifact (off with AGENTRT_ARTIFACTS=off).
+    artifacts: bool = True
+    progress: _ProgressArtifact | None = None
     #: Each agent's spec, made once per run (agent key → wrapped spec).
     specs: dict[str, Any] = field(default_factory=dict)
 
@@ -492,7 +495,9 @@ class _Driver:
         for sid in self.plan.steps:
             self.events.emit(sid, "pending")
         progress = _ProgressArtifact(self.plan.workflow.name, len(self.plan.steps))
-        progress.start()
+        if self.artifacts:
+            progress.start()
+            self.progress = progress
         while sorter.is_active():
             if not self.fatal:
                 for sid in sorted(sorter.get_ready()):
@@ -519,32 +524,27 @@ class _Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
-        # An API call: it goes out while the run is reported; the flow awaits it before it ends.
-        self.final_progress = asyncio.ensure_future(
-            progress.update(len(self.plan.steps), final=True)
-        )
 
 
 async def _report(
-    plan: Plan, result: RunResult, spool: str | None, attempts: list[AttemptRecord]
-) -> None:
-    """Metrics, report files and artifacts at the end of a run; never fail the run for them.
-
-    The artifacts are API calls that wait on the server: the report's go out as soon as the
-    markdown is rendered, the metrics' once the metrics file is written, and the files are
-    written (report.json lists the metrics file) while they are in flight.
-    """
-    from prefect.artifacts import acreate_table_artifact
-
+    plan: Plan,
+    result: RunResult,
+    spool: str | None,
+    attempts: list[AttemptRecord],
+    *,
+    artifacts: bool = True,
+) -> list[Any]:
+    """Metrics and report files at the end of a run, and the artifacts to publish (Prefect
+    artifact objects; none if ``artifacts`` is false); never fail the run for them."""
     from flows.metrics import finalize_run_frame, metrics_artifact_args
-    from flows.report import publish_artifacts, render_report, write_report
+    from flows.report import render_report, report_artifacts, write_report
 
     def metrics() -> tuple[Path | None, dict[str, Any] | Exception | None]:
         # In a worker thread: the Parquet file, then the artifact's rows from the same
         # records (pandas work that would otherwise hold up the event loop).
         path, frame = finalize_run_frame(result, spool, plan, attempts)
-        if path is None:
-            return None, None
+        if path is None or not artifacts:
+            return path, None
         try:
             return path, metrics_artifact_args(
                 frame if frame is not None else path, plan.workflow.name
@@ -552,31 +552,34 @@ async def _report(
         except Exception as exc:
             return path, exc
 
-    calls: list[asyncio.Future[Any]] = []
+    made: list[Any] = []
     try:
         markdown: str | None = render_report(plan, result)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
         markdown = None
-    if markdown is not None:
-        calls.append(asyncio.ensure_future(publish_artifacts(result, markdown)))
     metrics_path, table = await asyncio.to_thread(metrics)
     if metrics_path is not None:
         result.report_paths["metrics"] = str(metrics_path)
-    if isinstance(table, Exception):
-        result.report_paths["error"] = f"artifacts not published: {type(table).__name__}: {table}"
-    elif table is not None:
-        calls.append(asyncio.ensure_future(acreate_table_artifact(**table)))
     if markdown is not None:
         try:
             result.report_paths.update(write_report(plan, result, markdown))
         except Exception as exc:
             result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
-    for outcome in await asyncio.gather(*calls, return_exceptions=True):
-        if isinstance(outcome, Exception) and "error" not in result.report_paths:
-            result.report_paths["error"] = (
-                f"artifacts not published: {type(outcome).__name__}: {outcome}"
-            )
+    if not artifacts:
+        return made
+    if isinstance(table, Exception):
+        result.report_paths["error"] = f"artifacts not published: {type(table).__name__}: {table}"
+    try:
+        from prefect.artifacts import TableArtifact
+
+        if markdown is not None:
+            made.extend(report_artifacts(result, markdown))
+        if isinstance(table, dict):
+            made.append(TableArtifact(**table))
+    except Exception as exc:
+        result.report_paths["error"] = f"artifacts not published: {type(exc).__name__}: {exc}"
+    return made
 
 
 @contextlib.contextmanager
@@ -628,7 +631,8 @@ def _dont_wait_for_dead_workers() -> None:
 class _ProgressArtifact:
     """A Prefect progress artifact on the flow run: agents finished / total.
 
-    Updated at most every two seconds (each update is an API call), and once at the end.
+    Updated at most every two seconds during the run (each update is an API call); the
+    final 100 % goes out with the run's other artifacts (flows/artifacts.py).
     """
 
     def __init__(self, workflow: str, total: int) -> None:
@@ -650,12 +654,11 @@ class _ProgressArtifact:
                 0.0, description=f"{self.workflow}: agents finished"
             )
 
-    async def update(self, finished: int, *, final: bool = False) -> None:
+    async def update(self, finished: int) -> None:
         now = time.monotonic()
-        if not final and now - self.last < 2.0:
+        if self._created is None or now - self.last < 2.0:
             return
-        if self._created is not None:
-            await self._created
+        await self._created
         if self.id is None:
             return
         from prefect.artifacts import aupdate_progress_artifact
@@ -663,6 +666,13 @@ class _ProgressArtifact:
         self.last = now
         with contextlib.suppress(Exception):
             await aupdate_progress_artifact(self.id, 100.0 * finished / self.total)
+
+    async def final(self) -> tuple[Any, float] | None:
+        """The artifact's id and 100 %, published with the run's other artifacts."""
+        if self._created is None:
+            return None
+        await self._created
+        return None if self.id is None else (self.id, 100.0)
 
 
 def _parameter_wrapper() -> Callable[[Any], Any]:
@@ -835,10 +845,12 @@ def build_flow(
     spool_root: Path | None = None,
     holder: dict[str, Any] | None = None,
     return_json: bool = True,
+    artifacts: ArtifactsMode = "inline",
 ) -> Any:
     """The Prefect flow for ``plan``. ``holder['result']`` is the RunResult; the flow returns
     it as JSON data, or nothing with ``return_json=False`` (for callers that read the holder:
-    Prefect walks a flow's return value looking for futures, ~55 ms for 200 steps)."""
+    Prefect walks a flow's return value looking for futures, ~55 ms for 200 steps).
+    ``artifacts``: when the run's Prefect artifacts are published (flows/artifacts.py)."""
     from agents.imports import source_hash
 
     # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
@@ -864,6 +876,7 @@ def build_flow(
         keeper = asyncio.create_task(_keep_tag_limit_cache(tag_sets))
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool, _parameter_wrapper())
+        driver.artifacts = artifacts != "off"
         with hold_spool(spool) as attempts:
             try:
                 with _shared_sync_client(), _workers_share_embedded_server():
@@ -882,9 +895,16 @@ def build_flow(
                 duration_seconds=round(time.perf_counter() - t0, 6),
                 errors=driver.fatal,
             )
-            await _report(plan, result, spool, attempts)
-        if driver.final_progress is not None:
-            await driver.final_progress
+            made = await _report(plan, result, spool, attempts, artifacts=artifacts != "off")
+        if artifacts != "off":
+            progress = await driver.progress.final() if driver.progress else None
+            batch = ArtifactBatch.of_current_run(made, progress)
+            if artifacts == "background":
+                publish_in_background(batch)
+            else:
+                problems = await batch.apublish()
+                if problems and "error" not in result.report_paths:
+                    result.report_paths["error"] = f"artifacts not published: {problems[0]}"
         holder["result"] = result
         if driver.fatal:
             # A Failed state (rather than an exception) marks the flow run failed without a

@@ -34,6 +34,7 @@ from typing import Any
 
 from prefect import Flow
 
+from flows.artifacts import artifacts_mode
 from flows.compiler import build_flow
 from flows.plan import Plan
 from flows.run import prepare
@@ -97,7 +98,8 @@ def deployment_flow(workflow: str, *, env: dict[str, str] | None = None) -> Flow
         plan = dataclasses.replace(
             plan, workflow=plan.workflow.model_copy(update={"task_runner": spec})
         )
-    inner = build_flow(plan, spool_root=metrics_dir())
+    # Inline: automations that read a run's artifacts when it completes find them.
+    inner = build_flow(plan, spool_root=metrics_dir(), artifacts=artifacts_mode("inline"))
     return _with_param_defaults(plan, inner)
 
 

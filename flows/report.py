@@ -7,7 +7,6 @@ JSON. The report is written for failed runs too, with the error reports first.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import re
@@ -21,7 +20,7 @@ from flows.results import RunResult
 from flows.schemas import schema_model
 from flows.settings import agentrt_home
 
-__all__ = ["count_findings", "publish_artifacts", "render_report", "write_report"]
+__all__ = ["count_findings", "render_report", "report_artifacts", "write_report"]
 
 
 def count_findings(output: Any) -> int:
@@ -138,20 +137,20 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "agentrt"
 
 
-async def publish_artifacts(result: RunResult, markdown: str) -> None:
-    """The report and the agents table on the flow run, for the Prefect UI."""
-    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+def report_artifacts(result: RunResult, markdown: str) -> list[Any]:
+    """The report and the agents table as Prefect artifacts (to publish on the flow run)."""
+    from prefect.artifacts import MarkdownArtifact, TableArtifact
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-    await asyncio.gather(
-        acreate_markdown_artifact(
+    return [
+        MarkdownArtifact(
             markdown=markdown if len(markdown) < 900_000 else markdown[:900_000] + "\n…",
             key=_key(f"{result.workflow}-report"),
             description=f"{result.workflow} report ({result.state}, {stamp})",
         ),
-        acreate_table_artifact(
+        TableArtifact(
             table=summary_rows(result),
             key=_key(f"{result.workflow}-agents"),
             description=f"Agents of {result.workflow} ({stamp})",
         ),
-    )
+    ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from agents.redact import install_log_redaction
 from agents.registry import Registry
+from flows.artifacts import artifacts_mode
 from flows.plan import Plan, build_plan
 from flows.results import RunResult
 from flows.settings import configure_prefect, guard_embedded_server, metrics_dir, runs_dir
@@ -54,6 +55,7 @@ async def arun_workflow(
 
     install_log_redaction()  # Prefect's logging is set up now (importing it does that)
 
+    mode = artifacts_mode("background")
     if plan is None:
         plan, values = prepare(workflow, params, registry=registry)
     else:
@@ -66,6 +68,7 @@ async def arun_workflow(
         spool_root=metrics_dir(),
         holder=holder,
         return_json=False,
+        artifacts=mode,
     )
     with _shared_sync_client():
         await flow_obj(params=values, return_state=True)

@@ -87,12 +87,25 @@ def test_use_checkout_moves_to_the_code(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_deployed_flow_fills_missing_params_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.artifacts import _publisher
+
     repo = make_small_repo(tmp_path / "repo")
+    handed_over = _publisher.submitted
     # What an event trigger passes: only repo and since.
     result = asyncio.run(
         deployments.review_chain(params={"repo": str(repo.path), "since": repo.first})
     )
     assert result["state"] == "completed"
+    # Deployments publish their artifacts before the flow run ends (automations read them).
+    assert _publisher.submitted == handed_over
+    artifacts = httpx.post(
+        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [result["flow_run_id"]]}}},
+    ).json()
+    assert {a["key"] for a in artifacts} >= {"review-chain-report", "review-chain-agent-metrics"}
     assert result["params"] == {
         "repo": str(repo.path),
         "since": repo.first,

@@ -83,3 +83,70 @@ def test_the_embedded_server_records_task_runs_in_batches(tmp_path: Path) -> Non
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
         assert (seen[batch], seen[flush]) == expected  # the user's environment wins
+
+
+_RUN_AND_EXIT = """
+import sys
+from agents.registry import Registry
+from flows import run_workflow
+registry = Registry.discover([sys.argv[2]], builtin=False, entry_points=False)
+print(run_workflow(sys.argv[1], registry=registry).flow_run_id)
+"""
+
+
+def test_background_artifacts_are_published_before_the_process_exits(tmp_path: Path) -> None:
+    """A script that runs a workflow and exits at once still leaves the run's artifacts: the
+    background publisher is drained at exit, before Prefect stops the embedded server."""
+    workflow = tmp_path / "small.yaml"
+    steps = [{"agent": "noop", "id": f"s{i}", "inputs": {"i": {"value": i}}} for i in range(20)]
+    workflow.write_text(yaml.safe_dump({"name": "small", "steps": steps}))
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_EXIT, str(workflow), str(REPO_ROOT / "bench" / "agents")],
+        env=cli_env(home),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    flow_run_id = done.stdout.split()[-1]
+    with sqlite3.connect(home / "prefect" / "prefect.db") as db:
+        rows = db.execute(
+            "SELECT key, type, data FROM artifact WHERE flow_run_id = ?", (flow_run_id,)
+        ).fetchall()
+    assert {(key, kind) for key, kind, _ in rows} == {
+        ("small-report", "markdown"),
+        ("small-agents", "table"),
+        ("small-agent-metrics", "table"),
+        (None, "progress"),
+    }, rows
+    assert next(json.loads(str(data)) for _, kind, data in rows if kind == "progress") == 100
+
+
+_SLOW_BATCH_THEN_EXIT = """
+import pathlib, sys, time
+from flows.artifacts import _publisher
+
+class SlowBatch:  # stands in for a batch whose API calls wait behind a busy server
+    def publish(self):
+        time.sleep(1.5)
+        pathlib.Path(sys.argv[1]).write_text("published")
+        return []
+
+_publisher.submit(SlowBatch())
+"""
+
+
+def test_the_interpreter_waits_for_artifacts_still_being_published(tmp_path: Path) -> None:
+    marker = tmp_path / "published"
+    done = subprocess.run(
+        [sys.executable, "-c", _SLOW_BATCH_THEN_EXIT, str(marker)],
+        env=cli_env(tmp_path / "home"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert marker.read_text() == "published"

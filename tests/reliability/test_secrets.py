@@ -121,10 +121,12 @@ def test_secrets_reach_no_file(leaky_run: tuple[RunResult, dict[str, str]]) -> N
 def test_secrets_reach_no_prefect_state_or_artifact(
     leaky_run: tuple[RunResult, dict[str, str]],
 ) -> None:
+    from flows import drain_artifacts
     from flows.history import wait_until_recorded
 
     result, planted = leaky_run
     wait_until_recorded(result)  # task runs reach the server as events, after the run
+    assert drain_artifacts() == []  # and artifacts from the background, after the run
     flow_run_id = str(result.flow_run_id)
     flow_run = httpx.get(f"{_api()}/flow_runs/{flow_run_id}", timeout=30).json()
     task_runs = _post("/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})

@@ -212,24 +212,77 @@ def test_every_attempt_leaves_a_record(registry: Registry, tmp_path: Path) -> No
     assert failed["error_type"] == "ConnectionError" and failed["error_phase"] == "execute"
 
 
-def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
+def _artifacts_of(result: RunResult) -> dict[str, dict[str, Any]]:
+    """The flow run's artifacts by key (the progress artifact, which has none, as "progress")."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}},
+    )
+    return {a["key"] or a["type"]: a for a in response.raise_for_status().json()}
+
+
+ARTIFACT_KEYS = {"test-wf-report", "test-wf-agents", "test-wf-agent-metrics", "progress"}
+
+
+def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
+    from flows import drain_artifacts
+    from flows.artifacts import _publisher
+
+    handed_over = _publisher.submitted
     result = run(registry, tmp_path, [step("alpha"), step("broken_with_fallback")])
     markdown = Path(result.report_paths["markdown"]).read_text()
     assert (
         "# test-wf: completed" in markdown and "## broken_with_fallback (alpha@1.0.0)" in markdown
     )
     assert json.loads(Path(result.report_paths["json"]).read_text())["state"] == "completed"
-    response = httpx.post(
-        f"{PREFECT_API_URL.value()}/artifacts/filter",
-        json={"artifacts": {"flow_run_id": {"any_": [result.flow_run_id]}}},
-    )
-    kinds = {a["type"]: a for a in response.raise_for_status().json()}
-    assert set(kinds) == {"markdown", "table", "progress"}
-    assert kinds["progress"]["data"] == 100.0
-    assert "broken_with_fallback" in kinds["markdown"]["data"]
+    # By default the artifacts are published in the background, after the run returned.
+    assert _publisher.submitted == handed_over + 1
+    assert drain_artifacts() == []
+    artifacts = _artifacts_of(result)
+    assert set(artifacts) == ARTIFACT_KEYS
+    assert artifacts["progress"]["data"] == 100.0
+    assert "broken_with_fallback" in artifacts["test-wf-report"]["data"]
+    metrics = json.loads(artifacts["test-wf-agent-metrics"]["data"])
+    assert len(metrics) == 3  # alpha, broken_with_fallback, its fallback
+
+
+def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.artifacts import _publisher
+
+    monkeypatch.setenv("AGENTRT_ARTIFACTS", "inline")
+    handed_over = _publisher.submitted
+    result = run(registry, tmp_path, [step("alpha")])
+    assert _publisher.submitted == handed_over  # nothing left for the background thread
+    artifacts = _artifacts_of(result)
+    assert set(artifacts) == ARTIFACT_KEYS
+    assert artifacts["progress"]["data"] == 100.0
+
+
+def test_artifacts_off_publishes_none_but_writes_the_report(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import drain_artifacts
+
+    monkeypatch.setenv("AGENTRT_ARTIFACTS", "off")
+    result = run(registry, tmp_path, [step("alpha")])
+    assert drain_artifacts() == []
+    assert _artifacts_of(result) == {}
+    assert {"markdown", "json", "metrics"} <= set(result.report_paths)
+    assert "error" not in result.report_paths
+
+
+def test_an_unknown_artifacts_mode_is_refused_before_the_run(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTRT_ARTIFACTS", "later")
+    with pytest.raises(ValueError, match=r"AGENTRT_ARTIFACTS='later'.*background.*inline.*off"):
+        run(registry, tmp_path, [step("alpha")])
+    assert not (tmp_path / "events.jsonl").exists()
 
 
 def test_concurrency_tag_limit_is_respected(registry: Registry, tmp_path: Path) -> None:
