@@ -22,7 +22,7 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from uuid import UUID
@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from prefect.client.schemas.actions import ArtifactCreate
     from prefect.context import SettingsContext
 
-__all__ = ["ArtifactBatch", "ArtifactsMode", "artifacts_mode", "drain_artifacts"]
+__all__ = [
+    "ArtifactBatch",
+    "ArtifactMaker",
+    "ArtifactsMode",
+    "artifacts_mode",
+    "drain_artifacts",
+]
 
 ArtifactsMode = Literal["background", "inline", "off"]
 
@@ -53,55 +59,69 @@ def artifacts_mode(default: ArtifactsMode = "background") -> ArtifactsMode:
     return cast(ArtifactsMode, value)
 
 
+#: Makes a run's artifacts; called where the batch is published, so that building them
+#: (JSON of a few hundred table rows, pandas) costs the run nothing in background mode.
+ArtifactMaker = Callable[[], "Sequence[Artifact]"]
+
+
 @dataclass(slots=True)
 class ArtifactBatch:
-    """The artifacts of one flow run, with the Prefect settings (API URL included) of the
-    run that made them, so another thread can publish them after the run's context is gone."""
+    """The artifacts of one flow run, with the Prefect settings and API URL of the run that
+    made them, so another thread can publish them after the run's context is gone."""
 
-    requests: list[ArtifactCreate]
+    makers: list[ArtifactMaker]
+    flow_run_id: UUID | None
     #: The progress artifact's final value: (artifact id, percent).
     progress: tuple[UUID, float] | None
     settings: SettingsContext
+    api_url: str | None
 
     @classmethod
     def of_current_run(
-        cls, artifacts: Sequence[Artifact], progress: tuple[UUID, float] | None = None
+        cls, makers: Sequence[ArtifactMaker], progress: tuple[UUID, float] | None = None
     ) -> ArtifactBatch:
-        """Call inside the flow run the artifacts belong to."""
-        from prefect.client.schemas.actions import ArtifactCreate
-        from prefect.context import FlowRunContext, SettingsContext, get_settings_context
-        from prefect.settings import PREFECT_API_URL
+        """Call inside the flow run the artifacts belong to (cheap: nothing is built yet)."""
+        from prefect.context import FlowRunContext, get_settings_context
 
         run = FlowRunContext.get()
-        flow_run_id = run.flow_run.id if run is not None and run.flow_run is not None else None
-        current = get_settings_context()
-        settings = current.settings
-        if run is not None:
-            # The server this run talks to, also when it is the embedded one (no URL set):
-            # a thread with no URL would start an embedded server of its own.
-            url = str(run.client.api_url).rstrip("/")
-            settings = settings.copy_with_update(updates={PREFECT_API_URL: url})
-        requests = [
-            ArtifactCreate(
-                type=a.type,
-                key=a.key,
-                description=a.description,
-                flow_run_id=flow_run_id,
-                data=a.format(_sync=True),  # type: ignore[call-arg]
-            )
-            for a in artifacts
-        ]
-        return cls(requests, progress, SettingsContext(profile=current.profile, settings=settings))
+        flow_run = run.flow_run if run is not None else None
+        # The server this run talks to, also when it is the embedded one (no URL set): a
+        # thread with no URL would start an embedded server of its own.
+        url = str(run.client.api_url).rstrip("/") if run is not None else None
+        return cls(
+            list(makers), flow_run.id if flow_run else None, progress, get_settings_context(), url
+        )
 
-    async def apublish(self) -> list[str]:
-        """Publish every artifact concurrently; return what failed (nothing raises)."""
+    def build(self) -> tuple[list[ArtifactCreate], list[str]]:
+        """The API requests, and what could not be built."""
+        from prefect.client.schemas.actions import ArtifactCreate
+
+        requests, problems = [], []
+        for make in self.makers:
+            try:
+                requests.extend(
+                    ArtifactCreate(
+                        type=a.type,
+                        key=a.key,
+                        description=a.description,
+                        flow_run_id=self.flow_run_id,
+                        data=a.format(_sync=True),  # type: ignore[call-arg]
+                    )
+                    for a in make()
+                )
+            except Exception as exc:
+                problems.append(f"{type(exc).__name__}: {exc}")
+        return requests, problems
+
+    async def apublish(self, requests: Sequence[ArtifactCreate]) -> list[str]:
+        """Send the requests and the progress update concurrently; return what failed."""
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import ArtifactUpdate
 
         problems: list[str] = []
         try:
             async with get_client() as client:
-                calls: list[Any] = [client.create_artifact(r) for r in self.requests]
+                calls: list[Any] = [client.create_artifact(r) for r in requests]
                 if self.progress is not None:
                     artifact_id, percent = self.progress
                     calls.append(client.update_artifact(artifact_id, ArtifactUpdate(data=percent)))
@@ -112,10 +132,22 @@ class ArtifactBatch:
             problems.append(f"{type(exc).__name__}: {exc}")
         return problems
 
+    async def apublish_inline(self) -> list[str]:
+        """Build (in a worker thread) and publish from the flow run itself."""
+        requests, problems = await asyncio.to_thread(self.build)
+        return problems + await self.apublish(requests)
+
     def publish(self) -> list[str]:
-        """:meth:`apublish` from a thread with no event loop, under the run's settings."""
-        with self.settings:
-            return asyncio.run(self.apublish())
+        """Build and publish from a thread with no event loop, under the run's settings."""
+        from prefect.context import SettingsContext
+        from prefect.settings import PREFECT_API_URL
+
+        requests, problems = self.build()
+        settings = self.settings.settings
+        if self.api_url:
+            settings = settings.copy_with_update(updates={PREFECT_API_URL: self.api_url})
+        with SettingsContext(profile=self.settings.profile, settings=settings):
+            return problems + asyncio.run(self.apublish(requests))
 
 
 class _Publisher:

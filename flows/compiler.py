@@ -35,7 +35,7 @@ from prefect.utilities.annotations import opaque
 
 from agents.redact import redact
 from agents.registry import RegisteredAgent
-from flows.artifacts import ArtifactBatch, ArtifactsMode, publish_in_background
+from flows.artifacts import ArtifactBatch, ArtifactMaker, ArtifactsMode, publish_in_background
 from flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
 from flows.plan import InputRef, Plan, PlannedStep
 from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
@@ -527,38 +527,21 @@ class _Driver:
 
 
 async def _report(
-    plan: Plan,
-    result: RunResult,
-    spool: str | None,
-    attempts: list[AttemptRecord],
-    *,
-    artifacts: bool = True,
-) -> list[Any]:
-    """Metrics and report files at the end of a run, and the artifacts to publish (Prefect
-    artifact objects; none if ``artifacts`` is false); never fail the run for them."""
+    plan: Plan, result: RunResult, spool: str | None, attempts: list[AttemptRecord]
+) -> list[ArtifactMaker]:
+    """Metrics and report files at the end of a run (never failing the run for them), and
+    the makers of the run's artifacts (built where they are published: flows/artifacts.py)."""
     from flows.metrics import finalize_run_frame, metrics_artifact_args
     from flows.report import render_report, report_artifacts, write_report
 
-    def metrics() -> tuple[Path | None, dict[str, Any] | Exception | None]:
-        # In a worker thread: the Parquet file, then the artifact's rows from the same
-        # records (pandas work that would otherwise hold up the event loop).
-        path, frame = finalize_run_frame(result, spool, plan, attempts)
-        if path is None or not artifacts:
-            return path, None
-        try:
-            return path, metrics_artifact_args(
-                frame if frame is not None else path, plan.workflow.name
-            )
-        except Exception as exc:
-            return path, exc
-
-    made: list[Any] = []
+    makers: list[ArtifactMaker] = []
     try:
         markdown: str | None = render_report(plan, result)
     except Exception as exc:
         result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
         markdown = None
-    metrics_path, table = await asyncio.to_thread(metrics)
+    # In a worker thread: pandas and a Parquet write would hold up the event loop.
+    metrics_path, frame = await asyncio.to_thread(finalize_run_frame, result, spool, plan, attempts)
     if metrics_path is not None:
         result.report_paths["metrics"] = str(metrics_path)
     if markdown is not None:
@@ -566,20 +549,18 @@ async def _report(
             result.report_paths.update(write_report(plan, result, markdown))
         except Exception as exc:
             result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
-    if not artifacts:
-        return made
-    if isinstance(table, Exception):
-        result.report_paths["error"] = f"artifacts not published: {type(table).__name__}: {table}"
-    try:
-        from prefect.artifacts import TableArtifact
+        makers.append(functools.partial(report_artifacts, result, markdown))
+    if metrics_path is not None:
+        # The records just written (no read-back), or the file if it already existed.
+        records = frame if frame is not None else metrics_path
 
-        if markdown is not None:
-            made.extend(report_artifacts(result, markdown))
-        if isinstance(table, dict):
-            made.append(TableArtifact(**table))
-    except Exception as exc:
-        result.report_paths["error"] = f"artifacts not published: {type(exc).__name__}: {exc}"
-    return made
+        def metrics_table() -> list[Any]:
+            from prefect.artifacts import TableArtifact
+
+            return [TableArtifact(**metrics_artifact_args(records, plan.workflow.name))]
+
+        makers.append(metrics_table)
+    return makers
 
 
 @contextlib.contextmanager
@@ -895,14 +876,14 @@ def build_flow(
                 duration_seconds=round(time.perf_counter() - t0, 6),
                 errors=driver.fatal,
             )
-            made = await _report(plan, result, spool, attempts, artifacts=artifacts != "off")
+            makers = await _report(plan, result, spool, attempts)
         if artifacts != "off":
             progress = await driver.progress.final() if driver.progress else None
-            batch = ArtifactBatch.of_current_run(made, progress)
+            batch = ArtifactBatch.of_current_run(makers, progress)
             if artifacts == "background":
                 publish_in_background(batch)
             else:
-                problems = await batch.apublish()
+                problems = await batch.apublish_inline()
                 if problems and "error" not in result.report_paths:
                     result.report_paths["error"] = f"artifacts not published: {problems[0]}"
         holder["result"] = result
