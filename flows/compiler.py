@@ -35,7 +35,7 @@ from prefect.utilities.annotations import opaque
 
 from agents.redact import redact
 from agents.registry import RegisteredAgent
-from flows.artifacts import ArtifactBatch, ArtifactMaker, ArtifactsMode, publish_in_background
+from flows.artifacts import ArtifactMaker, ArtifactsMode, RunArtifacts
 from flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
 from flows.plan import InputRef, Plan, PlannedStep
 from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
@@ -262,9 +262,8 @@ class _Driver:
     wrap: Callable[[Any], Any]
     results: dict[str, StepResult] = field(default_factory=dict)
     fatal: list[ErrorReport] = field(default_factory=list)
-    #: Publish a progress artifact (off with AGENTRT_ARTIFACTS=off).
-    artifacts: bool = True
-    progress: _ProgressArtifact | None = None
+    #: The run's Prefect artifacts (None with AGENTRT_ARTIFACTS=off).
+    artifacts: RunArtifacts | None = None
     #: Each agent's spec, made once per run (agent key → wrapped spec).
     specs: dict[str, Any] = field(default_factory=dict)
 
@@ -494,10 +493,8 @@ class _Driver:
         finishing: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
         for sid in self.plan.steps:
             self.events.emit(sid, "pending")
-        progress = _ProgressArtifact(self.plan.workflow.name, len(self.plan.steps))
-        if self.artifacts:
-            progress.start()
-            self.progress = progress
+        if self.artifacts is not None:
+            self.artifacts.start()
         while sorter.is_active():
             if not self.fatal:
                 for sid in sorted(sorter.get_ready()):
@@ -513,7 +510,8 @@ class _Driver:
                 sid = running.pop(finished)
                 finished.result()  # surface driver bugs instead of hanging
                 sorter.done(sid)
-            await progress.update(len(self.results) - len(running))
+            if self.artifacts is not None:
+                self.artifacts.progress(len(self.results) - len(running))
         first = self.fatal[0].agent if self.fatal else "?"
         for sid, step in self.plan.steps.items():
             if sid not in self.results:
@@ -607,53 +605,6 @@ def _dont_wait_for_dead_workers() -> None:
     if queue is not None:
         with contextlib.suppress(Exception):
             queue.cancel_join_thread()
-
-
-class _ProgressArtifact:
-    """A Prefect progress artifact on the flow run: agents finished / total.
-
-    Updated at most every two seconds during the run (each update is an API call); the
-    final 100 % goes out with the run's other artifacts (flows/artifacts.py).
-    """
-
-    def __init__(self, workflow: str, total: int) -> None:
-        self.workflow, self.total = workflow, max(total, 1)
-        self.id: Any = None
-        self.last = 0.0
-        self._created: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Create the artifact in the background: the first agents need not wait for it."""
-        self._created = asyncio.create_task(self._create())
-        self.last = time.monotonic()
-
-    async def _create(self) -> None:
-        from prefect.artifacts import acreate_progress_artifact
-
-        with contextlib.suppress(Exception):
-            self.id = await acreate_progress_artifact(
-                0.0, description=f"{self.workflow}: agents finished"
-            )
-
-    async def update(self, finished: int) -> None:
-        now = time.monotonic()
-        if self._created is None or now - self.last < 2.0:
-            return
-        await self._created
-        if self.id is None:
-            return
-        from prefect.artifacts import aupdate_progress_artifact
-
-        self.last = now
-        with contextlib.suppress(Exception):
-            await aupdate_progress_artifact(self.id, 100.0 * finished / self.total)
-
-    async def final(self) -> tuple[Any, float] | None:
-        """The artifact's id and 100 %, published with the run's other artifacts."""
-        if self._created is None:
-            return None
-        await self._created
-        return None if self.id is None else (self.id, 100.0)
 
 
 def _parameter_wrapper() -> Callable[[Any], Any]:
@@ -857,7 +808,8 @@ def build_flow(
         keeper = asyncio.create_task(_keep_tag_limit_cache(tag_sets))
         events, holder = _SINKS.pop(sink)
         driver = _Driver(plan, params, tasks, grants, events, spool, _parameter_wrapper())
-        driver.artifacts = artifacts != "off"
+        if artifacts != "off":
+            driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
         with hold_spool(spool) as attempts:
             try:
                 with _shared_sync_client(), _workers_share_embedded_server():
@@ -877,13 +829,10 @@ def build_flow(
                 errors=driver.fatal,
             )
             makers = await _report(plan, result, spool, attempts)
-        if artifacts != "off":
-            progress = await driver.progress.final() if driver.progress else None
-            batch = ArtifactBatch.of_current_run(makers, progress)
-            if artifacts == "background":
-                publish_in_background(batch)
-            else:
-                problems = await batch.apublish_inline()
+        if driver.artifacts is not None:
+            published = driver.artifacts.finish(makers, collect=artifacts == "background")
+            if artifacts == "inline":
+                problems = await asyncio.wrap_future(published)
                 if problems and "error" not in result.report_paths:
                     result.report_paths["error"] = f"artifacts not published: {problems[0]}"
         holder["result"] = result

@@ -124,24 +124,23 @@ def test_background_artifacts_are_published_before_the_process_exits(tmp_path: P
     assert next(json.loads(str(data)) for _, kind, data in rows if kind == "progress") == 100
 
 
-_SLOW_BATCH_THEN_EXIT = """
-import pathlib, sys, time
+_SLOW_CALL_THEN_EXIT = """
+import asyncio, pathlib, sys
 from flows.artifacts import _publisher
 
-class SlowBatch:  # stands in for a batch whose API calls wait behind a busy server
-    def publish(self):
-        time.sleep(1.5)
-        pathlib.Path(sys.argv[1]).write_text("published")
-        return []
+async def slow():  # stands in for artifact calls waiting behind a busy server
+    await asyncio.sleep(1.5)
+    pathlib.Path(sys.argv[1]).write_text("published")
+    return []
 
-_publisher.submit(SlowBatch())
+_publisher.submit(slow())
 """
 
 
 def test_the_interpreter_waits_for_artifacts_still_being_published(tmp_path: Path) -> None:
     marker = tmp_path / "published"
     done = subprocess.run(
-        [sys.executable, "-c", _SLOW_BATCH_THEN_EXIT, str(marker)],
+        [sys.executable, "-c", _SLOW_CALL_THEN_EXIT, str(marker)],
         env=cli_env(tmp_path / "home"),
         cwd=REPO_ROOT,
         capture_output=True,

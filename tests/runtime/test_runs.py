@@ -257,7 +257,7 @@ def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
     monkeypatch.setenv("AGENTRT_ARTIFACTS", "inline")
     handed_over = _publisher.submitted
     result = run(registry, tmp_path, [step("alpha")])
-    assert _publisher.submitted == handed_over  # nothing left for the background thread
+    assert _publisher.submitted == handed_over  # nothing left to publish after the run
     artifacts = _artifacts_of(result)
     assert set(artifacts) == ARTIFACT_KEYS
     assert artifacts["progress"]["data"] == 100.0
