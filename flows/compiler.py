@@ -778,11 +778,18 @@ def build_flow(
     holder: dict[str, Any] | None = None,
     return_json: bool = True,
     artifacts: ArtifactsMode = "inline",
+    report_after_return: bool = False,
 ) -> Any:
     """The Prefect flow for ``plan``. ``holder['result']`` is the RunResult; the flow returns
     it as JSON data, or nothing with ``return_json=False`` (for callers that read the holder:
     Prefect walks a flow's return value looking for futures, ~55 ms for 200 steps).
-    ``artifacts``: when the run's Prefect artifacts are published (flows/artifacts.py)."""
+    ``artifacts``: when the run's Prefect artifacts are published (flows/artifacts.py).
+
+    With ``report_after_return`` the flow returns before the run's metrics and report files
+    are written, so that work overlaps Prefect's final state call (which waits on a busy
+    embedded server for hundreds of milliseconds after a wide run); the caller must await
+    ``holder['finishing']`` (:func:`flows.run.arun_workflow` does), which also runs
+    ``holder['after_report'](result)`` in a worker thread if given."""
     from agents.imports import source_hash
 
     # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
@@ -816,26 +823,34 @@ def build_flow(
                     await driver.run()
             finally:
                 keeper.cancel()
-            result = RunResult(
-                workflow=plan.workflow.name,
-                flow_run_id=flow_run_id,
-                state="failed" if driver.fatal else "completed",
-                params=params,
-                steps={sid: driver.results[sid] for sid in plan.steps},
-                levels=plan.levels,
-                started_at=started,
-                ended_at=datetime.now(UTC),
-                duration_seconds=round(time.perf_counter() - t0, 6),
-                errors=driver.fatal,
-            )
+        result = RunResult(
+            workflow=plan.workflow.name,
+            flow_run_id=flow_run_id,
+            state="failed" if driver.fatal else "completed",
+            params=params,
+            steps={sid: driver.results[sid] for sid in plan.steps},
+            levels=plan.levels,
+            started_at=started,
+            ended_at=datetime.now(UTC),
+            duration_seconds=round(time.perf_counter() - t0, 6),
+            errors=driver.fatal,
+        )
+
+        async def finish() -> None:
             makers = await _report(plan, result, spool, attempts)
-        if driver.artifacts is not None:
-            published = driver.artifacts.finish(makers, collect=artifacts == "background")
-            if artifacts == "inline":
-                problems = await asyncio.wrap_future(published)
-                if problems and "error" not in result.report_paths:
-                    result.report_paths["error"] = f"artifacts not published: {problems[0]}"
+            if driver.artifacts is not None:
+                published = driver.artifacts.finish(makers, collect=artifacts == "background")
+                if artifacts == "inline":
+                    problems = await asyncio.wrap_future(published)
+                    if problems and "error" not in result.report_paths:
+                        result.report_paths["error"] = f"artifacts not published: {problems[0]}"
+            if (after := holder.get("after_report")) is not None:
+                await asyncio.to_thread(after, result)
+
         holder["result"] = result
+        holder["finishing"] = asyncio.ensure_future(finish())
+        if not report_after_return:
+            await holder["finishing"]
         if driver.fatal:
             # A Failed state (rather than an exception) marks the flow run failed without a
             # traceback in the logs: the error reports already say what happened.

@@ -60,7 +60,8 @@ async def arun_workflow(
         plan, values = prepare(workflow, params, registry=registry)
     else:
         values = plan.workflow.resolve_params(params or {})
-    holder: dict[str, Any] = {}
+    # The result file is written with the report, while Prefect records the flow run's end.
+    holder: dict[str, Any] = {"after_report": _save}
     flow_obj = build_flow(
         plan,
         events=events,
@@ -69,13 +70,14 @@ async def arun_workflow(
         holder=holder,
         return_json=False,
         artifacts=mode,
+        report_after_return=True,
     )
     with _shared_sync_client():
         await flow_obj(params=values, return_state=True)
     result: RunResult | None = holder.get("result")
     if result is None:
         raise RuntimeError(f"workflow {plan.workflow.name!r} ended without a result")
-    _save(result)
+    await holder["finishing"]
     return result
 
 
