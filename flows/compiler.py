@@ -789,7 +789,8 @@ def build_flow(
     are written, so that work overlaps Prefect's final state call (which waits on a busy
     embedded server for hundreds of milliseconds after a wide run); the caller must await
     ``holder['finishing']`` (:func:`flows.run.arun_workflow` does), which also runs
-    ``holder['after_report'](result)`` in a worker thread if given."""
+    ``holder['after_report'](result)`` in a worker thread if given, then call
+    ``holder['publish']()`` if set (background artifacts, sent after the flow run's end)."""
     from agents.imports import source_hash
 
     # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
@@ -838,12 +839,16 @@ def build_flow(
 
         async def finish() -> None:
             makers = await _report(plan, result, spool, attempts)
-            if driver.artifacts is not None:
-                published = driver.artifacts.finish(makers, collect=artifacts == "background")
-                if artifacts == "inline":
-                    problems = await asyncio.wrap_future(published)
-                    if problems and "error" not in result.report_paths:
-                        result.report_paths["error"] = f"artifacts not published: {problems[0]}"
+            run_artifacts = driver.artifacts
+            if run_artifacts is not None and artifacts == "inline":
+                problems = await asyncio.wrap_future(run_artifacts.finish(makers, collect=False))
+                if problems and "error" not in result.report_paths:
+                    result.report_paths["error"] = f"artifacts not published: {problems[0]}"
+            elif run_artifacts is not None and report_after_return:
+                # Sent once the flow run's end is recorded: the calls would slow that down.
+                holder["publish"] = functools.partial(run_artifacts.finish, makers)
+            elif run_artifacts is not None:
+                run_artifacts.finish(makers)
             if (after := holder.get("after_report")) is not None:
                 await asyncio.to_thread(after, result)
 

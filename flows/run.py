@@ -78,6 +78,8 @@ async def arun_workflow(
     if result is None:
         raise RuntimeError(f"workflow {plan.workflow.name!r} ended without a result")
     await holder["finishing"]
+    if (publish := holder.get("publish")) is not None:
+        publish()
     return result
 
 
