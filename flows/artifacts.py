@@ -8,10 +8,10 @@ background thread (its own event loop and API client, calls of a run in order), 
 flow. ``AGENTRT_ARTIFACTS`` chooses when the run's end waits for them:
 
 * ``background`` (default for ``agentrt run`` and :func:`flows.run_workflow`): not at all;
-  the artifacts land a moment after the flow run is Completed, as Prefect's own task-run
-  states and logs do. The thread is drained before the process exits, and ``agentrt run``
-  drains it while it waits for the run's history; call :func:`drain_artifacts` to wait for
-  them yourself.
+  the report and tables are sent once the flow run's end is recorded and land a moment
+  after it is Completed, as Prefect's own task-run states and logs do. The thread is
+  drained before the process exits, and ``agentrt run`` drains it while it waits for the
+  run's history; call :func:`drain_artifacts` to wait for them yourself.
 * ``inline`` (default for deployments): the flow run ends once they are published, so
   automations that read a run's artifacts when it completes find them.
 * ``off``: no artifacts (report files and metrics are written as always).
