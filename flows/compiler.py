@@ -785,9 +785,9 @@ def build_flow(
     Prefect walks a flow's return value looking for futures, ~55 ms for 200 steps).
     ``artifacts``: when the run's Prefect artifacts are published (flows/artifacts.py).
 
-    With ``report_after_return`` the flow returns before the run's metrics and report files
-    are written, so that work overlaps Prefect's final state call (which waits on a busy
-    embedded server for hundreds of milliseconds after a wide run); the caller must await
+    With ``report_after_return`` (ignored for inline artifacts) the flow returns before the
+    run's metrics and report files are written, so that work overlaps Prefect's final state
+    call (which waits on a busy embedded server after a wide run); the caller must await
     ``holder['finishing']`` (:func:`flows.run.arun_workflow` does), which also runs
     ``holder['after_report'](result)`` in a worker thread if given, then call
     ``holder['publish']()`` if set (background artifacts, sent after the flow run's end)."""
@@ -854,7 +854,8 @@ def build_flow(
 
         holder["result"] = result
         holder["finishing"] = asyncio.ensure_future(finish())
-        if not report_after_return:
+        if not report_after_return or artifacts == "inline":
+            # Inline artifacts are on the flow run before it ends: so is the report then.
             await holder["finishing"]
         if driver.fatal:
             # A Failed state (rather than an exception) marks the flow run failed without a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,19 @@ def _artifacts_of(result: RunResult) -> dict[str, dict[str, Any]]:
 ARTIFACT_KEYS = {"test-wf-report", "test-wf-agents", "test-wf-agent-metrics", "progress"}
 
 
+def _ended(result: RunResult) -> datetime:
+    """When the server recorded the flow run's end (its clock, as artifacts' ``created``)."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    response = httpx.get(f"{PREFECT_API_URL.value()}/flow_runs/{result.flow_run_id}")
+    return datetime.fromisoformat(response.raise_for_status().json()["end_time"])
+
+
+def _created(artifact: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(artifact["created"])
+
+
 def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
     from flows import drain_artifacts
     from flows.artifacts import _publisher
@@ -247,6 +261,9 @@ def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) 
     assert "broken_with_fallback" in artifacts["test-wf-report"]["data"]
     metrics = json.loads(artifacts["test-wf-agent-metrics"]["data"])
     assert len(metrics) == 3  # alpha, broken_with_fallback, its fallback
+    # Sent once the flow run's end was recorded (the progress artifact at its start).
+    assert _created(artifacts["progress"]) < _ended(result)
+    assert all(_created(artifacts[k]) >= _ended(result) for k in ARTIFACT_KEYS - {"progress"})
 
 
 def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
@@ -261,6 +278,7 @@ def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
     artifacts = _artifacts_of(result)
     assert set(artifacts) == ARTIFACT_KEYS
     assert artifacts["progress"]["data"] == 100.0
+    assert all(_created(a) <= _ended(result) for a in artifacts.values())
 
 
 def test_artifacts_off_publishes_none_but_writes_the_report(
