@@ -42,6 +42,12 @@ SKELETON_WEIGHT = 0.5
 FULL_FILE_WEIGHT = 0.9
 #: Lines of context added before and after each unit span.
 SPAN_PADDING = 3
+#: The best unit of each of the BEST_UNIT_FILES best-ranked files is also offered with
+#: BEST_UNIT_WEIGHT times its file's score: the file ranking is more reliable than the unit
+#: ranking, and the file ranked first is worth seeing through its most relevant unit even
+#: when units of other files (often its tests) match the query's words better.
+BEST_UNIT_WEIGHT = 0.9
+BEST_UNIT_FILES = 1
 #: Files at most this many lines are also offered whole.
 SMALL_FILE_LINES = 200
 #: An overview (empty query) offers the skeletons of this many of the most central files.
@@ -244,11 +250,21 @@ def _candidates(
         start = max(1, unit.start_line - SPAN_PADDING)
         end = min(n_lines, unit.end_line + SPAN_PADDING)
         candidates.append(Candidate(path, "span", score, start, end))
-    for f in np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]:
+    for position, f in enumerate(np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]):
         score = float(file_scores[f])
         if score < threshold:
             break
         structure = index.structures[f]
+        units = index.file_units(int(f))
+        if position < BEST_UNIT_FILES and len(units):
+            best = units.start + int(np.argmax(unit_scores[units.start : units.stop]))
+            if 0 < unit_scores[best] < score * BEST_UNIT_WEIGHT:
+                _, unit = index.unit(best)
+                start = max(1, unit.start_line - SPAN_PADDING)
+                end = min(structure.n_lines, unit.end_line + SPAN_PADDING)
+                candidates.append(
+                    Candidate(index.paths[f], "span", score * BEST_UNIT_WEIGHT, start, end)
+                )
         if structure.skeleton:
             candidates.append(Candidate(index.paths[f], "skeleton", score * SKELETON_WEIGHT))
         if structure.n_lines <= SMALL_FILE_LINES:

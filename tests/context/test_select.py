@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from context import relevance
@@ -235,3 +236,39 @@ def test_select_texts() -> None:
     assert "disk quota exceeded" in selection.text
     assert selection.tokens <= 100
     assert count_tokens(selection.to_markdown()) <= 100
+
+
+def test_best_unit_of_the_top_file_is_offered_at_its_file_score(
+    repo: Path, store: ContextStore
+) -> None:
+    from context.select import BEST_UNIT_WEIGHT, _candidates
+
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, store, IndexStats())
+    billing = index.paths.index("shop/billing.py")
+    models = index.paths.index("shop/models.py")
+    file_scores = np.zeros(index.n_files, dtype=np.float32)
+    file_scores[billing], file_scores[models] = 1.0, 0.5
+    unit_scores = np.zeros(len(index.unit_file), dtype=np.float32)
+    units = index.file_units(billing)
+    names = [index.unit(k)[1].name for k in units]
+    best = units.start + names.index("Invoice.apply_discount")
+    unit_scores[units] = 0.1
+    unit_scores[best] = 0.3  # the top file's best unit scores low: units elsewhere match better
+    for k in index.file_units(models):
+        unit_scores[k] = 1.0
+    candidates = _candidates(index, file_scores, unit_scores, "discount", 0.05)
+    unit = index.unit(best)[1]
+    offered = [
+        c
+        for c in candidates
+        if c.path == "shop/billing.py"
+        and c.kind == "span"
+        and c.start_line <= unit.start_line
+        and c.end_line >= unit.end_line
+    ]
+    assert max(c.score for c in offered) == pytest.approx(BEST_UNIT_WEIGHT)
+    # Only the top file's: the second file's units keep their own scores.
+    assert (
+        max(c.score for c in candidates if c.path == "shop/models.py" and c.kind == "span") == 1.0
+    )
