@@ -92,7 +92,8 @@ class _Publisher:
     def submit(
         self, job: Awaitable[list[str]], *, collect: bool = True
     ) -> concurrent.futures.Future[list[str]]:
-        """Run ``job`` on the thread; with ``collect`` its problems go to :meth:`drain`."""
+        """Run ``job`` on the thread; with ``collect`` its problems are reported by the next
+        :meth:`drain` (or logged at exit), else only through the returned future."""
         with self._lock:
             if self._loop is None or self._loop.is_closed():
                 self._loop = asyncio.new_event_loop()
@@ -114,9 +115,6 @@ class _Publisher:
             problems = future.result()
         except BaseException as exc:  # a job never raises; a cancelled one does
             problems = [_problem(exc)]
-        if collect:
-            for problem in problems:
-                log.warning("artifacts not published: %s", problem)
         with self._lock:
             if collect:
                 self._problems.extend(problems)
@@ -146,6 +144,7 @@ class _Publisher:
         return self._clients[key]
 
     def drain(self, timeout: float) -> list[str]:
+        """Wait for every call (at most ``timeout`` s); the problems not reported before."""
         with self._lock:
             done = self._idle.wait_for(lambda: not self._pending, timeout)
             problems, self._problems = self._problems, []
@@ -156,6 +155,7 @@ class _Publisher:
         return problems
 
     def _drain_at_exit(self) -> None:
+        # Each problem is reported once: to whoever drained before, else here.
         for problem in self.drain(EXIT_TIMEOUT):
             log.warning("artifacts not published: %s", problem)
 

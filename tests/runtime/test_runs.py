@@ -294,6 +294,22 @@ def test_artifacts_off_publishes_none_but_writes_the_report(
     assert "error" not in result.report_paths
 
 
+def test_artifact_problems_are_reported_once() -> None:
+    from flows import drain_artifacts
+    from flows.artifacts import RunArtifacts
+
+    def broken() -> list[Any]:
+        raise ValueError("no rows")
+
+    def unused() -> list[Any]:
+        return []
+
+    artifacts = RunArtifacts("wf", 1)  # outside a flow run: artifacts of no flow run
+    assert artifacts.finish([broken, unused]).result(timeout=60) == ["ValueError: no rows"]
+    assert drain_artifacts() == ["ValueError: no rows"]
+    assert drain_artifacts() == []  # reported: not again, nor at exit
+
+
 def test_an_unknown_artifacts_mode_is_refused_before_the_run(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
