@@ -310,6 +310,12 @@ def run(
         _bad_input(str(exc))
     if task_runner and task_runner not in ("thread", "process", "dask", "ray"):
         _bad_input(f"--task-runner {task_runner!r}: use thread, process, dask or ray")
+    from flows.artifacts import artifacts_mode
+
+    try:
+        artifacts_mode()
+    except ValueError as exc:
+        _bad_input(str(exc))
 
     live = not as_json and out.is_terminal and not os.environ.get("CI")
     progress = LiveProgress(

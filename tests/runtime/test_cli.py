@@ -78,6 +78,17 @@ def test_bad_input_exits_2_without_traceback(tmp_path: Path, args: list[str], me
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_an_unknown_artifacts_mode_exits_2_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTRT_ARTIFACTS", "later")
+    path = workflow(tmp_path, "  - {agent: alpha}")
+    result = runner.invoke(app, ["run", str(path), "-p", f"workdir={tmp_path}", *A])
+    assert result.exit_code == 2, result.output
+    assert "AGENTRT_ARTIFACTS='later' is not a mode" in result.stderr
+    assert "running" not in result.stdout and "Traceback" not in result.stderr
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_ok_and_failed_exit_codes(tmp_path: Path) -> None:
     work = tmp_path / "work"
