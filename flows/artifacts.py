@@ -86,7 +86,7 @@ class _Publisher:
         #: with the settings to call it under.
         self._clients: dict[str, tuple[PrefectClient, Settings]] = {}
         self._client_lock: asyncio.Lock | None = None
-        #: Runs whose artifacts were left to publish in the background (for tests).
+        #: Jobs whose problems are left for drain: runs published in the background (tests).
         self.submitted = 0
 
     def submit(
@@ -95,7 +95,7 @@ class _Publisher:
         """Run ``job`` on the thread; with ``collect`` its problems are reported by the next
         :meth:`drain` (or logged at exit), else only through the returned future."""
         with self._lock:
-            if self._loop is None or self._loop.is_closed():
+            if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(
                     target=self._loop.run_forever, name="agentrt-artifacts", daemon=True
@@ -107,6 +107,7 @@ class _Publisher:
                 self._exit_hook = True
             future = asyncio.run_coroutine_threadsafe(job, self._loop)  # type: ignore[arg-type]
             self._pending.add(future)
+            self.submitted += 1 if collect else 0
         future.add_done_callback(lambda done: self._finished(done, collect))
         return future
 
@@ -182,8 +183,14 @@ class RunArtifacts:
         self._chain: asyncio.Future[Any] | None = None  # the run's last call (thread's loop)
 
     def _submit(
-        self, work: Callable[[PrefectClient], Awaitable[None]], *, collect: bool = False
+        self,
+        work: Callable[[PrefectClient], Awaitable[None]],
+        *,
+        final: bool = False,
+        collect: bool = False,
     ) -> concurrent.futures.Future[list[str]]:
+        """Queue ``work`` after the run's earlier calls; its failure joins ``problems``, which
+        the run's ``final`` call returns."""
         from prefect.context import SettingsContext
 
         async def job() -> list[str]:
@@ -198,7 +205,7 @@ class RunArtifacts:
                     await work(client)
             except Exception as exc:
                 self.problems.append(_problem(exc))
-            return self.problems if collect else []
+            return self.problems if final else []
 
         return _publisher.submit(job(), collect=collect)
 
@@ -266,9 +273,7 @@ class RunArtifacts:
             outcomes = await asyncio.gather(final(client), *calls, return_exceptions=True)
             self.problems.extend(_problem(o) for o in outcomes if isinstance(o, BaseException))
 
-        if collect:
-            _publisher.submitted += 1
-        return self._submit(publish, collect=collect)
+        return self._submit(publish, final=True, collect=collect)
 
 
 def drain_artifacts(timeout: float = EXIT_TIMEOUT) -> list[str]:

@@ -308,6 +308,10 @@ def test_artifact_problems_are_reported_once() -> None:
     assert artifacts.finish([broken, unused]).result(timeout=60) == ["ValueError: no rows"]
     assert drain_artifacts() == ["ValueError: no rows"]
     assert drain_artifacts() == []  # reported: not again, nor at exit
+    # Inline (not collected): the problems are the future's result only.
+    inline = RunArtifacts("wf", 1).finish([broken], collect=False)
+    assert inline.result(timeout=60) == ["ValueError: no rows"]
+    assert drain_artifacts() == []
 
 
 def test_an_unknown_artifacts_mode_is_refused_before_the_run(
