@@ -13,40 +13,43 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from tests.reliability.conftest import REPO_ROOT, cli_env
 
 AGENTS = 60
+NOOP_AGENTS = str(REPO_ROOT / "bench" / "agents")
+
+
+def _noop_workflow(path: Path, agents: int, **extra: Any) -> Path:
+    """A workflow named after ``path`` of ``agents`` independent no-op agents."""
+    steps = [
+        {"agent": "noop", "id": f"s{i:03d}", "inputs": {"i": {"value": i}}} for i in range(agents)
+    ]
+    path.write_text(yaml.safe_dump({"name": path.stem, **extra, "steps": steps}))
+    return path
+
+
+def _python(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
+    """Run ``python ARGS`` and return its output; a non-zero exit fails the test."""
+    done = subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> None:
-    workflow = tmp_path / "wide.yaml"
-    workflow.write_text(
-        yaml.safe_dump(
-            {
-                "name": "wide",
-                "concurrency": 16,
-                "steps": [
-                    {"agent": "noop", "id": f"s{i:03d}", "inputs": {"i": {"value": i}}}
-                    for i in range(AGENTS)
-                ],
-            }
-        )
-    )
+    workflow = _noop_workflow(tmp_path / "wide.yaml", AGENTS, concurrency=16)
     home = tmp_path / "home"
-    agents = str(REPO_ROOT / "bench" / "agents")
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.console", "run", str(workflow), "-A", agents, "--json"],
-        env=cli_env(home),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = _python(
+        ["-m", "flows.console", "run", str(workflow), "-A", NOOP_AGENTS, "--json"],
+        cli_env(home),
+        tmp_path,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    result = json.loads(out)
     ids = {tid for step in result["steps"].values() for tid in step["task_run_ids"]}
     assert len(ids) == AGENTS
     with sqlite3.connect(home / "prefect" / "prefect.db") as db:
@@ -72,16 +75,8 @@ def test_the_embedded_server_records_task_runs_in_batches(tmp_path: Path) -> Non
     batch = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
     flush = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
     for override, expected in (({}, ("50", "1")), ({batch: "7"}, ("7", "1"))):
-        done = subprocess.run(
-            [sys.executable, "-c", _SERVER_ENV],
-            env={**cli_env(tmp_path / "home"), **override},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        out = _python(["-c", _SERVER_ENV], {**cli_env(tmp_path / "home"), **override}, REPO_ROOT)
+        seen = json.loads(out.strip().splitlines()[-1])
         assert (seen[batch], seen[flush]) == expected  # the user's environment wins
 
 
@@ -95,22 +90,13 @@ print(run_workflow(sys.argv[1], registry=registry).flow_run_id)
 
 
 def test_background_artifacts_are_published_before_the_process_exits(tmp_path: Path) -> None:
-    """A script that runs a workflow and exits at once still leaves the run's artifacts: the
-    background publisher is drained at exit, before Prefect stops the embedded server."""
-    workflow = tmp_path / "small.yaml"
-    steps = [{"agent": "noop", "id": f"s{i}", "inputs": {"i": {"value": i}}} for i in range(20)]
-    workflow.write_text(yaml.safe_dump({"name": "small", "steps": steps}))
+    """A script that runs a workflow and exits at once still leaves the run's artifacts in
+    its own embedded server's database. (Prefect's own exit work can give the publishing
+    thread the time it needs; the next test shows that the exit hook waits for it.)"""
+    workflow = _noop_workflow(tmp_path / "small.yaml", 20)
     home = tmp_path / "home"
-    done = subprocess.run(
-        [sys.executable, "-c", _RUN_AND_EXIT, str(workflow), str(REPO_ROOT / "bench" / "agents")],
-        env=cli_env(home),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    flow_run_id = done.stdout.split()[-1]
+    out = _python(["-c", _RUN_AND_EXIT, str(workflow), NOOP_AGENTS], cli_env(home), tmp_path)
+    flow_run_id = out.split()[-1]
     with sqlite3.connect(home / "prefect" / "prefect.db") as db:
         rows = db.execute(
             "SELECT key, type, data FROM artifact WHERE flow_run_id = ?", (flow_run_id,)
@@ -139,13 +125,5 @@ _publisher.submit(slow())
 
 def test_the_interpreter_waits_for_artifacts_still_being_published(tmp_path: Path) -> None:
     marker = tmp_path / "published"
-    done = subprocess.run(
-        [sys.executable, "-c", _SLOW_CALL_THEN_EXIT, str(marker)],
-        env=cli_env(tmp_path / "home"),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    _python(["-c", _SLOW_CALL_THEN_EXIT, str(marker)], cli_env(tmp_path / "home"), REPO_ROOT)
     assert marker.read_text() == "published"
