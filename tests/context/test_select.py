@@ -272,3 +272,29 @@ def test_best_unit_of_the_top_file_is_offered_at_its_file_score(
     assert (
         max(c.score for c in candidates if c.path == "shop/models.py" and c.kind == "span") == 1.0
     )
+
+
+@pytest.mark.parametrize("gc_enabled", [True, False])
+def test_index_in_worker_processes_matches_in_process_and_restores_the_collector(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gc_enabled: bool
+) -> None:
+    import gc
+
+    scan = scan_repository(repo)
+    serial = build_index(scan.root, scan, ContextStore(tmp_path / "serial"), IndexStats())
+    relevance._MEMORY.clear()
+    monkeypatch.setattr(relevance, "_PARALLEL_MIN_FILES", 1)  # a pool even for 10 files
+    was = gc.isenabled()
+    (gc.enable if gc_enabled else gc.disable)()
+    try:
+        stats = IndexStats()
+        pooled = build_index(scan.root, scan, ContextStore(tmp_path / "pooled"), stats)
+        # The collector is paused while indexing (see _gc_paused) and left as it was found.
+        assert gc.isenabled() is gc_enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert stats.parsed == 10
+    assert pooled.paths == serial.paths
+    assert pooled.definitions == serial.definitions
+    assert np.array_equal(pooled.file_bm25.terms, serial.file_bm25.terms)
+    assert (pooled.unit_bm25.matrix != serial.unit_bm25.matrix).nnz == 0
