@@ -761,12 +761,31 @@ _PATHLIKE = re.compile(
 )
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
+#: HTML comments: issue templates' hidden instructions ("please check the guidelines").
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+
+
+def split_title(query: str) -> tuple[str, str]:
+    """``(title, query)``: the first non-blank line of a multi-line query ("" for one line),
+    and the query without HTML comments (template boilerplate that hides in issue texts)."""
+    query = _HTML_COMMENT.sub(" ", query)
+    lines = [line.strip() for line in query.splitlines() if line.strip()]
+    return (lines[0] if len(lines) > 1 else ""), query
+
 
 # Weights of the ranking signals, tuned on the SWE-bench-derived benchmark (bench/).
 W_FILE_BM25 = 1.0
 W_FILE_MENTION = 1.0
 W_FILE_PAGERANK = 0.1
 W_UNIT_MENTION = 1.0
+#: The first line of a multi-line query (an issue's title, a task's summary) names its
+#: subject, which the body dilutes with reproduction steps, logs and template text. So the
+#: title is also scored on its own: a file's score is multiplied by (1 + W_TITLE_BOOST * its
+#: BM25 score for the title), a unit gets W_UNIT_TITLE * its own added. Multiplied for files,
+#: not added: added, one title word lifted every short file containing it over the files the
+#: body is about (bench.context_ranks and bench.context_selection; see docs/benchmarks.md).
+W_TITLE_BOOST = 4.0
+W_UNIT_TITLE = 0.5
 #: Query terms weigh (count in the query) ** this: a long issue names its subject many times
 #: and incidental words once. A square root keeps one repeated term from dominating.
 QUERY_TF_POWER = 0.5
@@ -901,9 +920,11 @@ def rank(index: RepoIndex, query: str) -> Ranking:
 
     A file's score mixes its BM25 score, the query's exact mentions of it, and personalised
     PageRank over the import/reference graph seeded with those two (files next to the hits
-    matter too). A unit's score mixes its own BM25 score and mentions with its file's score.
-    An empty query ranks files by global centrality and units by nothing.
+    matter too), scaled up by its BM25 score for the query's title alone (see :func:`split_title`).
+    A unit's score mixes its own BM25 score and mentions with its file's score. An empty query
+    ranks files by global centrality and units by nothing.
     """
+    title, query = split_title(query)
     terms = text_ids(query)
     n_units = len(index.unit_file)
     if not len(terms):
@@ -917,10 +938,17 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     seed = file_lex**2 + file_mention
     ppr = _norm(pagerank(index.transition, seed)) if seed.sum() > 0 else np.zeros(index.n_files)
     priors = index.priors
-    file_scores = _norm(
-        (W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr) * priors
-    )
+    file_scores = (
+        W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr
+    ) * priors
     unit_lex = _norm(index.unit_bm25.scores(terms, QUERY_TF_POWER))
+    title_terms = text_ids(title)
+    if len(title_terms):
+        file_title = _norm(index.file_bm25.scores(title_terms, QUERY_TF_POWER))
+        file_scores = file_scores * (1 + W_TITLE_BOOST * file_title)
+        unit_title = _norm(index.unit_bm25.scores(title_terms, QUERY_TF_POWER))
+        unit_lex = unit_lex + W_UNIT_TITLE * unit_title
+    file_scores = _norm(file_scores)
     unit_mention = np.zeros(n_units, dtype=np.float32)
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)

@@ -298,3 +298,37 @@ def test_index_in_worker_processes_matches_in_process_and_restores_the_collector
     assert pooled.definitions == serial.definitions
     assert np.array_equal(pooled.file_bm25.terms, serial.file_bm25.terms)
     assert (pooled.unit_bm25.matrix != serial.unit_bm25.matrix).nnz == 0
+
+
+def test_split_title() -> None:
+    from context.relevance import split_title
+
+    assert split_title("Invoice totals are wrong") == ("", "Invoice totals are wrong")
+    title, query = split_title(
+        "\n  Invoice totals are wrong  \n<!-- Please read the guidelines -->\nsteps: ..."
+    )
+    assert title == "Invoice totals are wrong"
+    assert "guidelines" not in query and "steps: ..." in query
+    assert split_title("Title\n<!-- an unclosed template comment\nhides the rest")[1] == "Title\n "
+
+
+def test_the_title_of_an_issue_names_its_subject(
+    repo: Path, store: ContextStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body talks mostly about the customer (how the bug was found); the title says what
+    # is broken. Template comments mention the helpers' words and must not count.
+    query = (
+        "Invoice discount is applied twice\n"
+        "<!-- value arithmetic helper value arithmetic helper -->\n"
+        "I made a customer with a name and printed the greeting. The customer greeting said\n"
+        "hello, then the customer name, then the customer greeting again for each customer.\n"
+    )
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, store, IndexStats())
+
+    def first() -> str:
+        return index.paths[int(rank(index, query).file_scores.argmax())]
+
+    assert first() == "shop/billing.py"
+    monkeypatch.setattr(relevance, "W_TITLE_BOOST", 0.0)
+    assert first() == "shop/models.py"
