@@ -6,7 +6,6 @@ a benchmark replaces only its section, so benchmarks can run separately.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import re
 import shlex
@@ -37,10 +36,11 @@ def _module_name() -> str:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:
         return spec.name.removesuffix(".__main__")
-    path = Path(sys.argv[0]).resolve()
-    with contextlib.suppress(ValueError):
-        path = path.relative_to(DOC.parents[1])
-    return ".".join(path.with_suffix("").parts)
+    parts = Path(sys.argv[0]).resolve().with_suffix("").parts
+    # Run as a file, possibly from another checkout: the module path starts at bench/.
+    if "bench" in parts:
+        parts = parts[len(parts) - 1 - parts[::-1].index("bench") :]
+    return ".".join(parts)
 
 
 def write_section(name: str, title: str, body: str, command: str | None = None) -> Path:
