@@ -823,6 +823,9 @@ class Ranking:
     file_scores: np.ndarray
     unit_scores: np.ndarray
     mentions: Mentions
+    #: The query has no terms (after HTML comments are dropped): files are ranked by
+    #: centrality alone, and a selection is an overview of the repository.
+    overview: bool = False
 
 
 def find_mentions(index: RepoIndex, query: str) -> Mentions:
@@ -930,7 +933,9 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     n_units = len(index.unit_file)
     if not len(terms):
         overview = _norm((index.centrality * index.priors).astype(np.float32))
-        return Ranking(overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}))
+        return Ranking(
+            overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}), overview=True
+        )
     mentions = find_mentions(index, query)
     file_lex = _norm(index.file_bm25.scores(terms, QUERY_TF_POWER))
     file_mention = np.zeros(index.n_files, dtype=np.float32)

@@ -193,7 +193,9 @@ def select(
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
     ranking = rank(index, query)
-    candidates = _candidates(index, ranking.file_scores, ranking.unit_scores, query, threshold)
+    candidates = _candidates(
+        index, ranking.file_scores, ranking.unit_scores, ranking.overview, threshold
+    )
     files = {f.path: f for f in scan.files}
     views = _views(index, {c.path for c in candidates}, files, counter, store)
     packed = pack(views, candidates, budget, counter.count)
@@ -228,11 +230,11 @@ def _candidates(
     index: RepoIndex,
     file_scores: np.ndarray,
     unit_scores: np.ndarray,
-    query: str,
+    overview: bool,
     threshold: float,
 ) -> list[Candidate]:
     candidates: list[Candidate] = []
-    if not tokenize(query):
+    if overview:
         # Overview: outlines of the most central files.
         for f in np.argsort(-file_scores, kind="stable")[:OVERVIEW_FILES]:
             if file_scores[f] > 0:

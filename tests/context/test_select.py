@@ -142,6 +142,17 @@ def test_empty_query_gives_an_overview(repo: Path, store: ContextStore) -> None:
     assert selection.tokens <= 2000
 
 
+def test_a_query_of_template_comments_only_gives_the_overview(
+    repo: Path, store: ContextStore
+) -> None:
+    # Ranking drops HTML comments; the choice of an overview must agree with it.
+    overview = select(repo, "", 2000, store=store)
+    commented = select(
+        repo, "<!-- invoice -->\n<!-- please read the guidelines -->", 2000, store=store
+    )
+    assert [(i.path, i.kind) for i in commented.items] == [(i.path, i.kind) for i in overview.items]
+
+
 def test_threshold_filters(repo: Path, store: ContextStore) -> None:
     everything = select(repo, "invoice amount", 5000, store=store, threshold=0.0)
     strict = select(repo, "invoice amount", 5000, store=store, threshold=0.99)
@@ -257,7 +268,7 @@ def test_best_unit_of_the_top_file_is_offered_at_its_file_score(
     unit_scores[best] = 0.3  # the top file's best unit scores low: units elsewhere match better
     for k in index.file_units(models):
         unit_scores[k] = 1.0
-    candidates = _candidates(index, file_scores, unit_scores, "discount", 0.05)
+    candidates = _candidates(index, file_scores, unit_scores, False, 0.05)
     unit = index.unit(best)[1]
     offered = [
         c
