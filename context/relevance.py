@@ -781,10 +781,11 @@ W_UNIT_MENTION = 1.0
 #: The first line of a multi-line query (an issue's title, a task's summary) names its
 #: subject, which the body dilutes with reproduction steps, logs and template text. So the
 #: title is also scored on its own: a file's score is multiplied by (1 + W_TITLE_BOOST * its
-#: BM25 score for the title), a unit gets W_UNIT_TITLE * its own added. Multiplied for files,
-#: not added: added, one title word lifted every short file containing it over the files the
-#: body is about (on 145 benchmark issues, hunk recall at 4k fell 71 -> 68 added, rose to 75
-#: multiplied; the gold file ranked first in 200 of 392 issues instead of 163).
+#: BM25 score for the title), a unit gets W_UNIT_TITLE * its own added. The gold file ranks
+#: first in 200 of 392 benchmark issues, 165 without the title (`python -m bench.context_ranks
+#: --variant 'notitle:W_TITLE_BOOST=0,W_UNIT_TITLE=0'`). Multiplied for files, not added:
+#: added, one title word lifted every short file containing it over the files the body is
+#: about (a scratch variant: hunk recall at 4k on 145 issues fell 71 -> 68; multiplied, 75).
 W_TITLE_BOOST = 4.0
 W_UNIT_TITLE = 0.5
 #: Query terms weigh (count in the query) ** this: a long issue names its subject many times

