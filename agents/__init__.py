@@ -2,13 +2,13 @@
 
 Public API::
 
-    from agents import AgentManifest, Registry, load_manifest
+    from agentrt.agents import AgentManifest, Registry, load_manifest
 """
 
-from agents.diagnostics import ManifestError, Problem
-from agents.imports import EntrypointError, ImportPolicy
-from agents.manifest import AgentManifest, load_manifest, parse_requirement
-from agents.registry import (
+from agentrt.agents.diagnostics import ManifestError, Problem
+from agentrt.agents.imports import EntrypointError, ImportPolicy
+from agentrt.agents.manifest import AgentManifest, load_manifest, parse_requirement
+from agentrt.agents.registry import (
     ENTRY_POINT_GROUP,
     AgentNotFound,
     RegisteredAgent,

@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = ["EntrypointError", "ImportPolicy", "import_object", "source_hash"]
 
-BUILTIN_PREFIX = "agents.builtin"
+BUILTIN_PREFIX = "agentrt.agents.builtin"
 _path_lock = threading.Lock()
 
 

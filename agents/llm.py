@@ -4,7 +4,7 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 :func:`run_llm_agent`, which
 
 1. selects the context: when the input has ``repo`` (or the fields named in the manifest's
-   ``context.sources``), the context manager (:func:`context.select.select`) picks the most
+   ``agentrt.context.sources``), the context manager (:func:`agentrt.context.select.select`) picks the most
    useful files and spans for the task (:func:`task_of`; paths listed in ``files`` are added
    to the query, so those files are delivered themselves rather than outlined), inside the
    agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
@@ -42,7 +42,7 @@ exceptions, reports or logs.
 
 **Output hooks.** For ``kind: llm`` the manifest's ``entrypoint`` names the hook, a callable
 ``hook(output, inputs, call) -> output`` (``call`` is an :class:`LLMCall`); the generic
-``agents.llm:run_llm_agent`` means "no hook". The hook's module is also where the report
+``agentrt.agents.llm:run_llm_agent`` means "no hook". The hook's module is also where the report
 looks for ``render_markdown(output)``.
 
 Nothing here imports pydantic-ai at module level: importing it costs ~2 s, which commands
@@ -61,14 +61,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from agents.redact import redact
+from agentrt.agents.redact import redact
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
-    from agents.manifest import AgentManifest
-    from agents.registry import RegisteredAgent
-    from flows.lifecycle import AgentContext
+    from agentrt.agents.manifest import AgentManifest
+    from agentrt.agents.registry import RegisteredAgent
+    from agentrt.flows.lifecycle import AgentContext
 
 __all__ = [
     "GENERIC_ENTRYPOINT",
@@ -86,7 +86,7 @@ __all__ = [
 ]
 
 #: The entrypoint of an LLM agent without an output hook.
-GENERIC_ENTRYPOINT = "agents.llm:run_llm_agent"
+GENERIC_ENTRYPOINT = "agentrt.agents.llm:run_llm_agent"
 
 ENV_MODEL = "AGENTRT_MODEL"
 ENV_BASE_URL = "AGENTRT_LLM_BASE_URL"
@@ -134,7 +134,7 @@ class OutputRejected(Exception):
 
 
 # --------------------------------------------------------------------------------------------
-# Redaction is agents.redact's (one place for the whole runtime).
+# Redaction is agentrt.agents.redact's (one place for the whole runtime).
 
 
 def _short(text: str, limit: int = _MESSAGE_LIMIT) -> str:
@@ -357,7 +357,7 @@ OutputHook = Callable[[Any, Any, LLMCall], Any]
 
 
 def _load_schema(agent: RegisteredAgent, which: str) -> type[BaseModel] | dict | None:
-    from agents.imports import import_object
+    from agentrt.agents.imports import import_object
 
     ref = getattr(agent.manifest, which)
     if isinstance(ref, str):
@@ -368,7 +368,7 @@ def _load_schema(agent: RegisteredAgent, which: str) -> type[BaseModel] | dict |
 def _output_hook(agent: RegisteredAgent) -> OutputHook | None:
     if agent.manifest.entrypoint == GENERIC_ENTRYPOINT:
         return None
-    from agents.imports import load_callable
+    from agentrt.agents.imports import load_callable
 
     return load_callable(agent.manifest.entrypoint, agent.policy)
 
@@ -414,7 +414,7 @@ def _select_context(
     repo = _repo_of(manifest, inputs)
     if repo is None or budget <= 0:
         return _Context("", 0, (), max(budget, 0))
-    from context.select import select
+    from agentrt.context.select import select
 
     files = inputs.get("files")
     files = [str(f) for f in files] if isinstance(files, list) and files else None
@@ -431,7 +431,7 @@ def _select_context(
 
 
 def _schema_tokens(output_schema: type[BaseModel] | dict | None) -> int:
-    from context.tokens import count_tokens
+    from agentrt.context.tokens import count_tokens
 
     if output_schema is None:
         return 0
@@ -458,7 +458,7 @@ def _prompt_in_budget(
 ) -> tuple[Prompt, _Context]:
     """The prompt with as much context as ``budget`` leaves once everything else is paid:
     instructions, the rest of the user message and the output schema (sent as a tool)."""
-    from context.tokens import count_tokens
+    from agentrt.context.tokens import count_tokens
 
     template = manifest.prompt or ""
     bare = build_prompt(template, inputs, task, "")
@@ -505,9 +505,9 @@ def run_llm_agent(
     )
     prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
     if ctx is not None:
-        ctx.tokens_delivered = context.tokens
-        ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
-    call = LLMCall(manifest.key, spec, context.tokens, context.paths)
+        ctx.tokens_delivered = agentrt.context.tokens
+        ctx.notes.update(model=spec, context_budget=agentrt.context.budget, prompt_budget=budget)
+    call = LLMCall(manifest.key, spec, agentrt.context.tokens, context.paths)
 
     from pydantic_ai import Agent, ModelRetry, RunUsage
 

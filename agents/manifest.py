@@ -15,7 +15,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agents.diagnostics import ManifestError, load_yaml, problems_from_validation
+from agentrt.agents.diagnostics import ManifestError, load_yaml, problems_from_validation
 
 __all__ = [
     "AgentManifest",
@@ -212,7 +212,7 @@ class AgentManifest(_Strict):
     def _entrypoint(cls, value: str) -> str:
         if not _ENTRYPOINT.match(value):
             raise ValueError(
-                f"{value!r} is not 'module:callable' (e.g. agents.builtin.code_review:run)"
+                f"{value!r} is not 'module:callable' (e.g. agentrt.agents.builtin.code_review:run)"
             )
         return value
 

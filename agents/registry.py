@@ -24,9 +24,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import ValidationError
 
-from agents.diagnostics import ManifestError, Problem, load_yaml
-from agents.imports import EntrypointError, ImportPolicy, import_object, load_callable
-from agents.manifest import AgentManifest, load_manifest, parse_requirement
+from agentrt.agents.diagnostics import ManifestError, Problem, load_yaml
+from agentrt.agents.imports import EntrypointError, ImportPolicy, import_object, load_callable
+from agentrt.agents.manifest import AgentManifest, load_manifest, parse_requirement
 
 __all__ = [
     "BUILTIN_MANIFESTS",

@@ -26,7 +26,7 @@ _CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 import importlib
-mod = importlib.import_module("agents.builtin." + sys.argv[1])
+mod = importlib.import_module("agentrt.agents.builtin." + sys.argv[1])
 out = mod.run(mod.Input(repo=sys.argv[2]))
 wall = time.perf_counter() - t0
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -50,7 +50,7 @@ def _cold(agent: str, tree: Path) -> dict[str, object]:
 def _together(tree: Path) -> float:
     import importlib
 
-    modules = [importlib.import_module(f"agents.builtin.{a}") for a in AGENTS]
+    modules = [importlib.import_module(f"agentrt.agents.builtin.{a}") for a in AGENTS]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(modules)) as pool:
         list(pool.map(lambda m: m.run(m.Input(repo=str(tree))), modules))

@@ -4,7 +4,7 @@ Hunk recall (``bench.context_selection``) is decided mostly by the rank of the g
 ranking alone takes milliseconds per issue once the indexes are stored, against seconds for
 the three packed selections. This reports, over the same issues, how often the worst-ranked
 gold file is first, second, 3rd-10th, lower, or not indexed at all, for the current ranking
-and for variants that override module constants of :mod:`context.relevance`:
+and for variants that override module constants of :mod:`agentrt.context.relevance`:
 
     python -m bench.context_ranks --store /tmp/store --variant 'nopr:W_FILE_PAGERANK=0'
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.context_selection import QUICK_ISSUES, Issue, _resolve, fetch_tree, load_issues
-from context import relevance
-from context.select import DEFAULT_EXCLUDES
-from context.sources import scan_repository
-from context.store import ContextStore
+from agentrt.context import relevance
+from agentrt.context.select import DEFAULT_EXCLUDES
+from agentrt.context.sources import scan_repository
+from agentrt.context.store import ContextStore
 
 #: Bucket labels of the worst gold-file rank (0-based); -1 means a gold file is not indexed.
 BUCKETS = ("first", "second", "3rd-10th", "lower", "missing")
@@ -51,7 +51,7 @@ def parse_variant(spec: str) -> tuple[str, dict[str, float]]:
     for item in filter(None, assignments.split(",")):
         key, _, value = item.partition("=")
         if not hasattr(relevance, key):
-            raise ValueError(f"context.relevance has no constant {key!r}")
+            raise ValueError(f"agentrt.context.relevance has no constant {key!r}")
         overrides[key] = float(value)
     return name, overrides
 

@@ -35,11 +35,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from context import relevance
-from context.select import DEFAULT_EXCLUDES, select
-from context.sources import scan_repository
-from context.store import ContextStore
-from context.tokens import count_tokens
+from agentrt.context import relevance
+from agentrt.context.select import DEFAULT_EXCLUDES, select
+from agentrt.context.sources import scan_repository
+from agentrt.context.store import ContextStore
+from agentrt.context.tokens import count_tokens
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "swe_dev.jsonl"
 CACHE = Path(os.environ.get("AGENTRT_BENCH_CACHE", Path.home() / ".cache" / "agentrt-bench"))

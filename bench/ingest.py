@@ -41,9 +41,9 @@ CONCURRENCY = 16
 def client(api_url: str, tasks: int, tag: str) -> dict[str, Any]:
     """Run one workflow of ``tasks`` no-op agents against ``api_url``; timings as JSON."""
     os.environ["PREFECT_API_URL"] = api_url
-    from agents.registry import Registry
-    from flows.run import run_workflow
-    from flows.workflow import WorkflowManifest
+    from agentrt.agents.registry import Registry
+    from agentrt.flows.run import run_workflow
+    from agentrt.flows.workflow import WorkflowManifest
 
     registry = Registry.discover([HERE / "agents"], builtin=False, entry_points=False)
     workflow = WorkflowManifest.model_validate(

@@ -121,7 +121,7 @@ def max_overlap(spans: list[tuple[Any, Any]]) -> int:
 
 def store_problems(home: Path) -> tuple[list[str], int]:
     """Read every entry of the context store under ``home``; return problems and entry count."""
-    from context.store import ContextStore
+    from agentrt.context.store import ContextStore
 
     problems: list[str] = []
     with ContextStore(home / "context") as store:
@@ -162,7 +162,7 @@ def run_concurrent(
     timeout: float = 600,
 ) -> LoadRun:
     """Start ``workflows`` ``agentrt run`` processes at once and check what they left behind."""
-    from flows.metrics import load_records
+    from agentrt.flows.metrics import load_records
 
     home, log = workdir / "home", workdir / "log"
     log.mkdir(parents=True, exist_ok=True)
@@ -174,7 +174,7 @@ def run_concurrent(
         for i in range(workflows):
             path = workdir / f"rel-load-{i}.yaml"
             path.write_text(concurrent_workflow(i, slots, seconds))
-            command = [sys.executable, "-m", "flows.console", "run", str(path)]
+            command = [sys.executable, "-m", "agentrt.flows.console", "run", str(path)]
             command += ["-A", str(FAULT_AGENTS), "-p", f"repo={repo}", "--json"]
             procs.append(
                 subprocess.Popen(
@@ -291,9 +291,9 @@ def run_big(api_url: str, agents: int = 1000, wait: float = 300) -> BigRun:
     """
     import pandas as pd
 
-    from agents.registry import Registry
-    from flows.run import run_workflow
-    from flows.workflow import WorkflowManifest
+    from agentrt.agents.registry import Registry
+    from agentrt.flows.run import run_workflow
+    from agentrt.flows.workflow import WorkflowManifest
 
     registry = Registry.discover([FAULT_AGENTS], builtin=False, env=False, entry_points=False)
     workflow = WorkflowManifest.model_validate(big_workflow(agents))

@@ -47,8 +47,8 @@ _PHASES: list[float] = []  # per agentrt run: first agent submitted → last age
 async def _agentrt(
     registry, agent: str, n: int, seconds: float, workers: int, artifacts: str = "background"
 ) -> float:
-    from flows.run import arun_workflow
-    from flows.workflow import WorkflowManifest
+    from agentrt.flows.run import arun_workflow
+    from agentrt.flows.workflow import WorkflowManifest
 
     wf = WorkflowManifest.model_validate(_workflow(agent, n, seconds, workers))
     os.environ["AGENTRT_ARTIFACTS"] = artifacts
@@ -120,7 +120,7 @@ def _settle(limit: float = 60.0) -> None:
     process (a child of this one) is idle."""
     import psutil
 
-    from flows.artifacts import drain_artifacts
+    from agentrt.flows.artifacts import drain_artifacts
 
     problems = drain_artifacts(limit)
     assert not problems, problems
@@ -148,7 +148,7 @@ def _functions(n: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> str:
-    from agents.registry import Registry
+    from agentrt.agents.registry import Registry
 
     registry = Registry.discover([HERE / "agents"], builtin=False, entry_points=False)
     workers = args.workers
@@ -291,7 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="agentrt-bench-")
     os.environ["AGENTRT_HOME"] = home
-    from flows.settings import configure_prefect
+    from agentrt.flows.settings import configure_prefect
 
     configure_prefect()
     body = asyncio.run(main_async(args))

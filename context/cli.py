@@ -67,8 +67,8 @@ def select_command(
             query = sys.stdin.read() if str(query_file) == "-" else query_file.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise _fail(f"--query-file {query_file}: {exc}", EXIT_BAD_INPUT) from None
-    from context.select import select
-    from context.sources import SourceError
+    from agentrt.context.select import select
+    from agentrt.context.sources import SourceError
 
     try:
         selection = select(repo, query or "", budget, encoding=encoding)
@@ -132,11 +132,11 @@ def repository_stats(repo: Path, *, encoding: str | None = None) -> dict[str, An
     """What ``stats`` reports, as a JSON-ready dict (also builds or refreshes the index)."""
     import time
 
-    from context.relevance import IndexStats, build_index
-    from context.select import DEFAULT_EXCLUDES
-    from context.sources import iter_text_files, scan_repository
-    from context.store import ContextStore, default_store_dir
-    from context.tokens import TokenCounter, default_encoding_name
+    from agentrt.context.relevance import IndexStats, build_index
+    from agentrt.context.select import DEFAULT_EXCLUDES
+    from agentrt.context.sources import iter_text_files, scan_repository
+    from agentrt.context.store import ContextStore, default_store_dir
+    from agentrt.context.tokens import TokenCounter, default_encoding_name
 
     encoding = encoding or default_encoding_name()
     store = ContextStore(default_store_dir())

@@ -367,7 +367,7 @@ def chunks(text: str, max_tokens: int, encoding: str | None = None) -> Iterator[
     definitions (paragraphs), then line ends, then — for a single line longer than the
     limit — inside the line at token boundaries. ``"".join(chunks(text, n)) == text``.
     """
-    from context.tokens import count_tokens, get_encoding
+    from agentrt.context.tokens import count_tokens, get_encoding
 
     if max_tokens <= 0:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")

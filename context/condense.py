@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from context.transcripts import (
+from agentrt.context.transcripts import (
     EDIT_TOOLS,
     SUBAGENT_TOOLS,
     TaskCall,
@@ -157,11 +157,11 @@ class Condensed:
 
 
 # --------------------------------------------------------------------------------------------
-# Token helpers (context.tokens does the counting; these add cutting in the middle)
+# Token helpers (agentrt.context.tokens does the counting; these add cutting in the middle)
 
 
 def _tokens(encoding: str | None) -> tuple[Callable[[str], int], Callable[[str, int], str]]:
-    from context.tokens import count_tokens, truncate_to_tokens
+    from agentrt.context.tokens import count_tokens, truncate_to_tokens
 
     return (
         lambda text: count_tokens(text, encoding),
@@ -187,7 +187,7 @@ def _cut_middle(text: str, max_tokens: int, count: Callable[[str], int], note: s
         n = count(line) + 1
         if used + n > room:
             if take_head and not head and room > 0:  # one enormous first line: cut inside it
-                from context.tokens import truncate_to_tokens
+                from agentrt.context.tokens import truncate_to_tokens
 
                 head.append(truncate_to_tokens(line, max(0, room - used - 1)))
             break
@@ -324,7 +324,7 @@ def _select_position(transcript: Transcript, task: SubagentTask, upto_line: int 
 
 def _query_terms(query: str) -> list[str]:
     """Distinctive lower-case terms of the query (a cheap pre-filter before BM25)."""
-    from context.relevance import tokenize
+    from agentrt.context.relevance import tokenize
 
     return sorted({t for t in tokenize(query) if len(t) >= 3})
 
@@ -381,7 +381,7 @@ def _rank_tool_items(
             owners.append((ci, number, line))
     scores: list[float] = []
     if passages:
-        from context.relevance import rank_passages
+        from agentrt.context.relevance import rank_passages
 
         scores = rank_passages(query, passages)
     per_call: dict[int, list[tuple[float, int, str]]] = {}
@@ -840,9 +840,9 @@ def _split(text: str, budget: Budget, count: Callable[[str], int]) -> list[str]:
 
 
 def _chunks(text: str, max_tokens: int, encoding: str | None) -> Iterator[str]:
-    """Chunks of at most ``max_tokens`` at natural boundaries (``context.packer.chunks``)."""
+    """Chunks of at most ``max_tokens`` at natural boundaries (``agentrt.context.packer.chunks``)."""
     try:
-        from context.packer import chunks
+        from agentrt.context.packer import chunks
     except ImportError:  # packer not there yet: a line-based splitter that keeps the limit
         yield from _fallback_chunks(text, max_tokens, encoding)
         return
@@ -850,7 +850,7 @@ def _chunks(text: str, max_tokens: int, encoding: str | None) -> Iterator[str]:
 
 
 def _fallback_chunks(text: str, max_tokens: int, encoding: str | None) -> Iterator[str]:
-    from context.tokens import count_tokens, get_encoding
+    from agentrt.context.tokens import count_tokens, get_encoding
 
     enc = get_encoding(encoding)
     buf: list[str] = []
@@ -1008,7 +1008,7 @@ def cc_sessions_legacy_batches(
     batch's entries, counted one by one as compact JSON, total at most ``max_tokens``; each batch
     written as ``json.dumps(batch, indent=2, ensure_ascii=False)``."""
     if count is None:
-        from context.tokens import count_tokens as count
+        from agentrt.context.tokens import count_tokens as count
     batches: list[list[Mapping[str, Any]]] = []
     batch: list[Mapping[str, Any]] = []
     used = 0

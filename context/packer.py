@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from context.compress import render_lines
+from agentrt.context.compress import render_lines
 
 __all__ = ["Candidate", "FileView", "PackedItem", "pack", "render_markdown"]
 

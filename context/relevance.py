@@ -14,7 +14,7 @@ Signals, combined in :func:`rank`:
   and prose below source code.
 
 The index (:func:`build_index`) is built once per repository state and kept in a
-:class:`~context.store.ContextStore`: per file, the analysis (structure and term-id arrays)
+:class:`~agentrt.context.store.ContextStore`: per file, the analysis (structure and term-id arrays)
 is cached by content hash; per repository state, the assembled index. A refresh stats every
 file, re-reads only those whose size or mtime changed, re-parses only those whose content
 changed, and re-assembles the BM25 matrices and graph from the cached per-file arrays with
@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from context.compress import FileStructure, Unit, analyze, split_lines
+from agentrt.context.compress import FileStructure, Unit, analyze, split_lines
 
 if TYPE_CHECKING:
-    from context.sources import RepoScan, SourceFile
-    from context.store import ContextStore
+    from agentrt.context.sources import RepoScan, SourceFile
+    from agentrt.context.store import ContextStore
 
 __all__ = ["rank_passages", "split_identifier", "tokenize"]
 

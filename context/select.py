@@ -1,9 +1,9 @@
 """Context selection: the most useful context for a task, within a hard token budget.
 
 :func:`select` ranks a repository's files and code units against a query (see
-:mod:`context.relevance`), then packs full spans of the most relevant units and skeletons of
-related files (see :mod:`context.packer`) so that the delivered Markdown never exceeds the
-budget. Indexes are cached in a :class:`~context.store.ContextStore` per repository state and
+:mod:`agentrt.context.relevance`), then packs full spans of the most relevant units and skeletons of
+related files (see :mod:`agentrt.context.packer`) so that the delivered Markdown never exceeds the
+budget. Indexes are cached in a :class:`~agentrt.context.store.ContextStore` per repository state and
 refreshed incrementally, so a repeated selection only pays for ranking and packing.
 
 :func:`select_texts` does the same for sources that are not files of a repository
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from context.compress import analyze, split_lines
-from context.packer import Candidate, FileView, PackedItem, pack, render_markdown
-from context.relevance import IndexStats, RepoIndex, build_index, rank, rank_passages, tokenize
-from context.sources import SourceFile, TextSource, scan_repository
-from context.tokens import TokenCounter, default_encoding_name, get_encoding
+from agentrt.context.compress import analyze, split_lines
+from agentrt.context.packer import Candidate, FileView, PackedItem, pack, render_markdown
+from agentrt.context.relevance import IndexStats, RepoIndex, build_index, rank, rank_passages, tokenize
+from agentrt.context.sources import SourceFile, TextSource, scan_repository
+from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
 
 if TYPE_CHECKING:
-    from context.store import ContextStore
+    from agentrt.context.store import ContextStore
 
 __all__ = ["Selection", "SelectionItem", "select", "select_texts"]
 
@@ -146,7 +146,7 @@ class Selection:
 
 
 def _default_store() -> ContextStore:
-    from context.store import ContextStore, default_store_dir
+    from agentrt.context.store import ContextStore, default_store_dir
 
     return ContextStore(default_store_dir())
 
@@ -175,7 +175,7 @@ def select(
 
     Raises:
         ValueError: ``budget`` is not positive or ``threshold`` is outside [0, 1].
-        context.sources.SourceError: ``repo`` is not a directory.
+        agentrt.context.sources.SourceError: ``repo`` is not a directory.
     """
     started = time.perf_counter()
     if budget <= 0:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pathspec import GitIgnoreSpec
 
 if TYPE_CHECKING:
-    from context.store import ContextStore
+    from agentrt.context.store import ContextStore
 
 __all__ = [
     "DEFAULT_IGNORED_DIRS",

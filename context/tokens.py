@@ -14,7 +14,7 @@ Whichever file is used, the encoding is built from tiktoken's official construct
 name, ``pat_str`` and special tokens), so counts are identical in all three cases.
 
 Counting is cached by content hash in a :class:`TokenCounter`: an in-memory LRU and,
-optionally, a :class:`~context.store.ContextStore` shared by processes.
+optionally, a :class:`~agentrt.context.store.ContextStore` shared by processes.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import tiktoken
 import tiktoken.load
 
 if TYPE_CHECKING:
-    from context.store import ContextStore
+    from agentrt.context.store import ContextStore
 
 __all__ = [
     "DEFAULT_ENCODING",

@@ -2,7 +2,7 @@
 
 Public API (importing it does not import Prefect; running a workflow does)::
 
-    from flows import run_workflow
+    from agentrt.flows import run_workflow
     result = run_workflow("code-analysis", {"repo": "."})
 
 Names are loaded on first use, so ``agentrt hook`` (which lives in this package) starts
@@ -15,20 +15,20 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AgentContext": "flows.lifecycle",
-    "AttemptRecord": "flows.results",
-    "ErrorReport": "flows.results",
-    "RunEvents": "flows.results",
-    "RunResult": "flows.results",
-    "StepResult": "flows.results",
-    "arun_workflow": "flows.run",
-    "drain_artifacts": "flows.artifacts",
-    "prepare": "flows.run",
-    "run_workflow": "flows.run",
-    "WorkflowManifest": "flows.workflow",
-    "discover_workflows": "flows.workflow",
-    "find_workflow": "flows.workflow",
-    "load_workflow": "flows.workflow",
+    "AgentContext": "agentrt.flows.lifecycle",
+    "AttemptRecord": "agentrt.flows.results",
+    "ErrorReport": "agentrt.flows.results",
+    "RunEvents": "agentrt.flows.results",
+    "RunResult": "agentrt.flows.results",
+    "StepResult": "agentrt.flows.results",
+    "arun_workflow": "agentrt.flows.run",
+    "drain_artifacts": "agentrt.flows.artifacts",
+    "prepare": "agentrt.flows.run",
+    "run_workflow": "agentrt.flows.run",
+    "WorkflowManifest": "agentrt.flows.workflow",
+    "discover_workflows": "agentrt.flows.workflow",
+    "find_workflow": "agentrt.flows.workflow",
+    "load_workflow": "agentrt.flows.workflow",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,7 +10,7 @@ It is a drop-in for the subagent hooks of cc-sessions (``cc_sessions/python/hook
 subagent_hooks.py`` and the subagent part of ``post_tool_use.py``):
 
 * ``PreToolUse`` of ``Task``/``Agent``: writes the condensed context of the parent session
-  (:func:`context.condense.condense`) to ``sessions/transcripts/<subagent_type>/
+  (:func:`agentrt.context.condense.condense`) to ``sessions/transcripts/<subagent_type>/
   current_transcript_NNN.txt`` under the project directory, where cc-sessions' agents read it,
   after clearing that folder's old chunk files; and sets ``flags.subagent`` in
   ``sessions/sessions-state.json`` when that file exists, under cc-sessions' lock directory.
@@ -311,8 +311,8 @@ def handle_event(
     if not isinstance(raw_path, str) or not raw_path:
         outcome.messages.append("the event has no transcript_path; no context written")
         return outcome
-    from context.condense import Budget, SubagentTask, condense
-    from context.transcripts import find_current_transcript, parse_transcript
+    from agentrt.context.condense import Budget, SubagentTask, condense
+    from agentrt.context.transcripts import find_current_transcript, parse_transcript
 
     session = payload.get("session_id")
     path = find_current_transcript(raw_path, session if isinstance(session, str) else None)

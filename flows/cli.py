@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agents.diagnostics import ManifestError, Problem
-from agents.registry import AgentNotFound, Registry, ResolutionError
+from agentrt.agents.diagnostics import ManifestError, Problem
+from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
 
 app = typer.Typer(
     name="agentrt",
@@ -183,7 +183,7 @@ def agents_validate(
 @workflows_app.command("list")
 def workflows_list(as_json: JsonFlag = False) -> None:
     """List the workflows agentrt can run."""
-    from flows.workflow import discover_workflows
+    from agentrt.flows.workflow import discover_workflows
 
     found, problems = discover_workflows()
     if as_json:
@@ -211,7 +211,7 @@ def workflows_show(
     as_json: JsonFlag = False,
 ) -> None:
     """Show a workflow's plan: resolved agents, levels (run in parallel) and edges."""
-    from flows.run import prepare
+    from agentrt.flows.run import prepare
 
     try:
         plan, params = prepare(name, registry=_registry(agent_path), strict=False)
@@ -292,10 +292,10 @@ def run(
     """Run a workflow as a Prefect flow, showing each agent's progress."""
     import asyncio
 
-    from flows.progress import LiveProgress, render_summary
-    from flows.results import RunEvents
-    from flows.run import arun_workflow, prepare
-    from flows.settings import configure_prefect
+    from agentrt.flows.progress import LiveProgress, render_summary
+    from agentrt.flows.results import RunEvents
+    from agentrt.flows.run import arun_workflow, prepare
+    from agentrt.flows.settings import configure_prefect
 
     # The live table and error reports replace Prefect's console log; logs still reach the
     # Prefect API (and UI).
@@ -310,7 +310,7 @@ def run(
         _bad_input(str(exc))
     if task_runner and task_runner not in ("thread", "process", "dask", "ray"):
         _bad_input(f"--task-runner {task_runner!r}: use thread, process, dask or ray")
-    from flows.artifacts import artifacts_mode
+    from agentrt.flows.artifacts import artifacts_mode
 
     try:
         artifacts_mode()
@@ -357,7 +357,7 @@ def run(
         elif "error" in paths:
             err.print(paths["error"])
     _wait_for_history(result, quiet=as_json or not live)
-    from flows.artifacts import drain_artifacts
+    from agentrt.flows.artifacts import drain_artifacts
 
     # Published in the background since the run returned; usually done by now.
     for problem in drain_artifacts():
@@ -368,7 +368,7 @@ def run(
 def _wait_for_history(result: Any, *, quiet: bool) -> None:
     """Let the embedded Prefect server record the run before this process (and the server
     with it) exits; see flows/history.py. A real server needs no wait."""
-    from flows.history import embedded_server, task_run_ids, wait_until_recorded
+    from agentrt.flows.history import embedded_server, task_run_ids, wait_until_recorded
 
     if not embedded_server():
         return
@@ -403,7 +403,7 @@ def _short(path: str) -> str:
 
 
 def _closing_summary(result: Any) -> str:
-    from flows.report import count_findings
+    from agentrt.flows.report import count_findings
 
     counts = result.counts()
     total = len(result.steps)
@@ -431,8 +431,8 @@ def schema(
     which: Annotated[str, typer.Argument(help="agent, workflow, or all.")] = "all",
 ) -> None:
     """Print the JSON Schema of agent and/or workflow manifests."""
-    from agents.manifest import AgentManifest
-    from flows.workflow import WorkflowManifest
+    from agentrt.agents.manifest import AgentManifest
+    from agentrt.flows.workflow import WorkflowManifest
 
     schemas = {
         "agent": AgentManifest.model_json_schema(),
@@ -449,10 +449,10 @@ def schema(
 def _mount_optional_apps() -> None:
     """Sub-commands that live next to the code they drive."""
     for module, name in (
-        ("context.cli", "context"),
-        ("flows.claude_hooks", "hook"),
-        ("flows.metrics_cli", "metrics"),
-        ("flows.events", "events"),
+        ("agentrt.context.cli", "context"),
+        ("agentrt.flows.claude_hooks", "hook"),
+        ("agentrt.flows.metrics_cli", "metrics"),
+        ("agentrt.flows.events", "events"),
     ):
         try:
             sub = __import__(module, fromlist=["app"]).app

@@ -33,13 +33,13 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import opaque
 
-from agents.redact import redact
-from agents.registry import RegisteredAgent
-from flows.artifacts import ArtifactMaker, ArtifactsMode, RunArtifacts
-from flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
-from flows.plan import InputRef, Plan, PlannedStep
-from flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
-from flows.schemas import input_fields, required_input_fields
+from agentrt.agents.redact import redact
+from agentrt.agents.registry import RegisteredAgent
+from agentrt.flows.artifacts import ArtifactMaker, ArtifactsMode, RunArtifacts
+from agentrt.flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
+from agentrt.flows.plan import InputRef, Plan, PlannedStep
+from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
+from agentrt.flows.schemas import input_fields, required_input_fields
 
 __all__ = ["AgentCachePolicy", "RunEvents", "WorkflowFailed", "build_flow", "make_task"]
 
@@ -63,7 +63,7 @@ def _content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | No
         if p.is_file():
             return hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()
         if p.is_dir():
-            from context.sources import scan_repository
+            from agentrt.context.sources import scan_repository
 
             scan = scan_repository(p, include=list(include) if include else None)
             tree = scan.fingerprint(store=_hash_store())
@@ -77,7 +77,7 @@ def _content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | No
 def _hash_store() -> Any:
     """The context store, where file content hashes outlive the process: a warm run then
     stats the repository's files instead of reading and hashing them again."""
-    from context.store import default_store_dir
+    from agentrt.context.store import default_store_dir
 
     return _open_store(default_store_dir())
 
@@ -85,7 +85,7 @@ def _hash_store() -> Any:
 @functools.lru_cache(maxsize=4)
 def _open_store(directory: Path) -> Any:
     try:
-        from context.store import ContextStore
+        from agentrt.context.store import ContextStore
 
         return ContextStore(directory)
     except Exception:  # an unusable store only costs the re-hashing
@@ -200,7 +200,7 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
         if retries
         else 0,
         "retry_condition_fn": retry_condition(m.retries.retry_on),
-        # A backstop only: agentrt's watchdog (flows.lifecycle._call) enforces the timeout
+        # A backstop only: agentrt's watchdog (agentrt.flows.lifecycle._call) enforces the timeout
         # and records the attempt. With the same value, Prefect's timer (started earlier)
         # would fire first and inject CancelledError into run_agent, losing the record.
         "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE if m.timeout_seconds else None,
@@ -529,8 +529,8 @@ async def _report(
 ) -> list[ArtifactMaker]:
     """Metrics and report files at the end of a run (never failing the run for them), and
     the makers of the run's artifacts (built where they are published: flows/artifacts.py)."""
-    from flows.metrics import finalize_run_frame, metrics_artifact_args
-    from flows.report import render_report, report_artifacts, write_report
+    from agentrt.flows.metrics import finalize_run_frame, metrics_artifact_args
+    from agentrt.flows.report import render_report, report_artifacts, write_report
 
     makers: list[ArtifactMaker] = []
     try:
@@ -630,7 +630,7 @@ def _shared_sync_client() -> Iterator[None]:
     of CPU per agent on 2 cores, more than the rest of the orchestration together. Task
     runs on threads inherit this context and share the client, as they do in Prefect's
     own sync flows; Dask/Ray/process workers build their own as before. Entered around the
-    flow call (``flows.run``), it also serves the flow engine's own sync requests (the
+    flow call (``agentrt.flows.run``), it also serves the flow engine's own sync requests (the
     result-storage lookup), which would otherwise build one more client.
     """
     with SyncClientContext.get_or_create():
@@ -698,7 +698,7 @@ def allocate_budget(plan: Plan) -> dict[str, tuple[int | None, str | None]]:
     total = plan.workflow.budget.total_tokens
     if not requests:
         return {}
-    from context.budget import BudgetRequest, TokenBudgetManager
+    from agentrt.context.budget import BudgetRequest, TokenBudgetManager
 
     if not total:
         return {
@@ -788,10 +788,10 @@ def build_flow(
     With ``report_after_return`` (ignored for inline artifacts) the flow returns before the
     run's metrics and report files are written, so that work overlaps Prefect's final state
     call (which waits on a busy embedded server after a wide run); the caller must await
-    ``holder['finishing']`` (:func:`flows.run.arun_workflow` does), which also runs
+    ``holder['finishing']`` (:func:`agentrt.flows.run.arun_workflow` does), which also runs
     ``holder['after_report'](result)`` in a worker thread if given, then call
     ``holder['publish']()`` if set (background artifacts, sent after the flow run's end)."""
-    from agents.imports import source_hash
+    from agentrt.agents.imports import source_hash
 
     # Prefect ships the flow object (with its closure) to Dask/Ray workers inside the run
     # context, and a live progress display holds locks that cannot be pickled: the closure

@@ -3,7 +3,7 @@
 ``prefect deploy`` and every flow run a worker starts load a flow from a file path and an
 attribute name, e.g. ``flows/deployments.py:code_analysis``. This module builds one flow
 per built-in workflow when it is imported, from the same manifests ``agentrt run`` uses:
-:func:`flows.run.prepare` plans the workflow and :func:`flows.compiler.build_flow` compiles
+:func:`agentrt.flows.run.prepare` plans the workflow and :func:`agentrt.flows.compiler.build_flow` compiles
 it, so a deployed run has the same task runs (``agent@version``), retries, cache, report
 and artifacts as a local one.
 
@@ -34,12 +34,12 @@ from typing import Any
 
 from prefect import Flow
 
-from flows.artifacts import artifacts_mode
-from flows.compiler import build_flow
-from flows.plan import Plan
-from flows.run import prepare
-from flows.settings import metrics_dir
-from flows.workflow import TaskRunnerSpec
+from agentrt.flows.artifacts import artifacts_mode
+from agentrt.flows.compiler import build_flow
+from agentrt.flows.plan import Plan
+from agentrt.flows.run import prepare
+from agentrt.flows.settings import metrics_dir
+from agentrt.flows.workflow import TaskRunnerSpec
 
 __all__ = ["code_analysis", "deployment_flow", "review_chain", "runner_from_env", "use_checkout"]
 

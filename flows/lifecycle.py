@@ -4,7 +4,7 @@ finish in the flow and in ``finally``).
 This is the body of every agent's Prefect task. It receives only plain data (the manifest,
 inputs, the token slice and run information) so it can run in threads, processes or on
 Dask/Ray workers alike. Every attempt, success or failure, leaves an
-:class:`~flows.results.AttemptRecord` in the metrics spool, written in ``finally``.
+:class:`~agentrt.flows.results.AttemptRecord` in the metrics spool, written in ``finally``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agents.imports import ImportPolicy, load_callable
-from agents.manifest import AgentManifest
-from agents.redact import install_log_redaction, redact
-from agents.registry import RegisteredAgent
-from flows.results import AttemptRecord
-from flows.schemas import SchemaValidationError, validate_input, validate_output
+from agentrt.agents.imports import ImportPolicy, load_callable
+from agentrt.agents.manifest import AgentManifest
+from agentrt.agents.redact import install_log_redaction, redact
+from agentrt.agents.registry import RegisteredAgent
+from agentrt.flows.results import AttemptRecord
+from agentrt.flows.schemas import SchemaValidationError, validate_input, validate_output
 
 __all__ = [
     "AgentContext",
@@ -362,7 +362,7 @@ def run_agent(
             ) from None
         next_phase("execute")
         if manifest.kind == "llm":
-            from agents.llm import run_llm_agent
+            from agentrt.agents.llm import run_llm_agent
 
             result = _call(
                 run_llm_agent, (agent, value, ctx), manifest.timeout_seconds, manifest.id, agent_cpu

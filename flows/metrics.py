@@ -1,9 +1,9 @@
 """Agent performance metrics: one record per agent execution, one Parquet file per flow run.
 
-Every attempt of every agent leaves an :class:`~flows.results.AttemptRecord` in a spool
-folder while the flow runs (written by :mod:`flows.lifecycle`, one JSON file per attempt, so
+Every attempt of every agent leaves an :class:`~agentrt.flows.results.AttemptRecord` in a spool
+folder while the flow runs (written by :mod:`agentrt.flows.lifecycle`, one JSON file per attempt, so
 parallel agents never share a file). At the end of the run, :func:`finalize_run` turns the
-spool and the :class:`~flows.results.RunResult` into :class:`AgentRunRecord` rows: one per
+spool and the :class:`~agentrt.flows.results.RunResult` into :class:`AgentRunRecord` rows: one per
 attempt, plus one for each step that did not execute (served from Prefect's cache, or
 skipped), so every step of every run is accounted for. The rows go to one Parquet file per
 flow run::
@@ -42,15 +42,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from flows.results import AttemptRecord, RunResult, StepResult
-from flows.settings import metrics_dir
+from agentrt.flows.results import AttemptRecord, RunResult, StepResult
+from agentrt.flows.settings import metrics_dir
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from agents.manifest import AgentManifest
-    from flows.plan import Plan
+    from agentrt.agents.manifest import AgentManifest
+    from agentrt.flows.plan import Plan
 
 __all__ = [
     "AgentRunRecord",
@@ -565,7 +565,7 @@ def finalize_run(
 
     Call once at the end of every flow run. With the run's ``plan``, a context deliverer's
     referenced tokens count only the citations of the steps that read its output.
-    ``attempts`` are the records the spool held in memory (``flows.lifecycle.hold_spool``);
+    ``attempts`` are the records the spool held in memory (``agentrt.flows.lifecycle.hold_spool``);
     they join those of the spool's files.
     Idempotent: if the run's file already exists it is returned as is (and a leftover spool
     removed). Never raises: metrics must not fail a run, so problems are logged and

@@ -54,8 +54,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.DataFrame:
     """The matching records, or exit 2 (bad input) / 1 (nothing recorded or matching)."""
-    from flows.metrics import MetricsError, MetricsWarning, load_records
-    from flows.settings import metrics_dir
+    from agentrt.flows.metrics import MetricsError, MetricsWarning, load_records
+    from agentrt.flows.settings import metrics_dir
 
     if path is not None and not path.exists():
         raise _fail(f"--path {path}: no such file or folder", EXIT_BAD_INPUT)
@@ -109,7 +109,7 @@ def summary_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Per agent: runs, success rate, p50/p95 wall time, tokens, cache hits, efficiency."""
-    from flows.metrics import jsonable, summarize
+    from agentrt.flows.metrics import jsonable, summarize
 
     frame = _load(path, since, workflow)
     table = summarize(frame)
@@ -167,7 +167,7 @@ def export_command(
     path: PathOpt = None,
 ) -> None:
     """Export the records (one row per agent attempt) as csv, parquet or json."""
-    from flows.metrics import MetricsError, export_records
+    from agentrt.flows.metrics import MetricsError, export_records
 
     fmt = fmt.lower()
     if fmt not in ("csv", "parquet", "json"):
@@ -199,7 +199,7 @@ def recommend_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose manifest changes (optimal_tokens, fallbacks, cache) from observed usage."""
-    from flows.metrics import recommend
+    from agentrt.flows.metrics import recommend
 
     frame = _load(path, since, workflow)
     proposals = recommend(frame, _manifests(agent_path, frame["agent_id"].dropna().unique()))
@@ -231,7 +231,7 @@ def recommend_command(
 def _manifests(agent_path: list[Path] | None, agent_ids: Any) -> dict[str, Any]:
     """The registered manifests of the recorded agents, for current values; agents that
     are no longer registered are judged on their records alone."""
-    from agents.registry import AgentNotFound, Registry
+    from agentrt.agents.registry import AgentNotFound, Registry
 
     registry = Registry.discover(agent_path or [])
     manifests = {}

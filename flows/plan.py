@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.diagnostics import ManifestError, Problem, YamlDocument, load_yaml
-from agents.manifest import parse_requirement
-from agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
-from flows.schemas import input_fields
-from flows.workflow import WorkflowManifest
+from agentrt.agents.diagnostics import ManifestError, Problem, YamlDocument, load_yaml
+from agentrt.agents.manifest import parse_requirement
+from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
+from agentrt.flows.schemas import input_fields
+from agentrt.flows.workflow import WorkflowManifest
 
 __all__ = ["InputRef", "Plan", "PlannedStep", "build_plan"]
 

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from flows.results import RunResult, StepResult
+from agentrt.flows.results import RunResult, StepResult
 
 __all__ = ["LiveProgress", "render_summary"]
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.redact import redact
-from flows.plan import Plan
-from flows.results import RunResult
-from flows.schemas import schema_model
-from flows.settings import agentrt_home
+from agentrt.agents.redact import redact
+from agentrt.flows.plan import Plan
+from agentrt.flows.results import RunResult
+from agentrt.flows.schemas import schema_model
+from agentrt.flows.settings import agentrt_home
 
 __all__ = ["count_findings", "render_report", "report_artifacts", "write_report"]
 

@@ -115,7 +115,7 @@ class RunResult(BaseModel):
         """
         import orjson
 
-        from agents.redact import redact_data
+        from agentrt.agents.redact import redact_data
 
         data = redact_data(self.model_dump(mode="json"))
         return orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)

@@ -2,7 +2,7 @@
 
 This is the Python API behind ``agentrt run``::
 
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
     result = run_workflow("code-analysis", {"repo": "."})
 """
 
@@ -12,13 +12,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agents.redact import install_log_redaction
-from agents.registry import Registry
-from flows.artifacts import artifacts_mode
-from flows.plan import Plan, build_plan
-from flows.results import RunResult
-from flows.settings import configure_prefect, guard_embedded_server, metrics_dir, runs_dir
-from flows.workflow import WorkflowManifest, find_workflow
+from agentrt.agents.redact import install_log_redaction
+from agentrt.agents.registry import Registry
+from agentrt.flows.artifacts import artifacts_mode
+from agentrt.flows.plan import Plan, build_plan
+from agentrt.flows.results import RunResult
+from agentrt.flows.settings import configure_prefect, guard_embedded_server, metrics_dir, runs_dir
+from agentrt.flows.workflow import WorkflowManifest, find_workflow
 
 __all__ = ["arun_workflow", "prepare", "run_workflow"]
 
@@ -51,7 +51,7 @@ async def arun_workflow(
     """Run a workflow to the end; return its result whether it completed or failed."""
     configure_prefect()
     guard_embedded_server()
-    from flows.compiler import _shared_sync_client, build_flow
+    from agentrt.flows.compiler import _shared_sync_client, build_flow
 
     install_log_redaction()  # Prefect's logging is set up now (importing it does that)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agents.imports import EntrypointError, import_object
-from agents.registry import RegisteredAgent
+from agentrt.agents.imports import EntrypointError, import_object
+from agentrt.agents.registry import RegisteredAgent
 
 __all__ = [
     "SchemaValidationError",
@@ -34,7 +34,7 @@ class SchemaValidationError(ValueError):
 
 @lru_cache(maxsize=256)
 def _model(ref: str, policy_key: tuple) -> type[BaseModel]:
-    from agents.imports import ImportPolicy
+    from agentrt.agents.imports import ImportPolicy
 
     policy = ImportPolicy.from_dict({"base_dir": policy_key[0], "packages": policy_key[1]})
     model = import_object(ref, policy, what="schema")

@@ -5,7 +5,7 @@ Prefect starts its embedded server (uvicorn, SQLite) as a subprocess and stops i
 killer): the server would live on, holding its port and database. Started through this
 module instead, the server watches its parent and shuts down once the parent is gone.
 
-    python -m flows.server_guard PARENT_PID UVICORN_ARGS...
+    python -m agentrt.flows.server_guard PARENT_PID UVICORN_ARGS...
 
 ``PR_SET_PDEATHSIG`` is not used: it fires when the *thread* that started the child exits,
 and Prefect may start the server from a short-lived thread.
@@ -43,7 +43,7 @@ def _watch(parent: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or not args[0].isdigit():
-        sys.exit("usage: python -m flows.server_guard PARENT_PID UVICORN_ARGS...")
+        sys.exit("usage: python -m agentrt.flows.server_guard PARENT_PID UVICORN_ARGS...")
     parent = int(args.pop(0))
     threading.Thread(target=_watch, args=(parent,), name="parent-watch", daemon=True).start()
     sys.argv = ["uvicorn", *args]

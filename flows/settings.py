@@ -61,7 +61,7 @@ def guard_embedded_server() -> None:
 
     Only in embedded mode (no ``PREFECT_API_URL``). Replaces
     ``SubprocessASGIServer._run_uvicorn_command`` with the same uvicorn command run through
-    :mod:`flows.server_guard`; if Prefect ever renames that method, this does nothing and
+    :mod:`agentrt.flows.server_guard`; if Prefect ever renames that method, this does nothing and
     Prefect starts its server as before.
     """
     import subprocess
@@ -73,7 +73,7 @@ def guard_embedded_server() -> None:
         return
     from prefect.server.api import server
 
-    from flows.server_guard import guard_command
+    from agentrt.flows.server_guard import guard_command
 
     cls = server.SubprocessASGIServer
     if getattr(cls, "_agentrt_guarded", False) or not hasattr(cls, "_run_uvicorn_command"):

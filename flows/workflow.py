@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from agents.diagnostics import ManifestError, Problem, load_yaml, problems_from_validation
-from agents.manifest import parse_requirement
+from agentrt.agents.diagnostics import ManifestError, Problem, load_yaml, problems_from_validation
+from agentrt.agents.manifest import parse_requirement
 
 __all__ = [
     "BUILTIN_WORKFLOWS",

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     Confidence,
     Finding,
     Severity,

@@ -44,7 +44,7 @@ from typing import Literal
 import networkx as nx
 from pydantic import BaseModel, Field
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
     SeverityCounts,

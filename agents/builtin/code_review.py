@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from radon.complexity import add_inner_blocks, cc_rank, cc_visit_ast
 from radon.visitors import Function
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
     ParsedFile,

@@ -9,7 +9,7 @@ This module holds what they share:
   :data:`Severity` scale and :class:`SeverityCounts`;
 * :class:`AnalyserInput`, the ``repo`` + ``files`` fields every analyser accepts;
 * file selection (:func:`select_files`, :func:`load_python`) on top of
-  :func:`context.sources.scan_repository`, which honours ``.gitignore`` and default ignores;
+  :func:`agentrt.context.sources.scan_repository`, which honours ``.gitignore`` and default ignores;
 * :func:`parse_python`, a parse that records syntax errors instead of raising;
 * :func:`changed_files`, the files changed since a git revision;
 * small markdown helpers for the run report.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from context.sources import SourceFile
+    from agentrt.context.sources import SourceFile
 
 __all__ = [
     "SEVERITIES",
@@ -189,13 +189,13 @@ def select_files(
 ) -> list[SourceFile]:
     """Source files of ``repo`` to analyse, sorted by path.
 
-    The repository is enumerated by :func:`context.sources.scan_repository`, so ``.gitignore``,
+    The repository is enumerated by :func:`agentrt.context.sources.scan_repository`, so ``.gitignore``,
     default ignores (virtualenvs, caches, build output) and the size limit apply. ``files``,
     when given, restricts the result to those repository-relative paths; paths that are not in
     the scan (deleted, ignored, too large) are left out. ``language=None`` keeps every file;
     type stubs (``.pyi``) are kept only with ``stubs=True``.
     """
-    from context.sources import scan_repository  # deferred: keeps `import agents` light
+    from agentrt.context.sources import scan_repository  # deferred: keeps `import agents` light
 
     scan = scan_repository(resolve_repo(repo))
     chosen = scan.files

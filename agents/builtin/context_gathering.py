@@ -1,6 +1,6 @@
 """The ``context_gathering`` agent: the context relevant to the workflow's task, in budget.
 
-It asks the context manager (:func:`context.select.select`) for the most useful files,
+It asks the context manager (:func:`agentrt.context.select.select`) for the most useful files,
 spans and skeletons of the repository for the task, inside the token slice the runtime
 allocated to this agent; with no task, it delivers a repository overview. Downstream agents
 (and LLM agents in particular) receive the items; the report shows what was delivered.
@@ -49,7 +49,7 @@ class Output(BaseModel):
 
 
 def run(inputs: Input, ctx: Any = None) -> Output:
-    from context.select import select
+    from agentrt.context.select import select
 
     budget = inputs.budget or (ctx.budget_tokens if ctx is not None else None) or DEFAULT_BUDGET
     selection = select(inputs.repo, inputs.task, budget, include=inputs.include)

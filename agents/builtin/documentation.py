@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
     ParsedFile,

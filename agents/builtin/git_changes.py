@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.builtin.common import changed_files, resolve_repo
+from agentrt.agents.builtin.common import changed_files, resolve_repo
 
 __all__ = ["Input", "Output", "render_markdown", "run"]
 

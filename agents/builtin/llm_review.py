@@ -2,13 +2,13 @@
 
 The model reads the context the context manager selected for the task (the files in
 ``files`` themselves when they fit the token slice, else the most relevant spans and
-outlines) and answers with an :class:`Output`: a summary, :class:`~agents.builtin.common.Finding`
+outlines) and answers with an :class:`Output`: a summary, :class:`~agentrt.agents.builtin.common.Finding`
 records and its confidence. The output is shaped like ``code_review``'s where downstream
 consumers look (``summary``, ``findings``, ``counts``), so ``final_approval`` and the report
 treat both alike, and ``code_review`` can stand in as the fallback when no model is available.
 
 :func:`finish` is the manifest's entrypoint: the output hook the LLM runtime
-(:mod:`agents.llm`) applies after the model's answer validates. It makes every finding point
+(:mod:`agentrt.agents.llm`) applies after the model's answer validates. It makes every finding point
 at a real line of a real file of the repository, or sends the model back to fix it; the
 model never gets to invent locations. Severity counts are computed from the findings, never
 taken from the model.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.json_schema import SkipJsonSchema
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     Finding,
     SeverityCounts,
     findings_table,
@@ -34,7 +34,7 @@ from agents.builtin.common import (
 )
 
 if TYPE_CHECKING:
-    from agents.llm import LLMCall
+    from agentrt.agents.llm import LLMCall
 
 __all__ = ["TOOL", "Input", "Output", "finish", "render_markdown"]
 
@@ -109,10 +109,10 @@ def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
 
     Paths become repository-relative, ``tool`` becomes ``llm_review`` and findings are sorted
     by place. A finding whose file is not in the repository, or whose line is past the end of
-    the file, raises :class:`~agents.llm.OutputRejected`, which sends the model back with the
+    the file, raises :class:`~agentrt.agents.llm.OutputRejected`, which sends the model back with the
     reason (the manifest's output retries bound how often).
     """
-    from agents.llm import OutputRejected
+    from agentrt.agents.llm import OutputRejected
 
     root = resolve_repo(inputs.repo)
     problems: list[str] = []

@@ -50,7 +50,7 @@ from radon.complexity import add_inner_blocks, cc_rank
 from radon.metrics import h_visit_ast, mi_compute, mi_rank
 from radon.visitors import ComplexityVisitor, Function
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
     ParsedFile,

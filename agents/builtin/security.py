@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     AnalyserInput,
     Confidence,
     Finding,
@@ -61,7 +61,7 @@ from agents.builtin.common import (
 )
 
 if TYPE_CHECKING:
-    from context.sources import SourceFile
+    from agentrt.context.sources import SourceFile
 
 __all__ = [
     "SECRET_PATTERNS",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agents.builtin.approval import Input, render_markdown, run
-from agents.builtin.common import Finding
+from agentrt.agents.builtin.approval import Input, render_markdown, run
+from agentrt.agents.builtin.common import Finding
 
 
 def _f(severity: str, rule: str = "R1", path: str = "a.py", line: int = 1, **kw: object) -> Finding:

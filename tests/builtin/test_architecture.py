@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agents.builtin import architecture
-from agents.builtin.architecture import Input, run
+from agentrt.agents.builtin import architecture
+from agentrt.agents.builtin.architecture import Input, run
 
 from .conftest import RepoFactory
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.builtin.code_review import Input, render_markdown, ruff_severity, run
+from agentrt.agents.builtin.code_review import Input, render_markdown, ruff_severity, run
 
 from .conftest import RepoFactory
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.builtin.common import (
+from agentrt.agents.builtin.common import (
     Finding,
     SeverityCounts,
     changed_files,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agents.builtin import architecture, code_review, documentation, performance, security
+from agentrt.agents.builtin import architecture, code_review, documentation, performance, security
 
 from .conftest import RepoFactory
 

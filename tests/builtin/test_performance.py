@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.builtin.performance import Input, render_markdown, run
+from agentrt.agents.builtin.performance import Input, render_markdown, run
 
 from .conftest import RepoFactory
 

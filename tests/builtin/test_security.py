@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.builtin.security import Input, redact, render_markdown, run, scan_secrets
+from agentrt.agents.builtin.security import Input, redact, render_markdown, run, scan_secrets
 
 from .conftest import RepoFactory
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from context.condense import (
+from agentrt.context.condense import (
     Budget,
     SubagentTask,
     cc_sessions_chunks,
@@ -18,8 +18,8 @@ from context.condense import (
     split_by_bytes,
     strip_system_reminders,
 )
-from context.tokens import count_tokens
-from context.transcripts import EDIT_TOOLS, parse_transcript
+from agentrt.context.tokens import count_tokens
+from agentrt.context.transcripts import EDIT_TOOLS, parse_transcript
 
 
 def _rel(path: str, cwd: str) -> str:

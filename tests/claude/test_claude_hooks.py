@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from context.tokens import count_tokens
-from flows.claude_hooks import app, install_hooks, set_subagent_flag
+from agentrt.context.tokens import count_tokens
+from agentrt.flows.claude_hooks import app, install_hooks, set_subagent_flag
 
 SESSION = "11111111-2222-3333-4444-555555555555"
 
@@ -26,7 +26,7 @@ def run_hook(payload: Any, env: dict[str, str] | None = None) -> subprocess.Comp
     }
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "flows.claude_hooks"],
+        [sys.executable, "-m", "agentrt.flows.claude_hooks"],
         input=data,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from context.budget import BudgetAllocation, BudgetRequest, TokenBudgetManager, allocate
+from agentrt.context.budget import BudgetAllocation, BudgetRequest, TokenBudgetManager, allocate
 
 
 def req(name: str, priority: int = 0, min_tokens: int = 0, optimal: int = 0) -> BudgetRequest:

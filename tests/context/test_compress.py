@@ -1,4 +1,4 @@
-"""Tests for context.compress: structure, skeletons, line rendering, chunking."""
+"""Tests for agentrt.context.compress: structure, skeletons, line rendering, chunking."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from context import compress
-from context.compress import analyze, chunks, render_lines, skeleton, split_lines
-from context.tokens import count_tokens
+from agentrt.context import compress
+from agentrt.context.compress import analyze, chunks, render_lines, skeleton, split_lines
+from agentrt.context.tokens import count_tokens
 
 SAMPLE = textwrap.dedent(
     '''\

@@ -1,4 +1,4 @@
-"""Tests for ``agentrt context`` (context.cli): output, exit codes, no prefect import."""
+"""Tests for ``agentrt context`` (agentrt.context.cli): output, exit codes, no prefect import."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from context.cli import app
-from context.tokens import count_tokens
+from agentrt.context.cli import app
+from agentrt.context.tokens import count_tokens
 
 runner = CliRunner()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def test_stats_human(repo: Path) -> None:
 def test_subprocess_does_not_import_prefect(repo: Path, tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from context.cli import app\n"
+        "from agentrt.context.cli import app\n"
         "try:\n"
         "    app(['select', '--repo', sys.argv[1], '--query', 'parse_config', '--budget', '50',"
         " '--format', 'json'])\n"
@@ -133,7 +133,7 @@ def test_subprocess_does_not_import_prefect(repo: Path, tmp_path: Path) -> None:
 
 def test_module_entry_point_exit_code(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "context.cli", "select", "--repo", str(tmp_path / "missing"),
+        [sys.executable, "-m", "agentrt.context.cli", "select", "--repo", str(tmp_path / "missing"),
          "--query", "x", "--budget", "5"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
     )  # fmt: skip

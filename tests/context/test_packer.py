@@ -1,4 +1,4 @@
-"""Tests for context.packer: the budget is a hard limit, relevance decides what fits."""
+"""Tests for agentrt.context.packer: the budget is a hard limit, relevance decides what fits."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from context.compress import analyze, split_lines
-from context.packer import Candidate, FileView, pack, render_markdown
-from context.select import line_token_counts
-from context.tokens import TokenCounter, count_tokens
+from agentrt.context.compress import analyze, split_lines
+from agentrt.context.packer import Candidate, FileView, pack, render_markdown
+from agentrt.context.select import line_token_counts
+from agentrt.context.tokens import TokenCounter, count_tokens
 
 COUNTER = TokenCounter()
 

@@ -1,10 +1,10 @@
-"""Tests for context.relevance: tokenisation, passage ranking, repository ranking."""
+"""Tests for agentrt.context.relevance: tokenisation, passage ranking, repository ranking."""
 
 from __future__ import annotations
 
 import pytest
 
-from context.relevance import rank_passages, split_identifier, tokenize
+from agentrt.context.relevance import rank_passages, split_identifier, tokenize
 
 
 def test_split_identifier_keeps_whole_and_parts() -> None:
@@ -49,7 +49,7 @@ def test_rank_passages_many() -> None:
 
 
 def test_bm25_weighs_query_terms_by_repetition() -> None:
-    from context.relevance import Bm25, text_ids
+    from agentrt.context.relevance import Bm25, text_ids
 
     docs = ["rolling window center", "groupby reduce apply", "nothing relevant here"]
     index = Bm25.from_id_lists([text_ids(d) for d in docs])

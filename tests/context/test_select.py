@@ -1,4 +1,4 @@
-"""Tests for context.select (and the repository index of context.relevance behind it)."""
+"""Tests for agentrt.context.select (and the repository index of agentrt.context.relevance behind it)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from context import relevance
-from context.relevance import IndexStats, build_index, rank
-from context.select import Selection, select, select_texts
-from context.sources import SourceError, TextSource, scan_repository
-from context.store import ContextStore
-from context.tokens import count_tokens
+from agentrt.context import relevance
+from agentrt.context.relevance import IndexStats, build_index, rank
+from agentrt.context.select import Selection, select, select_texts
+from agentrt.context.sources import SourceError, TextSource, scan_repository
+from agentrt.context.store import ContextStore
+from agentrt.context.tokens import count_tokens
 
 BILLING = textwrap.dedent(
     '''\
@@ -252,7 +252,7 @@ def test_select_texts() -> None:
 def test_best_unit_of_the_top_file_is_offered_at_its_file_score(
     repo: Path, store: ContextStore
 ) -> None:
-    from context.select import BEST_UNIT_WEIGHT, _candidates
+    from agentrt.context.select import BEST_UNIT_WEIGHT, _candidates
 
     scan = scan_repository(repo)
     index = build_index(scan.root, scan, store, IndexStats())
@@ -312,7 +312,7 @@ def test_index_in_worker_processes_matches_in_process_and_restores_the_collector
 
 
 def test_split_title() -> None:
-    from context.relevance import split_title
+    from agentrt.context.relevance import split_title
 
     assert split_title("Invoice totals are wrong") == ("", "Invoice totals are wrong")
     title, query = split_title(

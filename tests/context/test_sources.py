@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from context import sources
-from context.sources import (
+from agentrt.context import sources
+from agentrt.context.sources import (
     RepoScan,
     SourceError,
     TextSource,

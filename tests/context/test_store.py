@@ -9,10 +9,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from context import sources
-from context.sources import scan_repository
-from context.store import ContextStore, StoreError, default_store_dir, make_key
-from context.tokens import TokenCounter
+from agentrt.context import sources
+from agentrt.context.sources import scan_repository
+from agentrt.context.store import ContextStore, StoreError, default_store_dir, make_key
+from agentrt.context.tokens import TokenCounter
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import tiktoken.load
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from context import tokens
-from context.tokens import (
+from agentrt.context import tokens
+from agentrt.context.tokens import (
     DEFAULT_ENCODING,
     EncodingUnavailableError,
     TokenCounter,

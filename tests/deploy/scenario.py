@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from flows.run import prepare
+from agentrt.flows.run import prepare
 from tests.deploy.servers import PrefectServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def deploy_push_and_run(server: PrefectServer, repo: SmallRepo, work: Path) -> O
     out = step(
         "events push",
         [
-            *(python, "-m", "flows.console", "events", "push"),
+            *(python, "-m", "agentrt.flows.console", "events", "push"),
             *("--repo", str(repo.path), "--rev", "HEAD", "--json"),
         ],
         cwd=work,

@@ -12,9 +12,9 @@ from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
-from flows import deployments
-from flows.deployments import CODE_ROOT, runner_from_env, use_checkout
-from flows.workflow import TaskRunnerSpec
+from agentrt.flows import deployments
+from agentrt.flows.deployments import CODE_ROOT, runner_from_env, use_checkout
+from agentrt.flows.workflow import TaskRunnerSpec
 from tests.deploy.scenario import make_small_repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_nightly_schedule_and_push_trigger_are_valid_prefect_specs() -> None:
     }
     # The pull step named in prefect.yaml is importable where workers import it from.
     (step,) = PREFECT_YAML["pull"]
-    assert list(step) == ["flows.deployments.use_checkout"]
+    assert list(step) == ["agentrt.flows.deployments.use_checkout"]
 
 
 def test_runner_from_env_overrides_the_workflow_runner() -> None:
@@ -90,7 +90,7 @@ def test_deployed_flow_fills_missing_params_and_rejects_unknown_ones(tmp_path: P
     import httpx
     from prefect.settings import PREFECT_API_URL
 
-    from flows.artifacts import _publisher
+    from agentrt.flows.artifacts import _publisher
 
     repo = make_small_repo(tmp_path / "repo")
     handed_over = _publisher.submitted

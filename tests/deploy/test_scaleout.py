@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from agents.registry import Registry
-from flows.results import RunEvents
-from flows.run import run_workflow
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunEvents
+from agentrt.flows.run import run_workflow
 from tests.deploy.scenario import FILES
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -187,8 +187,8 @@ def test_dask_with_a_live_progress_callback_like_the_cli(
 def test_ray_is_reported_clearly_when_missing() -> None:
     if shutil.which("ray") or _importable("prefect_ray"):
         pytest.skip("prefect-ray is installed here; the ray runner is exercised by hand")
-    from flows.compiler import task_runner_for
-    from flows.run import prepare
+    from agentrt.flows.compiler import task_runner_for
+    from agentrt.flows.run import prepare
 
     plan, _ = prepare("code-analysis", strict=False)
     with pytest.raises(ValueError, match=r"pip install 'agentrt\[ray\]'"):

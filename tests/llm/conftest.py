@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.registry import RegisteredAgent, Registry
+from agentrt.agents.registry import RegisteredAgent, Registry
 
 #: Environment variables that choose or configure a model; every test starts without them.
 PROVIDER_ENV = (

@@ -10,9 +10,9 @@ from pydantic_ai.models.ollama import OllamaModel
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.models.test import TestModel
 
-from agents.builtin.llm_review import Input
-from agents.llm import LLMUnavailableError, model_spec, resolve_model, run_llm_agent
-from agents.registry import RegisteredAgent
+from agentrt.agents.builtin.llm_review import Input
+from agentrt.agents.llm import LLMUnavailableError, model_spec, resolve_model, run_llm_agent
+from agentrt.agents.registry import RegisteredAgent
 from tests.llm.conftest import PLANTED_KEY
 
 

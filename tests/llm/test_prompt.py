@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from agents.llm import (
+from agentrt.agents.llm import (
     PromptTemplateError,
     build_prompt,
     render_prompt,
     template_fields,
 )
-from agents.redact import REDACTED, redact
+from agentrt.agents.redact import REDACTED, redact
 from tests.llm.conftest import PLANTED_KEY
 
 

@@ -23,12 +23,12 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
 
-from agents.builtin.llm_review import Input, Output
-from agents.llm import LLMOutputError, run_llm_agent
-from agents.manifest import AgentManifest
-from agents.registry import RegisteredAgent
-from context.tokens import count_tokens
-from flows.lifecycle import AgentContext
+from agentrt.agents.builtin.llm_review import Input, Output
+from agentrt.agents.llm import LLMOutputError, run_llm_agent
+from agentrt.agents.manifest import AgentManifest
+from agentrt.agents.registry import RegisteredAgent
+from agentrt.context.tokens import count_tokens
+from agentrt.flows.lifecycle import AgentContext
 from tests.llm.conftest import write_tree
 
 REVIEW = {
@@ -285,7 +285,7 @@ def generic_agent(tmp_path: Path, **fields: Any) -> RegisteredAgent:
             "id": "summarise",
             "version": "1.0.0",
             "kind": "llm",
-            "entrypoint": "agents.llm:run_llm_agent",
+            "entrypoint": "agentrt.agents.llm:run_llm_agent",
             "model": "test",
             "prompt": "Summarise {repo} for: {task}\n\nCode:\n{context}",
             "input": {

@@ -11,9 +11,9 @@ from uuid import UUID
 
 import pytest
 
-from agents.registry import Registry
-from flows.results import RunResult
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunResult
+from agentrt.flows.workflow import WorkflowManifest
 from tests.llm.conftest import PLANTED_KEY
 from tests.llm.fake_openai import FakeOpenAI, echo_key_error, tool_call
 from tests.llm.test_run import REVIEW
@@ -24,9 +24,9 @@ NO_MODEL_AGENT = """\
 id: llm_nomodel
 version: 1.0.0
 kind: llm
-entrypoint: agents.builtin.llm_review:finish
-input: agents.builtin.llm_review:Input
-output: agents.builtin.llm_review:Output
+entrypoint: agentrt.agents.builtin.llm_review:finish
+input: agentrt.agents.builtin.llm_review:Input
+output: agentrt.agents.builtin.llm_review:Output
 prompt: Review the code.
 fallbacks: [code_review]
 """
@@ -56,7 +56,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
 
 
 def run(registry: Registry, repo: Path, agent: str = "llm_review") -> RunResult:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     spec = {
         "name": "llm-review-test",
@@ -82,7 +82,7 @@ def everything_written(result: RunResult) -> str:
     )
     from prefect.client.schemas.sorting import TaskRunSort
 
-    from flows.history import wait_until_recorded
+    from agentrt.flows.history import wait_until_recorded
 
     def read(path: Path) -> str:
         if path.suffix == ".parquet":

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from flows.metrics import AgentRunRecord, records_frame
-from flows.results import AttemptRecord, RunResult, StepResult
+from agentrt.flows.metrics import AgentRunRecord, records_frame
+from agentrt.flows.results import AttemptRecord, RunResult, StepResult
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 _ids = count(1)

@@ -11,11 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from agents.registry import Registry
-from flows.metrics import finalize_run
-from flows.run import run_workflow
-from flows.settings import metrics_dir
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.metrics import finalize_run
+from agentrt.flows.run import run_workflow
+from agentrt.flows.settings import metrics_dir
+from agentrt.flows.workflow import WorkflowManifest
 
 HERE = Path(__file__).resolve().parent
 AGENT_PATHS = [HERE.parent / "runtime" / "fixture_agents", HERE / "fixture_agents"]

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agents.registry import Registry
-from flows.results import RunResult
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunResult
+from agentrt.flows.workflow import WorkflowManifest
 from tests.runtime.helpers import FIXTURE_AGENTS
 
 METRICS_AGENTS = Path(__file__).resolve().parent / "fixture_agents"
@@ -43,7 +43,7 @@ def step(agent: str, name: str | None = None, **inputs: Any) -> dict[str, Any]:
 
 
 def run(registry: Registry, workdir: Path, name: str, steps: list[dict[str, Any]]) -> RunResult:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     workdir.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -56,8 +56,8 @@ def run(registry: Registry, workdir: Path, name: str, steps: list[dict[str, Any]
 
 def finalize(result: RunResult) -> Path:
     """What the flow does at its end (until the runtime calls it itself, then a no-op)."""
-    from flows.metrics import finalize_run
-    from flows.settings import metrics_dir
+    from agentrt.flows.metrics import finalize_run
+    from agentrt.flows.settings import metrics_dir
 
     path = finalize_run(result, metrics_dir() / "spool" / str(result.flow_run_id))
     assert path is not None, "finalize_run wrote nothing (see the agentrt.metrics log)"

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.metrics import export_records, load_records
-from flows.metrics_cli import app
+from agentrt.flows.metrics import export_records, load_records
+from agentrt.flows.metrics_cli import app
 from tests.metrics.builders import frame, record
 from tests.metrics.conftest import Recorded
 
@@ -69,9 +69,9 @@ def test_a_corrupt_file_is_reported_and_unrelated_warnings_are_not(
     history: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (history / "runs" / "2026-11-02" / "broken.parquet").write_bytes(b"not parquet")
-    import flows.metrics
+    import agentrt.flows.metrics
 
-    real = flows.metrics.load_records
+    real = agentrt.flows.metrics.load_records
 
     def noisy(*args: object, **kwargs: object) -> pd.DataFrame:
         # What garbage collection does when an earlier test left an event loop open.
@@ -80,7 +80,7 @@ def test_a_corrupt_file_is_reported_and_unrelated_warnings_are_not(
         warnings.warn("unclosed event loop", ResourceWarning, stacklevel=1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flows.metrics, "load_records", noisy)
+    monkeypatch.setattr(agentrt.flows.metrics, "load_records", noisy)
     code, out, err = invoke("summary", "--path", str(history))
     assert code == 0 and "ctx" in out
     assert err.startswith("warning: skipping unreadable metrics file ") and "broken.parquet" in err
@@ -164,7 +164,7 @@ def test_recommend_with_nothing_to_propose(tmp_path: Path) -> None:
 def test_metrics_commands_do_not_import_prefect(recorded: Recorded) -> None:
     script = (
         "import sys\n"
-        "from flows.metrics_cli import app\n"
+        "from agentrt.flows.metrics_cli import app\n"
         f"for cmd in ('summary', 'recommend', 'export'):\n"
         f"    try:\n"
         f"        app([cmd, '--path', {str(recorded.root)!r}])\n"
@@ -183,8 +183,8 @@ def test_importing_metrics_is_light() -> None:
     """Agents may import referenced_tokens: that must not load pandas, pyarrow or prefect."""
     script = (
         "import sys\n"
-        "from flows.metrics import referenced_tokens\n"
-        "import flows.metrics_cli\n"
+        "from agentrt.flows.metrics import referenced_tokens\n"
+        "import agentrt.flows.metrics_cli\n"
         "heavy = {'pandas', 'pyarrow', 'prefect'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.metrics import load_records
+from agentrt.flows.metrics import load_records
 
 SCRIPT = Path(__file__).resolve().parent / "concurrent_flow.py"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from agents.manifest import AgentManifest
-from flows.metrics import Thresholds, invocations, recommend, summarize
+from agentrt.agents.manifest import AgentManifest
+from agentrt.flows.metrics import Thresholds, invocations, recommend, summarize
 from tests.metrics.builders import frame, record
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows.metrics import MetricsError, finalize_run, load_records, publish_metrics_artifact
+from agentrt.flows.metrics import MetricsError, finalize_run, load_records, publish_metrics_artifact
 from tests.metrics.conftest import Recorded
 
 
@@ -150,7 +150,7 @@ def test_one_parquet_file_per_run_readable_with_pandas(recorded: Recorded) -> No
 def test_finalize_is_idempotent(recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTRT_METRICS_DIR", str(recorded.root))
     path = recorded.files["mixed"]
-    # The flow itself finalized the run (flows.compiler._report); the tests' call was a no-op.
+    # The flow itself finalized the run (agentrt.flows.compiler._report); the tests' call was a no-op.
     assert recorded.mixed.report_paths["metrics"] == str(path)
     before = (path.read_bytes(), path.stat().st_mtime_ns)
     spool = recorded.root / "spool" / str(recorded.mixed.flow_run_id)
@@ -179,7 +179,7 @@ def test_publish_metrics_artifact_inside_an_async_flow(recorded: Recorded) -> No
     """As the runtime does at the end of a run: inside the (async) workflow flow."""
     from prefect import flow
 
-    from flows.metrics import apublish_metrics_artifact
+    from agentrt.flows.metrics import apublish_metrics_artifact
 
     @flow(name="metrics-artifact")
     async def publish() -> list[Any]:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
 
-from flows.metrics import (
+from agentrt.flows.metrics import (
     COLUMNS,
     MetricsError,
     build_records,
@@ -30,7 +30,7 @@ from flows.metrics import (
     referenced_tokens,
     retention_days,
 )
-from flows.results import RunResult
+from agentrt.flows.results import RunResult
 from tests.metrics.builders import attempt, frame, record, run_result, spool, step_result
 
 ITEMS = [
@@ -171,7 +171,7 @@ def test_finalize_writes_one_file_and_removes_the_spool(root: Path) -> None:
 
 
 def test_a_held_spool_keeps_this_process_records_in_memory(root: Path) -> None:
-    from flows.lifecycle import hold_spool, spool_record
+    from agentrt.flows.lifecycle import hold_spool, spool_record
 
     result = run_result([step_result("a", "completed", output={"x": 1})])
     folder = root / "spool" / "flow-1"
@@ -320,9 +320,9 @@ def test_export_round_trips(tmp_path: Path) -> None:
 
 
 def test_with_the_plan_only_readers_of_the_context_count(root: Path) -> None:
-    from agents.registry import Registry
-    from flows.run import prepare
-    from flows.workflow import WorkflowManifest
+    from agentrt.agents.registry import Registry
+    from agentrt.flows.run import prepare
+    from agentrt.flows.workflow import WorkflowManifest
     from tests.metrics.conftest import METRICS_AGENTS
     from tests.runtime.helpers import FIXTURE_AGENTS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.run import run_workflow
+from agentrt.flows.run import run_workflow
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agents.registry import Registry
+from agentrt.agents.registry import Registry
 
 HERE = Path(__file__).resolve().parent
 FAULT_AGENTS = HERE / "fault_agents"

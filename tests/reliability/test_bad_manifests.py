@@ -122,7 +122,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], 
     for command in [*commands, HUGE]:
         argv = [huge if part == "HUGE" else part for part in command]
         procs[command] = subprocess.Popen(
-            [sys.executable, "-m", "flows.console", *argv],
+            [sys.executable, "-m", "agentrt.flows.console", *argv],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -145,7 +145,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], 
 
 
 def _invoke(command: list[str]) -> tuple[int, str]:
-    from flows.cli import app
+    from agentrt.flows.cli import app
 
     result = CliRunner().invoke(app, command)
     output = result.stderr + result.stdout
@@ -222,14 +222,14 @@ def test_huge_manifest_is_refused_quickly(
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_manifest_alone_cannot_run_a_command(tmp_path: Path) -> None:
-    from agents.registry import Registry
-    from flows.run import run_workflow
-    from flows.workflow import WorkflowManifest
+    from agentrt.agents.registry import Registry
+    from agentrt.flows.run import run_workflow
+    from agentrt.flows.workflow import WorkflowManifest
 
     folder = tmp_path / "agents"
     folder.mkdir()
     (folder / "sh.yaml").write_text(
-        "id: sh\nversion: 1.0.0\nentrypoint: agents.builtin.common:subprocess.run\n"
+        "id: sh\nversion: 1.0.0\nentrypoint: agentrt.agents.builtin.common:subprocess.run\n"
     )
     canary = tmp_path / "agentrt-canary-argv"
     workflow = WorkflowManifest.model_validate(
@@ -249,7 +249,7 @@ def test_a_manifest_alone_cannot_run_a_command(tmp_path: Path) -> None:
 def test_schema_refs_are_never_retrieved(tmp_path: Path) -> None:
     # Validation refuses external $refs; this is the run-time backstop for schemas that
     # reach the runtime another way: no file is read, no URL fetched.
-    from flows.schemas import SchemaValidationError, _jsonschema_check
+    from agentrt.flows.schemas import SchemaValidationError, _jsonschema_check
 
     target = tmp_path / "schema.json"
     target.write_text('{"type": "integer"}')
@@ -261,7 +261,7 @@ def test_schema_refs_are_never_retrieved(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(20)
 def test_a_fifo_or_deep_nesting_is_refused_not_hung(tmp_path: Path) -> None:
-    from agents.diagnostics import ManifestError, load_yaml
+    from agentrt.agents.diagnostics import ManifestError, load_yaml
 
     fifo = tmp_path / "fifo.yaml"
     os.mkfifo(fifo)  # opening it would block until a writer comes

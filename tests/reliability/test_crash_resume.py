@@ -31,7 +31,7 @@ import psutil
 import pytest
 from rel_faults import calls
 
-from agents.registry import Registry
+from agentrt.agents.registry import Registry
 from tests.reliability.conftest import FAULT_AGENTS, REPO_ROOT, cli_env
 
 WORKFLOW = """\
@@ -90,7 +90,7 @@ def _command(workflow: Path, repo: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "flows.console",
+        "agentrt.flows.console",
         "run",
         str(workflow),
         "-A",
@@ -186,7 +186,7 @@ def test_resumed_run_completes_and_serves_finished_agents_from_cache(crash: Cras
 def test_resumed_result_equals_an_uninterrupted_run(
     crash: Crash, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
 ) -> None:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     log = tmp_path / "log"
     log.mkdir()
@@ -207,7 +207,7 @@ def test_resumed_result_equals_an_uninterrupted_run(
 
 
 def test_context_store_is_intact_after_the_crash(crash: Crash) -> None:
-    from context.store import ContextStore
+    from agentrt.context.store import ContextStore
 
     with ContextStore(crash.home / "context") as store:
         keys = list(store.cache.iterkeys())

@@ -23,17 +23,17 @@ import pytest
 import yaml
 from rel_faults import calls
 
-from agents.registry import Registry
-from flows.results import RunResult
-from flows.settings import metrics_dir
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunResult
+from agentrt.flows.settings import metrics_dir
+from agentrt.flows.workflow import WorkflowManifest
 from tests.reliability.conftest import FAULT_AGENTS, cli_env, step
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def run(registry: Registry, steps: list[dict[str, Any]], **extra: Any) -> RunResult:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     spec = {"name": extra.pop("name", "rel-faults"), "steps": steps, **extra}
     return run_workflow(
@@ -42,7 +42,7 @@ def run(registry: Registry, steps: list[dict[str, Any]], **extra: Any) -> RunRes
 
 
 def records(result: RunResult) -> pd.DataFrame:
-    """The run's metrics records (Parquet, written by flows.metrics.finalize_run)."""
+    """The run's metrics records (Parquet, written by agentrt.flows.metrics.finalize_run)."""
     assert "metrics" in result.report_paths, result.report_paths
     return pd.read_parquet(result.report_paths["metrics"])
 
@@ -340,7 +340,7 @@ def test_worker_killed_mid_message_does_not_hang_the_process_at_exit(
         )
     )
     env = cli_env(tmp_path / "home", AGENTRT_FAULT_LOG=str(tmp_path / "log"))
-    command = [sys.executable, "-m", "flows.console", "run", str(workflow), "-A", str(FAULT_AGENTS)]
+    command = [sys.executable, "-m", "agentrt.flows.console", "run", str(workflow), "-A", str(FAULT_AGENTS)]
     out = tmp_path / "out.txt"
     # Output to a file, not a pipe: reading a pipe would also wait for any grandchild.
     with out.open("w") as sink:

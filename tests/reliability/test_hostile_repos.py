@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from context.sources import scan_repository
+from agentrt.context.sources import scan_repository
 from tests.reliability.conftest import REPO_ROOT
 
 OUTSIDE_SECRET = "OUTSIDE_SECRET_TOKEN_7f3a9c"
@@ -95,7 +95,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    from flows.cli import app
+    from agentrt.flows.cli import app
 
     result = CliRunner().invoke(app, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -140,7 +140,7 @@ def test_context_stats_lists_the_skipped_files_with_reasons(
 def test_builtin_analysers_survive_the_hostile_repository(
     hostile: tuple[Path, Path], home: Path
 ) -> None:
-    from agents.builtin import (
+    from agentrt.agents.builtin import (
         architecture,
         code_review,
         context_gathering,
@@ -195,7 +195,7 @@ def test_unreadable_files_and_folders_are_skipped_with_a_reason(tmp_path: Path) 
     (repo / "private").chmod(0o000)
     script = (
         "import json, sys\n"
-        "from context.sources import scan_repository\n"
+        "from agentrt.context.sources import scan_repository\n"
         "scan = scan_repository(sys.argv[1])\n"
         "print(json.dumps({'files': [f.path for f in scan.files],"
         " 'skipped': {s.path: s.reason for s in scan.skipped}}))\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.registry import Registry
+from agentrt.agents.registry import Registry
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -118,7 +118,7 @@ def test_pipelines_never_run_repository_content(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     repo, canaries = booby_trapped
     monkeypatch.setenv("HOME", str(tmp_path))  # no user git config either way

@@ -45,7 +45,7 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
     workflow = _noop_workflow(tmp_path / "wide.yaml", AGENTS, concurrency=16)
     home = tmp_path / "home"
     out = _python(
-        ["-m", "flows.console", "run", str(workflow), "-A", NOOP_AGENTS, "--json"],
+        ["-m", "agentrt.flows.console", "run", str(workflow), "-A", NOOP_AGENTS, "--json"],
         cli_env(home),
         tmp_path,
     )
@@ -60,7 +60,7 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
 
 _SERVER_ENV = """
 import json, subprocess
-from flows import settings
+from agentrt.flows import settings
 settings.configure_prefect()
 settings.guard_embedded_server()
 from prefect.server.api.server import SubprocessASGIServer
@@ -82,8 +82,8 @@ def test_the_embedded_server_records_task_runs_in_batches(tmp_path: Path) -> Non
 
 _RUN_AND_EXIT = """
 import sys
-from agents.registry import Registry
-from flows import run_workflow
+from agentrt.agents.registry import Registry
+from agentrt.flows import run_workflow
 registry = Registry.discover([sys.argv[2]], builtin=False, entry_points=False)
 print(run_workflow(sys.argv[1], registry=registry).flow_run_id)
 """
@@ -112,7 +112,7 @@ def test_background_artifacts_are_published_before_the_process_exits(tmp_path: P
 
 _SLOW_CALL_THEN_EXIT = """
 import asyncio, pathlib, sys
-from flows.artifacts import _publisher
+from agentrt.flows.artifacts import _publisher
 
 async def slow():  # stands in for artifact calls waiting behind a busy server
     await asyncio.sleep(1.5)

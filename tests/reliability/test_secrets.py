@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.registry import Registry
-from flows.results import RunResult
-from flows.settings import agentrt_home
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunResult
+from agentrt.flows.settings import agentrt_home
+from agentrt.flows.workflow import WorkflowManifest
 from tests.reliability.conftest import step
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -75,7 +75,7 @@ def _files(*roots: Path) -> Iterator[Path]:
 
 
 def _leaky_run(registry: Registry) -> RunResult:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     leak = {"fault": "raise", "leak_env": LEAK}
     steps = [
@@ -121,8 +121,8 @@ def test_secrets_reach_no_file(leaky_run: tuple[RunResult, dict[str, str]]) -> N
 def test_secrets_reach_no_prefect_state_or_artifact(
     leaky_run: tuple[RunResult, dict[str, str]],
 ) -> None:
-    from flows import drain_artifacts
-    from flows.history import wait_until_recorded
+    from agentrt.flows import drain_artifacts
+    from agentrt.flows.history import wait_until_recorded
 
     result, planted = leaky_run
     wait_until_recorded(result)  # task runs reach the server as events, after the run
@@ -142,7 +142,7 @@ def _logged(
     registry: Registry, steps: list[dict[str, Any]], capfd: pytest.CaptureFixture[str]
 ) -> tuple[str, str]:
     """Run ``steps``; return the server's logs of the run and the console output, as text."""
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     workflow = WorkflowManifest.model_validate({"name": "rel-secret-logs", "steps": steps})
     result = run_workflow(workflow, registry=registry)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.registry import AgentNotFound, Registry, ResolutionError
+from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
 from tests.runtime.helpers import FIXTURE_AGENTS, agent_yaml, write
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from agents.registry import Registry
-from flows.results import RunResult
-from flows.workflow import WorkflowManifest
+from agentrt.agents.registry import Registry
+from agentrt.flows.results import RunResult
+from agentrt.flows.workflow import WorkflowManifest
 from tests.runtime.helpers import FIXTURE_AGENTS
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -30,7 +30,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
 
 def run(registry: Registry, workdir: Path, steps: list[dict[str, Any]], **extra: Any) -> RunResult:
-    from flows.run import run_workflow
+    from agentrt.flows.run import run_workflow
 
     spec = {
         "name": extra.pop("name", "test-wf"),
@@ -242,8 +242,8 @@ def _created(artifact: dict[str, Any]) -> datetime:
 
 
 def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) -> None:
-    from flows import drain_artifacts
-    from flows.artifacts import _publisher
+    from agentrt.flows import drain_artifacts
+    from agentrt.flows.artifacts import _publisher
 
     handed_over = _publisher.submitted
     result = run(registry, tmp_path, [step("alpha"), step("broken_with_fallback")])
@@ -269,7 +269,7 @@ def test_report_files_and_prefect_artifacts(registry: Registry, tmp_path: Path) 
 def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.artifacts import _publisher
+    from agentrt.flows.artifacts import _publisher
 
     monkeypatch.setenv("AGENTRT_ARTIFACTS", "inline")
     handed_over = _publisher.submitted
@@ -284,7 +284,7 @@ def test_artifacts_inline_are_on_the_flow_run_when_it_ends(
 def test_artifacts_off_publishes_none_but_writes_the_report(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows import drain_artifacts
+    from agentrt.flows import drain_artifacts
 
     monkeypatch.setenv("AGENTRT_ARTIFACTS", "off")
     result = run(registry, tmp_path, [step("alpha")])
@@ -295,8 +295,8 @@ def test_artifacts_off_publishes_none_but_writes_the_report(
 
 
 def test_artifact_problems_are_reported_once() -> None:
-    from flows import drain_artifacts
-    from flows.artifacts import RunArtifacts
+    from agentrt.flows import drain_artifacts
+    from agentrt.flows.artifacts import RunArtifacts
 
     def broken() -> list[Any]:
         raise ValueError("no rows")

@@ -1,0 +1,87 @@
+"""agentrt: an agent runtime for context-limited LLM software-engineering work, on Prefect.
+
+The public API::
+
+    import agentrt
+
+    result = agentrt.run_workflow("code-analysis", {"repo": "."})
+    registry = agentrt.Registry.discover()
+    selection = agentrt.select(".", "where are retries configured?", budget=4000)
+
+Names are loaded on first use (PEP 562), so ``import agentrt`` is cheap and does not import
+Prefect; running a workflow does. The subpackages are ``agentrt.agents`` (manifests, the
+registry, the built-in agents), ``agentrt.context`` (the context manager) and
+``agentrt.flows`` (workflows, the compiler to Prefect flows, reports and metrics).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "AgentrtError": "agentrt.errors",
+    "ManifestError": "agentrt.agents.diagnostics",
+    "Problem": "agentrt.agents.diagnostics",
+    "AgentNotFound": "agentrt.agents.registry",
+    "ResolutionError": "agentrt.agents.registry",
+    # manifests and the registry
+    "AgentManifest": "agentrt.agents.manifest",
+    "load_manifest": "agentrt.agents.manifest",
+    "Registry": "agentrt.agents.registry",
+    "RegisteredAgent": "agentrt.agents.registry",
+    "WorkflowManifest": "agentrt.flows.workflow",
+    "load_workflow": "agentrt.flows.workflow",
+    "find_workflow": "agentrt.flows.workflow",
+    "discover_workflows": "agentrt.flows.workflow",
+    # what an agent receives
+    "AgentContext": "agentrt.flows.lifecycle",
+    # running workflows
+    "run_workflow": "agentrt.flows.run",
+    "arun_workflow": "agentrt.flows.run",
+    "RunResult": "agentrt.flows.results",
+    "StepResult": "agentrt.flows.results",
+    "AttemptRecord": "agentrt.flows.results",
+    "ErrorReport": "agentrt.flows.results",
+    # context selection
+    "select": "agentrt.context.select",
+    "Selection": "agentrt.context.select",
+    "SelectionItem": "agentrt.context.select",
+    "count_tokens": "agentrt.context.tokens",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from agentrt.agents.diagnostics import ManifestError, Problem
+    from agentrt.agents.manifest import AgentManifest, load_manifest
+    from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
+    from agentrt.context.select import Selection, SelectionItem, select
+    from agentrt.context.tokens import count_tokens
+    from agentrt.errors import AgentrtError
+    from agentrt.flows.lifecycle import AgentContext
+    from agentrt.flows.results import AttemptRecord, ErrorReport, RunResult, StepResult
+    from agentrt.flows.run import arun_workflow, run_workflow
+    from agentrt.flows.workflow import (
+        WorkflowManifest,
+        discover_workflows,
+        find_workflow,
+        load_workflow,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentrt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
