@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from agentrt.errors import AgentrtError
+
 __all__ = ["ManifestError", "Problem", "YamlDocument", "load_yaml", "problems_from_validation"]
 
 
@@ -36,8 +38,11 @@ class Problem:
         return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
-class ManifestError(ValueError):
+class ManifestError(AgentrtError, ValueError):
     """A manifest (or a set of them) is invalid; ``problems`` says where and why."""
+
+    retryable = False
+    hint = "run `agentrt agents validate` and fix the problems it lists"
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)

@@ -21,14 +21,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agentrt.errors import AgentrtError
+
 __all__ = ["EntrypointError", "ImportPolicy", "import_object", "source_hash"]
 
 BUILTIN_PREFIX = "agentrt.agents.builtin"
 _path_lock = threading.Lock()
 
 
-class EntrypointError(ImportError):
+class EntrypointError(AgentrtError, ImportError):
     """An entrypoint or schema reference cannot be imported; the message says how to fix it."""
+
+    retryable = False
+    hint = "run `agentrt agents validate` and fix the entrypoint"
 
 
 class ImportPolicy:

@@ -4,7 +4,8 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 :func:`run_llm_agent`, which
 
 1. selects the context: when the input has ``repo`` (or the fields named in the manifest's
-   ``agentrt.context.sources``), the context manager (:func:`agentrt.context.select.select`) picks the most
+   ``context.sources``), the context manager (:func:`agentrt.context.select.select`) picks the
+   most
    useful files and spans for the task (:func:`task_of`; paths listed in ``files`` are added
    to the query, so those files are delivered themselves rather than outlined), inside the
    agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from agentrt.agents.redact import redact
+from agentrt.errors import AgentrtError
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -109,27 +111,33 @@ _MESSAGE_LIMIT = 600
 # Errors
 
 
-class LLMUnavailableError(RuntimeError):
+class LLMUnavailableError(AgentrtError, RuntimeError):
     """The LLM could not produce this agent's output: not configured, unreachable, failing.
 
     Never retried by the runtime (the provider SDK has already retried what is transient), so
     the manifest's fallback agent runs at once. The message is redacted and says what to fix.
     """
 
+    retryable = False
+    hint = "set AGENTRT_MODEL and the provider's key, or add a fallback agent to {agent}"
+
 
 class LLMTimeoutError(LLMUnavailableError, TimeoutError):
     """The model did not answer before the agent's deadline (a TimeoutError: retryable)."""
+
+    retryable = True
+    hint = "raise timeout_seconds in {agent}'s manifest, or give it a smaller input"
 
 
 class LLMOutputError(LLMUnavailableError):
     """The model's answers never passed output validation, retries included."""
 
 
-class PromptTemplateError(ValueError):
+class PromptTemplateError(AgentrtError, ValueError):
     """The manifest's prompt template uses a field that is not allowed or not known."""
 
 
-class OutputRejected(Exception):
+class OutputRejected(AgentrtError):
     """Raised by an output hook to send the model back with ``message`` (uses a retry)."""
 
 
@@ -505,9 +513,9 @@ def run_llm_agent(
     )
     prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
     if ctx is not None:
-        ctx.tokens_delivered = agentrt.context.tokens
-        ctx.notes.update(model=spec, context_budget=agentrt.context.budget, prompt_budget=budget)
-    call = LLMCall(manifest.key, spec, agentrt.context.tokens, context.paths)
+        ctx.tokens_delivered = context.tokens
+        ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
+    call = LLMCall(manifest.key, spec, context.tokens, context.paths)
 
     from pydantic_ai import Agent, ModelRetry, RunUsage
 

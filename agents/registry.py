@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from agentrt.agents.diagnostics import ManifestError, Problem, load_yaml
 from agentrt.agents.imports import EntrypointError, ImportPolicy, import_object, load_callable
 from agentrt.agents.manifest import AgentManifest, load_manifest, parse_requirement
+from agentrt.errors import AgentrtError
 
 __all__ = [
     "BUILTIN_MANIFESTS",
@@ -67,11 +68,11 @@ class RegisteredAgent:
         return f"{self.source}:{self.line}" if self.line else self.source
 
 
-class AgentNotFound(LookupError):
+class AgentNotFound(AgentrtError, LookupError):
     """No registered agent matches an id (and version specifier)."""
 
 
-class ResolutionError(ValueError):
+class ResolutionError(AgentrtError, ValueError):
     """Requirements cannot be satisfied: missing agents, version conflicts or cycles."""
 
     def __init__(self, problems: list[Problem]) -> None:

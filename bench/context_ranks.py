@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.context_selection import QUICK_ISSUES, Issue, _resolve, fetch_tree, load_issues
 from agentrt.context import relevance
 from agentrt.context.select import DEFAULT_EXCLUDES
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
+from bench.context_selection import QUICK_ISSUES, Issue, _resolve, fetch_tree, load_issues
 
 #: Bucket labels of the worst gold-file rank (0-based); -1 means a gold file is not indexed.
 BUCKETS = ("first", "second", "3rd-10th", "lower", "missing")

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import write_section
 from agentrt.context.condense import (
     Budget,
     SubagentTask,
@@ -38,6 +37,7 @@ from agentrt.context.condense import (
 )
 from agentrt.context.tokens import count_tokens
 from agentrt.context.transcripts import EDIT_TOOLS, TaskCall, Transcript, parse_transcript
+from bench.report import write_section
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "transcripts"
 REPLAY_ID = "toolu_agentrt_bench_replay"

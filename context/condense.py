@@ -840,7 +840,7 @@ def _split(text: str, budget: Budget, count: Callable[[str], int]) -> list[str]:
 
 
 def _chunks(text: str, max_tokens: int, encoding: str | None) -> Iterator[str]:
-    """Chunks of at most ``max_tokens`` at natural boundaries (``agentrt.context.packer.chunks``)."""
+    """Chunks of at most ``max_tokens`` at natural boundaries (:func:`~.packer.chunks`)."""
     try:
         from agentrt.context.packer import chunks
     except ImportError:  # packer not there yet: a line-based splitter that keeps the limit

@@ -3,7 +3,8 @@
 :func:`select` ranks a repository's files and code units against a query (see
 :mod:`agentrt.context.relevance`), then packs full spans of the most relevant units and skeletons of
 related files (see :mod:`agentrt.context.packer`) so that the delivered Markdown never exceeds the
-budget. Indexes are cached in a :class:`~agentrt.context.store.ContextStore` per repository state and
+budget. Indexes are cached in a :class:`~agentrt.context.store.ContextStore` per repository
+state and
 refreshed incrementally, so a repeated selection only pays for ranking and packing.
 
 :func:`select_texts` does the same for sources that are not files of a repository
@@ -22,7 +23,14 @@ import numpy as np
 
 from agentrt.context.compress import analyze, split_lines
 from agentrt.context.packer import Candidate, FileView, PackedItem, pack, render_markdown
-from agentrt.context.relevance import IndexStats, RepoIndex, build_index, rank, rank_passages, tokenize
+from agentrt.context.relevance import (
+    IndexStats,
+    RepoIndex,
+    build_index,
+    rank,
+    rank_passages,
+    tokenize,
+)
 from agentrt.context.sources import SourceFile, TextSource, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 from pathspec import GitIgnoreSpec
 
+from agentrt.errors import AgentrtError
+
 if TYPE_CHECKING:
     from agentrt.context.store import ContextStore
 
@@ -142,7 +144,7 @@ def language_of(path: str) -> str:
     return _LANGUAGES.get(name[dot:].lower(), "text")
 
 
-class SourceError(ValueError):
+class SourceError(AgentrtError, ValueError):
     """The thing to scan is not usable at all (missing, not a directory)."""
 
 

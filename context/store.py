@@ -28,6 +28,8 @@ import diskcache
 import zstandard
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
+from agentrt.errors import AgentrtError
+
 __all__ = [
     "DEFAULT_SIZE_LIMIT",
     "ContextStore",
@@ -51,7 +53,7 @@ _RESERVED_KEYS = (_RAW_BYTES_KEY, _WRITTEN_BYTES_KEY)
 _MISSING: Any = object()
 
 
-class StoreError(RuntimeError):
+class StoreError(AgentrtError, RuntimeError):
     """The store cannot be opened or a value cannot be stored."""
 
 

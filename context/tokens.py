@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 import tiktoken
 import tiktoken.load
 
+from agentrt.errors import AgentrtError
+
 if TYPE_CHECKING:
     from agentrt.context.store import ContextStore
 
@@ -62,7 +64,7 @@ _MIN_CACHED_CHARS = 32
 _MIN_STORED_CHARS = 4096
 
 
-class EncodingUnavailableError(RuntimeError):
+class EncodingUnavailableError(AgentrtError, RuntimeError):
     """No source for an encoding's BPE file worked (no cache, no offline copy, no network)."""
 
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+from agentrt.errors import AgentrtError
+
 if TYPE_CHECKING:
     import typer
 
@@ -382,7 +384,7 @@ def run_hook(
 # Installing
 
 
-class InstallError(RuntimeError):
+class InstallError(AgentrtError, RuntimeError):
     """The settings file cannot be merged (e.g. it is not valid JSON)."""
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,25 +36,18 @@ from prefect.utilities.annotations import opaque
 
 from agentrt.agents.redact import redact
 from agentrt.agents.registry import RegisteredAgent
+from agentrt.errors import AgentrtError
 from agentrt.flows.artifacts import ArtifactMaker, ArtifactsMode, RunArtifacts
 from agentrt.flows.lifecycle import agent_spec, hold_spool, run_agent, spool_record
 from agentrt.flows.plan import InputRef, Plan, PlannedStep
 from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, RunResult, StepResult
 from agentrt.flows.schemas import input_fields, required_input_fields
 
-__all__ = ["AgentCachePolicy", "RunEvents", "WorkflowFailed", "build_flow", "make_task"]
+__all__ = ["AgentCachePolicy", "RunEvents", "build_flow", "make_task"]
 
 _base_task = task(run_agent, name="agent", persist_result=True)
 #: Seconds Prefect's own task timeout waits beyond the manifest's ``timeout_seconds``.
 PREFECT_TIMEOUT_GRACE = 5.0
-
-
-class WorkflowFailed(RuntimeError):
-    """A required agent failed; ``result`` still holds every output that was produced."""
-
-    def __init__(self, result: RunResult) -> None:
-        self.result = result
-        super().__init__("; ".join(e.render() for e in result.errors) or "workflow failed")
 
 
 # -- caching -------------------------------------------------------------------------
@@ -155,14 +149,14 @@ class AgentCachePolicy(CachePolicy):
 
 
 # -- retries -------------------------------------------------------------------------
-_NEVER_RETRY = frozenset({"DataFlowError", "EntrypointError"})
-
-
 def retry_matches(exc: BaseException, names: frozenset[str]) -> bool:
-    """Whether ``exc`` (or a base class of it) is named in ``retry_on``."""
-    mro = type(exc).__mro__
-    if any(c.__name__ in _NEVER_RETRY for c in mro):
+    """Whether ``exc`` (or a base class of it) is named in ``retry_on``.
+
+    An agentrt error whose class says ``retryable = False`` is never retried, named or not.
+    """
+    if isinstance(exc, AgentrtError) and not exc.retryable:
         return False
+    mro = type(exc).__mro__
     return any(c.__name__ in names or f"{c.__module__}.{c.__qualname__}" in names for c in mro)
 
 
@@ -225,18 +219,16 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
 
 
 # -- running -------------------------------------------------------------------------
-def _suggest(error_type: str, phase: str, agent: str) -> str:
-    if "Timeout" in error_type:
+def _suggest(exc: BaseException | None, error_type: str, phase: str, agent: str) -> str:
+    """What to do about a failed step: the error class's own ``hint`` for agentrt's errors."""
+    if isinstance(exc, AgentrtError) and exc.hint:
+        return exc.hint.format(agent=agent)
+    # Errors from outside agentrt (the agent's own code, Python, Prefect, Dask).
+    if isinstance(exc, TimeoutError) or "Timeout" in error_type:
         return f"raise timeout_seconds in {agent}'s manifest, or give it a smaller input"
-    if error_type == "DataFlowError":
-        return "make the upstream output match this agent's input schema, or map inputs explicitly"
-    if error_type in ("OutputValidationError", "QualityCheckError"):
-        return f"fix {agent} so its output matches its output schema and checks"
-    if error_type == "LowConfidenceError":
-        return f"lower min_confidence in {agent}'s manifest, or add a fallback agent"
-    if error_type in ("EntrypointError", "ModuleNotFoundError", "ImportError"):
+    if isinstance(exc, ImportError):
         return "run `agentrt agents validate` and fix the entrypoint"
-    if error_type in ("BrokenProcessPool", "BrokenExecutor", "KilledWorker"):
+    if isinstance(exc, BrokenExecutor) or error_type == "KilledWorker":  # Dask's, not imported
         return (
             f"the worker process running {agent} died (out of memory or killed): raise the "
             "machine's memory or resources.memory_mb, give it a smaller input, or run it on "
@@ -429,6 +421,7 @@ class _Driver:
         t0 = time.perf_counter()
         tried: list[str] = []
         last: tuple[str, str, str, int] | None = None
+        last_exc: BaseException | None = None
         for index, agent in enumerate([step.agent, *step.fallbacks]):
             state, value, task_run_id = await self._attempt(
                 step, agent, inputs, provenance, step.agent.key if index else None
@@ -451,7 +444,7 @@ class _Driver:
                 result.phases["integrate"] = round(time.perf_counter() - t_int, 6)
                 break
             tried.append(agent.key)
-            exc = value if isinstance(value, BaseException) else None
+            exc = last_exc = value if isinstance(value, BaseException) else None
             attempts = getattr(exc, "agentrt_attempt", None) or 1
             result.attempts += attempts
             last = (
@@ -471,7 +464,7 @@ class _Driver:
                 error_type=error_type,
                 message=message[:2000],
                 attempts=result.attempts,
-                suggestion=_suggest(error_type, phase, step.agent.id),
+                suggestion=_suggest(last_exc, error_type, phase, step.agent.id),
                 fallbacks_tried=tried[1:],
             )
             result.error = report

@@ -3,7 +3,8 @@
 ``prefect deploy`` and every flow run a worker starts load a flow from a file path and an
 attribute name, e.g. ``flows/deployments.py:code_analysis``. This module builds one flow
 per built-in workflow when it is imported, from the same manifests ``agentrt run`` uses:
-:func:`agentrt.flows.run.prepare` plans the workflow and :func:`agentrt.flows.compiler.build_flow` compiles
+:func:`agentrt.flows.run.prepare` plans the workflow and
+:func:`agentrt.flows.compiler.build_flow` compiles
 it, so a deployed run has the same task runs (``agent@version``), retries, cache, report
 and artifacts as a local one.
 

@@ -26,6 +26,8 @@ from typing import Annotated, Any
 
 import typer
 
+from agentrt.errors import AgentrtError
+
 __all__ = [
     "EVENT_PUSHED",
     "EventError",
@@ -57,7 +59,7 @@ def _events() -> None:
     # A callback keeps `events` a command group (`events push`) even with one command.
 
 
-class EventError(Exception):
+class EventError(AgentrtError):
     """The event could not be built (``bad_input``) or delivered."""
 
     def __init__(self, message: str, *, bad_input: bool = False) -> None:

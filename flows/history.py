@@ -1,7 +1,8 @@
 """Wait until Prefect's embedded server has recorded every task run of a workflow run.
 
 Task-run states reach the Prefect server as events, which the embedded (SQLite) server
-ingests after the flow has returned (in batches, ``agentrt.flows.settings.EMBEDDED_SERVER_DEFAULTS``).
+ingests after the flow has returned (in batches,
+``agentrt.flows.settings.EMBEDDED_SERVER_DEFAULTS``).
 Prefect stops the embedded server when the process exits and drops what it has not ingested, so
 the Prefect UI showed most agents of a wide run missing or stuck
 (``tests/reliability/test_run_history.py`` fails that way without the wait). ``agentrt

@@ -29,6 +29,7 @@ from agentrt.agents.imports import ImportPolicy, load_callable
 from agentrt.agents.manifest import AgentManifest
 from agentrt.agents.redact import install_log_redaction, redact
 from agentrt.agents.registry import RegisteredAgent
+from agentrt.errors import AgentrtError
 from agentrt.flows.results import AttemptRecord
 from agentrt.flows.schemas import SchemaValidationError, validate_input, validate_output
 
@@ -45,24 +46,35 @@ __all__ = [
 ]
 
 
-class AgentTimeoutError(TimeoutError):
+class AgentTimeoutError(AgentrtError, TimeoutError):
     """The agent did not finish within its manifest's ``timeout_seconds``."""
 
+    hint = "raise timeout_seconds in {agent}'s manifest, or give it a smaller input"
 
-class DataFlowError(ValueError):
+
+class DataFlowError(AgentrtError, ValueError):
     """Upstream data does not match this agent's input schema (never retried)."""
 
+    retryable = False
+    hint = "make the upstream output match this agent's input schema, or map inputs explicitly"
 
-class OutputValidationError(ValueError):
+
+class OutputValidationError(AgentrtError, ValueError):
     """The agent returned data that does not match its output schema."""
 
+    hint = "fix {agent} so its output matches its output schema and checks"
 
-class QualityCheckError(ValueError):
+
+class QualityCheckError(AgentrtError, ValueError):
     """A quality check declared in the manifest failed on the output."""
 
+    hint = "fix {agent} so its output matches its output schema and checks"
 
-class LowConfidenceError(ValueError):
+
+class LowConfidenceError(AgentrtError, ValueError):
     """The output's confidence is below the manifest's ``min_confidence``."""
+
+    hint = "lower min_confidence in {agent}'s manifest, or add a fallback agent"
 
 
 @dataclass

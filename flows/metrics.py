@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agentrt.errors import AgentrtError
 from agentrt.flows.results import AttemptRecord, RunResult, StepResult
 from agentrt.flows.settings import metrics_dir
 
@@ -89,7 +90,7 @@ DEFAULT_RETENTION_DAYS = 90
 SCHEMA_VERSION = 1
 
 
-class MetricsError(ValueError):
+class MetricsError(AgentrtError, ValueError):
     """Bad input to the metrics API (an unreadable ``since``, an unknown export format)."""
 
 

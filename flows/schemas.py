@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from agentrt.agents.imports import EntrypointError, import_object
 from agentrt.agents.registry import RegisteredAgent
+from agentrt.errors import AgentrtError
 
 __all__ = [
     "SchemaValidationError",
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class SchemaValidationError(ValueError):
+class SchemaValidationError(AgentrtError, ValueError):
     """Data does not match an agent's input or output schema."""
 
     def __init__(self, message: str, fields: list[str]) -> None:

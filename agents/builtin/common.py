@@ -189,7 +189,8 @@ def select_files(
 ) -> list[SourceFile]:
     """Source files of ``repo`` to analyse, sorted by path.
 
-    The repository is enumerated by :func:`agentrt.context.sources.scan_repository`, so ``.gitignore``,
+    The repository is enumerated by
+    :func:`agentrt.context.sources.scan_repository`, so ``.gitignore``,
     default ignores (virtualenvs, caches, build output) and the size limit apply. ``files``,
     when given, restricts the result to those repository-relative paths; paths that are not in
     the scan (deleted, ignored, too large) are left out. ``language=None`` keeps every file;

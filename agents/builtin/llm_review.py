@@ -2,7 +2,8 @@
 
 The model reads the context the context manager selected for the task (the files in
 ``files`` themselves when they fit the token slice, else the most relevant spans and
-outlines) and answers with an :class:`Output`: a summary, :class:`~agentrt.agents.builtin.common.Finding`
+outlines) and answers with an :class:`Output`: a summary,
+:class:`~agentrt.agents.builtin.common.Finding`
 records and its confidence. The output is shaped like ``code_review``'s where downstream
 consumers look (``summary``, ``findings``, ``counts``), so ``final_approval`` and the report
 treat both alike, and ``code_review`` can stand in as the fallback when no model is available.
@@ -109,7 +110,8 @@ def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
 
     Paths become repository-relative, ``tool`` becomes ``llm_review`` and findings are sorted
     by place. A finding whose file is not in the repository, or whose line is past the end of
-    the file, raises :class:`~agentrt.agents.llm.OutputRejected`, which sends the model back with the
+    the file, raises :class:`~agentrt.agents.llm.OutputRejected`, which sends the model back
+    with the
     reason (the manifest's output retries bound how often).
     """
     from agentrt.agents.llm import OutputRejected

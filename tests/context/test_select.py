@@ -1,4 +1,4 @@
-"""Tests for agentrt.context.select (and the repository index of agentrt.context.relevance behind it)."""
+"""Tests for agentrt.context.select (and the repository index of .relevance behind it)."""
 
 from __future__ import annotations
 

@@ -75,7 +75,15 @@ def test_cli_exit_codes_as_a_git_hook_sees_them(tmp_path: Path) -> None:
     repo = make_small_repo(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")  # no profile with an API URL
-    command = [sys.executable, "-m", "agentrt.flows.console", "events", "push", "--repo", str(repo.path)]
+    command = [
+        sys.executable,
+        "-m",
+        "agentrt.flows.console",
+        "events",
+        "push",
+        "--repo",
+        str(repo.path),
+    ]
     unset = subprocess.run([*command, "--rev", "HEAD"], env=env, capture_output=True, text=True)
     assert unset.returncode == 2, unset.stderr
     assert "PREFECT_API_URL" in unset.stderr and "make server" in unset.stderr
@@ -90,7 +98,9 @@ def test_cli_exit_codes_as_a_git_hook_sees_them(tmp_path: Path) -> None:
 
 
 def test_importing_the_cli_module_does_not_import_prefect() -> None:
-    code = "import sys, agentrt.flows.events; assert 'prefect' not in sys.modules, 'prefect imported'"
+    code = (
+        "import sys, agentrt.flows.events; assert 'prefect' not in sys.modules, 'prefect imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
