@@ -1,1 +1,43 @@
-"""Context manager: token counting, sources, relevance, compression, packing, store, budgets."""
+"""The context manager: the most useful code of a repository inside a hard token budget.
+
+Public API::
+
+    from agentrt.context import select
+    selection = select("path/to/repo", "where are retries configured?", budget=4000)
+    print(selection.markdown)
+
+Token counting (``count_tokens``, ``TokenCounter``), budgets shared by priority
+(``TokenBudgetManager``, ``BudgetRequest``, ``Grant``) and the compressed store
+(``ContextStore``) are the building blocks. Names are loaded on first use, so importing this
+package is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BudgetRequest": "agentrt.context.budget",
+    "Grant": "agentrt.context.budget",
+    "TokenBudgetManager": "agentrt.context.budget",
+    "ContextStore": "agentrt.context.store",
+    "StoreError": "agentrt.context.store",
+    "Selection": "agentrt.context.select",
+    "SelectionItem": "agentrt.context.select",
+    "select": "agentrt.context.select",
+    "select_texts": "agentrt.context.select",
+    "SourceError": "agentrt.context.sources",
+    "TokenCounter": "agentrt.context.tokens",
+    "count_tokens": "agentrt.context.tokens",
+    "truncate_to_tokens": "agentrt.context.tokens",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentrt.context' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
