@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agentrt.context.git import git_stdout
 from agentrt.errors import AgentrtError
 
 __all__ = [
@@ -84,13 +84,7 @@ class PushEvent:
 
 def _git(repo: Path, *args: str) -> str | None:
     """``git -C repo ARGS`` stdout, or None when git fails or is not installed."""
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return git_stdout(repo, *args, timeout=30)
 
 
 def _commit(repo: Path, rev: str, what: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import os
-import subprocess
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentrt.context.git import run_git
 
 if TYPE_CHECKING:
     from agentrt.context.sources import SourceFile
@@ -343,33 +344,7 @@ def load_python(
 
 
 # --------------------------------------------------------------------------------------------
-# Git
-
-
-def _run_git(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(argv, capture_output=True, check=False, timeout=120)
-    except FileNotFoundError as exc:
-        raise ValueError("git is not installed (no `git` on PATH); install git") from exc
-
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    # The repository's own git config is content we do not trust to run programs: fsmonitor
-    # hooks, external diff drivers and textconv filters are switched off for these calls, and
-    # so is every filter driver it defines (listing config runs nothing; empty values disable).
-    safe = ["-c", "core.fsmonitor=false"]
-    listed = _run_git(
-        ["git", "-C", str(repo), "config", "--name-only", "--get-regexp", r"^filter\."]
-    )
-    drivers = {
-        name.rsplit(".", 1)[0]
-        for name in os.fsdecode(listed.stdout).split()
-        if name.startswith("filter.") and name.count(".") >= 2
-    }
-    for driver in sorted(drivers):
-        for key in ("process", "clean", "smudge"):
-            safe += ["-c", f"{driver}.{key}="]
-    return _run_git(["git", *safe, "-C", str(repo), *args])
+# Git (run by agentrt.context.git.run_git: the repository's config runs no programs)
 
 
 def _nul_split(output: bytes) -> list[str]:
@@ -386,7 +361,7 @@ def changed_files(repo: str | os.PathLike[str], since: str) -> list[str]:
     known revision.
     """
     root = resolve_repo(repo)
-    inside = _git(root, "rev-parse", "--is-inside-work-tree")
+    inside = run_git(root, "rev-parse", "--is-inside-work-tree")
     if inside.returncode != 0 or inside.stdout.strip() != b"true":
         detail = inside.stderr.decode(errors="replace").strip()
         raise ValueError(
@@ -395,19 +370,19 @@ def changed_files(repo: str | os.PathLike[str], since: str) -> list[str]:
         )
     if since.startswith("-"):  # never let a revision be read as an option
         raise ValueError(f"revision {since!r} is not valid: it must not start with '-'")
-    verified = _git(root, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
+    verified = run_git(root, "rev-parse", "--verify", "--quiet", f"{since}^{{commit}}")
     if verified.returncode != 0:
         raise ValueError(
             f"unknown revision {since!r} in {root}; use a commit, branch or tag that exists "
             "there (see `git log --oneline`)"
         )
     commit = verified.stdout.decode().strip()
-    diff = _git(
+    diff = run_git(
         root,
         "diff", "--name-only", "-z", "--relative", "--no-ext-diff", "--no-textconv",
         "--diff-filter=d", commit, "--",
     )  # fmt: skip
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", ".")
+    untracked = run_git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", ".")
     for result in (diff, untracked):
         if result.returncode != 0:
             raise ValueError(
