@@ -174,7 +174,7 @@ def run_concurrent(
         for i in range(workflows):
             path = workdir / f"rel-load-{i}.yaml"
             path.write_text(concurrent_workflow(i, slots, seconds))
-            command = [sys.executable, "-m", "agentrt.flows.console", "run", str(path)]
+            command = [sys.executable, "-m", "agentrt.cli", "run", str(path)]
             command += ["-A", str(FAULT_AGENTS), "-p", f"repo={repo}", "--json"]
             procs.append(
                 subprocess.Popen(

@@ -40,16 +40,7 @@ def _run(workflow: str, repo: Path, home: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agentrt.flows.console",
-            "run",
-            workflow,
-            "-p",
-            f"repo={repo}",
-            "--json",
-        ],
+        [sys.executable, "-m", "agentrt.cli", "run", workflow, "-p", f"repo={repo}", "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -4,8 +4,8 @@ For every Task call in the real Claude Code sessions under ``shared/data/transcr
 the session's first Task call replayed mid-session and at the very end, where cc-sessions hands
 over the most), both algorithms run on the transcript exactly as it stood when the call was made:
 
-* agentrt: :func:`agentrt.context.condense.condense` (the default budget: 18,000 tokens in all);
-* cc-sessions v0.3: :func:`agentrt.context.condense.cc_sessions_chunks` (everything after the first
+* agentrt: :func:`agentrt.claude.condense.condense` (the default budget: 18,000 tokens in all);
+* cc-sessions v0.3: :func:`bench.cc_sessions.cc_sessions_chunks` (everything after the first
   edit, as 24,000-byte pieces).
 
 Reported per call: cl100k tokens and files of each, their ratio, whether every user prompt of
@@ -28,15 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentrt.context.condense import (
+from agentrt.claude.condense import (
     Budget,
     SubagentTask,
-    cc_sessions_chunks,
     condense,
     strip_system_reminders,
 )
+from agentrt.claude.transcripts import EDIT_TOOLS, TaskCall, Transcript, parse_transcript
 from agentrt.context.tokens import count_tokens
-from agentrt.context.transcripts import EDIT_TOOLS, TaskCall, Transcript, parse_transcript
+from bench.cc_sessions import cc_sessions_chunks
 from bench.report import write_section
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "transcripts"
@@ -128,7 +128,7 @@ def _run_timed(args: list[str], stdin: str, runs: int) -> tuple[list[float], lis
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if done.returncode != 0:
             raise RuntimeError(f"{args} failed: {done.stderr}")
-        if "agentrt.flows.claude_hooks" in args and '"hookSpecificOutput"' not in done.stdout:
+        if "agentrt.cli.hook" in args and '"hookSpecificOutput"' not in done.stdout:
             raise RuntimeError(f"the hook wrote no context: {done.stderr}")
     return walls, cpus
 
@@ -145,7 +145,7 @@ def _hook_seconds(case: Case, project: Path, runs: int = 1) -> tuple[list[float]
             "tool_input": dict(case.task.call.input),
         }
     )
-    return _run_timed([sys.executable, "-m", "agentrt.flows.claude_hooks"], payload, runs)
+    return _run_timed([sys.executable, "-m", "agentrt.cli.hook"], payload, runs)
 
 
 # What every hook process pays before reading the transcript: interpreter start, the tokenizer's

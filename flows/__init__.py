@@ -1,12 +1,11 @@
-"""Workflow manifests, the manifest-to-Prefect-flow compiler, reports, metrics and the CLI.
+"""Workflow manifests, the manifest-to-Prefect-flow compiler, reports and metrics.
 
 Public API (importing it does not import Prefect; running a workflow does)::
 
     from agentrt.flows import run_workflow
     result = run_workflow("code-analysis", {"repo": "."})
 
-Names are loaded on first use, so ``agentrt hook`` (which lives in this package) starts
-without loading the runtime.
+Names are loaded on first use, so importing this package does not load the runtime.
 """
 
 from __future__ import annotations

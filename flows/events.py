@@ -1,4 +1,4 @@
-"""Repository events for event-triggered deployments, and ``agentrt events push``.
+"""Repository events for event-triggered deployments (sent by ``agentrt events push``).
 
 A git hook (or CI job) announces new commits with::
 
@@ -10,20 +10,14 @@ tree). The ``review-on-push`` deployment in ``prefect.yaml`` has a trigger on th
 that starts the ``review-chain`` workflow with ``params = {repo, since}`` taken from the
 payload, so only the files changed by the push are reviewed.
 
-Importing this module is cheap (typer only): it is mounted into the ``agentrt`` CLI, and
-Prefect is imported only when an event is actually sent.
+The command is :mod:`agentrt.cli.events`. Importing this module is cheap: Prefect is imported
+only when an event is actually sent.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
 
 from agentrt.context.git import git_stdout
 from agentrt.errors import AgentrtError
@@ -32,7 +26,6 @@ __all__ = [
     "EVENT_PUSHED",
     "EventError",
     "PushEvent",
-    "app",
     "emit",
     "push_event",
 ]
@@ -40,23 +33,6 @@ __all__ = [
 EVENT_PUSHED = "agentrt.repo.pushed"
 # What git passes a post-receive hook as the old revision of a newly created ref.
 _NULL_REV = "0" * 40
-
-app = typer.Typer(
-    name="events",
-    help="Send agentrt events to a Prefect server (they trigger deployments).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-@app.callback()
-def _events() -> None:
-    """Send agentrt events to a Prefect server (they trigger deployments)."""
-    # A callback keeps `events` a command group (`events push`) even with one command.
 
 
 class EventError(AgentrtError):
@@ -162,40 +138,3 @@ async def emit(event: PushEvent) -> str:
     async with PrefectEventsClient(api_url=api_url, reconnection_attempts=2) as events:
         await events.emit(prefect_event)
     return str(prefect_event.id)
-
-
-@app.command("push")
-def push(
-    repo: Annotated[Path, typer.Option("--repo", help="The repository (a git work tree).")],
-    rev: Annotated[str, typer.Option("--rev", help="The pushed revision (e.g. $newrev).")],
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="Review changes since this revision (default: the parent of --rev; "
-            "all zeros or empty: the whole repository).",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the event as JSON.")] = False,
-) -> None:
-    """Emit agentrt.repo.pushed (payload repo, since, rev): runs the review-on-push deployment.
-
-    Exit codes: 0 sent; 1 the server could not be reached; 2 bad input.
-    """
-    try:
-        event = push_event(repo, rev, since)
-        event_id = asyncio.run(emit(event))
-    except EventError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED) from None
-    except (OSError, RuntimeError) as exc:  # websocket/HTTP failures after the health check
-        typer.echo(f"error: the event was not sent: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    data: dict[str, Any] = {"id": event_id, "event": event.name, "payload": event.payload}
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    else:
-        since_text = event.since[:12] or "the beginning (whole repository)"
-        typer.echo(
-            f"sent {event.name} {event_id}: {event.repo} at {event.rev[:12]} since {since_text}"
-        )

@@ -41,8 +41,8 @@ class Output(BaseModel):
 
 
 def run(inputs: Input, ctx: Any = None) -> Output:
-    from agentrt.context.condense import Budget, SubagentTask, condense
-    from agentrt.context.transcripts import parse_transcript
+    from agentrt.claude.condense import Budget, SubagentTask, condense
+    from agentrt.claude.transcripts import parse_transcript
 
     path = Path(inputs.transcript)
     if not path.is_file():

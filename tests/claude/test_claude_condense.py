@@ -7,19 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from agentrt.context.condense import (
+from agentrt.claude.condense import (
     Budget,
     SubagentTask,
+    condense,
+    strip_system_reminders,
+)
+from agentrt.claude.transcripts import EDIT_TOOLS, parse_transcript
+from agentrt.context.tokens import count_tokens
+from bench.cc_sessions import (
     cc_sessions_chunks,
     cc_sessions_entries,
     cc_sessions_legacy_batches,
     cc_sessions_subagent_type,
-    condense,
     split_by_bytes,
-    strip_system_reminders,
 )
-from agentrt.context.tokens import count_tokens
-from agentrt.context.transcripts import EDIT_TOOLS, parse_transcript
 
 
 def _rel(path: str, cwd: str) -> str:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from agentrt.claude.install import install_hooks
+from agentrt.claude.session_flag import set_subagent_flag
+from agentrt.cli.hook import app
 from agentrt.context.tokens import count_tokens
-from agentrt.flows.claude_hooks import app, install_hooks, set_subagent_flag
 
 SESSION = "11111111-2222-3333-4444-555555555555"
 
@@ -26,7 +28,7 @@ def run_hook(payload: Any, env: dict[str, str] | None = None) -> subprocess.Comp
     }
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "agentrt.flows.claude_hooks"],
+        [sys.executable, "-m", "agentrt.cli.hook"],
         input=data,
         capture_output=True,
         text=True,

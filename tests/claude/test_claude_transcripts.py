@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentrt.context.transcripts import (
+from agentrt.claude.transcripts import (
     Usage,
     find_current_transcript,
     parse_transcript,

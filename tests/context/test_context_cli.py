@@ -1,4 +1,4 @@
-"""Tests for ``agentrt context`` (agentrt.context.cli): output, exit codes, no prefect import."""
+"""Tests for ``agentrt context`` (agentrt.cli.context): output, exit codes, no prefect import."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentrt.context.cli import app
+from agentrt.cli.context import app
 from agentrt.context.tokens import count_tokens
 
 runner = CliRunner()
@@ -107,7 +107,7 @@ def test_stats_human(repo: Path) -> None:
 def test_subprocess_does_not_import_prefect(repo: Path, tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from agentrt.context.cli import app\n"
+        "from agentrt.cli.context import app\n"
         "try:\n"
         "    app(['select', '--repo', sys.argv[1], '--query', 'parse_config', '--budget', '50',"
         " '--format', 'json'])\n"
@@ -133,7 +133,7 @@ def test_subprocess_does_not_import_prefect(repo: Path, tmp_path: Path) -> None:
 
 def test_module_entry_point_exit_code(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "agentrt.context.cli", "select", "--repo", str(tmp_path / "missing"),
+        [sys.executable, "-m", "agentrt.cli.context", "select", "--repo", str(tmp_path / "missing"),
          "--query", "x", "--budget", "5"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120, check=False,
     )  # fmt: skip

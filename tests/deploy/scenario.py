@@ -161,7 +161,7 @@ def deploy_push_and_run(server: PrefectServer, repo: SmallRepo, work: Path) -> O
     out = step(
         "events push",
         [
-            *(python, "-m", "agentrt.flows.console", "events", "push"),
+            *(python, "-m", "agentrt.cli", "events", "push"),
             *("--repo", str(repo.path), "--rev", "HEAD", "--json"),
         ],
         cwd=work,

@@ -62,7 +62,7 @@ def test_outside_git_revisions_are_passed_as_given(tmp_path: Path) -> None:
 
 
 def test_events_push_is_mounted_in_the_agentrt_cli() -> None:
-    from agentrt.flows.cli import app as agentrt
+    from agentrt.cli import app as agentrt
 
     result = CliRunner().invoke(agentrt, ["events", "push", "--help"])
     assert result.exit_code == 0
@@ -75,15 +75,7 @@ def test_cli_exit_codes_as_a_git_hook_sees_them(tmp_path: Path) -> None:
     repo = make_small_repo(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")  # no profile with an API URL
-    command = [
-        sys.executable,
-        "-m",
-        "agentrt.flows.console",
-        "events",
-        "push",
-        "--repo",
-        str(repo.path),
-    ]
+    command = [sys.executable, "-m", "agentrt.cli", "events", "push", "--repo", str(repo.path)]
     unset = subprocess.run([*command, "--rev", "HEAD"], env=env, capture_output=True, text=True)
     assert unset.returncode == 2, unset.stderr
     assert "PREFECT_API_URL" in unset.stderr and "make server" in unset.stderr

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from agentrt.cli.metrics import app
 from agentrt.flows.metrics import export_records, load_records
-from agentrt.flows.metrics_cli import app
 from tests.metrics.builders import frame, record
 from tests.metrics.conftest import Recorded
 
@@ -164,7 +164,7 @@ def test_recommend_with_nothing_to_propose(tmp_path: Path) -> None:
 def test_metrics_commands_do_not_import_prefect(recorded: Recorded) -> None:
     script = (
         "import sys\n"
-        "from agentrt.flows.metrics_cli import app\n"
+        "from agentrt.cli.metrics import app\n"
         f"for cmd in ('summary', 'recommend', 'export'):\n"
         f"    try:\n"
         f"        app([cmd, '--path', {str(recorded.root)!r}])\n"
@@ -184,7 +184,7 @@ def test_importing_metrics_is_light() -> None:
     script = (
         "import sys\n"
         "from agentrt.flows.metrics import referenced_tokens\n"
-        "import agentrt.flows.metrics_cli\n"
+        "import agentrt.cli.metrics\n"
         "heavy = {'pandas', 'pyarrow', 'prefect'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

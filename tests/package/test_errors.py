@@ -26,7 +26,7 @@ def _modules() -> list[str]:
     for sub in ("agents", "context", "flows"):
         package = importlib.import_module(f"agentrt.{sub}")
         names += [i.name for i in pkgutil.walk_packages(package.__path__, f"agentrt.{sub}.")]
-    return sorted(set(names) - _SIDE_EFFECTS)
+    return sorted(n for n in set(names) - _SIDE_EFFECTS if not n.endswith(".__main__"))
 
 
 def _defined_errors() -> list[type[BaseException]]:

@@ -122,7 +122,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], 
     for command in [*commands, HUGE]:
         argv = [huge if part == "HUGE" else part for part in command]
         procs[command] = subprocess.Popen(
-            [sys.executable, "-m", "agentrt.flows.console", *argv],
+            [sys.executable, "-m", "agentrt.cli", *argv],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -145,7 +145,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, ...], 
 
 
 def _invoke(command: list[str]) -> tuple[int, str]:
-    from agentrt.flows.cli import app
+    from agentrt.cli import app
 
     result = CliRunner().invoke(app, command)
     output = result.stderr + result.stdout

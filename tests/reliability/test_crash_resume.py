@@ -90,7 +90,7 @@ def _command(workflow: Path, repo: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "agentrt.flows.console",
+        "agentrt.cli",
         "run",
         str(workflow),
         "-A",

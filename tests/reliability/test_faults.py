@@ -340,15 +340,7 @@ def test_worker_killed_mid_message_does_not_hang_the_process_at_exit(
         )
     )
     env = cli_env(tmp_path / "home", AGENTRT_FAULT_LOG=str(tmp_path / "log"))
-    command = [
-        sys.executable,
-        "-m",
-        "agentrt.flows.console",
-        "run",
-        str(workflow),
-        "-A",
-        str(FAULT_AGENTS),
-    ]
+    command = [sys.executable, "-m", "agentrt.cli", "run", str(workflow), "-A", str(FAULT_AGENTS)]
     out = tmp_path / "out.txt"
     # Output to a file, not a pipe: reading a pipe would also wait for any grandchild.
     with out.open("w") as sink:

@@ -44,7 +44,7 @@ def _hook(
     stdin: bytes, project: Path, home: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "agentrt.flows.console", "hook"],
+        [sys.executable, "-m", "agentrt.cli", "hook"],
         input=stdin,
         capture_output=True,
         cwd=project,

@@ -45,7 +45,7 @@ def test_every_task_run_is_recorded_before_agentrt_run_exits(tmp_path: Path) -> 
     workflow = _noop_workflow(tmp_path / "wide.yaml", AGENTS, concurrency=16)
     home = tmp_path / "home"
     out = _python(
-        ["-m", "agentrt.flows.console", "run", str(workflow), "-A", NOOP_AGENTS, "--json"],
+        ["-m", "agentrt.cli", "run", str(workflow), "-A", NOOP_AGENTS, "--json"],
         cli_env(home),
         tmp_path,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentrt.flows.cli import app
+from agentrt.cli import app
 from tests.runtime.helpers import FIXTURE_AGENTS, write
 
 runner = CliRunner()

@@ -68,16 +68,7 @@ def test_entry_point_agents_are_discovered_and_importable(
 def test_cli_lists_entry_point_agents(site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agentrt.flows.cli",
-            "agents",
-            "list",
-            "--capability",
-            "text",
-            "--json",
-        ],
+        [sys.executable, "-m", "agentrt.cli", "agents", "list", "--capability", "text", "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentrt.flows.cli import app
+from agentrt.cli import app
 from tests.runtime.helpers import FIXTURE_AGENTS, agent_yaml, write
 
 runner = CliRunner()
@@ -144,7 +144,7 @@ def test_a_registered_manifest_named_again_is_not_its_own_duplicate() -> None:
 def test_validate_does_not_import_prefect(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from agentrt.flows.cli import main\n"
+        "from agentrt.cli import main\n"
         f"sys.argv = ['agentrt', 'agents', 'validate', {str(FIXTURE_AGENTS)!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    rc = e.code\n"
         "assert 'prefect' not in sys.modules, 'prefect was imported'\n"

@@ -1,42 +1,31 @@
-"""The ``agentrt`` command line (typer + rich).
+"""The runtime's commands: ``agentrt run``, ``agentrt workflows``, ``agentrt agents``,
+``agentrt schema`` (typer + rich).
 
-Exit codes: 0 ok, 1 the work failed (a run failed), 2 bad input (invalid manifest,
-unknown agent or workflow, bad parameter). User errors never show a traceback. Commands
-that run no flow do not import Prefect, so they start fast.
+Exit codes (:class:`agentrt.cli.output.ExitCode`): 0 ok, 1 the work failed (a run failed), 2 bad
+input (invalid manifest, unknown agent or workflow, bad parameter). User errors never show a
+traceback. Commands that run no flow do not import Prefect, so they start fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentrt.agents.diagnostics import ManifestError, Problem
+from agentrt.agents.diagnostics import ManifestError
 from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
+from agentrt.cli.output import ExitCode, fail, print_json
 
-app = typer.Typer(
-    name="agentrt",
-    help="Agent runtime for context-limited LLM software-engineering work, built on Prefect.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
 workflows_app = typer.Typer(help="List and inspect workflows.", no_args_is_help=True)
-app.add_typer(agents_app, name="agents")
-app.add_typer(workflows_app, name="workflows")
 
 out = Console()
 err = Console(stderr=True)
-
-OK, FAILED, BAD_INPUT = 0, 1, 2
 
 AgentPath = Annotated[
     list[Path] | None,
@@ -47,17 +36,12 @@ AgentPath = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _bad_input(problems: list[Problem] | str) -> NoReturn:
-    if isinstance(problems, str):
-        err.print(f"[red]error:[/red] {problems}", highlight=False, soft_wrap=True)
-    else:
-        for p in problems:
-            err.print(str(p), highlight=False, soft_wrap=True, markup=False)
-    raise typer.Exit(BAD_INPUT)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def register(app: typer.Typer) -> None:
+    """Add these commands to the root ``agentrt`` app."""
+    app.command()(run)
+    app.command()(schema)
+    app.add_typer(agents_app, name="agents")
+    app.add_typer(workflows_app, name="workflows")
 
 
 def _registry(agent_path: list[Path] | None) -> Registry:
@@ -77,7 +61,7 @@ def agents_list(
     registry = _registry(agent_path)
     agents = registry.find(capability)
     if as_json:
-        _print_json(
+        print_json(
             [
                 {
                     "id": a.id,
@@ -122,12 +106,12 @@ def agents_show(
     try:
         agent = registry.get(agent_id, spec or None)
     except (AgentNotFound, ValueError) as exc:
-        _bad_input(str(exc))
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
     data = agent.manifest.model_dump(mode="json", exclude_defaults=False)
     data["source"] = agent.where()
     data["versions"] = [str(v.version) for v in registry.versions(agent.id)]
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     import yaml
 
@@ -169,14 +153,14 @@ def agents_validate(
     # Broken manifests are not in the registry; they count as checked manifests too.
     checked = len(sources | {p.file for p in problems})
     if as_json:
-        _print_json({"agents": checked, "problems": [p.to_dict() for p in problems]})
+        print_json({"agents": checked, "problems": [p.to_dict() for p in problems]})
     elif problems:
         for p in problems:
             err.print(str(p), highlight=False, soft_wrap=True, markup=False)
         err.print(f"{len(problems)} problem(s) in {checked} agent manifest(s)")
     else:
         out.print(f"[green]ok[/green]: {checked} agent manifest(s), no problems")
-    raise typer.Exit(BAD_INPUT if problems else OK)
+    raise typer.Exit(ExitCode.BAD_INPUT if problems else ExitCode.OK)
 
 
 # -- workflows -----------------------------------------------------------------------
@@ -187,7 +171,7 @@ def workflows_list(as_json: JsonFlag = False) -> None:
 
     found, problems = discover_workflows()
     if as_json:
-        _print_json(
+        print_json(
             [
                 {"name": n, "description": wf.description, "steps": len(wf.steps), "file": str(p)}
                 for n, (p, wf) in sorted(found.items())
@@ -216,9 +200,9 @@ def workflows_show(
     try:
         plan, params = prepare(name, registry=_registry(agent_path), strict=False)
     except ManifestError as exc:
-        _bad_input(exc.problems)
+        raise fail(exc.problems, ExitCode.BAD_INPUT) from None
     except (ValueError, AgentNotFound, ResolutionError) as exc:
-        _bad_input(str(exc))
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
     steps = {
         sid: {
             "agent": s.agent.key,
@@ -240,7 +224,7 @@ def workflows_show(
         "budget": plan.workflow.budget.total_tokens,
     }
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out.print(f"[bold]{plan.workflow.name}[/bold] — {plan.workflow.description}")
     for i, level in enumerate(plan.levels):
@@ -271,12 +255,11 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            _bad_input(f"--param {item!r}: write it as NAME=VALUE")
+            raise fail(f"--param {item!r}: write it as NAME=VALUE", ExitCode.BAD_INPUT)
         params[key.strip()] = value
     return params
 
 
-@app.command()
 def run(
     workflow: Annotated[str, typer.Argument(help="Workflow name or path to its YAML file.")],
     param: Annotated[
@@ -305,17 +288,19 @@ def run(
     try:
         plan, _values = prepare(workflow, params, registry=_registry(agent_path))
     except ManifestError as exc:
-        _bad_input(exc.problems)
+        raise fail(exc.problems, ExitCode.BAD_INPUT) from None
     except (ValueError, AgentNotFound, ResolutionError) as exc:
-        _bad_input(str(exc))
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
     if task_runner and task_runner not in ("thread", "process", "dask", "ray"):
-        _bad_input(f"--task-runner {task_runner!r}: use thread, process, dask or ray")
+        raise fail(
+            f"--task-runner {task_runner!r}: use thread, process, dask or ray", ExitCode.BAD_INPUT
+        )
     from agentrt.flows.artifacts import artifacts_mode
 
     try:
         artifacts_mode()
     except ValueError as exc:
-        _bad_input(str(exc))
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
 
     live = not as_json and out.is_terminal and not os.environ.get("CI")
     progress = LiveProgress(
@@ -342,9 +327,9 @@ def run(
                 )
             )
     except ValueError as exc:  # e.g. a task runner that is not installed
-        _bad_input(str(exc))
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        print_json(result.model_dump(mode="json"))
     else:
         if not live:
             out.print(render_summary(result))
@@ -362,7 +347,7 @@ def run(
     # Published in the background since the run returned; usually done by now.
     for problem in drain_artifacts():
         err.print(f"artifacts not published: {problem}", highlight=False)
-    raise typer.Exit(OK if result.state == "completed" else FAILED)
+    raise typer.Exit(ExitCode.OK if result.state == "completed" else ExitCode.FAILURE)
 
 
 def _wait_for_history(result: Any, *, quiet: bool) -> None:
@@ -426,7 +411,6 @@ def _closing_summary(result: Any) -> str:
 
 
 # -- schema --------------------------------------------------------------------------
-@app.command()
 def schema(
     which: Annotated[str, typer.Argument(help="agent, workflow, or all.")] = "all",
 ) -> None:
@@ -439,38 +423,8 @@ def schema(
         "workflow": WorkflowManifest.model_json_schema(),
     }
     if which == "all":
-        _print_json(schemas)
+        print_json(schemas)
     elif which in schemas:
-        _print_json(schemas[which])
+        print_json(schemas[which])
     else:
-        _bad_input(f"unknown schema {which!r}; use agent, workflow or all")
-
-
-def _mount_optional_apps() -> None:
-    """Sub-commands that live next to the code they drive."""
-    for module, name in (
-        ("agentrt.context.cli", "context"),
-        ("agentrt.flows.claude_hooks", "hook"),
-        ("agentrt.flows.metrics_cli", "metrics"),
-        ("agentrt.flows.events", "events"),
-    ):
-        try:
-            sub = __import__(module, fromlist=["app"]).app
-        except (ImportError, AttributeError):
-            continue
-        app.add_typer(sub, name=name)
-
-
-_mount_optional_apps()
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
+        raise fail(f"unknown schema {which!r}; use agent, workflow or all", ExitCode.BAD_INPUT)

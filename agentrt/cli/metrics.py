@@ -1,20 +1,22 @@
 """``agentrt metrics``: what agents cost and how well they do, from the recorded runs.
 
-Exit codes: 0 success; 1 no records to show (nothing recorded yet, or nothing matches the
-filters); 2 bad input (an unreadable ``--since``, an unknown format, a missing ``--path``),
-one line on stderr and no traceback. Importing this module is cheap (typer only), so
-mounting it costs other commands nothing; it never imports Prefect.
+Exit codes (:class:`agentrt.cli.output.ExitCode`): 0 success; 1 no records to show (nothing
+recorded yet, or nothing matches the filters); 2 bad input (an unreadable ``--since``, an
+unknown format, a missing ``--path``), one line on stderr and no traceback. Importing this
+module is cheap (typer only), so mounting it costs other commands nothing; it never imports
+Prefect.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from agentrt.cli.output import ExitCode, fail, print_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,9 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_NO_RECORDS = 1
-EXIT_BAD_INPUT = 2
 
 SinceOpt = Annotated[
     str | None,
@@ -47,18 +46,13 @@ PathOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.DataFrame:
     """The matching records, or exit 2 (bad input) / 1 (nothing recorded or matching)."""
     from agentrt.flows.metrics import MetricsError, MetricsWarning, load_records
     from agentrt.flows.settings import metrics_dir
 
     if path is not None and not path.exists():
-        raise _fail(f"--path {path}: no such file or folder", EXIT_BAD_INPUT)
+        raise fail(f"--path {path}: no such file or folder", ExitCode.BAD_INPUT)
     with warnings.catch_warnings(record=True) as caught:
         # Only the loader's own warnings are the user's business; anything else (a
         # ResourceWarning from garbage collection, a library's deprecation) stays quiet.
@@ -67,7 +61,7 @@ def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.Data
         try:
             frame = load_records(path, since=since, workflow=workflow)
         except MetricsError as exc:
-            raise _fail(str(exc), EXIT_BAD_INPUT) from None
+            raise fail(str(exc), ExitCode.BAD_INPUT) from None
     for warning in caught:
         typer.echo(f"warning: {warning.message}", err=True)
     if frame.empty:
@@ -75,16 +69,12 @@ def _load(path: Path | None, since: str | None, workflow: str | None) -> pd.Data
         given = (since and f"--since {since}", workflow and f"--workflow {workflow}")
         filters = " ".join(f for f in given if f)
         scope = f" matching {filters}" if filters else ""
-        raise _fail(
+        raise fail(
             f"no agent metrics{scope} in {where}; records are written at the end of every "
             "workflow run (`agentrt run`)",
-            EXIT_NO_RECORDS,
+            ExitCode.FAILURE,
         )
     return frame
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _pct(value: Any) -> str:
@@ -114,7 +104,7 @@ def summary_command(
     frame = _load(path, since, workflow)
     table = summarize(frame)
     if as_json:
-        _print_json(jsonable(table))
+        print_json(jsonable(table))
         return
     from rich.console import Console
     from rich.table import Table
@@ -171,14 +161,14 @@ def export_command(
 
     fmt = fmt.lower()
     if fmt not in ("csv", "parquet", "json"):
-        raise _fail(f"--format {fmt!r}: use csv, parquet or json", EXIT_BAD_INPUT)
+        raise fail(f"--format {fmt!r}: use csv, parquet or json", ExitCode.BAD_INPUT)
     if fmt == "parquet" and output is None:
-        raise _fail("--format parquet is binary: pass --output PATH", EXIT_BAD_INPUT)
+        raise fail("--format parquet is binary: pass --output PATH", ExitCode.BAD_INPUT)
     frame = _load(path, since, workflow)
     try:
         text = export_records(frame, fmt, output)
     except (MetricsError, OSError) as exc:
-        raise _fail(f"export to {output or 'stdout'} failed: {exc}", EXIT_BAD_INPUT) from None
+        raise fail(f"export to {output or 'stdout'} failed: {exc}", ExitCode.BAD_INPUT) from None
     if text is not None:
         sys.stdout.write(text)
     else:
@@ -204,7 +194,7 @@ def recommend_command(
     frame = _load(path, since, workflow)
     proposals = recommend(frame, _manifests(agent_path, frame["agent_id"].dropna().unique()))
     if as_json:
-        _print_json([p.model_dump() for p in proposals])
+        print_json([p.model_dump() for p in proposals])
         return
     from rich.console import Console
     from rich.table import Table
