@@ -4,10 +4,10 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 :func:`run_llm_agent`, which
 
 1. selects the context: when the input has ``repo`` (or the fields named in the manifest's
-   ``agentrt.context.sources``), the context manager (:func:`agentrt.context.select.select`) picks the most
-   useful files and spans for the task (:func:`task_of`; paths listed in ``files`` are added
-   to the query, so those files are delivered themselves rather than outlined), inside the
-   agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
+   ``context.sources``), the context manager (:func:`agentrt.context.select.select`) picks
+   the most useful files and spans for the task (:func:`task_of`; paths listed in ``files``
+   are added to the query, so those files are delivered themselves rather than outlined),
+   inside the agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
 2. renders the manifest's ``prompt`` with :func:`render_prompt`: ``{task}``, ``{context}``,
    ``{query}`` and the input's fields, by plain name only (nothing is evaluated). Whatever
    the template does not place (context, task, other inputs) goes into the user message;
@@ -505,9 +505,9 @@ def run_llm_agent(
     )
     prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
     if ctx is not None:
-        ctx.tokens_delivered = agentrt.context.tokens
-        ctx.notes.update(model=spec, context_budget=agentrt.context.budget, prompt_budget=budget)
-    call = LLMCall(manifest.key, spec, agentrt.context.tokens, context.paths)
+        ctx.tokens_delivered = context.tokens
+        ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
+    call = LLMCall(manifest.key, spec, context.tokens, context.paths)
 
     from pydantic_ai import Agent, ModelRetry, RunUsage
 
