@@ -66,9 +66,9 @@ from agentrt.agents.redact import redact
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
+    from agentrt.agents.agent_context import AgentContext
     from agentrt.agents.manifest import AgentManifest
     from agentrt.agents.registry import RegisteredAgent
-    from agentrt.flows.lifecycle import AgentContext
 
 __all__ = [
     "GENERIC_ENTRYPOINT",
