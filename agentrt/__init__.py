@@ -39,7 +39,8 @@ _EXPORTS: dict[str, str] = {
     "find_workflow": "agentrt.flows.workflow",
     "discover_workflows": "agentrt.flows.workflow",
     # what an agent receives
-    "AgentContext": "agentrt.flows.lifecycle",
+    "AgentContext": "agentrt.agents.agent_context",
+    "TokenUsage": "agentrt.agents.agent_context",
     # running workflows
     "run_workflow": "agentrt.flows.run",
     "arun_workflow": "agentrt.flows.run",
@@ -50,20 +51,21 @@ _EXPORTS: dict[str, str] = {
     # context selection
     "select": "agentrt.context.select",
     "Selection": "agentrt.context.select",
-    "SelectionItem": "agentrt.context.select",
+    "SelectionItem": "agentrt.context.items",
     "count_tokens": "agentrt.context.tokens",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from agentrt.agents.agent_context import AgentContext, TokenUsage
     from agentrt.agents.diagnostics import ManifestError, Problem
     from agentrt.agents.manifest import AgentManifest, load_manifest
     from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
-    from agentrt.context.select import Selection, SelectionItem, select
+    from agentrt.context.items import SelectionItem
+    from agentrt.context.select import Selection, select
     from agentrt.context.tokens import count_tokens
     from agentrt.errors import AgentrtError
-    from agentrt.flows.lifecycle import AgentContext
     from agentrt.flows.results import AttemptRecord, ErrorReport, RunResult, StepResult
     from agentrt.flows.run import arun_workflow, run_workflow
     from agentrt.flows.workflow import (

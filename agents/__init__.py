@@ -5,6 +5,7 @@ Public API::
     from agentrt.agents import AgentManifest, Registry, load_manifest
 """
 
+from agentrt.agents.agent_context import AgentContext, TokenUsage
 from agentrt.agents.diagnostics import ManifestError, Problem
 from agentrt.agents.imports import EntrypointError, ImportPolicy
 from agentrt.agents.manifest import AgentManifest, load_manifest, parse_requirement
@@ -18,6 +19,7 @@ from agentrt.agents.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "AgentContext",
     "AgentManifest",
     "AgentNotFound",
     "EntrypointError",
@@ -27,6 +29,7 @@ __all__ = [
     "RegisteredAgent",
     "Registry",
     "ResolutionError",
+    "TokenUsage",
     "load_manifest",
     "parse_requirement",
 ]

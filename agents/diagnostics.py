@@ -8,7 +8,7 @@ loader only, so a manifest can never construct Python objects.
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,7 +237,3 @@ def problems_from_validation(doc: YamlDocument, error: ValidationError) -> list[
             message = message.removeprefix("Value error, ")
         problems.append(Problem(doc.path, doc.line_of(loc), field, message))
     return problems
-
-
-def format_problems(problems: Iterable[Problem]) -> str:
-    return "\n".join(str(p) for p in problems)

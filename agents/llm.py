@@ -4,11 +4,10 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 :func:`run_llm_agent`, which
 
 1. selects the context: when the input has ``repo`` (or the fields named in the manifest's
-   ``context.sources``), the context manager (:func:`agentrt.context.select.select`) picks the
-   most
-   useful files and spans for the task (:func:`task_of`; paths listed in ``files`` are added
-   to the query, so those files are delivered themselves rather than outlined), inside the
-   agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
+   ``context.sources``), the context manager (:func:`agentrt.context.select.select`) picks
+   the most useful files and spans for the task (:func:`task_of`; paths listed in ``files``
+   are added to the query, so those files are delivered themselves rather than outlined),
+   inside the agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
 2. renders the manifest's ``prompt`` with :func:`render_prompt`: ``{task}``, ``{context}``,
    ``{query}`` and the input's fields, by plain name only (nothing is evaluated). Whatever
    the template does not place (context, task, other inputs) goes into the user message;
@@ -68,9 +67,9 @@ from agentrt.errors import AgentrtError
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
 
+    from agentrt.agents.agent_context import AgentContext
     from agentrt.agents.manifest import AgentManifest
     from agentrt.agents.registry import RegisteredAgent
-    from agentrt.flows.lifecycle import AgentContext
 
 __all__ = [
     "GENERIC_ENTRYPOINT",

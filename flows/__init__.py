@@ -14,7 +14,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AgentContext": "agentrt.flows.lifecycle",
+    "AgentContext": "agentrt.agents.agent_context",
     "AttemptRecord": "agentrt.flows.results",
     "ErrorReport": "agentrt.flows.results",
     "RunEvents": "agentrt.flows.results",

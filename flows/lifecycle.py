@@ -19,12 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.imports import ImportPolicy, load_callable
 from agentrt.agents.manifest import AgentManifest
 from agentrt.agents.redact import install_log_redaction, redact
@@ -34,7 +34,6 @@ from agentrt.flows.results import AttemptRecord
 from agentrt.flows.schemas import SchemaValidationError, validate_input, validate_output
 
 __all__ = [
-    "AgentContext",
     "AgentTimeoutError",
     "DataFlowError",
     "LowConfidenceError",
@@ -75,36 +74,6 @@ class LowConfidenceError(AgentrtError, ValueError):
     """The output's confidence is below the manifest's ``min_confidence``."""
 
     hint = "lower min_confidence in {agent}'s manifest, or add a fallback agent"
-
-
-@dataclass
-class AgentContext:
-    """What a running agent may know about its run. Agents that take a ``ctx`` get one."""
-
-    agent_id: str
-    version: str
-    step: str
-    workflow: str
-    params: dict[str, Any]
-    budget_tokens: int | None
-    attempt: int
-    flow_run_id: str | None = None
-    tokens_delivered: int | None = None
-    tokens_referenced: int | None = None
-    llm_input_tokens: int | None = None
-    llm_output_tokens: int | None = None
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def logger(self) -> Any:
-        try:
-            from prefect.logging import get_run_logger
-
-            return get_run_logger()
-        except Exception:
-            import logging
-
-            return logging.getLogger(f"agentrt.{self.agent_id}")
 
 
 def agent_spec(agent: RegisteredAgent) -> dict[str, Any]:
@@ -427,10 +396,7 @@ def run_agent(
             cpu_seconds=round(time.thread_time() - cpu0 + sum(agent_cpu), 6),
             peak_memory_mb=_peak_rss_mb(),
             tokens_allocated=budget_tokens,
-            tokens_delivered=ctx.tokens_delivered,
-            tokens_referenced=ctx.tokens_referenced,
-            llm_input_tokens=ctx.llm_input_tokens,
-            llm_output_tokens=ctx.llm_output_tokens,
+            **ctx.usage.model_dump(),
             budget_reason=run.get("budget_reason"),
             fallback_for=run.get("fallback_for"),
         )

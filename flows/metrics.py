@@ -40,7 +40,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from agentrt.errors import AgentrtError
 from agentrt.flows.results import AttemptRecord, RunResult, StepResult
@@ -99,61 +106,80 @@ class MetricsWarning(UserWarning):
 
 
 # -- records -------------------------------------------------------------------------
-class AgentRunRecord(BaseModel):
-    """One agent execution (success or failure), or one step that did not execute."""
+_PHASE_COLUMNS = tuple(f"phase_{p}_s" for p in PHASES)
+
+
+class AgentRunRecord(AttemptRecord):
+    """One agent execution (success or failure), or one step that did not execute.
+
+    An :class:`~agentrt.flows.results.AttemptRecord` (``attempt`` is 0 for a step that did
+    not execute) plus what the run's end knows about it. As a row (``model_dump``, a
+    Parquet file) a record has the :data:`COLUMNS`: the attempt's ``phase`` is the
+    ``error_phase`` column and its ``phases`` the ``phase_<name>_s`` columns; a row
+    validates back into a record.
+    """
 
     record_id: str = Field(description="Stable id: run, step, agent, attempt (or state).")
-    workflow: str
-    flow_run_id: str | None
-    task_run_id: str | None
-    step: str
-    agent_id: str
-    agent_version: str
-    attempt: int = Field(
-        description="Prefect's run count of the task run (1 = first try); 0 if not executed."
-    )
-    state: RecordState = Field(
+    state: RecordState = Field(  # type: ignore[assignment]
         description="This record's outcome: completed, failed, fallback (a fallback agent "
         "succeeded), cached (served from the result cache) or skipped (never ran)."
     )
     step_state: str = Field(description="The step's final state in the run.")
     executed: bool = Field(description="Whether agent code ran for this record.")
     final: bool = Field(description="Whether this record decided the step's outcome.")
-    error_type: str | None = None
-    error_message: str | None = None
-    error_phase: str | None = None
-    phase_initialise_s: float | None = None
-    phase_execute_s: float | None = None
-    phase_validate_s: float | None = None
-    phase_cleanup_s: float | None = None
-    phase_integrate_s: float | None = None
-    wall_seconds: float | None = None
-    cpu_seconds: float | None = None
-    peak_memory_mb: float | None = Field(
-        None, description="Peak RSS of the worker process so far: an upper bound per agent."
-    )
-    tokens_allocated: int | None = Field(None, description="The budget slice granted.")
-    tokens_delivered: int | None = Field(None, description="Context tokens delivered.")
-    tokens_referenced: int | None = Field(
-        None, description="Delivered tokens whose source the run's outputs cite (docs/metrics.md)."
-    )
+    wall_seconds: float | None = None  # type: ignore[assignment]
+    cpu_seconds: float | None = None  # type: ignore[assignment]
     context_efficiency: float | None = Field(
         None, description="tokens_referenced / tokens_delivered; null if nothing was delivered."
     )
-    llm_input_tokens: int | None = Field(None, description="As reported by the LLM provider.")
-    llm_output_tokens: int | None = Field(None, description="As reported by the LLM provider.")
     cache_hit: bool = False
     fallback_used: bool = Field(False, description="This record is a fallback agent's.")
-    fallback_for: str | None = Field(None, description="The agent (id@version) it stood in for.")
-    budget_reason: str | None = None
-    started_at: datetime
-    ended_at: datetime
     run_started_at: datetime
     schema_version: int = SCHEMA_VERSION
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        """A row's ``error_phase`` and ``phase_<name>_s`` columns → ``phase``, ``phases``."""
+        if not isinstance(data, Mapping) or not (
+            "error_phase" in data or any(c in data for c in _PHASE_COLUMNS)
+        ):
+            return data
+        data = dict(data)
+        if "error_phase" in data:
+            data.setdefault("phase", data.pop("error_phase"))
+        phases = {p: data.pop(c) for p, c in zip(PHASES, _PHASE_COLUMNS, strict=True) if c in data}
+        data.setdefault("phases", {p: v for p, v in phases.items() if v is not None})
+        return data
 
-COLUMNS: list[str] = list(AgentRunRecord.model_fields)
-"""The record columns, in file order."""
+    @model_serializer(mode="wrap")
+    def _as_row(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The record as a row: the :data:`COLUMNS`, in file order."""
+        data = handler(self)
+        if "phase" in data:
+            data["error_phase"] = data.pop("phase")
+        if "phases" in data:
+            phases = data.pop("phases") or {}
+            data.update(zip(_PHASE_COLUMNS, map(phases.get, PHASES), strict=True))
+        return {c: data[c] for c in COLUMNS if c in data}
+
+
+COLUMNS: list[str] = [
+    "record_id", "workflow", "flow_run_id", "task_run_id", "step", "agent_id",
+    "agent_version", "attempt", "state", "step_state", "executed", "final", "error_type",
+    "error_message", "error_phase", *_PHASE_COLUMNS, "wall_seconds", "cpu_seconds",
+    "peak_memory_mb", "tokens_allocated", "tokens_delivered", "tokens_referenced",
+    "context_efficiency", "llm_input_tokens", "llm_output_tokens", "cache_hit",
+    "fallback_used", "fallback_for", "budget_reason", "started_at", "ended_at",
+    "run_started_at", "schema_version",
+]  # fmt: skip
+"""The record columns, in file order: :class:`AgentRunRecord`'s fields, with ``phase`` as
+``error_phase`` and ``phases`` as one column per lifecycle phase."""
+
+# Every field is a column (phase and phases under their row names), and nothing else is.
+assert set(COLUMNS) == (
+    set(AgentRunRecord.model_fields) - {"phase", "phases"} | {"error_phase", *_PHASE_COLUMNS}
+), "COLUMNS and AgentRunRecord's fields disagree"
 
 
 def _mentions(annotation: Any, kind: type) -> bool:
@@ -177,9 +203,12 @@ def arrow_schema() -> pa.Schema:
         bool: pa.bool_(),
         datetime: pa.timestamp("us", tz="UTC"),
     }
+    row_only = {"error_phase": str, **dict.fromkeys(_PHASE_COLUMNS, float)}
     fields = []
-    for name, info in AgentRunRecord.model_fields.items():
-        kind = next((t for t in types if _mentions(info.annotation, t)), str)
+    for name in COLUMNS:
+        info = AgentRunRecord.model_fields.get(name)
+        annotation = info.annotation if info is not None else row_only[name]
+        kind = next((t for t in types if _mentions(annotation, t)), str)
         fields.append(pa.field(name, types[kind], nullable=True))
     return pa.schema(fields)
 
@@ -282,47 +311,20 @@ def _split_key(key: str) -> tuple[str, str]:
     return agent_id, version
 
 
-def _phase_columns(phases: Mapping[str, float]) -> dict[str, float | None]:
-    return {f"phase_{p}_s": phases.get(p) for p in PHASES}
-
-
 def _from_attempt(result: RunResult, a: AttemptRecord) -> AgentRunRecord:
     if a.state == "completed":
         state: RecordState = "fallback" if a.fallback_for else "completed"
     else:
         state = "failed"
     return AgentRunRecord(
+        **{**dict(a), "flow_run_id": a.flow_run_id or result.flow_run_id, "state": state},
         record_id=f"{result.flow_run_id or 'local'}:{a.step}:{a.agent_id}:{a.attempt}:"
         f"{a.task_run_id or a.started_at.isoformat()}",
-        workflow=a.workflow,
-        flow_run_id=a.flow_run_id or result.flow_run_id,
-        task_run_id=a.task_run_id,
-        step=a.step,
-        agent_id=a.agent_id,
-        agent_version=a.agent_version,
-        attempt=a.attempt,
-        state=state,
         step_state="unknown",
         executed=True,
         final=False,
-        error_type=a.error_type,
-        error_message=a.error_message,
-        error_phase=a.phase,
-        **_phase_columns(a.phases),
-        wall_seconds=a.wall_seconds,
-        cpu_seconds=a.cpu_seconds,
-        peak_memory_mb=a.peak_memory_mb,
-        tokens_allocated=a.tokens_allocated,
-        tokens_delivered=a.tokens_delivered,
-        tokens_referenced=a.tokens_referenced,
-        llm_input_tokens=a.llm_input_tokens,
-        llm_output_tokens=a.llm_output_tokens,
         cache_hit=False,
         fallback_used=a.fallback_for is not None,
-        fallback_for=a.fallback_for,
-        budget_reason=a.budget_reason,
-        started_at=a.started_at,
-        ended_at=a.ended_at,
         run_started_at=result.started_at,
     )
 
@@ -350,8 +352,8 @@ def _from_step(
         final=True,
         error_type=error.error_type if error else None,
         error_message=error.message if error else None,
-        error_phase=error.phase if error else None,
-        **_phase_columns(step.phases),
+        phase=error.phase if error else None,
+        phases=step.phases,
         wall_seconds=step.duration_seconds if step.started_at else None,
         tokens_allocated=step.tokens_allocated,
         tokens_delivered=step.tokens_delivered,
@@ -386,8 +388,8 @@ def _step_records(
         record.final = False
     records[-1].final = True
     winner = next((r for r in reversed(records) if r.state in SUCCESS_STATES), None)
-    if winner is not None:
-        winner.phase_integrate_s = step.phases.get("integrate", winner.phase_integrate_s)
+    if winner is not None and "integrate" in step.phases:
+        winner.phases = {**winner.phases, "integrate": step.phases["integrate"]}
     return records
 
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agentrt.agents.agent_context import TokenUsage
+
 __all__ = ["AttemptRecord", "ErrorReport", "RunEvents", "RunResult", "StepResult", "StepState"]
 
 StepState = Literal["pending", "running", "completed", "cached", "fallback", "failed", "skipped"]
@@ -36,8 +38,12 @@ class ErrorReport(BaseModel):
         )
 
 
-class AttemptRecord(BaseModel):
-    """One execution attempt of one agent, written in its cleanup phase whatever happened."""
+class AttemptRecord(TokenUsage):
+    """One execution attempt of one agent, written in its cleanup phase whatever happened.
+
+    The token figures the agent reported are the :class:`~agentrt.agents.agent_context.TokenUsage`
+    fields it derives (flat fields, as in the spool files and the metrics columns).
+    """
 
     workflow: str
     flow_run_id: str | None
@@ -45,7 +51,7 @@ class AttemptRecord(BaseModel):
     step: str
     agent_id: str
     agent_version: str
-    attempt: int
+    attempt: int = Field(description="Prefect's run count of the task run (1 = first try).")
     state: Literal["completed", "failed"]
     error_type: str | None = None
     error_message: str | None = None
@@ -55,14 +61,12 @@ class AttemptRecord(BaseModel):
     ended_at: datetime
     wall_seconds: float
     cpu_seconds: float
-    peak_memory_mb: float | None = None
-    tokens_allocated: int | None = None
-    tokens_delivered: int | None = None
-    tokens_referenced: int | None = None
-    llm_input_tokens: int | None = None
-    llm_output_tokens: int | None = None
+    peak_memory_mb: float | None = Field(
+        None, description="Peak RSS of the worker process so far: an upper bound per agent."
+    )
+    tokens_allocated: int | None = Field(None, description="The budget slice granted.")
     budget_reason: str | None = None
-    fallback_for: str | None = None
+    fallback_for: str | None = Field(None, description="The agent (id@version) it stood in for.")
 
 
 class StepResult(BaseModel):

@@ -8,11 +8,12 @@ allocated to this agent; with no task, it delivers a repository overview. Downst
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ContextItem", "Input", "Output", "render_markdown", "run"]
+from agentrt.agents.agent_context import AgentContext
+from agentrt.context.items import SelectionItem
+
+__all__ = ["Input", "Output", "render_markdown", "run"]
 
 DEFAULT_BUDGET = 8_000
 
@@ -28,16 +29,6 @@ class Input(BaseModel):
     include: list[str] | None = Field(None, description="Gitignore-style patterns to consider.")
 
 
-class ContextItem(BaseModel):
-    path: str
-    start_line: int
-    end_line: int
-    kind: str
-    score: float
-    tokens: int
-    text: str
-
-
 class Output(BaseModel):
     summary: str
     task: str
@@ -45,15 +36,15 @@ class Output(BaseModel):
     tokens: int
     encoding: str
     files: list[str] = Field(description="Distinct paths delivered, most relevant first.")
-    items: list[ContextItem]
+    items: list[SelectionItem] = Field(description="The delivered context, as selected.")
 
 
-def run(inputs: Input, ctx: Any = None) -> Output:
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     from agentrt.context.select import select
 
     budget = inputs.budget or (ctx.budget_tokens if ctx is not None else None) or DEFAULT_BUDGET
     selection = select(inputs.repo, inputs.task, budget, include=inputs.include)
-    items = [ContextItem(**item.to_json()) for item in selection.items]
+    items = [SelectionItem(**item.to_json()) for item in selection.items]  # scores rounded
     files = list(dict.fromkeys(item.path for item in items))
     if ctx is not None:
         ctx.tokens_delivered = selection.tokens

@@ -8,9 +8,10 @@ token use and efficiency land in the metrics like any agent's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentrt.agents.agent_context import AgentContext
 
 __all__ = ["Input", "Output", "render_markdown", "run"]
 
@@ -40,7 +41,7 @@ class Output(BaseModel):
     files: list[str] = Field(description="Chunk files written, if an output folder was given.")
 
 
-def run(inputs: Input, ctx: Any = None) -> Output:
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     from agentrt.claude.condense import Budget, SubagentTask, condense
     from agentrt.claude.transcripts import parse_transcript
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.llm_review import Input, Output
 from agentrt.agents.llm import LLMTimeoutError, LLMUnavailableError, run_llm_agent
 from agentrt.agents.registry import RegisteredAgent
-from agentrt.flows.lifecycle import AgentContext
 from tests.llm.conftest import PLANTED_KEY
 from tests.llm.fake_openai import (
     COMPLETION_TOKENS,

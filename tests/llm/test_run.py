@@ -23,12 +23,12 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.usage import RequestUsage
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.llm_review import Input, Output
 from agentrt.agents.llm import LLMOutputError, run_llm_agent
 from agentrt.agents.manifest import AgentManifest
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.context.tokens import count_tokens
-from agentrt.flows.lifecycle import AgentContext
 from tests.llm.conftest import write_tree
 
 REVIEW = {

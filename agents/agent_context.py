@@ -1,0 +1,80 @@
+"""What a running agent receives: its :class:`AgentContext`, and the :class:`TokenUsage` it
+reports through it.
+
+``TokenUsage`` is the one definition of the token figures of an attempt: the runtime's
+attempt record (:class:`~agentrt.flows.results.AttemptRecord`) and the metrics record
+(:class:`~agentrt.flows.metrics.AgentRunRecord`) derive from it, so the figures are flat
+fields (and flat Parquet columns) everywhere.
+
+This module imports neither Prefect nor the runtime (``agentrt.flows``): agents type their
+``ctx`` with it at no cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = ["AgentContext", "TokenUsage"]
+
+
+class TokenUsage(BaseModel):
+    """The tokens one agent attempt used, as far as it (or its LLM provider) reported them."""
+
+    tokens_delivered: int | None = Field(None, description="Context tokens delivered.")
+    tokens_referenced: int | None = Field(
+        None, description="Delivered tokens whose source the run's outputs cite (docs/metrics.md)."
+    )
+    llm_input_tokens: int | None = Field(None, description="As reported by the LLM provider.")
+    llm_output_tokens: int | None = Field(None, description="As reported by the LLM provider.")
+
+
+def _usage_field(name: str) -> property:
+    """``ctx.<name>`` reads and writes ``ctx.usage.<name>``."""
+
+    def get(self: AgentContext) -> int | None:
+        return getattr(self.usage, name)
+
+    def set_(self: AgentContext, value: int | None) -> None:
+        setattr(self.usage, name, value)
+
+    return property(get, set_, doc=TokenUsage.model_fields[name].description)
+
+
+@dataclass
+class AgentContext:
+    """What a running agent may know about its run. Agents that take a ``ctx`` get one.
+
+    An agent reports the tokens it used by setting ``ctx.tokens_delivered``,
+    ``ctx.tokens_referenced``, ``ctx.llm_input_tokens`` and ``ctx.llm_output_tokens``
+    (all held in ``ctx.usage``); the runtime puts them in the attempt's record.
+    """
+
+    agent_id: str
+    version: str
+    step: str
+    workflow: str
+    params: dict[str, Any]
+    budget_tokens: int | None
+    attempt: int
+    flow_run_id: str | None = None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    tokens_delivered = _usage_field("tokens_delivered")
+    tokens_referenced = _usage_field("tokens_referenced")
+    llm_input_tokens = _usage_field("llm_input_tokens")
+    llm_output_tokens = _usage_field("llm_output_tokens")
+
+    @property
+    def logger(self) -> Any:
+        try:
+            from prefect.logging import get_run_logger
+
+            return get_run_logger()
+        except Exception:
+            import logging
+
+            return logging.getLogger(f"agentrt.{self.agent_id}")
