@@ -65,6 +65,16 @@ def test_the_wheel_has_one_top_level_package_and_its_data(wheel: Path) -> None:
     assert "agentrt/py.typed" in names
     assert "agentrt/agents/manifests/code_review.yaml" in names
     assert "agentrt/flows/workflows/code-analysis.yaml" in names
+    # Every package folder of the repository is in the wheel (pyproject lists them by hand).
+    for folder, prefix in (
+        ("agentrt", "agentrt"),
+        ("agents", "agentrt/agents"),
+        ("context", "agentrt/context"),
+        ("flows", "agentrt/flows"),
+    ):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            inside = init.relative_to(ROOT / folder).as_posix()
+            assert f"{prefix}/{inside}" in names, f"{init} is missing from the wheel"
 
 
 @pytest.mark.slow
