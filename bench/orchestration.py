@@ -74,10 +74,10 @@ async def _plain_prefect(
 ) -> float:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
-    from prefect.concurrency import services
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from agentrt.flows.prefect_compat import tag_limit_cache, tag_limit_key
     from bench.agents.bench_agents import In, noop, sleep
 
     @task(persist_result=persist, cache_policy=NO_CACHE, tags=list(tags))
@@ -97,13 +97,14 @@ async def _plain_prefect(
 
     # As in a fresh process (each `agentrt run` is one, and pays for its own ask): Prefect
     # remembers per process which tag sets have no concurrency limits.
-    services._no_limits_cache.clear()
-    if tags:
-        # The answer agentrt fetches once per run before its agents start. Without it the
-        # first concurrent asks collide on SQLite (a 2 s client retry in some runs, not in
-        # others), and that lottery, not per-task overhead, would decide the ratio.
-        with services._cache_lock:
-            services._no_limits_cache[frozenset(f"tag:{t}" for t in tags)] = True
+    cache, lock = tag_limit_cache()
+    with lock:
+        cache.clear()
+        if tags:
+            # The answer agentrt fetches once per run before its agents start. Without it the
+            # first concurrent asks collide on SQLite (a 2 s client retry in some runs, not in
+            # others), and that lottery, not per-task overhead, would decide the ratio.
+            cache[tag_limit_key(frozenset(tags))] = True
     # flows.heartbeat_frequency = None: no heartbeat thread, so no wait for it at exit.
     updates = {} if heartbeat else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     with temporary_settings(updates=updates):
@@ -247,7 +248,8 @@ async def main_async(args: argparse.Namespace) -> str:
         "result is a file write per task. A sync flow shares one API client among its task "
         "runs but waits up to 1 s for its heartbeat thread at exit; an async flow builds a "
         "client (httpx + SSL context) in every task run. agentrt's async flow shares one client "
-        "as sync flows do (`flows/compiler.py: _shared_sync_client`) and has no heartbeat wait. "
+        "as sync flows do (`flows/prefect_compat.py: shared_sync_client`) and has no heartbeat "
+        "wait. "
         "agentrt's run also makes four Prefect artifacts (report, agents table, metrics table, "
         "progress): by default they are published by a background thread after the run "
         "returns (`flows/artifacts.py`), and the benchmark waits for them before the next "

@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from agentrt.flows.prefect_compat import call_sync
+
 if TYPE_CHECKING:
     from prefect.artifacts import Artifact
     from prefect.client.orchestration import PrefectClient
@@ -263,7 +265,7 @@ class RunArtifacts:
                             key=a.key,
                             description=a.description,
                             flow_run_id=self.flow_run_id,
-                            data=a.format(_sync=True),  # type: ignore[call-arg]
+                            data=call_sync(a.format),
                         )
                         for a in make()
                     )

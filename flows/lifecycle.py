@@ -30,6 +30,7 @@ from agentrt.agents.manifest import AgentManifest
 from agentrt.agents.redact import install_log_redaction, redact
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.errors import AgentrtError
+from agentrt.flows.attempt import RunInfo, mark_failure
 from agentrt.flows.results import AttemptRecord
 from agentrt.flows.schemas import SchemaValidationError, validate_input, validate_output
 
@@ -295,9 +296,10 @@ def run_agent(
     spec: dict[str, Any],
     inputs: dict[str, Any],
     budget_tokens: int | None,
-    run: dict[str, Any],
+    run: RunInfo,
 ) -> dict[str, Any]:
-    """Run one attempt of an agent. Raises on failure so Prefect can retry it."""
+    """Run one attempt of an agent. Raises on failure so Prefect can retry it (the
+    exception it raised, marked with the phase and attempt: :func:`mark_failure`)."""
     _redact_logs_once()
     agent = _rebuild(spec)
     manifest = agent.manifest
@@ -310,13 +312,13 @@ def run_agent(
     phase = "initialise"
     mark = t0
     error: BaseException | None = None
-    slot = _slot(manifest.resources.concurrency, run.get("tag_limits", {}))
+    slot = _slot(manifest.resources.concurrency, run.tag_limits)
     ctx = AgentContext(
         agent_id=manifest.id,
         version=manifest.version,
-        step=run["step"],
-        workflow=run["workflow"],
-        params=run.get("params", {}),
+        step=run.step,
+        workflow=run.workflow,
+        params=run.params,
         budget_tokens=budget_tokens,
         attempt=attempt,
         flow_run_id=flow_run_id,
@@ -335,7 +337,7 @@ def run_agent(
         try:
             value = validate_input(agent, inputs)
         except SchemaValidationError as exc:
-            origin = run.get("provenance", {})
+            origin = run.provenance
             sources = sorted({origin.get(f.split(".")[0], "workflow params") for f in exc.fields})
             raise DataFlowError(
                 f"input for {manifest.key} from {', '.join(sources)} does not match its input "
@@ -369,8 +371,7 @@ def run_agent(
     except BaseException as exc:
         error = exc
         _scrub(exc)
-        exc.agentrt_phase = phase  # type: ignore[attr-defined]
-        exc.agentrt_attempt = attempt  # type: ignore[attr-defined]
+        mark_failure(exc, phase, attempt)
         raise
     finally:
         if slot is not None:
@@ -378,17 +379,17 @@ def run_agent(
         now = time.perf_counter()
         phases[phase] = round(now - mark, 6)
         record = AttemptRecord(
-            workflow=run["workflow"],
+            workflow=run.workflow,
             flow_run_id=flow_run_id,
             task_run_id=task_run_id,
-            step=run["step"],
+            step=run.step,
             agent_id=manifest.id,
             agent_version=manifest.version,
             attempt=attempt,
             state="failed" if error else "completed",
             error_type=type(error).__name__ if error else None,
             error_message=redact(str(error))[:2000] if error else None,
-            phase=getattr(error, "agentrt_phase", None) if error else None,
+            phase=phase if error else None,
             phases=phases,
             started_at=started,
             ended_at=datetime.now(UTC),
@@ -397,9 +398,9 @@ def run_agent(
             peak_memory_mb=_peak_rss_mb(),
             tokens_allocated=budget_tokens,
             **ctx.usage.model_dump(),
-            budget_reason=run.get("budget_reason"),
-            fallback_for=run.get("fallback_for"),
+            budget_reason=run.budget_reason,
+            fallback_for=run.fallback_for,
         )
         # Metrics must never turn a success into a failure.
         with contextlib.suppress(OSError):
-            spool_record(record, run.get("spool_dir"))
+            spool_record(record, run.spool_dir)

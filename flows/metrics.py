@@ -1133,7 +1133,9 @@ def publish_metrics_artifact(
 
     # Inside an async flow Prefect's dispatcher would hand back an un-awaited coroutine
     # (and create nothing); this function is sync, so ask for the sync implementation.
-    return create_table_artifact(**metrics_artifact_args(records, workflow), _sync=True)  # type: ignore[call-arg]
+    from agentrt.flows.prefect_compat import call_sync
+
+    return call_sync(create_table_artifact, **metrics_artifact_args(records, workflow))
 
 
 async def apublish_metrics_artifact(

@@ -51,7 +51,8 @@ async def arun_workflow(
     """Run a workflow to the end; return its result whether it completed or failed."""
     configure_prefect()
     guard_embedded_server()
-    from agentrt.flows.compiler import _shared_sync_client, build_flow
+    from agentrt.flows.compiler import RunHandle, build_flow
+    from agentrt.flows.prefect_compat import shared_sync_client
 
     install_log_redaction()  # Prefect's logging is set up now (importing it does that)
 
@@ -61,24 +62,25 @@ async def arun_workflow(
     else:
         values = plan.workflow.resolve_params(params or {})
     # The result file is written with the report, while Prefect records the flow run's end.
-    holder: dict[str, Any] = {"after_report": _save}
+    handle = RunHandle(after_report=_save)
     flow_obj = build_flow(
         plan,
         events=events,
         task_runner=task_runner,
         spool_root=metrics_dir(),
-        holder=holder,
+        handle=handle,
         return_json=False,
         artifacts=mode,
         report_after_return=True,
     )
-    with _shared_sync_client():
+    with shared_sync_client():
         await flow_obj(params=values, return_state=True)
-    result: RunResult | None = holder.get("result")
+    result = handle.result
     if result is None:
         raise RuntimeError(f"workflow {plan.workflow.name!r} ended without a result")
-    await holder["finishing"]
-    if (publish := holder.get("publish")) is not None:
+    if handle.finishing is not None:
+        await handle.finishing
+    if (publish := handle.publish) is not None:
         publish()
     return result
 

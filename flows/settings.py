@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 __all__ = ["agentrt_home", "configure_prefect", "guard_embedded_server", "metrics_dir", "runs_dir"]
 
@@ -59,51 +58,17 @@ EMBEDDED_SERVER_DEFAULTS = {
 def guard_embedded_server() -> None:
     """Make Prefect's embedded server stop when this process dies, even by SIGKILL.
 
-    Only in embedded mode (no ``PREFECT_API_URL``). Replaces
-    ``SubprocessASGIServer._run_uvicorn_command`` with the same uvicorn command run through
-    :mod:`agentrt.flows.server_guard`; if Prefect ever renames that method, this does nothing and
-    Prefect starts its server as before.
+    Only in embedded mode (no ``PREFECT_API_URL``): Prefect's own command for the server
+    (uvicorn) is run through :mod:`agentrt.flows.server_guard`, with
+    :data:`EMBEDDED_SERVER_DEFAULTS` under the environment. This replaces a private method of
+    Prefect's (:func:`agentrt.flows.prefect_compat.guard_embedded_server_command`), which
+    raises ``PrefectCompatError`` if Prefect no longer has it.
     """
-    import subprocess
-
-    import prefect
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:  # a real server (environment or Prefect profile)
         return
-    from prefect.server.api import server
-
+    from agentrt.flows.prefect_compat import guard_embedded_server_command
     from agentrt.flows.server_guard import guard_command
 
-    cls = server.SubprocessASGIServer
-    if getattr(cls, "_agentrt_guarded", False) or not hasattr(cls, "_run_uvicorn_command"):
-        return
-
-    def _run_uvicorn_command(self: Any) -> subprocess.Popen[Any]:
-        # Prefect 3.8's command and environment, started under the guard.
-        uvicorn_args = [
-            "--app-dir",
-            str(prefect.__module_path__.parent),
-            "--factory",
-            "prefect.server.api.server:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "error",
-            "--lifespan",
-            "on",
-        ]
-        env = {
-            **EMBEDDED_SERVER_DEFAULTS,
-            **os.environ,
-            "PREFECT_UI_ENABLED": "0",
-            "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1",
-            **get_current_settings().to_environment_variables(exclude_unset=True),
-        }
-        return subprocess.Popen(args=guard_command(uvicorn_args), env=env)
-
-    cls._run_uvicorn_command = _run_uvicorn_command
-    cls._agentrt_guarded = True
+    guard_embedded_server_command(guard_command, EMBEDDED_SERVER_DEFAULTS)

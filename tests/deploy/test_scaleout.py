@@ -187,8 +187,8 @@ def test_dask_with_a_live_progress_callback_like_the_cli(
 def test_ray_is_reported_clearly_when_missing() -> None:
     if shutil.which("ray") or _importable("prefect_ray"):
         pytest.skip("prefect-ray is installed here; the ray runner is exercised by hand")
-    from agentrt.flows.compiler import task_runner_for
     from agentrt.flows.run import prepare
+    from agentrt.flows.task_runners import task_runner_for
 
     plan, _ = prepare("code-analysis", strict=False)
     with pytest.raises(ValueError, match=r"pip install 'agentrt\[ray\]'"):

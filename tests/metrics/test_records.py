@@ -150,8 +150,8 @@ def test_one_parquet_file_per_run_readable_with_pandas(recorded: Recorded) -> No
 def test_finalize_is_idempotent(recorded: Recorded, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTRT_METRICS_DIR", str(recorded.root))
     path = recorded.files["mixed"]
-    # The flow itself finalized the run (agentrt.flows.compiler._report); the tests' call
-    # was a no-op.
+    # The flow itself finalized the run (agentrt.flows.run_outputs.write_run_outputs); the
+    # tests' call was a no-op.
     assert recorded.mixed.report_paths["metrics"] == str(path)
     before = (path.read_bytes(), path.stat().st_mtime_ns)
     spool = recorded.root / "spool" / str(recorded.mixed.flow_run_id)

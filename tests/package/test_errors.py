@@ -12,7 +12,7 @@ import pytest
 import agentrt
 from agentrt.agents.imports import EntrypointError
 from agentrt.errors import AgentrtError
-from agentrt.flows import compiler
+from agentrt.flows import retry_policy
 from agentrt.flows.lifecycle import DataFlowError, LowConfidenceError, OutputValidationError
 
 # Importing this module builds a Prefect flow per built-in workflow (its job, for workers).
@@ -70,7 +70,7 @@ def test_errors_keep_their_builtin_bases() -> None:
     ],
 )
 def test_retry_follows_the_class_attribute(error, named, expected) -> None:
-    assert compiler.retry_matches(error, frozenset(named)) is expected
+    assert retry_policy.retry_matches(error, frozenset(named)) is expected
 
 
 def test_a_renamed_subclass_keeps_its_family_behaviour() -> None:
@@ -81,15 +81,15 @@ def test_a_renamed_subclass_keeps_its_family_behaviour() -> None:
         retryable = False
 
     exc = RenamedUpstreamMismatch("x")
-    assert not compiler.retry_matches(exc, frozenset({"RenamedUpstreamMismatch"}))
-    assert not compiler.retry_matches(CustomNeverRetry(), frozenset({"CustomNeverRetry"}))
-    hint = compiler._suggest(exc, type(exc).__name__, "execute", "reviewer")
+    assert not retry_policy.retry_matches(exc, frozenset({"RenamedUpstreamMismatch"}))
+    assert not retry_policy.retry_matches(CustomNeverRetry(), frozenset({"CustomNeverRetry"}))
+    hint = retry_policy.failure_hint(exc, type(exc).__name__, "execute", "reviewer")
     assert hint == DataFlowError.hint
 
 
 def test_hints_come_from_the_class_and_name_the_agent() -> None:
     exc = LowConfidenceError("0.2 < 0.7")
-    hint = compiler._suggest(exc, "LowConfidenceError", "validate", "reviewer")
+    hint = retry_policy.failure_hint(exc, "LowConfidenceError", "validate", "reviewer")
     assert hint == "lower min_confidence in reviewer's manifest, or add a fallback agent"
-    plain = compiler._suggest(ValueError("x"), "ValueError", "execute", "reviewer")
+    plain = retry_policy.failure_hint(ValueError("x"), "ValueError", "execute", "reviewer")
     assert "add ValueError to retries.retry_on" in plain

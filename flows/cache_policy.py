@@ -1,0 +1,122 @@
+"""The result cache key of an agent's task run: the agent, its code and its inputs' contents.
+
+Prefect's result cache serves a finished task run's result again when the key matches.
+:class:`AgentCachePolicy` keys on the agent id and version, the hash of its source (and of
+an LLM agent's prompt and model), the inputs, and the *contents* of the files and folders
+the inputs name, so equal contents share a key whatever the paths' modification times.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+__all__ = ["AgentCachePolicy", "content_fingerprint", "git_head"]
+
+
+def content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | None:
+    """A hash of a file's bytes, or of a folder's files (those ``include`` selects) and
+    its checked-out commit; None when ``path`` is neither or cannot be read."""
+    p = Path(path)
+    try:
+        if p.is_file():
+            return hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest()
+        if p.is_dir():
+            from agentrt.context.sources import scan_repository
+
+            scan = scan_repository(p, include=list(include) if include else None)
+            tree = scan.fingerprint(store=_hash_store())
+            head = git_head(p)
+            return f"{tree}:{head}" if head else tree
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _hash_store() -> Any:
+    """The context store, where file content hashes outlive the process: a warm run then
+    stats the repository's files instead of reading and hashing them again."""
+    from agentrt.context.store import default_store_dir
+
+    return _open_store(default_store_dir())
+
+
+@functools.lru_cache(maxsize=4)
+def _open_store(directory: Path) -> Any:
+    try:
+        from agentrt.context.store import ContextStore
+
+        return ContextStore(directory)
+    except Exception:  # an unusable store only costs the re-hashing
+        return None
+
+
+def git_head(repo: Path) -> str | None:
+    """The commit checked out in ``repo`` (part of a repository's state, beside its files),
+    read from ``.git`` without running git."""
+    git = repo / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref: "):
+        return head
+    ref = head[5:]
+    try:
+        return (git / ref).read_text().strip()
+    except OSError:
+        pass
+    try:
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return ref  # an unborn branch
+
+
+@dataclass
+class AgentCachePolicy(CachePolicy):
+    """Cache key = agent id + version + source hash + inputs, with paths keyed by content.
+
+    Two runs with the same agent code and equal input *contents* share a key, whatever
+    the object identity or file modification times; editing a file the agent reads (or
+    its code) changes the key.
+    """
+
+    agent_key: str = ""
+    source: str = ""
+    include: tuple[str, ...] | None = None
+    model: str | None = None  # LLM agents: the manifest's model (AGENTRT_MODEL overrides)
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        values = inputs.get("inputs") or {}
+        content = {
+            name: content_fingerprint(value, self.include)
+            for name, value in sorted(values.items())
+            if isinstance(value, str) and value and len(value) < 4096 and os.path.exists(value)
+        }
+        payload = {
+            "agent": self.agent_key,
+            "source": self.source,
+            "inputs": values,
+            "content": content,
+            "budget": inputs.get("budget_tokens"),
+            "model": (os.environ.get("AGENTRT_MODEL") or self.model) if self.model else None,
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return f"agentrt-{self.agent_key}-{hashlib.blake2b(blob, digest_size=20).hexdigest()}"

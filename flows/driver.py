@@ -1,0 +1,326 @@
+"""The step driver: runs a plan's steps as Prefect task runs, each as soon as it can.
+
+Steps start as soon as their dependencies finish (which runs each topological level in
+parallel, and never waits for a slow sibling), fallbacks run in order as task runs of their
+own, optional failures are skipped, and a required failure stops new work (fail fast) while
+keeping every finished output. A worker lost under an attempt (a killed process-pool worker,
+a lost Dask worker) fails the attempt; the driver records it, as the agent could not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import graphlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from prefect.states import Failed
+
+from agentrt.agents.redact import redact
+from agentrt.agents.registry import RegisteredAgent
+from agentrt.flows.artifacts import RunArtifacts
+from agentrt.flows.attempt import RunInfo, failure_of, mark_failure
+from agentrt.flows.lifecycle import agent_spec, spool_record
+from agentrt.flows.plan import InputRef, Plan, PlannedStep
+from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
+from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, StepResult
+from agentrt.flows.retry_policy import failure_hint
+from agentrt.flows.schemas import input_fields, required_input_fields
+
+if TYPE_CHECKING:
+    from agentrt.context.budget import Grant
+
+__all__ = ["Driver"]
+
+
+@dataclass
+class Driver:
+    """Runs one plan's steps inside its flow run (see the module's docstring)."""
+
+    plan: Plan
+    params: dict[str, Any]
+    #: The Prefect task of each agent (agent key → task), fallbacks included.
+    tasks: dict[str, Any]
+    #: Each step's token grant (steps whose agents ask for no tokens are absent).
+    grants: dict[str, Grant]
+    events: RunEvents
+    spool_dir: str | None
+    #: How task parameters are passed (see prefect_compat.parameter_wrapper); fixed by the
+    #: run's runner.
+    wrap: Callable[[Any], Any]
+    results: dict[str, StepResult] = field(default_factory=dict)
+    fatal: list[ErrorReport] = field(default_factory=list)
+    #: The run's Prefect artifacts (None with AGENTRT_ARTIFACTS=off).
+    artifacts: RunArtifacts | None = None
+    #: Each agent's spec, made once per run (agent key → wrapped spec).
+    specs: dict[str, Any] = field(default_factory=dict)
+
+    def _value(self, ref: InputRef) -> tuple[bool, Any]:
+        if ref.source == "literal":
+            return True, ref.value
+        if ref.source == "params":
+            return True, self.params.get(ref.path[0])
+        upstream = self.results.get(ref.source)
+        if upstream is None or upstream.output is None:
+            return False, None
+        data: Any = upstream.output
+        for part in ref.path:
+            if isinstance(data, dict) and part in data:
+                data = data[part]
+            else:
+                return False, None
+        return True, data
+
+    def _inputs(self, step: PlannedStep) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+        inputs: dict[str, Any] = {}
+        provenance: dict[str, str] = {}
+        missing: list[str] = []
+        for name, refs in step.inputs.items():
+            values = []
+            for ref in refs:
+                ok, value = self._value(ref)
+                if ok:
+                    values.append(value)
+                    if ref.source not in ("params", "literal"):
+                        provenance[name] = self.plan.steps[ref.source].agent.key
+                else:
+                    missing.append(f"{name} ← {ref.describe()}")
+            if not values:
+                continue
+            if len(refs) == 1:
+                inputs[name] = values[0]
+            elif all(isinstance(v, list) for v in values):
+                inputs[name] = [x for v in values for x in v]
+            else:
+                inputs[name] = values
+        return inputs, provenance, missing
+
+    def _blocked(self, step: PlannedStep) -> str | None:
+        for dep in sorted(step.after):
+            upstream = self.results.get(dep)
+            if upstream is None or upstream.state not in ("skipped", "failed"):
+                continue
+            why = upstream.reason or upstream.state
+            if dep in step.required_steps:
+                return f"requires {dep}, which was {upstream.state} ({why})"
+            try:
+                required = required_input_fields(step.agent)
+            except Exception:
+                required = set()
+            for name, refs in step.inputs.items():
+                if name in required and all(r.source == dep for r in refs):
+                    return f"input {name} needs {dep}, which was {upstream.state} ({why})"
+        return None
+
+    async def _attempt(
+        self, step: PlannedStep, agent: RegisteredAgent, inputs, provenance, fallback_for
+    ):
+        grant = self.grants.get(step.id)
+        run = RunInfo(
+            workflow=self.plan.workflow.name,
+            step=step.id,
+            params=self.params,
+            provenance=provenance,
+            tag_limits=dict(self.plan.workflow.concurrency.tags),
+            spool_dir=self.spool_dir,
+            budget_reason=grant.reason if grant is not None else None,
+            fallback_for=fallback_for,
+        )
+        tokens = grant.tokens if grant is not None else None
+        if fallback_for:
+            # A fallback gets the same data, less what its own input schema does not accept.
+            try:
+                accepted = input_fields(agent)
+            except Exception:
+                accepted = set()
+            if accepted:
+                inputs = {k: v for k, v in inputs.items() if k in accepted}
+        future = None
+        started = datetime.now(UTC)
+        wrap = self.wrap
+        try:
+            spec = self.specs.get(agent.key)
+            if spec is None:
+                spec = self.specs[agent.key] = wrap(agent_spec(agent))
+            future = self.tasks[agent.key].submit(spec, wrap(inputs), tokens, wrap(run))
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
+            await done
+            if passes_opaque(wrap):
+                # Thread runner (parameters passed opaque): the finished task run left its
+                # result in memory, so no hop to a thread just to read it.
+                value = future.result(raise_on_failure=False)
+            else:
+                value = await asyncio.to_thread(future.result, raise_on_failure=False)
+            return future.state, value, str(future.task_run_id)
+        except Exception as exc:
+            # Not the agent's failure but its worker's: a process-pool worker killed by the
+            # OOM killer or a signal (BrokenProcessPool), a Dask worker lost. The agent
+            # could not record its attempt, so the driver does.
+            task_run_id = str(future.task_run_id) if future is not None else None
+            self._record_lost_attempt(step, agent, run, exc, started, task_run_id)
+            dont_wait_for_dead_workers()
+            mark_failure(exc, "execute", 1)
+            return Failed(message=redact(f"{type(exc).__name__}: {exc}")), exc, task_run_id
+
+    def _record_lost_attempt(
+        self,
+        step: PlannedStep,
+        agent: RegisteredAgent,
+        run: RunInfo,
+        exc: BaseException,
+        started: datetime,
+        task_run_id: str | None,
+    ) -> None:
+        from prefect.runtime import flow_run
+
+        m = agent.manifest
+        grant = self.grants.get(step.id)
+        ended = datetime.now(UTC)
+        record = AttemptRecord(
+            workflow=self.plan.workflow.name,
+            flow_run_id=str(flow_run.id) if flow_run.id else None,
+            task_run_id=task_run_id,
+            step=step.id,
+            agent_id=m.id,
+            agent_version=m.version,
+            attempt=1,
+            state="failed",
+            error_type=type(exc).__name__,
+            error_message=redact(str(exc) or type(exc).__name__)[:2000],
+            phase="execute",
+            started_at=started,
+            ended_at=ended,
+            wall_seconds=round((ended - started).total_seconds(), 6),
+            cpu_seconds=0.0,
+            tokens_allocated=grant.tokens if grant is not None else None,
+            budget_reason=run.budget_reason,
+            fallback_for=run.fallback_for,
+        )
+        with contextlib.suppress(OSError):
+            spool_record(record, self.spool_dir)
+
+    async def run_step(self, sid: str) -> None:
+        step = self.plan.steps[sid]
+        result = StepResult(step=sid, agent=step.agent.key, state="pending")
+        self.results[sid] = result
+        blocked = self._blocked(step)
+        if blocked:
+            result.state, result.reason = "skipped", blocked
+            self.events.emit(sid, "skipped", result)
+            return
+        inputs, provenance, _missing = self._inputs(step)
+        result.state = "running"
+        result.started_at = datetime.now(UTC)
+        grant = self.grants.get(sid)
+        result.tokens_allocated = grant.tokens if grant is not None else None
+        result.budget_reason = grant.reason if grant is not None else None
+        self.events.emit(sid, "running", result)
+        t0 = time.perf_counter()
+        tried: list[str] = []
+        last: tuple[str, str, str, int] | None = None
+        last_exc: BaseException | None = None
+        for index, agent in enumerate([step.agent, *step.fallbacks]):
+            state, value, task_run_id = await self._attempt(
+                step, agent, inputs, provenance, step.agent.key if index else None
+            )
+            result.task_run_ids.append(task_run_id)
+            if state.is_completed() and isinstance(value, dict):
+                t_int = time.perf_counter()
+                result.output = value.get("output")
+                result.phases = dict(value.get("phases") or {})
+                result.attempts += int(value.get("attempt") or 1)
+                result.tokens_delivered = value.get("tokens_delivered")
+                if index:
+                    result.state, result.used_agent = "fallback", agent.key
+                    why = f" ({last[0]}: {last[2][:200]})" if last else ""
+                    result.reason = f"{step.agent.key} failed{why}; fallback {agent.key} succeeded"
+                elif state.name == "Cached":
+                    result.state, result.reason = "cached", "served from Prefect's result cache"
+                else:
+                    result.state = "completed"
+                result.phases["integrate"] = round(time.perf_counter() - t_int, 6)
+                break
+            tried.append(agent.key)
+            exc = last_exc = value if isinstance(value, BaseException) else None
+            failure = failure_of(exc)
+            attempts = failure.attempt if failure is not None else 1
+            result.attempts += attempts
+            last = (
+                type(exc).__name__ if exc else state.name,
+                failure.phase if failure is not None else "execute",
+                redact(str(exc) if exc else (state.message or "failed")),
+                attempts,
+            )
+        result.ended_at = datetime.now(UTC)
+        result.duration_seconds = round(time.perf_counter() - t0, 6)
+        if result.output is None and last is not None:
+            error_type, phase, message, attempts = last
+            report = ErrorReport(
+                step=sid,
+                agent=step.agent.key,
+                phase=phase,
+                error_type=error_type,
+                message=message[:2000],
+                attempts=result.attempts,
+                suggestion=failure_hint(last_exc, error_type, phase, step.agent.id),
+                fallbacks_tried=tried[1:],
+            )
+            result.error = report
+            if step.optional:
+                result.state = "skipped"
+                result.reason = f"optional agent failed: {error_type}: {message[:300]}"
+            else:
+                result.state = "failed"
+                result.reason = f"{error_type} in {phase}"
+                self.fatal.append(report)
+        self.events.emit(sid, result.state, result)
+
+    async def run(self) -> None:
+        sorter = graphlib.TopologicalSorter(self.plan.graph())
+        sorter.prepare()
+        running: dict[asyncio.Task[None], str] = {}
+        # Finished steps arrive here; asyncio.wait over all running steps each time one ends
+        # would cost O(steps²) for a wide level.
+        finishing: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
+        for sid in self.plan.steps:
+            self.events.emit(sid, "pending")
+        if self.artifacts is not None:
+            self.artifacts.start()
+        while sorter.is_active():
+            if not self.fatal:
+                for sid in sorted(sorter.get_ready()):
+                    task = asyncio.create_task(self.run_step(sid))
+                    task.add_done_callback(finishing.put_nowait)
+                    running[task] = sid
+            if not running:
+                break
+            done = [await finishing.get()]
+            while not finishing.empty():
+                done.append(finishing.get_nowait())
+            for finished in done:
+                sid = running.pop(finished)
+                finished.result()  # surface driver bugs instead of hanging
+                sorter.done(sid)
+            if self.artifacts is not None:
+                self.artifacts.progress(len(self.results) - len(running))
+        first = self.fatal[0].agent if self.fatal else "?"
+        for sid, step in self.plan.steps.items():
+            if sid not in self.results:
+                self.results[sid] = StepResult(
+                    step=sid,
+                    agent=step.agent.key,
+                    state="skipped",
+                    reason=f"not started: the run stopped after {first} failed",
+                )
+                self.events.emit(sid, "skipped", self.results[sid])
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
