@@ -16,8 +16,9 @@ registry, the built-in agents), ``agentrt.context`` (the context manager) and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentrt.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -76,14 +77,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentrt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -14,8 +14,7 @@ package is cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agentrt.lazy import lazy_exports
 
 _EXPORTS = {
     "BudgetRequest": "agentrt.context.budget",
@@ -36,8 +35,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentrt.context' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Names are loaded on first use, so importing this package does not load the runti
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agentrt.lazy import lazy_exports
 
 _EXPORTS = {
     "AgentContext": "agentrt.agents.agent_context",
@@ -33,7 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'flows' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

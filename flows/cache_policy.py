@@ -19,7 +19,9 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-__all__ = ["AgentCachePolicy", "content_fingerprint", "git_head"]
+from agentrt.context.git import head_commit
+
+__all__ = ["AgentCachePolicy", "content_fingerprint"]
 
 
 def content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | None:
@@ -34,7 +36,7 @@ def content_fingerprint(path: str, include: tuple[str, ...] | None) -> str | Non
 
             scan = scan_repository(p, include=list(include) if include else None)
             tree = scan.fingerprint(store=_hash_store())
-            head = git_head(p)
+            head = head_commit(p)
             return f"{tree}:{head}" if head else tree
     except (OSError, ValueError):
         return None
@@ -57,30 +59,6 @@ def _open_store(directory: Path) -> Any:
         return ContextStore(directory)
     except Exception:  # an unusable store only costs the re-hashing
         return None
-
-
-def git_head(repo: Path) -> str | None:
-    """The commit checked out in ``repo`` (part of a repository's state, beside its files),
-    read from ``.git`` without running git."""
-    git = repo / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-    except OSError:
-        return None
-    if not head.startswith("ref: "):
-        return head
-    ref = head[5:]
-    try:
-        return (git / ref).read_text().strip()
-    except OSError:
-        pass
-    try:
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        pass
-    return ref  # an unborn branch
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The package's layers: imports only go downward, and only through the ``agentrt`` name.
 
-    agentrt.errors < agentrt.context < agentrt.claude < agentrt.agents < agentrt.flows
-    < agentrt.cli
+    agentrt.lazy < agentrt.errors < agentrt.context < agentrt.claude < agentrt.agents
+    < agentrt.flows < agentrt.cli
 
 Every source module (the folders ``[tool.setuptools] package-dir`` maps into ``agentrt``)
 is parsed, and every import in it is checked: module-level, inside functions, and under
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Lowest first. A layer may import its own modules and those of the layers below it.
 LAYERS = [
+    "agentrt.lazy",
     "agentrt.errors",
     "agentrt.context",
     "agentrt.claude",
