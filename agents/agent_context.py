@@ -50,6 +50,12 @@ class AgentContext:
     An agent reports the tokens it used by setting ``ctx.tokens_delivered``,
     ``ctx.tokens_referenced``, ``ctx.llm_input_tokens`` and ``ctx.llm_output_tokens``
     (all held in ``ctx.usage``); the runtime puts them in the attempt's record.
+
+    ``budget_tokens`` is the step's token grant (None: the agent asks for no context tokens,
+    or runs outside a workflow). ``token_limit`` is the grant when the workflow sets a total
+    budget: the runtime counts what the agent delivers and fails the attempt
+    (:class:`~agentrt.context.budget.BudgetExceededError`) above it. Without a workflow
+    budget the grant is the agent's optimal slice, a default its own input may raise.
     """
 
     agent_id: str
@@ -60,7 +66,11 @@ class AgentContext:
     budget_tokens: int | None
     attempt: int
     flow_run_id: str | None = None
+    token_limit: int | None = None
     usage: TokenUsage = field(default_factory=TokenUsage)
+    #: What an LLM agent sent its model (instructions, user message, output schema), set by
+    #: the LLM runner: the runtime counts it against ``token_limit``.
+    prompt_parts: list[str] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     tokens_delivered = _usage_field("tokens_delivered")

@@ -96,7 +96,9 @@ ENV_OUTPUT_RETRIES = "AGENTRT_LLM_OUTPUT_RETRIES"
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_OUTPUT_RETRIES = 2
 DEFAULT_OLLAMA_URL = "http://localhost:11434/v1"
-#: Token slice used when the agent runs outside a workflow and its manifest states none.
+#: Token slice used when the agent has no grant (it runs outside a workflow, or its manifest
+#: asks for no context tokens) and its manifest states no optimal_tokens. A grant from a
+#: workflow is never replaced by it.
 DEFAULT_BUDGET = 8_000
 #: The model's own deadline is this fraction of ``timeout_seconds``, so a slow provider ends
 #: in a clean :class:`LLMTimeoutError` before the runtime's watchdog abandons the thread.
@@ -446,6 +448,18 @@ def _schema_tokens(output_schema: type[BaseModel] | dict | None) -> int:
     return count_tokens(json.dumps(schema, separators=(",", ":")))
 
 
+def prompt_parts(prompt: Prompt, output_schema: type[BaseModel] | dict | None) -> list[str]:
+    """What the model is sent, as texts to count: instructions, the user message and the
+    output schema (as JSON); the provider's framing adds :data:`FRAMING_TOKENS`."""
+    parts = [prompt.instructions, prompt.user]
+    if output_schema is not None:
+        schema = (
+            output_schema.model_json_schema() if isinstance(output_schema, type) else output_schema
+        )
+        parts.append(json.dumps(schema, separators=(",", ":")))
+    return parts
+
+
 def _output_type(agent: RegisteredAgent, schema: type[BaseModel] | dict | None) -> Any:
     if schema is None:
         return str
@@ -505,15 +519,28 @@ def run_llm_agent(
 
     inputs = _input_dict(value)
     task = task_of(manifest, inputs)
-    budget = (
-        (ctx.budget_tokens if ctx is not None else None)
-        or manifest.context.optimal_tokens
-        or DEFAULT_BUDGET
-    )
+    grant = ctx.budget_tokens if ctx is not None else None
+    budget = grant if grant is not None else manifest.context.optimal_tokens or DEFAULT_BUDGET
     prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
+    parts = prompt_parts(prompt, output_schema)
     if ctx is not None:
         ctx.tokens_delivered = context.tokens
+        ctx.prompt_parts = parts
         ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
+    limit = ctx.token_limit if ctx is not None else None
+    if limit is not None:
+        # Checked before the model is paid; the runtime counts the same parts again.
+        from agentrt.context.tokens import count_tokens
+
+        sent = sum(count_tokens(p) for p in parts) + FRAMING_TOKENS
+        if sent > limit:
+            from agentrt.context.budget import BudgetExceededError
+
+            raise BudgetExceededError(
+                f"{manifest.key}'s prompt is {sent:,} tokens without the model called, more than "
+                f"the {limit:,} it was granted (instructions, inputs, "
+                f"{context.tokens:,} tokens of context, output schema)"
+            )
     call = LLMCall(manifest.key, spec, context.tokens, context.paths)
 
     from pydantic_ai import Agent, ModelRetry, RunUsage

@@ -113,6 +113,15 @@ class ContextSpec(_Strict):
     query: str | None = Field(None, description="What to look for; defaults to the workflow task.")
     min_tokens: Annotated[int, Field(ge=0)] = 0
     optimal_tokens: Annotated[int, Field(ge=0)] = 0
+    delivered: str | None = Field(
+        None,
+        description=(
+            "Output field (dotted path) holding the context this agent delivers: the runtime "
+            "counts its text against the agent's token grant (strings as they are, items by "
+            "their `text`, anything else as JSON). Unset: the whole output counts. LLM agents "
+            "need none: their whole prompt counts."
+        ),
+    )
 
     @model_validator(mode="after")
     def _order(self) -> ContextSpec:

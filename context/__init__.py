@@ -17,6 +17,8 @@ from __future__ import annotations
 from agentrt.lazy import lazy_exports
 
 _EXPORTS = {
+    "BudgetExceededError": "agentrt.context.budget",
+    "BudgetTooSmallError": "agentrt.context.budget",
     "BudgetRequest": "agentrt.context.budget",
     "Grant": "agentrt.context.budget",
     "TokenBudgetManager": "agentrt.context.budget",

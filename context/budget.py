@@ -22,9 +22,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from agentrt.errors import AgentrtError
+
 __all__ = [
     "BudgetAllocation",
+    "BudgetExceededError",
     "BudgetRequest",
+    "BudgetTooSmallError",
     "Grant",
     "GrantStatus",
     "TokenBudgetManager",
@@ -32,6 +36,31 @@ __all__ = [
 ]
 
 GrantStatus = Literal["optimal", "partial", "minimum", "none"]
+
+
+class BudgetExceededError(AgentrtError, ValueError):
+    """An agent delivered more tokens than its grant (counted by the runtime, never retried:
+    the same input delivers the same context again)."""
+
+    retryable = False
+    hint = (
+        "make {agent} deliver no more than the tokens it is granted (ctx.budget_tokens), or "
+        "raise the workflow's budget.total_tokens"
+    )
+
+
+class BudgetTooSmallError(AgentrtError):
+    """The workflow's token budget grants a required agent nothing, so the run cannot start.
+
+    ``problems``: one line per agent left without tokens, then one line on what to change.
+    """
+
+    retryable = False
+    hint = "raise the workflow's budget.total_tokens, or mark the agents' steps optional"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 class BudgetRequest(BaseModel):

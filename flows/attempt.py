@@ -37,6 +37,9 @@ class RunInfo:
     spool_dir: str | None = None
     #: Why the step got its token slice (the budget grant's reason).
     budget_reason: str | None = None
+    #: The most tokens the attempt may deliver: the grant, when the workflow sets a total
+    #: budget (None: nothing to enforce).
+    token_limit: int | None = None
     #: The key of the agent this one stands in for, when it runs as a fallback.
     fallback_for: str | None = None
 

@@ -28,7 +28,7 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 
 from agentrt.agents.registry import RegisteredAgent
-from agentrt.flows.allocation import allocate_budget
+from agentrt.flows.allocation import allocate_budget, check_budget
 from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts
 from agentrt.flows.cache_policy import AgentCachePolicy
 from agentrt.flows.driver import Driver
@@ -155,6 +155,7 @@ def build_flow(
         key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
     }
     grants = allocate_budget(plan)
+    check_budget(plan, grants)  # a required agent granted nothing: fail before any starts
 
     async def run_workflow(params: dict[str, Any]) -> dict[str, Any]:
         from prefect.runtime import flow_run

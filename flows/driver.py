@@ -22,6 +22,7 @@ from prefect.states import Failed
 
 from agentrt.agents.redact import redact
 from agentrt.agents.registry import RegisteredAgent
+from agentrt.flows.allocation import token_limit
 from agentrt.flows.artifacts import RunArtifacts
 from agentrt.flows.attempt import RunInfo, failure_of, mark_failure
 from agentrt.flows.lifecycle import agent_spec, spool_record
@@ -128,6 +129,7 @@ class Driver:
             tag_limits=dict(self.plan.workflow.concurrency.tags),
             spool_dir=self.spool_dir,
             budget_reason=grant.reason if grant is not None else None,
+            token_limit=token_limit(self.plan, grant),
             fallback_for=fallback_for,
         )
         tokens = grant.tokens if grant is not None else None
@@ -214,12 +216,18 @@ class Driver:
             result.state, result.reason = "skipped", blocked
             self.events.emit(sid, "skipped", result)
             return
-        inputs, provenance, _missing = self._inputs(step)
-        result.state = "running"
-        result.started_at = datetime.now(UTC)
         grant = self.grants.get(sid)
         result.tokens_allocated = grant.tokens if grant is not None else None
         result.budget_reason = grant.reason if grant is not None else None
+        if grant is not None and grant.tokens == 0:
+            # A step granted nothing does not run (a required one stops the run before it
+            # starts: allocation.check_budget).
+            result.state, result.reason = "skipped", f"no token budget: {grant.reason}"
+            self.events.emit(sid, "skipped", result)
+            return
+        inputs, provenance, _missing = self._inputs(step)
+        result.state = "running"
+        result.started_at = datetime.now(UTC)
         self.events.emit(sid, "running", result)
         t0 = time.perf_counter()
         tried: list[str] = []

@@ -196,6 +196,28 @@ def _check_quality(manifest: AgentManifest, data: Any) -> None:
             )
 
 
+def _check_budget(manifest: AgentManifest, data: Any, ctx: AgentContext, run: RunInfo) -> None:
+    """Tokens delivered ≤ tokens granted, counted by the runtime (see
+    :func:`~agentrt.flows.allocation.counted_tokens`); the agent's own figure counts too
+    when it admits more. Nothing to check when the workflow sets no total budget."""
+    limit = run.token_limit
+    if limit is None:
+        return
+    from agentrt.flows.allocation import counted_tokens
+
+    counted, what = counted_tokens(manifest, data, ctx.prompt_parts)
+    reported = ctx.tokens_delivered or 0
+    delivered = max(counted, reported)
+    if delivered > limit:
+        from agentrt.context.budget import BudgetExceededError
+
+        source = f"counted in {what}" if counted >= reported else "as it reported"
+        raise BudgetExceededError(
+            f"{manifest.key} delivered {delivered:,} tokens ({source}) but was granted "
+            f"{limit:,} (step {run.step} of workflow {run.workflow})"
+        )
+
+
 def _task_run_info() -> tuple[str | None, str | None, int]:
     try:
         from prefect.context import TaskRunContext
@@ -322,6 +344,7 @@ def run_agent(
         budget_tokens=budget_tokens,
         attempt=attempt,
         flow_run_id=flow_run_id,
+        token_limit=run.token_limit,
     )
 
     def next_phase(name: str) -> None:
@@ -360,6 +383,7 @@ def run_agent(
         except SchemaValidationError as exc:
             raise OutputValidationError(f"{manifest.key} returned invalid output: {exc}") from None
         _check_quality(manifest, data)
+        _check_budget(manifest, data, ctx, run)
         next_phase("cleanup")
         return {
             "output": data,

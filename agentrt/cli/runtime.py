@@ -214,6 +214,21 @@ def workflows_show(
         }
         for sid, s in plan.steps.items()
     }
+    from agentrt.flows.allocation import allocate_budget, budget_problems
+
+    grants = allocate_budget(plan)
+    allocation = {
+        sid: {
+            "tokens": g.tokens,
+            "status": g.status,
+            "reason": g.reason,
+            "min_tokens": plan.steps[sid].agent.manifest.context.min_tokens,
+            "optimal_tokens": plan.steps[sid].agent.manifest.context.optimal_tokens,
+            "priority": plan.steps[sid].agent.manifest.priority,
+            "runs": g.tokens > 0,
+        }
+        for sid, g in grants.items()
+    }
     data = {
         "name": plan.workflow.name,
         "description": plan.workflow.description,
@@ -222,6 +237,8 @@ def workflows_show(
         "edges": plan.edges(),
         "steps": steps,
         "budget": plan.workflow.budget.total_tokens,
+        "allocation": allocation,
+        "budget_problems": budget_problems(plan, grants),
     }
     if as_json:
         print_json(data)
@@ -247,6 +264,20 @@ def workflows_show(
             extra.append("added: required by another agent")
         if extra:
             out.print(f"  {sid}: " + "; ".join(extra))
+    total = plan.workflow.budget.total_tokens
+    if allocation:
+        out.print(f"  token budget: {f'{total:,}' if total else 'none set'}")
+    for sid, a in allocation.items():
+        flag = (
+            ""
+            if a["runs"]
+            else " [yellow]⚠ 0 tokens: skipped[/yellow]"
+            if plan.steps[sid].optional
+            else " [red]✗ 0 tokens: the run cannot start[/red]"
+        )
+        out.print(f"    {sid}: {a['tokens']:,} tokens — {a['reason']}{flag}", highlight=False)
+    for problem in data["budget_problems"]:
+        err.print(problem, highlight=False, markup=False)
 
 
 # -- run -----------------------------------------------------------------------------
@@ -291,6 +322,10 @@ def run(
         raise fail(exc.problems, ExitCode.BAD_INPUT) from None
     except (ValueError, AgentNotFound, ResolutionError) as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    from agentrt.flows.allocation import budget_problems
+
+    if problems := budget_problems(plan):  # before any agent starts
+        raise fail(["error: " + problems[0], *problems[1:]], ExitCode.FAILURE)
     if task_runner and task_runner not in ("thread", "process", "dask", "ray"):
         raise fail(
             f"--task-runner {task_runner!r}: use thread, process, dask or ray", ExitCode.BAD_INPUT

@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentrt.agents.agent_context import AgentContext
 from agentrt.context.items import SelectionItem
 
-__all__ = ["Input", "Output", "render_markdown", "run"]
+__all__ = ["Input", "Output", "budget_of", "render_markdown", "run"]
 
+#: The budget when the agent has no grant at all (called outside a workflow) and its input
+#: names none. A grant from a workflow is never replaced by it.
 DEFAULT_BUDGET = 8_000
 
 
@@ -24,7 +26,12 @@ class Input(BaseModel):
     repo: str = Field(description="Path to the repository root.")
     task: str = Field("", description="What the workflow is about (an issue, a question).")
     budget: int | None = Field(
-        None, gt=0, description="Token budget; default: the slice the runtime allocated."
+        None,
+        gt=0,
+        description=(
+            "Token budget; default: the slice the runtime granted. Capped at the grant when "
+            "the workflow sets a total budget."
+        ),
     )
     include: list[str] | None = Field(None, description="Gitignore-style patterns to consider.")
 
@@ -42,7 +49,7 @@ class Output(BaseModel):
 def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     from agentrt.context.select import select
 
-    budget = inputs.budget or (ctx.budget_tokens if ctx is not None else None) or DEFAULT_BUDGET
+    budget = budget_of(inputs.budget, ctx)
     selection = select(inputs.repo, inputs.task, budget, include=inputs.include)
     items = [SelectionItem(**item.to_json()) for item in selection.items]  # scores rounded
     files = list(dict.fromkeys(item.path for item in items))
@@ -61,6 +68,15 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         files=files,
         items=items,
     )
+
+
+def budget_of(asked: int | None, ctx: AgentContext | None) -> int:
+    """The tokens to deliver: what the input asks for, else the runtime's grant, else (no
+    grant: outside a workflow) :data:`DEFAULT_BUDGET`; never above the workflow's limit."""
+    grant = ctx.budget_tokens if ctx is not None else None
+    budget = asked if asked is not None else grant if grant is not None else DEFAULT_BUDGET
+    limit = ctx.token_limit if ctx is not None else None
+    return budget if limit is None else min(budget, limit)
 
 
 def render_markdown(output: Output) -> str:

@@ -22,7 +22,9 @@ class Input(BaseModel):
     transcript: str = Field(description="Path to the session's JSONL transcript.")
     task: str = Field("", description="The subagent's task (prompt); empty: the session's gist.")
     subagent_type: str = "general-purpose"
-    total_tokens: int = Field(18_000, ge=200)
+    total_tokens: int = Field(
+        18_000, ge=200, description="Capped at the grant when the workflow sets a total budget."
+    )
     chunk_tokens: int = Field(18_000, ge=100)
     output: str | None = Field(None, description="Folder for the chunk files (none: not written).")
 
@@ -39,6 +41,9 @@ class Output(BaseModel):
     kept: dict[str, int]
     omitted: dict[str, int]
     files: list[str] = Field(description="Chunk files written, if an output folder was given.")
+    text: list[str] = Field(
+        default_factory=list, description="The chunks: the delivered context (context.delivered)."
+    )
 
 
 def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
@@ -50,7 +55,9 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         raise FileNotFoundError(f"transcript {inputs.transcript!r} not found")
     transcript = parse_transcript(path)
     task = SubagentTask(prompt=inputs.task, subagent_type=inputs.subagent_type)
-    budget = Budget(total_tokens=inputs.total_tokens, chunk_tokens=inputs.chunk_tokens)
+    limit = ctx.token_limit if ctx is not None else None
+    total = inputs.total_tokens if limit is None else min(inputs.total_tokens, limit)
+    budget = Budget(total_tokens=total, chunk_tokens=inputs.chunk_tokens)
     condensed = condense(transcript, task, budget, upto_line=transcript.n_lines)
     written: list[str] = []
     if inputs.output:
@@ -78,6 +85,7 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         kept=dict(condensed.kept),
         omitted=dict(condensed.omitted),
         files=written,
+        text=list(condensed.chunks),
     )
 
 
