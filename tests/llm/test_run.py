@@ -328,3 +328,29 @@ def test_context_placed_by_the_template_keeps_its_braces(repo: Path, tmp_path: P
     assert not any(
         isinstance(p, SystemPromptPart) for m in messages for p in getattr(m, "parts", [])
     )
+
+
+def test_a_prompt_over_the_workflows_limit_fails_before_the_model_is_called(
+    llm_review: RegisteredAgent, repo: Path
+) -> None:
+    from agentrt.context.budget import BudgetExceededError
+
+    recorder = Recorder(REVIEW)
+    ctx = make_ctx(300)
+    ctx.token_limit = 300  # the instructions and output schema alone are more
+    with pytest.raises(BudgetExceededError, match="more than the 300 it was granted"):
+        run_llm_agent(llm_review, Input(repo=str(repo)), ctx, model=FunctionModel(recorder))
+    assert recorder.calls == []
+
+
+def test_the_runtime_counts_the_whole_prompt_within_the_grant(
+    llm_review: RegisteredAgent, repo: Path
+) -> None:
+    from agentrt.flows.allocation import counted_tokens
+
+    ctx = make_ctx(3_000)
+    ctx.token_limit = 3_000
+    run_llm_agent(llm_review, Input(repo=str(repo)), ctx, model=FunctionModel(Recorder(REVIEW)))
+    counted, what = counted_tokens(llm_review.manifest, {}, ctx.prompt_parts)
+    assert what == "its prompt" and ctx.tokens_delivered is not None
+    assert ctx.tokens_delivered < counted <= 3_000
