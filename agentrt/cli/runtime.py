@@ -20,6 +20,7 @@ from rich.table import Table
 from agentrt.agents.diagnostics import ManifestError
 from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
 from agentrt.cli.output import ExitCode, fail, print_json
+from agentrt.errors import AgentrtError
 
 agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
 workflows_app = typer.Typer(help="List and inspect workflows.", no_args_is_help=True)
@@ -326,7 +327,9 @@ def run(
                     plan.workflow, params, plan=plan, events=events, task_runner=task_runner
                 )
             )
-    except ValueError as exc:  # e.g. a task runner that is not installed
+    except (ValueError, AgentrtError) as exc:
+        # A task runner that is not installed, an entrypoint that cannot be imported: said in
+        # one line, as before the run.
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
     if as_json:
         print_json(result.model_dump(mode="json"))
