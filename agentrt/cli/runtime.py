@@ -271,6 +271,13 @@ def run(
         typer.Option(help="Override the workflow's task runner: thread|process|dask|ray."),
     ] = None,
     agent_path: AgentPath = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 when a step got its output only through a fallback agent.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a workflow as a Prefect flow, showing each agent's progress."""
@@ -350,6 +357,13 @@ def run(
     # Published in the background since the run returned; usually done by now.
     for problem in drain_artifacts():
         err.print(f"artifacts not published: {problem}", highlight=False)
+    if strict and result.state == "completed" and result.fallbacks:
+        err.print(
+            f"--strict: {result.outcome}; fix the failing agents (see the notes) or run "
+            "without --strict",
+            highlight=False,
+        )
+        raise typer.Exit(ExitCode.FAILURE)
     raise typer.Exit(ExitCode.OK if result.state == "completed" else ExitCode.FAILURE)
 
 
@@ -399,7 +413,7 @@ def _closing_summary(result: Any) -> str:
     findings = sum(count_findings(s.output) for s in result.steps.values())
     tokens = sum(s.tokens_delivered or 0 for s in result.steps.values())
     states = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    head = f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s"
+    head = f"{result.workflow} {result.outcome} in {result.duration_seconds:.1f}s"
     parts = [
         f"{total} agent{'s' if total != 1 else ''} ({states})",
         f"{findings:,} findings",
