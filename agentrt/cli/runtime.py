@@ -164,6 +164,32 @@ def agents_validate(
     raise typer.Exit(ExitCode.BAD_INPUT if problems else ExitCode.OK)
 
 
+@agents_app.command("new")
+def agents_new(
+    name: Annotated[
+        str, typer.Argument(help="The agent's id (and module name), e.g. todo_counter.")
+    ],
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Where to write the agent (created if missing).")
+    ] = Path("my_agents"),
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Scaffold an agent: NAME.yaml (manifest), NAME.py (typed function), test_NAME.py."""
+    from agentrt.cli.scaffold import scaffold_agent
+
+    try:
+        written = scaffold_agent(name, folder, force=force)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+    out.print(
+        f"next: agentrt agents validate {folder} · pytest {folder} · "
+        f"agentrt run WORKFLOW -A {folder} (a workflow with `- agent: {name}`)",
+        highlight=False,
+    )
+
+
 # -- workflows -----------------------------------------------------------------------
 @workflows_app.command("list")
 def workflows_list(as_json: JsonFlag = False) -> None:
