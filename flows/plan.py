@@ -126,6 +126,59 @@ def _resolution_problems(
     return pending
 
 
+def _json_types(schema: Any) -> set[str] | None:
+    """The JSON types a property schema allows (integer counts as number), or None."""
+    if not isinstance(schema, dict):
+        return None
+    if "type" in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return {"number" if k == "integer" else k for k in kinds}
+    if "$ref" in schema:
+        return {"object"}
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list):
+        found: set[str] = set()
+        for option in options:
+            kinds = _json_types(option)
+            if kinds is None:
+                return None
+            found |= kinds
+        return found
+    return None
+
+
+def _property(agent: RegisteredAgent, which: str, name: str) -> set[str] | None:
+    from agentrt.flows.schemas import schema_model
+
+    try:
+        schema = schema_model(agent, which)
+    except Exception:  # import problems are reported elsewhere
+        return None
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+        schema = schema.model_json_schema()
+    if not isinstance(schema, dict):
+        return None
+    return _json_types((schema.get("properties") or {}).get(name))
+
+
+def _type_mismatch(
+    steps: dict[str, PlannedStep], planned: PlannedStep, name: str, ref: InputRef
+) -> str | None:
+    """Why ``STEP.FIELD`` cannot fill input ``name``, when both schemas say so."""
+    upstream = steps.get(ref.source)
+    if upstream is None or len(ref.path) != 1:
+        return None
+    have = _property(upstream.agent, "output", ref.path[0])
+    want = _property(planned.agent, "input", name)
+    if not have or not want or have & want:
+        return None
+    return (
+        f"{ref.describe()} is {'/'.join(sorted(have))} ({upstream.agent.key}'s output) but "
+        f"{planned.agent.key}'s input {name} is {'/'.join(sorted(want))}; map a field of the "
+        "same type, or change one of the schemas"
+    )
+
+
 def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | None = None) -> Plan:
     """Resolve agents, edges and levels; raise :class:`ManifestError` listing every problem."""
     problems: list[_Pending] = []
@@ -185,6 +238,8 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
                         fail(loc, "a step cannot read its own output")
                     planned.after.add(ref.source)
             planned.inputs[name] = refs
+            if len(refs) == 1 and (why := _type_mismatch(steps, planned, name, refs[0])):
+                fail(loc, why)
     # Unmapped input fields are filled from a param or an upstream step of the same name.
     for sid, planned in steps.items():
         try:
