@@ -53,6 +53,9 @@ class Plan:
     source: Path | None
     steps: dict[str, PlannedStep]
     levels: list[list[str]]
+    #: Inputs mapped from an upstream field of another type (both schemas known): the
+    #: receiving step would fail when the data is delivered. `workflows show` reports them.
+    type_problems: list[Problem] = field(default_factory=list)
 
     def graph(self) -> dict[str, set[str]]:
         return {sid: set(step.after) for sid, step in self.steps.items()}
@@ -182,6 +185,7 @@ def _type_mismatch(
 def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | None = None) -> Plan:
     """Resolve agents, edges and levels; raise :class:`ManifestError` listing every problem."""
     problems: list[_Pending] = []
+    mismatches: list[_Pending] = []  # reported by `workflows show`; a run fails at delivery
 
     def fail(loc: tuple[str | int, ...], message: str) -> None:
         problems.append((loc, ".".join(map(str, loc)), message))
@@ -239,7 +243,7 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
                     planned.after.add(ref.source)
             planned.inputs[name] = refs
             if len(refs) == 1 and (why := _type_mismatch(steps, planned, name, refs[0])):
-                fail(loc, why)
+                mismatches.append((loc, ".".join(map(str, loc)), why))
     # Unmapped input fields are filled from a param or an upstream step of the same name.
     for sid, planned in steps.items():
         try:
@@ -269,4 +273,7 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
         ready = sorted(sorter.get_ready())
         levels.append(ready)
         sorter.done(*ready)
-    return Plan(workflow, source, steps, levels)
+    plan = Plan(workflow, source, steps, levels)
+    if mismatches:
+        plan.type_problems = _located(workflow, source, mismatches).problems
+    return plan

@@ -230,6 +230,8 @@ def workflows_show(
         raise fail(exc.problems, ExitCode.BAD_INPUT) from None
     except (ValueError, AgentNotFound, ResolutionError) as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    if plan.type_problems:
+        raise fail(plan.type_problems, ExitCode.BAD_INPUT)
     steps = {
         sid: {
             "agent": s.agent.key,
