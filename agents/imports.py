@@ -23,9 +23,19 @@ from typing import Any
 
 from agentrt.errors import AgentrtError
 
-__all__ = ["EntrypointError", "ImportPolicy", "import_object", "source_hash"]
+__all__ = [
+    "GENERIC_LLM_ENTRYPOINT",
+    "EntrypointError",
+    "ImportPolicy",
+    "import_object",
+    "source_hash",
+]
 
 BUILTIN_PREFIX = "agentrt.agents.builtin"
+#: The entrypoint of a ``kind: llm`` agent without an output hook: agentrt's own LLM runner
+#: (``agentrt.agents.llm.GENERIC_ENTRYPOINT``). It is never imported as an agent's code, only
+#: named, so it is allowed whatever the manifest's folder.
+GENERIC_LLM_ENTRYPOINT = "agentrt.agents.llm:run_llm_agent"
 _path_lock = threading.Lock()
 
 
@@ -183,7 +193,9 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
 def source_hash(ref: str, policy: ImportPolicy) -> str:
     """A hash of the source file that defines an entrypoint (part of the cache key)."""
     module_name = ref.partition(":")[0]
-    location = policy.check(module_name)
+    # The generic LLM runner is agentrt's own module: hashed (its source keys the cache like
+    # any agent's) but not subject to the manifest's import roots.
+    location = None if ref == GENERIC_LLM_ENTRYPOINT else policy.check(module_name)
     spec = importlib.util.find_spec(module_name)
     origin = spec.origin if spec and spec.origin else (str(location) if location else None)
     if not origin or not os.path.isfile(origin):

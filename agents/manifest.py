@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agentrt.agents.diagnostics import ManifestError, load_yaml, problems_from_validation
 
@@ -27,6 +35,7 @@ __all__ = [
     "RetryPolicy",
     "load_manifest",
     "parse_requirement",
+    "split_specifier",
 ]
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -74,6 +83,33 @@ def parse_requirement(text: str) -> Requirement:
     if not _ID.match(req.name):
         raise ValueError(f"{req.name!r} is not a valid agent id (lowercase letters, digits, _)")
     return req
+
+
+_SPECIFIER_START = re.compile(r"^\s*(===|==|!=|~=|<=|>=|<|>)\s*[0-9*]")
+
+
+def split_specifier(items: list[Any], i: int, field: str = "requires") -> str | None:
+    """When ``items[i]`` is a bare version specifier (``<2``) after an agent requirement, YAML
+    split one requirement at its comma (``[context_gathering>=1,<2]`` is a list of two
+    items): the message that says so and how to write it; else None."""
+    text = items[i]
+    if not isinstance(text, str) or not _SPECIFIER_START.match(text):
+        return None
+    # Back over the items YAML split off, to the requirement they belong to.
+    start = i
+    while start > 0 and _SPECIFIER_START.match(str(items[start - 1])):
+        start -= 1
+    if start == 0:
+        return (
+            f"{text!r} is a version specifier without an agent id; write the requirement "
+            "as 'agent_id>=1,<2' (quoted)"
+        )
+    start -= 1
+    whole = ",".join(str(t).strip() for t in items[start : i + 1])
+    return (
+        f"{text!r} is not an agent: YAML split the requirement at its comma; quote it: "
+        f"'{whole}' ({field}: ['{whole}'])"
+    )
 
 
 class Backoff(_Strict):
@@ -227,8 +263,10 @@ class AgentManifest(_Strict):
 
     @field_validator("requires", "fallbacks")
     @classmethod
-    def _requirements(cls, value: list[str]) -> list[str]:
-        for text in value:
+    def _requirements(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for i, text in enumerate(value):
+            if split := split_specifier(value, i, info.field_name or "requires"):
+                raise ValueError(split)
             parse_requirement(text)
         return value
 

@@ -25,7 +25,13 @@ from packaging.version import Version
 from pydantic import ValidationError
 
 from agentrt.agents.diagnostics import ManifestError, Problem, load_yaml
-from agentrt.agents.imports import EntrypointError, ImportPolicy, import_object, load_callable
+from agentrt.agents.imports import (
+    GENERIC_LLM_ENTRYPOINT,
+    EntrypointError,
+    ImportPolicy,
+    import_object,
+    load_callable,
+)
 from agentrt.agents.manifest import AgentManifest, load_manifest, parse_requirement
 from agentrt.errors import AgentrtError
 
@@ -327,6 +333,8 @@ class Registry:
                     self.get(fb.name, fb.specifier or None)
                 except AgentNotFound as exc:
                     problems.append(Problem(agent.source, agent.line, "fallbacks", str(exc)))
+            if isinstance(m.output, dict):
+                problems.extend(check_confidence(agent, m.output))
             if check_imports:
                 problems.extend(check_agent_imports(agent))
         return _dedupe(problems)
@@ -336,22 +344,90 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
     """Import the entrypoint and schema models of one agent; report what fails."""
     problems = []
     m = agent.manifest
-    refs: list[tuple[str, str]] = [("entrypoint", m.entrypoint)] if m.kind == "python" else []
+    generic = m.entrypoint == GENERIC_LLM_ENTRYPOINT
+    if m.kind == "python" and generic:
+        problems.append(
+            Problem(
+                agent.source,
+                _field_line(agent, "entrypoint"),
+                "entrypoint",
+                f"{GENERIC_LLM_ENTRYPOINT} runs LLM agents; add `kind: llm` (with model and "
+                "prompt), or point entrypoint at your own function (module:function)",
+            )
+        )
+    # An llm agent's entrypoint is its output hook, unless it names the generic runner.
+    refs: list[tuple[str, str]] = [] if generic else [("entrypoint", m.entrypoint)]
     refs += [(name, ref) for name, ref in (("input", m.input), ("output", m.output))]
+    output_model = None
     for field_name, ref in refs:
         if not isinstance(ref, str):
             continue
         line = _field_line(agent, field_name)
         try:
             if field_name == "entrypoint":
-                load_callable(ref, agent.policy)
+                fn = load_callable(ref, agent.policy)
+                if m.kind == "llm" and (why := _hook_signature_problem(fn)):
+                    raise EntrypointError(
+                        f"output hook {ref!r} {why}; an llm agent's entrypoint is either "
+                        f"{GENERIC_LLM_ENTRYPOINT} (no hook) or a function "
+                        "hook(output, inputs, call) returning the output"
+                    )
             else:
                 model = import_object(ref, agent.policy, what=field_name)
                 if not (inspect.isclass(model) and hasattr(model, "model_validate")):
                     raise EntrypointError(f"{field_name} {ref!r} is not a pydantic model class")
+                if field_name == "output":
+                    output_model = model
         except EntrypointError as exc:
             problems.append(Problem(agent.source, line, field_name, str(exc)))
+    if output_model is not None:
+        problems.extend(check_confidence(agent, output_model))
     return problems
+
+
+def _hook_signature_problem(fn: object) -> str | None:
+    """Why ``fn`` cannot be called as ``hook(output, inputs, call)``, or None."""
+    try:
+        inspect.signature(fn).bind(None, None, None)  # type: ignore[arg-type]
+    except TypeError:
+        return "cannot be called with (output, inputs, call)"
+    except ValueError:  # no signature (a builtin): let the run decide
+        return None
+    return None
+
+
+def _schema_fields(schema: object) -> set[str] | None:
+    """The top-level field names of an output schema (a pydantic model or a JSON Schema
+    mapping), or None when they cannot be known."""
+    if isinstance(schema, dict):
+        props = schema.get("properties")
+        if schema.get("additionalProperties", True) is not False and not props:
+            return None
+        return set(props or {})
+    fields = getattr(schema, "model_fields", None)
+    return set(fields) if isinstance(fields, dict) else None
+
+
+def check_confidence(agent: RegisteredAgent, output_schema: object) -> list[Problem]:
+    """``min_confidence`` needs an output with a ``confidence`` field: without one every run
+    of the agent fails its quality check (and falls back)."""
+    m = agent.manifest
+    if m.min_confidence is None:
+        return []
+    fields = _schema_fields(output_schema)
+    if fields is None or "confidence" in fields:
+        return []
+    what = m.output if isinstance(m.output, str) else "the inline output schema"
+    return [
+        Problem(
+            agent.source,
+            _field_line(agent, "min_confidence"),
+            "min_confidence",
+            f"the output ({what}) has no confidence field, so every run would fail this "
+            "check and fall back; add `confidence: float` to the output, or remove "
+            "min_confidence",
+        )
+    ]
 
 
 def _field_line(agent: RegisteredAgent, field_name: str) -> int | None:

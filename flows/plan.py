@@ -53,6 +53,9 @@ class Plan:
     source: Path | None
     steps: dict[str, PlannedStep]
     levels: list[list[str]]
+    #: Inputs mapped from an upstream field of another type (both schemas known): the
+    #: receiving step would fail when the data is delivered. `workflows show` reports them.
+    type_problems: list[Problem] = field(default_factory=list)
 
     def graph(self) -> dict[str, set[str]]:
         return {sid: set(step.after) for sid, step in self.steps.items()}
@@ -126,9 +129,63 @@ def _resolution_problems(
     return pending
 
 
+def _json_types(schema: Any) -> set[str] | None:
+    """The JSON types a property schema allows (integer counts as number), or None."""
+    if not isinstance(schema, dict):
+        return None
+    if "type" in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return {"number" if k == "integer" else k for k in kinds}
+    if "$ref" in schema:
+        return {"object"}
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list):
+        found: set[str] = set()
+        for option in options:
+            kinds = _json_types(option)
+            if kinds is None:
+                return None
+            found |= kinds
+        return found
+    return None
+
+
+def _property(agent: RegisteredAgent, which: str, name: str) -> set[str] | None:
+    from agentrt.flows.schemas import schema_model
+
+    try:
+        schema = schema_model(agent, which)
+    except Exception:  # import problems are reported elsewhere
+        return None
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+        schema = schema.model_json_schema()
+    if not isinstance(schema, dict):
+        return None
+    return _json_types((schema.get("properties") or {}).get(name))
+
+
+def _type_mismatch(
+    steps: dict[str, PlannedStep], planned: PlannedStep, name: str, ref: InputRef
+) -> str | None:
+    """Why ``STEP.FIELD`` cannot fill input ``name``, when both schemas say so."""
+    upstream = steps.get(ref.source)
+    if upstream is None or len(ref.path) != 1:
+        return None
+    have = _property(upstream.agent, "output", ref.path[0])
+    want = _property(planned.agent, "input", name)
+    if not have or not want or have & want:
+        return None
+    return (
+        f"{ref.describe()} is {'/'.join(sorted(have))} ({upstream.agent.key}'s output) but "
+        f"{planned.agent.key}'s input {name} is {'/'.join(sorted(want))}; map a field of the "
+        "same type, or change one of the schemas"
+    )
+
+
 def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | None = None) -> Plan:
     """Resolve agents, edges and levels; raise :class:`ManifestError` listing every problem."""
     problems: list[_Pending] = []
+    mismatches: list[_Pending] = []  # reported by `workflows show`; a run fails at delivery
 
     def fail(loc: tuple[str | int, ...], message: str) -> None:
         problems.append((loc, ".".join(map(str, loc)), message))
@@ -185,6 +242,8 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
                         fail(loc, "a step cannot read its own output")
                     planned.after.add(ref.source)
             planned.inputs[name] = refs
+            if len(refs) == 1 and (why := _type_mismatch(steps, planned, name, refs[0])):
+                mismatches.append((loc, ".".join(map(str, loc)), why))
     # Unmapped input fields are filled from a param or an upstream step of the same name.
     for sid, planned in steps.items():
         try:
@@ -214,4 +273,7 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
         ready = sorted(sorter.get_ready())
         levels.append(ready)
         sorter.done(*ready)
-    return Plan(workflow, source, steps, levels)
+    plan = Plan(workflow, source, steps, levels)
+    if mismatches:
+        plan.type_problems = _located(workflow, source, mismatches).problems
+    return plan

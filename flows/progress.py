@@ -99,7 +99,7 @@ class LiveProgress:
 
 
 def render_summary(result: RunResult) -> Table:
-    table = Table(title=f"{result.workflow}: {result.state} in {result.duration_seconds:.1f}s")
+    table = Table(title=f"{result.workflow}: {result.outcome} in {result.duration_seconds:.1f}s")
     table.add_column("agent", overflow="fold")
     table.add_column("state")
     table.add_column("tries", justify="right")

@@ -80,7 +80,7 @@ def render_report(plan: Plan, result: RunResult) -> str:
 def _render(plan: Plan, result: RunResult) -> str:
     repo = result.params.get("repo")
     lines = [
-        f"# {result.workflow}: {result.state}",
+        f"# {result.workflow}: {result.outcome}",
         "",
         f"{plan.workflow.description}".strip(),
         "",
@@ -89,6 +89,12 @@ def _render(plan: Plan, result: RunResult) -> str:
     ]
     if repo:
         lines.append(f"- repository: `{repo}`")
+    if result.fallbacks:
+        fell_back = ", ".join(s for s, r in result.steps.items() if r.state == "fallback")
+        lines.append(
+            f"- fallbacks: {fell_back} got their output from a fallback agent (their own "
+            "agent failed; see the notes); `agentrt run --strict` fails such a run"
+        )
     lines += [
         "",
         "| step | agent | state | time | findings | note |",

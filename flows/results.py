@@ -105,6 +105,20 @@ class RunResult(BaseModel):
     def outputs(self) -> dict[str, Any]:
         return {sid: s.output for sid, s in self.steps.items() if s.output is not None}
 
+    @property
+    def fallbacks(self) -> int:
+        """Steps whose output came from a fallback agent (their own agent failed)."""
+        return sum(1 for s in self.steps.values() if s.state == "fallback")
+
+    @property
+    def outcome(self) -> str:
+        """The state as summaries say it: ``completed with 2 fallbacks`` when steps got their
+        output only through a fallback (``agentrt run --strict`` fails such a run)."""
+        n = self.fallbacks
+        if self.state == "completed" and n:
+            return f"completed with {n} fallback{'s' if n != 1 else ''}"
+        return self.state
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for step in self.steps.values():

@@ -20,6 +20,7 @@ from rich.table import Table
 from agentrt.agents.diagnostics import ManifestError
 from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
 from agentrt.cli.output import ExitCode, fail, print_json
+from agentrt.errors import AgentrtError
 
 agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
 workflows_app = typer.Typer(help="List and inspect workflows.", no_args_is_help=True)
@@ -163,6 +164,32 @@ def agents_validate(
     raise typer.Exit(ExitCode.BAD_INPUT if problems else ExitCode.OK)
 
 
+@agents_app.command("new")
+def agents_new(
+    name: Annotated[
+        str, typer.Argument(help="The agent's id (and module name), e.g. todo_counter.")
+    ],
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Where to write the agent (created if missing).")
+    ] = Path("my_agents"),
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Scaffold an agent: NAME.yaml (manifest), NAME.py (typed function), test_NAME.py."""
+    from agentrt.cli.scaffold import scaffold_agent
+
+    try:
+        written = scaffold_agent(name, folder, force=force)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+    out.print(
+        f"next: agentrt agents validate {folder} · pytest {folder} · "
+        f"agentrt run WORKFLOW -A {folder} (a workflow with `- agent: {name}`)",
+        highlight=False,
+    )
+
+
 # -- workflows -----------------------------------------------------------------------
 @workflows_app.command("list")
 def workflows_list(as_json: JsonFlag = False) -> None:
@@ -203,6 +230,8 @@ def workflows_show(
         raise fail(exc.problems, ExitCode.BAD_INPUT) from None
     except (ValueError, AgentNotFound, ResolutionError) as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    if plan.type_problems:
+        raise fail(plan.type_problems, ExitCode.BAD_INPUT)
     steps = {
         sid: {
             "agent": s.agent.key,
@@ -301,6 +330,13 @@ def run(
         typer.Option(help="Override the workflow's task runner: thread|process|dask|ray."),
     ] = None,
     agent_path: AgentPath = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 when a step got its output only through a fallback agent.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a workflow as a Prefect flow, showing each agent's progress."""
@@ -361,7 +397,9 @@ def run(
                     plan.workflow, params, plan=plan, events=events, task_runner=task_runner
                 )
             )
-    except ValueError as exc:  # e.g. a task runner that is not installed
+    except (ValueError, AgentrtError) as exc:
+        # A task runner that is not installed, an entrypoint that cannot be imported: said in
+        # one line, as before the run.
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
     if as_json:
         print_json(result.model_dump(mode="json"))
@@ -382,6 +420,13 @@ def run(
     # Published in the background since the run returned; usually done by now.
     for problem in drain_artifacts():
         err.print(f"artifacts not published: {problem}", highlight=False)
+    if strict and result.state == "completed" and result.fallbacks:
+        err.print(
+            f"--strict: {result.outcome}; fix the failing agents (see the notes) or run "
+            "without --strict",
+            highlight=False,
+        )
+        raise typer.Exit(ExitCode.FAILURE)
     raise typer.Exit(ExitCode.OK if result.state == "completed" else ExitCode.FAILURE)
 
 
@@ -431,7 +476,7 @@ def _closing_summary(result: Any) -> str:
     findings = sum(count_findings(s.output) for s in result.steps.values())
     tokens = sum(s.tokens_delivered or 0 for s in result.steps.values())
     states = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    head = f"{result.workflow} {result.state} in {result.duration_seconds:.1f}s"
+    head = f"{result.workflow} {result.outcome} in {result.duration_seconds:.1f}s"
     parts = [
         f"{total} agent{'s' if total != 1 else ''} ({states})",
         f"{findings:,} findings",
