@@ -44,7 +44,7 @@ from agentrt.flows.prefect_compat import (
 from agentrt.flows.results import RunEvents, RunResult
 from agentrt.flows.retry_policy import retry_condition
 from agentrt.flows.run_outputs import write_run_outputs
-from agentrt.flows.task_runners import task_runner_for
+from agentrt.flows.task_runners import task_runner_for, worker_slots
 
 __all__ = ["PREFECT_TIMEOUT_GRACE", "RunHandle", "build_flow", "make_task"]
 
@@ -155,6 +155,7 @@ def build_flow(
         key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
     }
     grants = allocate_budget(plan)
+    slots = worker_slots(plan, task_runner)
 
     async def run_workflow(params: dict[str, Any]) -> dict[str, Any]:
         from prefect.runtime import flow_run
@@ -168,6 +169,7 @@ def build_flow(
         keeper = asyncio.create_task(keep_tag_limit_cache(tag_sets))
         events, handle = _SINKS.pop(sink)
         driver = Driver(plan, params, tasks, grants, events, spool, parameter_wrapper())
+        driver.slots = slots
         if artifacts != "off":
             driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
         with hold_spool(spool) as attempts:
