@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from prefect.tasks import exponential_backoff
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import allocate_budget
 from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts
-from agentrt.flows.cache_policy import AgentCachePolicy
+from agentrt.flows.cache_policy import AgentCachePolicy, manifest_fingerprint
 from agentrt.flows.driver import Driver
 from agentrt.flows.lifecycle import hold_spool, run_agent
 from agentrt.flows.plan import Plan
@@ -97,12 +96,10 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
     if retries and m.retries.backoff.jitter:
         options["retry_jitter_factor"] = m.retries.backoff.jitter
     if m.cache.enabled:
-        if m.kind == "llm":  # the prompt is code too
-            prompt = hashlib.blake2b((m.prompt or "").encode(), digest_size=8).hexdigest()
-            source_hash = f"{source_hash}:{prompt}"
         options["cache_policy"] = AgentCachePolicy(
             agent_key=m.key,
             source=source_hash,
+            manifest=manifest_fingerprint(m),  # the prompt, checks, schemas, …
             include=tuple(m.cache.include) if m.cache.include else None,
             model=(m.model or "unset") if m.kind == "llm" else None,
         )

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import graphlib
 import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class Driver:
             spool_dir=self.spool_dir,
             budget_reason=grant.reason if grant is not None else None,
             fallback_for=fallback_for,
+            step_inputs=_mapping(step),
         )
         tokens = grant.tokens if grant is not None else None
         if fallback_for:
@@ -363,6 +365,15 @@ class Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
+
+
+def _mapping(step: PlannedStep) -> str:
+    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part."""
+    mapping = {
+        name: [[ref.source, list(ref.path), ref.value] for ref in refs]
+        for name, refs in sorted(step.inputs.items())
+    }
+    return json.dumps(mapping, sort_keys=True, default=repr)
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -7,7 +7,6 @@ module of their own, so their manifests can say anything (and be edited between 
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,25 @@ from tests.runtime.helpers import FIXTURE_AGENTS, write
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
+LINES = """
+def lines(inputs: dict) -> dict:
+    \"\"\"The lines of a file; counts its calls next to it.\"\"\"
+    with open(inputs["path"] + ".calls", "a") as fh:
+        fh.write("call\\n")
+    return {"items": Path(inputs["path"]).read_text().splitlines()}
+"""
+
+
 def _agents(folder: Path, module: str, manifests: dict[str, str]) -> Registry:
-    """A registry of agents running ``rt_agents.work`` (copied as ``module``) in ``folder``."""
+    """A registry of agents in ``folder`` running ``rt_agents.work`` (copied as ``module``)
+    unless a manifest names its own entrypoint (``module:lines``: :data:`LINES`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(FIXTURE_AGENTS / "rt_agents.py", folder / f"{module}.py")
+    code = (FIXTURE_AGENTS / "rt_agents.py").read_text() + LINES
+    (folder / f"{module}.py").write_text(code)
     for agent_id, extra in manifests.items():
-        head = (
-            f"id: {agent_id}\nversion: 1.0.0\nentrypoint: {module}:work\n"
-            f"input: {module}:WorkIn\noutput: {module}:WorkOut\n"
-        )
+        head = f"id: {agent_id}\nversion: 1.0.0\n"
+        if "entrypoint:" not in extra:
+            head += f"entrypoint: {module}:work\ninput: {module}:WorkIn\noutput: {module}:WorkOut\n"
         write(folder / f"{agent_id}.yaml", head + textwrap.dedent(extra))
     return Registry.discover([folder], builtin=False, entry_points=False)
 
@@ -131,3 +140,96 @@ def test_step_order_ranks_priority_then_chain_then_plan(tmp_path: Path) -> None:
     plan = build_plan(WorkflowManifest.model_validate(spec), registry)
     order = step_order(plan)
     assert sorted(order, key=order.__getitem__) == ["d", "b", "a", "c", "e"]
+
+
+LISTER = """
+entrypoint: cache_agents:lines
+description: {description}
+input:
+  type: object
+  required: [path]
+  properties:
+    path: {{type: string}}
+output:
+  type: object
+  required: [items]
+  properties:
+    items: {{type: array, items: {{type: string}}}}
+"""
+
+
+def test_manifest_edits_that_change_behaviour_rerun_the_agent(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\ntwo\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    folder = tmp_path / "agents"
+    steps = [{"agent": "lister", "inputs": {"path": {"value": str(data)}}}]
+
+    def run(extra: str = "", description: str = "lists lines") -> RunResult:
+        manifest = LISTER.format(description=description) + extra
+        registry = _agents(folder, "cache_agents", {"lister": manifest})
+        return _run(registry, work, steps)
+
+    def calls() -> int:
+        return Path(f"{data}.calls").read_text().count("call")
+
+    assert run().steps["lister"].state == "completed"
+    second = run().steps["lister"]
+    assert second.state == "cached" and second.output == {"items": ["one", "two"]}
+    # Documentation only: still served from the cache.
+    assert run(description="lists the lines of a file").steps["lister"].state == "cached"
+    assert calls() == 1
+    # A check the cached output violates: the agent runs again, and fails the check.
+    failed = run("checks: [{field: items, max_items: 1}]\n")
+    assert failed.state == "failed"
+    assert failed.steps["lister"].state == "failed"
+    assert failed.steps["lister"].error.phase == "validate", failed.steps["lister"].error
+    assert calls() == 2
+
+
+def test_the_steps_inputs_mapping_keys_the_cache(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one\n")
+    registry = _agents(
+        tmp_path / "agents",
+        "mapping_agents",
+        {"lister": LISTER.format(description="x").replace("cache_agents", "mapping_agents")},
+    )
+    literal = [{"agent": "lister", "inputs": {"path": {"value": str(data)}}}]
+    from_param = [{"agent": "lister", "inputs": {"path": "params.file"}}]
+    params = {"file": {"type": "path", "default": str(data)}}
+    work = tmp_path / "work"
+    work.mkdir()
+    assert _run(registry, work, literal, params=params).steps["lister"].state == "completed"
+    assert _run(registry, work, literal, params=params).steps["lister"].state == "cached"
+    # The same value, mapped from a parameter instead: a different step configuration.
+    assert _run(registry, work, from_param, params=params).steps["lister"].state == "completed"
+    assert _run(registry, work, from_param, params=params).steps["lister"].state == "cached"
+
+
+def test_manifest_fingerprint_keys_behaviour_not_documentation() -> None:
+    from agentrt.agents.manifest import AgentManifest
+    from agentrt.flows.cache_policy import UNKEYED_FIELDS, manifest_fingerprint
+
+    base = {"id": "x", "version": "1.0.0", "entrypoint": "m:f", "kind": "llm", "prompt": "p"}
+    key = manifest_fingerprint(AgentManifest.model_validate(base))
+    changes: dict[str, Any] = {
+        "prompt": "q",
+        "checks": [{"field": "items", "max_items": 1}],
+        "min_confidence": 0.5,
+        "fallbacks": ["y"],
+        "entrypoint": "m:g",
+        "input": "m:In",
+        "output": "m:Out",
+        "context": {"sources": ["repo"]},
+        "cache": {"include": ["*.py"]},
+    }
+    for name, value in changes.items():
+        edited = AgentManifest.model_validate({**base, name: value})
+        assert manifest_fingerprint(edited) != key, name
+    same = {"description": "d", "priority": 5, "retries": {"max": 2}, "model": "openai:o"}
+    for name, value in same.items():
+        assert name in UNKEYED_FIELDS
+        edited = AgentManifest.model_validate({**base, name: value})
+        assert manifest_fingerprint(edited) == key, name
