@@ -42,6 +42,8 @@ class RunInfo:
     token_limit: int | None = None
     #: The key of the agent this one stands in for, when it runs as a fallback.
     fallback_for: str | None = None
+    #: The step's ``inputs`` mapping in the workflow, as JSON (part of the cache key).
+    step_inputs: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from prefect.tasks import exponential_backoff
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import allocate_budget, check_budget
 from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts
-from agentrt.flows.cache_policy import AgentCachePolicy
+from agentrt.flows.cache_policy import AgentCachePolicy, manifest_fingerprint
 from agentrt.flows.driver import Driver
 from agentrt.flows.lifecycle import hold_spool, run_agent
 from agentrt.flows.plan import Plan
@@ -44,7 +43,7 @@ from agentrt.flows.prefect_compat import (
 from agentrt.flows.results import RunEvents, RunResult
 from agentrt.flows.retry_policy import retry_condition
 from agentrt.flows.run_outputs import write_run_outputs
-from agentrt.flows.task_runners import task_runner_for
+from agentrt.flows.task_runners import task_runner_for, worker_slots
 
 __all__ = ["PREFECT_TIMEOUT_GRACE", "RunHandle", "build_flow", "make_task"]
 
@@ -97,12 +96,10 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
     if retries and m.retries.backoff.jitter:
         options["retry_jitter_factor"] = m.retries.backoff.jitter
     if m.cache.enabled:
-        if m.kind == "llm":  # the prompt is code too
-            prompt = hashlib.blake2b((m.prompt or "").encode(), digest_size=8).hexdigest()
-            source_hash = f"{source_hash}:{prompt}"
         options["cache_policy"] = AgentCachePolicy(
             agent_key=m.key,
             source=source_hash,
+            manifest=manifest_fingerprint(m),  # the prompt, checks, schemas, …
             include=tuple(m.cache.include) if m.cache.include else None,
             model=(m.model or "unset") if m.kind == "llm" else None,
         )
@@ -156,6 +153,7 @@ def build_flow(
     }
     grants = allocate_budget(plan)
     check_budget(plan, grants)  # a required agent granted nothing: fail before any starts
+    slots = worker_slots(plan, task_runner)
 
     async def run_workflow(params: dict[str, Any]) -> dict[str, Any]:
         from prefect.runtime import flow_run
@@ -169,6 +167,7 @@ def build_flow(
         keeper = asyncio.create_task(keep_tag_limit_cache(tag_sets))
         events, handle = _SINKS.pop(sink)
         driver = Driver(plan, params, tasks, grants, events, spool, parameter_wrapper())
+        driver.slots = slots
         if artifacts != "off":
             driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
         with hold_spool(spool) as attempts:

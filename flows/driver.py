@@ -3,8 +3,11 @@
 Steps start as soon as their dependencies finish (which runs each topological level in
 parallel, and never waits for a slow sibling), fallbacks run in order as task runs of their
 own, optional failures are skipped, and a required failure stops new work (fail fast) while
-keeping every finished output. A worker lost under an attempt (a killed process-pool worker,
-a lost Dask worker) fails the attempt; the driver records it, as the agent could not.
+keeping every finished output. When more steps are ready than the runner has workers, the
+one whose agent has the highest ``priority`` starts first, then the one with the longest
+chain of steps after it (the critical path), then the first in the plan (:func:`step_order`).
+A worker lost under an attempt (a killed process-pool worker, a lost Dask worker) fails the
+attempt; the driver records it, as the agent could not.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import graphlib
+import heapq
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +40,25 @@ from agentrt.flows.schemas import input_fields, required_input_fields
 if TYPE_CHECKING:
     from agentrt.context.budget import Grant
 
-__all__ = ["Driver"]
+__all__ = ["Driver", "step_order"]
+
+
+def step_order(plan: Plan) -> dict[str, tuple[int, int, int]]:
+    """Each step's place in the queue for a worker, smallest first: its agent's priority
+    (highest first), then the length of the longest chain of steps that depend on it
+    (longest first: it bounds the run's end), then its place in the plan."""
+    dependents: dict[str, list[str]] = {sid: [] for sid in plan.steps}
+    for sid, step in plan.steps.items():
+        for dep in step.after:
+            dependents[dep].append(sid)
+    chain: dict[str, int] = {}
+    for level in reversed(plan.levels):
+        for sid in level:
+            chain[sid] = max((1 + chain[d] for d in dependents[sid]), default=0)
+    return {
+        sid: (-step.agent.manifest.priority, -chain.get(sid, 0), index)
+        for index, (sid, step) in enumerate(plan.steps.items())
+    }
 
 
 @dataclass
@@ -59,6 +82,10 @@ class Driver:
     artifacts: RunArtifacts | None = None
     #: Each agent's spec, made once per run (agent key → wrapped spec).
     specs: dict[str, Any] = field(default_factory=dict)
+    #: How many steps the task runner runs at once (None: as many as are ready). Beyond
+    #: that, ready steps wait in the driver so that the first in :func:`step_order` starts
+    #: first (the runner's own queue is first come, first served).
+    slots: int | None = None
 
     def _value(self, ref: InputRef) -> tuple[bool, Any]:
         if ref.source == "literal":
@@ -131,6 +158,7 @@ class Driver:
             budget_reason=grant.reason if grant is not None else None,
             token_limit=token_limit(self.plan, grant),
             fallback_for=fallback_for,
+            step_inputs=_mapping(step),
         )
         tokens = grant.tokens if grant is not None else None
         if fallback_for:
@@ -292,6 +320,11 @@ class Driver:
     async def run(self) -> None:
         sorter = graphlib.TopologicalSorter(self.plan.graph())
         sorter.prepare()
+        order = step_order(self.plan)
+        # Ready steps not started yet, and steps not ready yet, each first in order on top.
+        ready: list[tuple[tuple[int, int, int], str]] = []
+        later = sorted((key, sid) for sid, key in order.items())
+        unready = set(order)
         running: dict[asyncio.Task[None], str] = {}
         # Finished steps arrive here; asyncio.wait over all running steps each time one ends
         # would cost O(steps²) for a wide level.
@@ -302,7 +335,20 @@ class Driver:
             self.artifacts.start()
         while sorter.is_active():
             if not self.fatal:
-                for sid in sorted(sorter.get_ready()):
+                for sid in sorter.get_ready():
+                    unready.discard(sid)
+                    heapq.heappush(ready, (order[sid], sid))
+                while later and later[0][1] not in unready:
+                    heapq.heappop(later)  # `later` is sorted, hence a heap
+                while ready:
+                    key, sid = ready[0]
+                    # With every worker busy, a step may still be handed to the runner (to
+                    # wait in its queue, as cheap as it gets) unless a step that is not
+                    # ready yet should start before it: then it waits here for a worker.
+                    busy = self.slots is not None and len(running) >= self.slots
+                    if busy and later and later[0][0] < key:
+                        break
+                    heapq.heappop(ready)
                     task = asyncio.create_task(self.run_step(sid))
                     task.add_done_callback(finishing.put_nowait)
                     running[task] = sid
@@ -327,6 +373,15 @@ class Driver:
                     reason=f"not started: the run stopped after {first} failed",
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
+
+
+def _mapping(step: PlannedStep) -> str:
+    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part."""
+    mapping = {
+        name: [[ref.source, list(ref.path), ref.value] for ref in refs]
+        for name, refs in sorted(step.inputs.items())
+    }
+    return json.dumps(mapping, sort_keys=True, default=repr)
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -7,7 +7,22 @@ from typing import Any
 
 from agentrt.flows.plan import Plan
 
-__all__ = ["task_runner_for"]
+__all__ = ["task_runner_for", "worker_slots"]
+
+
+def worker_slots(plan: Plan, override: str | None = None) -> int:
+    """How many agents the workflow's task runner runs at once: its pool's size (a local
+    Dask cluster: its single-threaded workers). For a Dask or Ray cluster at an address,
+    whose size agentrt does not know, the workflow's ``concurrency``. The driver hands the
+    runner more only when the order in which they start cannot matter."""
+    spec = plan.workflow.task_runner
+    kind = override or spec.type
+    workers = plan.workflow.concurrency.max_workers
+    if kind == "process":
+        return spec.workers or min(workers, os.cpu_count() or 2)
+    if kind == "dask" and not spec.address:
+        return spec.workers or 2
+    return workers
 
 
 def task_runner_for(plan: Plan, override: str | None = None) -> Any:
