@@ -12,6 +12,7 @@ This module imports neither Prefect nor the runtime (``agentrt.flows``): agents 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +74,38 @@ class AgentContext:
     prompt_parts: list[str] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
+    _referenced: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
+
     tokens_delivered = _usage_field("tokens_delivered")
     tokens_referenced = _usage_field("tokens_referenced")
     llm_input_tokens = _usage_field("llm_input_tokens")
     llm_output_tokens = _usage_field("llm_output_tokens")
+
+    def mark_referenced(self, used: int | Iterable[Any]) -> int:
+        """Report delivered context this agent used; returns ``ctx.tokens_referenced``.
+
+        ``used`` is a token count, or context items (dicts or objects with ``tokens``, such
+        as :class:`~agentrt.context.items.SelectionItem`): their tokens are added, each item
+        (by path and line range) once per attempt however often it is marked. A
+        deterministic agent marks the items it read; an LLM agent's referenced tokens are
+        counted by the runtime from its answer (:mod:`agentrt.agents.citations`).
+        """
+        from agentrt.agents.citations import item_tokens
+
+        if isinstance(used, int):
+            added = max(used, 0)
+        else:
+            added = 0
+            for item in used:
+                get = item.get if isinstance(item, dict) else lambda k, i=item: getattr(i, k, None)
+                key = (get("path"), get("start_line"), get("end_line"), get("kind"))
+                if key[0] is not None and key in self._referenced:
+                    continue
+                if key[0] is not None:
+                    self._referenced.add(key)
+                added += item_tokens(item)
+        self.tokens_referenced = (self.tokens_referenced or 0) + added
+        return self.tokens_referenced
 
     @property
     def logger(self) -> Any:

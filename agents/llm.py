@@ -17,7 +17,9 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 4. passes the validated output through the agent's *output hook*, which may correct it or
    reject it with :class:`OutputRejected` (another round trip to the model, same budget);
 5. records ``ctx.tokens_delivered`` (context tokens) and the provider-reported usage in
-   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails.
+   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails, and
+   ``ctx.tokens_referenced``: the delivered items the answer cites
+   (:func:`referenced_context_tokens`).
 
 **Models.** ``AGENTRT_MODEL`` overrides the manifest's ``model``; both are
 ``provider:model``:
@@ -80,6 +82,7 @@ __all__ = [
     "OutputRejected",
     "PromptTemplateError",
     "build_prompt",
+    "referenced_context_tokens",
     "render_prompt",
     "resolve_model",
     "run_llm_agent",
@@ -396,6 +399,7 @@ class _Context:
     tokens: int
     paths: tuple[str, ...]
     budget: int
+    items: tuple[Any, ...] = ()
 
 
 def task_of(manifest: AgentManifest, inputs: Mapping[str, Any]) -> str:
@@ -436,7 +440,7 @@ def _select_context(
         selection = select(repo, "", budget, include=files)
     paths = tuple(dict.fromkeys(item.path for item in selection.items))
     markdown = selection.to_markdown() if selection.items else ""
-    return _Context(markdown, selection.tokens, paths, budget)
+    return _Context(markdown, selection.tokens, paths, budget, tuple(selection.items))
 
 
 def _schema_tokens(output_schema: type[BaseModel] | dict | None) -> int:
@@ -580,9 +584,20 @@ def run_llm_agent(
         # Raised outside the except block so the provider's exception, whose message or
         # request may carry a key, is not chained to ours.
         raise failure
+    if ctx is not None and context.items:
+        ctx.tokens_referenced = referenced_context_tokens(context.items, output)
     if isinstance(output, str) and output_schema is None:
         return {"text": output}
     return output
+
+
+def referenced_context_tokens(items: Any, output: Any) -> int:
+    """Tokens of the delivered context ``items`` the model's answer cites: their path (with
+    a line inside their range, when the citation has a line) in a field or in the text, or
+    a name defined in them (:mod:`agentrt.agents.citations`, docs/metrics.md)."""
+    from agentrt.agents.citations import referenced_tokens
+
+    return referenced_tokens(items, output)
 
 
 def _where(llm: Model) -> str:

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import posixpath
 import re
 import shutil
 import uuid
@@ -61,7 +60,9 @@ if TYPE_CHECKING:
     from agentrt.flows.plan import Plan
 
 __all__ = [
+    "LOW_EFFICIENCY",
     "AgentRunRecord",
+    "EfficiencyWarning",
     "MetricsError",
     "MetricsWarning",
     "Recommendation",
@@ -74,8 +75,11 @@ __all__ = [
     "export_records",
     "finalize_run",
     "finalize_run_frame",
+    "followers",
     "invocations",
     "load_records",
+    "log_low_efficiency",
+    "low_efficiency",
     "metrics_artifact_args",
     "parse_since",
     "prune",
@@ -239,63 +243,34 @@ def records_frame(records: Iterable[AgentRunRecord | Mapping[str, Any]]) -> pd.D
 
 
 # -- context efficiency --------------------------------------------------------------
-_CITING_KEYS = frozenset({"path", "paths", "file", "files", "filename"})
-
-
-def _norm_path(path: str) -> str:
-    path = path.strip().replace("\\", "/")
-    return posixpath.normpath(path) if path else ""
+#: Below this context efficiency (referenced / delivered) the run report, the flow run's log,
+#: ``agentrt metrics summary`` and ``agentrt metrics recommend`` warn (docs/metrics.md).
+LOW_EFFICIENCY = 0.5
 
 
 def cited_paths(output: Any) -> set[str]:
-    """Every path an output cites: the values of ``path``/``paths``/``file``/``files``/
-    ``filename`` keys at any depth (findings' ``path``, a ``files`` list, items' ``path``)."""
-    found: set[str] = set()
-    stack = [output]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, BaseModel):
-            value = value.model_dump()
-        if isinstance(value, Mapping):
-            for key, child in value.items():
-                if key in _CITING_KEYS:
-                    names = [child] if isinstance(child, str) else child
-                    if isinstance(names, list):
-                        found.update(_norm_path(n) for n in names if isinstance(n, str) and n)
-                if isinstance(child, Mapping | list | BaseModel):
-                    stack.append(child)
-        elif isinstance(value, list):
-            stack.extend(v for v in value if isinstance(v, Mapping | list | BaseModel))
-    found.discard("")
-    return found
+    """Every path an output cites in its fields: the values of ``path``/``paths``/``file``/
+    ``files``/``filename`` keys at any depth (findings' ``path``, a ``files`` list, items'
+    ``path``)."""
+    from agentrt.agents.citations import citations
+
+    return {c.path for c in citations(output, text=False)}
 
 
-def _is_cited(path: str, cited: set[str]) -> bool:
-    if path in cited:
-        return True
-    # An absolute path and a repository-relative one name the same file when one ends
-    # with the other at a folder boundary.
-    return any(c.endswith("/" + path) or path.endswith("/" + c) for c in cited)
+def referenced_tokens(delivered_items: Iterable[Any], output: Any, *, located: bool = False) -> int:
+    """Tokens of the delivered context items that ``output`` cites in its fields.
 
-
-def referenced_tokens(delivered_items: Iterable[Any], output: Any) -> int:
-    """Tokens of the delivered context items whose path ``output`` cites.
-
-    ``delivered_items`` are context items with ``path`` and ``tokens`` (dicts or objects,
-    e.g. ``context_gathering``'s items); ``output`` is what the consuming agent(s) returned
-    (any JSON-like value, or a list of outputs). An item counts as referenced when the output
-    cites its file; see docs/metrics.md for what this does and does not measure.
+    ``delivered_items`` are context items with ``path``, ``tokens`` and optionally
+    ``start_line``/``end_line`` (dicts or objects, e.g. ``context_gathering``'s items);
+    ``output`` is what the consuming agent(s) returned (any JSON-like value, or a list of
+    outputs). A citation with a line counts the items of its file whose range holds the
+    line; one without a line, every item of its file; with ``located``, only citations
+    with a line count. Prose is not read (:mod:`agentrt.agents.citations` has the rule LLM
+    agents use); see docs/metrics.md for what this does and does not measure.
     """
-    cited = cited_paths(output)
-    if not cited:
-        return 0
-    total = 0
-    for item in delivered_items:
-        get = item.get if isinstance(item, Mapping) else lambda k, i=item: getattr(i, k, None)
-        path, tokens = get("path"), get("tokens")
-        if isinstance(path, str) and path and _is_cited(_norm_path(path), cited):
-            total += int(tokens or 0)
-    return total
+    from agentrt.agents.citations import referenced_tokens as count
+
+    return count(delivered_items, output, text=False, identifiers=False, file_level=not located)
 
 
 def _context_items(output: Any) -> list[Mapping[str, Any]]:
@@ -404,24 +379,51 @@ def data_consumers(plan: Plan) -> dict[str, set[str]]:
     return consumers
 
 
+def followers(plan: Plan) -> dict[str, set[str]]:
+    """Step id → the steps ordered after it (``after:``, ``requires``, input references)."""
+    out: dict[str, set[str]] = {}
+    for sid, step in plan.steps.items():
+        for dep in step.after:
+            out.setdefault(dep, set()).add(sid)
+    return out
+
+
 def _consumer_outputs(
-    result: RunResult, step_id: str, consumers: Mapping[str, Iterable[str]] | None
-) -> list[Any]:
-    """Outputs of the steps that received ``step_id``'s output: its data consumers when
-    the plan is known, else every step of a later level (the only ones that can have)."""
+    result: RunResult,
+    step_id: str,
+    consumers: Mapping[str, Iterable[str]] | None,
+    after: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[list[Any], bool]:
+    """Outputs of the steps that received ``step_id``'s output, and whether only their
+    located citations (a path with a line) count.
+
+    Its data consumers when the plan is known; when none reads it, the steps ordered after
+    it (``after``), whose located citations only count: they waited for the context but read
+    the repository themselves, so a finding inside a delivered span is evidence the span
+    was relevant, a file named in passing is not. Without the plan, every step of a later
+    level (the only ones that can have read it)."""
+
+    def outputs(readers: set[str]) -> list[Any]:
+        return [
+            s.output for sid, s in result.steps.items() if sid in readers and s.output is not None
+        ]
+
     if consumers is not None:
-        readers = set(consumers.get(step_id, ()))
-    else:
-        level_of = {sid: n for n, level in enumerate(result.levels) for sid in level}
-        mine = level_of.get(step_id)
-        readers = {sid for sid, n in level_of.items() if n > mine} if mine is not None else set()
-    return [s.output for sid, s in result.steps.items() if sid in readers and s.output is not None]
+        found = outputs(set(consumers.get(step_id, ())))
+        if found or after is None:
+            return found, False
+        return outputs(set(after.get(step_id, ()))), True
+    level_of = {sid: n for n, level in enumerate(result.levels) for sid in level}
+    mine = level_of.get(step_id)
+    readers = {sid for sid, n in level_of.items() if n > mine} if mine is not None else set()
+    return outputs(readers), False
 
 
 def _add_efficiency(
     result: RunResult,
     records: list[AgentRunRecord],
     consumers: Mapping[str, Iterable[str]] | None,
+    after: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     for record in records:
         if record.state not in SUCCESS_STATES:
@@ -431,9 +433,9 @@ def _add_efficiency(
         if record.tokens_delivered is None and items:
             record.tokens_delivered = sum(int(i.get("tokens") or 0) for i in items)
         if record.tokens_referenced is None and items:
-            outputs = _consumer_outputs(result, record.step, consumers)
+            outputs, located = _consumer_outputs(result, record.step, consumers, after)
             if outputs:
-                record.tokens_referenced = referenced_tokens(items, outputs)
+                record.tokens_referenced = referenced_tokens(items, outputs, located=located)
         if record.tokens_delivered and record.tokens_referenced is not None:
             record.context_efficiency = round(record.tokens_referenced / record.tokens_delivered, 6)
 
@@ -442,13 +444,15 @@ def build_records(
     result: RunResult,
     attempts: Iterable[AttemptRecord],
     consumers: Mapping[str, Iterable[str]] | None = None,
+    after: Mapping[str, Iterable[str]] | None = None,
 ) -> list[AgentRunRecord]:
     """The metrics records of one run: its attempts, classified, and the steps that did not
     execute; fallback attempts marked, final states set, context efficiency computed.
 
     ``consumers`` (step → steps reading its output, see :func:`data_consumers`) says whose
-    citations count towards a context deliverer's referenced tokens; without it, every
-    step of a later level counts.
+    citations count towards a context deliverer's referenced tokens; ``after`` (step →
+    steps ordered after it, see :func:`followers`) are its audience when none reads it
+    (located citations only); without ``consumers``, every step of a later level counts.
     """
     by_step: dict[str, list[AttemptRecord]] = {}
     for a in attempts:
@@ -463,7 +467,7 @@ def build_records(
             record = _from_attempt(result, a)
             record.step_state = record.state
             records.append(record)
-    _add_efficiency(result, records, consumers)
+    _add_efficiency(result, records, consumers, after)
     return records
 
 
@@ -595,7 +599,8 @@ def finalize_run_frame(
             return target, None
         attempts = [*attempts, *(read_spool(spool) if spool is not None and spool.is_dir() else [])]
         consumers = data_consumers(plan) if plan is not None else None
-        records = build_records(result, attempts, consumers)
+        after = followers(plan) if plan is not None else None
+        records = build_records(result, attempts, consumers, after)
         if not records:
             return None, None
         frame = records_frame(records)
@@ -816,6 +821,85 @@ def _mean(values: pd.Series) -> float | None:
     return round(float(values.mean()), 1) if len(values) else None
 
 
+class EfficiencyWarning(BaseModel):
+    """Context efficiency below :data:`LOW_EFFICIENCY`: one step of a run, or one agent
+    over the records."""
+
+    agent_id: str
+    step: str | None = None
+    referenced: int
+    delivered: int
+    efficiency: float
+    runs: int = 1
+
+    def render(self) -> str:
+        where = f"step {self.step} ({self.agent_id})" if self.step else self.agent_id
+        over = f" over {self.runs} runs" if self.runs > 1 else ""
+        return (
+            f"low context efficiency: {where} had {self.referenced:,} of {self.delivered:,} "
+            f"delivered context tokens referenced ({self.efficiency:.0%} < "
+            f"{LOW_EFFICIENCY:.0%}){over}; lower its context.optimal_tokens or sharpen its "
+            "query (`agentrt metrics recommend`)"
+        )
+
+
+def low_efficiency(
+    records: pd.DataFrame | Iterable[AgentRunRecord | Mapping[str, Any]],
+    *,
+    by: Literal["step", "agent"] = "agent",
+    threshold: float = LOW_EFFICIENCY,
+) -> list[EfficiencyWarning]:
+    """Steps (``by="step"``: one run's records) or agents whose context efficiency,
+    Σ referenced / Σ delivered over the successful rows where both are known, is below
+    ``threshold``. Null efficiency (use unknown) never warns."""
+    import pandas as pd
+
+    frame = records if isinstance(records, pd.DataFrame) else records_frame(records)
+    if frame.empty:
+        return []
+    known = frame[
+        frame["state"].isin(list(SUCCESS_STATES))
+        & (frame["tokens_delivered"].fillna(0) > 0)
+        & frame["tokens_referenced"].notna()
+    ]
+    keys = ["step", "agent_id"] if by == "step" else ["agent_id"]
+    out = []
+    for key, rows in known.groupby(keys, sort=True):
+        referenced = int(rows["tokens_referenced"].sum())
+        delivered = int(rows["tokens_delivered"].sum())
+        efficiency = referenced / delivered
+        if efficiency >= threshold:
+            continue
+        step, agent_id = key if by == "step" else (None, key[0] if isinstance(key, tuple) else key)
+        out.append(
+            EfficiencyWarning(
+                agent_id=str(agent_id),
+                step=None if step is None else str(step),
+                referenced=referenced,
+                delivered=delivered,
+                efficiency=round(efficiency, 6),
+                runs=int(rows["flow_run_id"].nunique(dropna=False)),
+            )
+        )
+    return out
+
+
+def log_low_efficiency(warnings_: Sequence[EfficiencyWarning], logger: Any = None) -> None:
+    """One warning line per low-efficiency step on ``logger`` (the flow run's logger when
+    called inside a flow run, else the ``agentrt.metrics`` logger)."""
+    if not warnings_:
+        return
+    if logger is None:
+        try:
+            from prefect.logging import get_run_logger
+
+            logger = get_run_logger()
+        except Exception:
+            logger = log
+    for warning in warnings_:
+        logger.warning(warning.render())
+
+
 # -- recommendations -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Thresholds:
@@ -838,13 +922,23 @@ class Thresholds:
     retry_failure_share: float = 0.5
     cache_min_runs: int = 5
     """Runs without a single cache hit before proposing to turn its cache off."""
+    low_efficiency: float = LOW_EFFICIENCY
+    """Propose less context when Σ referenced / Σ delivered is below this..."""
+    efficiency_quantile: float = 0.9
+    """...namely this quantile of the referenced tokens (over ``min_runs`` runs at least)."""
 
 
 class Recommendation(BaseModel):
     """A proposed manifest change, with the observations behind it."""
 
     agent_id: str
-    kind: Literal["lower_optimal_tokens", "raise_optimal_tokens", "add_fallback", "disable_cache"]
+    kind: Literal[
+        "lower_optimal_tokens",
+        "raise_optimal_tokens",
+        "add_fallback",
+        "disable_cache",
+        "low_context_efficiency",
+    ]
     field: str = Field(description="The manifest field to change.")
     current: str | None
     proposed: str
@@ -914,6 +1008,53 @@ def _budget_proposals(
                     runs=len(mine),
                 )
             )
+    return out
+
+
+def _efficiency_proposals(
+    records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
+) -> list[Recommendation]:
+    """Lower ``optimal_tokens`` to the p90 of the referenced tokens when little of the
+    delivered context is referenced (docs/metrics.md)."""
+    known = records[
+        records["executed"].fillna(False).astype(bool)
+        & records["state"].isin(["completed", "fallback"])
+        & (records["tokens_delivered"].fillna(0) > 0)
+        & records["tokens_referenced"].notna()
+    ]
+    out = []
+    for agent_id, mine in known.groupby("agent_id", sort=True):
+        if len(mine) < t.min_runs:
+            continue
+        referenced = mine["tokens_referenced"].astype(float)
+        delivered = mine["tokens_delivered"].astype(float)
+        efficiency = float(referenced.sum() / delivered.sum())
+        if efficiency >= t.low_efficiency:
+            continue
+        manifest = manifests.get(agent_id)
+        optimal = manifest.context.optimal_tokens if manifest else None
+        current = optimal or int(mine["tokens_allocated"].dropna().median() or 0) or None
+        p_ref = float(referenced.quantile(t.efficiency_quantile))
+        proposed = _round_up(p_ref, t.round_to)
+        if current is not None and proposed >= current:
+            continue
+        q = f"p{round(t.efficiency_quantile * 100)}"
+        out.append(
+            Recommendation(
+                agent_id=str(agent_id),
+                kind="low_context_efficiency",
+                field="context.optimal_tokens",
+                current=str(optimal) if optimal is not None else None,
+                proposed=str(proposed),
+                evidence=(
+                    f"context efficiency {efficiency:.0%} < {t.low_efficiency:.0%}: "
+                    f"{int(referenced.sum()):,} of {int(delivered.sum()):,} delivered tokens "
+                    f"referenced; lower optimal_tokens to the {q} of referenced tokens: "
+                    f"{int(p_ref):,} ({q} over {len(mine)} runs), rounded up to {t.round_to}"
+                ),
+                runs=len(mine),
+            )
+        )
     return out
 
 
@@ -1009,8 +1150,13 @@ def recommend(
         return []
     manifests = manifests or {}
     t = thresholds or Thresholds()
+    efficiency = _efficiency_proposals(records, manifests, t)
+    # Low efficiency decides an agent's optimal_tokens: its other budget proposal would
+    # contradict (raise) or duplicate (lower on allocation alone) it.
+    decided = {p.agent_id for p in efficiency}
     return [
-        *_budget_proposals(records, manifests, t),
+        *efficiency,
+        *(p for p in _budget_proposals(records, manifests, t) if p.agent_id not in decided),
         *_retry_proposals(records, manifests, t),
         *_cache_proposals(records, manifests, t),
     ]

@@ -10,15 +10,19 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentrt.agents.redact import redact
 from agentrt.flows.plan import Plan
 from agentrt.flows.results import RunResult
 from agentrt.flows.schemas import schema_model
 from agentrt.flows.settings import agentrt_home
+
+if TYPE_CHECKING:
+    from agentrt.flows.metrics import EfficiencyWarning
 
 __all__ = ["count_findings", "render_report", "report_artifacts", "write_report"]
 
@@ -72,12 +76,16 @@ def summary_rows(result: RunResult) -> list[dict[str, Any]]:
     ]
 
 
-def render_report(plan: Plan, result: RunResult) -> str:
-    """The markdown report, with secrets redacted."""
-    return redact(_render(plan, result))
+def render_report(
+    plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarning] = ()
+) -> str:
+    """The markdown report, with secrets redacted; ``efficiency`` are the run's steps whose
+    context efficiency is low (:func:`agentrt.flows.metrics.low_efficiency`), one warning
+    line each."""
+    return redact(_render(plan, result, efficiency))
 
 
-def _render(plan: Plan, result: RunResult) -> str:
+def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarning] = ()) -> str:
     repo = result.params.get("repo")
     lines = [
         f"# {result.workflow}: {result.outcome}",
@@ -95,6 +103,7 @@ def _render(plan: Plan, result: RunResult) -> str:
             f"- fallbacks: {fell_back} got their output from a fallback agent (their own "
             "agent failed; see the notes); `agentrt run --strict` fails such a run"
         )
+    lines += [f"- **warning**: {w.render()}" for w in efficiency]
     lines += [
         "",
         "| step | agent | state | time | findings | note |",

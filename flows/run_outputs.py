@@ -20,19 +20,25 @@ async def write_run_outputs(
     """Metrics and report files at the end of a run (never failing the run for them), and
     the makers of the run's artifacts (built where they are published: flows/artifacts.py).
     Where the files went, or why they did not, is in ``result.report_paths``."""
-    from agentrt.flows.metrics import finalize_run_frame, metrics_artifact_args
+    from agentrt.flows.metrics import (
+        finalize_run_frame,
+        log_low_efficiency,
+        metrics_artifact_args,
+    )
     from agentrt.flows.report import render_report, report_artifacts, write_report
 
     makers: list[ArtifactMaker] = []
-    try:
-        markdown: str | None = render_report(plan, result)
-    except Exception as exc:
-        result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
-        markdown = None
     # In a worker thread: pandas and a Parquet write would hold up the event loop.
     metrics_path, frame = await asyncio.to_thread(finalize_run_frame, result, spool, plan, attempts)
     if metrics_path is not None:
         result.report_paths["metrics"] = str(metrics_path)
+    warnings = await asyncio.to_thread(_efficiency_warnings, metrics_path, frame)
+    log_low_efficiency(warnings)
+    try:
+        markdown: str | None = render_report(plan, result, warnings)
+    except Exception as exc:
+        result.report_paths["error"] = f"report not written: {type(exc).__name__}: {exc}"
+        markdown = None
     if markdown is not None:
         try:
             result.report_paths.update(write_report(plan, result, markdown))
@@ -50,3 +56,18 @@ async def write_run_outputs(
 
         makers.append(metrics_table)
     return makers
+
+
+def _efficiency_warnings(metrics_path: Any, frame: Any) -> list[Any]:
+    """The run's steps with low context efficiency, from the records just written or (a
+    second finalize) the file's; none when there are no records. Never raises: a warning
+    must not cost the report."""
+    from agentrt.flows.metrics import load_records, low_efficiency
+
+    try:
+        if frame is None and metrics_path is None:
+            return []
+        records = frame if frame is not None else load_records(metrics_path)
+        return low_efficiency(records, by="step")
+    except Exception:
+        return []

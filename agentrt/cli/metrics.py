@@ -99,12 +99,15 @@ def summary_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Per agent: runs, success rate, p50/p95 wall time, tokens, cache hits, efficiency."""
-    from agentrt.flows.metrics import jsonable, summarize
+    from agentrt.flows.metrics import jsonable, low_efficiency, summarize
 
     frame = _load(path, since, workflow)
     table = summarize(frame)
+    low = low_efficiency(frame)
     if as_json:
         print_json(jsonable(table))
+        for warning in low:
+            typer.echo(f"warning: {warning.render()}", err=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -143,7 +146,10 @@ def summary_command(
             _pct(row["cache_hit_rate"]),
             _pct(row["context_efficiency"]),
         )
-    Console().print(out)
+    console = Console()
+    console.print(out)
+    for warning in low:
+        console.print(f"[yellow]warning:[/yellow] {warning.render()}", highlight=False)
 
 
 @app.command("export")
@@ -189,19 +195,34 @@ def recommend_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose manifest changes (optimal_tokens, fallbacks, cache) from observed usage."""
-    from agentrt.flows.metrics import recommend
+    from agentrt.flows.metrics import low_efficiency, recommend
 
     frame = _load(path, since, workflow)
     proposals = recommend(frame, _manifests(agent_path, frame["agent_id"].dropna().unique()))
+    # Low efficiency the rules could not turn into a proposal (too few runs, nothing lower
+    # to propose) is still said: usage is not balanced then.
+    proposed = {p.agent_id for p in proposals if p.kind == "low_context_efficiency"}
+    low = [w for w in low_efficiency(frame) if w.agent_id not in proposed]
     if as_json:
         print_json([p.model_dump() for p in proposals])
+        for warning in low:
+            typer.echo(f"warning: {warning.render()}", err=True)
         return
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    for warning in low:
+        console.print(f"[yellow]warning:[/yellow] {warning.render()}", highlight=False)
     if not proposals:
-        console.print(f"No changes to propose from {len(frame)} records: usage looks balanced.")
+        if low:
+            console.print(
+                f"No changes to propose from {len(frame)} records, but context efficiency is "
+                "low (above): too few runs to propose a value, or optimal_tokens is already "
+                "at what is referenced; sharpen the query."
+            )
+        else:
+            console.print(f"No changes to propose from {len(frame)} records: usage looks balanced.")
         return
     unknown = any(p.current is None for p in proposals)
     out = Table(
