@@ -86,7 +86,8 @@ def _int(value: Any) -> int | None:
 
 
 def _strings(value: Any) -> Iterator[str]:
-    """Every string value in a JSON-like output (not the keys)."""
+    """Every string value in a JSON-like output (not the keys, nor the values of path keys:
+    those are structured citations, located by their mapping's line)."""
     stack = [value]
     while stack:
         v = stack.pop()
@@ -95,7 +96,7 @@ def _strings(value: Any) -> Iterator[str]:
         if isinstance(v, str):
             yield v
         elif isinstance(v, Mapping):
-            stack.extend(v.values())
+            stack.extend(child for key, child in v.items() if key not in _PATH_KEYS)
         elif isinstance(v, list | tuple):
             stack.extend(v)
 

@@ -561,10 +561,14 @@ def run_llm_agent(
         model_settings=settings,  # type: ignore[arg-type]
         retries={"output": output_retries},
     )
+    answers: list[Any] = []  # the model's own answers, before the hook adds to them
     if hook is not None:
 
         @pydantic_agent.output_validator
         def _hooked(output: Any) -> Any:
+            answers.append(
+                output.model_copy(deep=True) if isinstance(output, BaseModel) else output
+            )
             try:
                 return hook(output, value, call)
             except OutputRejected as exc:
@@ -585,7 +589,9 @@ def run_llm_agent(
         # request may carry a key, is not chained to ours.
         raise failure
     if ctx is not None and context.items:
-        ctx.tokens_referenced = referenced_context_tokens(context.items, output)
+        # What the model cited, not what a hook added (e.g. the list of delivered files).
+        answer = answers[-1] if answers else output
+        ctx.tokens_referenced = referenced_context_tokens(context.items, answer)
     if isinstance(output, str) and output_schema is None:
         return {"text": output}
     return output

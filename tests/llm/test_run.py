@@ -354,3 +354,38 @@ def test_the_runtime_counts_the_whole_prompt_within_the_grant(
     counted, what = counted_tokens(llm_review.manifest, {}, ctx.prompt_parts)
     assert what == "its prompt" and ctx.tokens_delivered is not None
     assert ctx.tokens_delivered < counted <= 3_000
+
+
+def _answer(summary: str, *findings: tuple[str, int]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "confidence": 0.5,
+        "findings": [
+            {**REVIEW["findings"][0], "path": path, "line": line} for path, line in findings
+        ],
+    }
+
+
+def test_referenced_tokens_are_the_delivered_items_the_answer_cites(
+    llm_review: RegisteredAgent, repo: Path
+) -> None:
+    def referenced(answer: dict[str, Any]) -> tuple[int | None, int | None]:
+        ctx = make_ctx()
+        run_llm_agent(
+            llm_review,
+            Input(repo=str(repo), task="ratio double"),
+            ctx,
+            model=FunctionModel(Recorder(answer)),
+        )
+        return ctx.tokens_referenced, ctx.tokens_delivered
+
+    nothing, delivered = referenced(_answer("All fine."))
+    assert delivered and nothing == 0  # delivered but unused: 0, not unknown
+    app, _ = referenced(_answer("A bare except.", ("pkg/app.py", 12)))
+    assert app is not None and 0 < app < delivered
+    # Naming a function a delivered item defines cites that item too.
+    both, _ = referenced(_answer("double() is fine.", ("pkg/app.py", 12)))
+    assert both is not None and app < both <= delivered
+    # The same in prose: "pkg/app.py:12" in the summary.
+    prose, _ = referenced(_answer("See pkg/app.py:12."))
+    assert prose == app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -200,3 +201,12 @@ def test_publish_metrics_artifact_inside_an_async_flow(recorded: Recorded) -> No
         assert sorted(r["state"] for r in rows) == ["failed"] * 4 + ["skipped"]
         assert {r["agent_id"] for r in rows} == {"flaky", "beta"}
         assert all(isinstance(r["attempt"], int) for r in rows)
+
+
+def test_low_efficiency_is_a_warning_line_of_the_run_report(recorded: Recorded) -> None:
+    # `deliver` had 300 of its 1,000 tokens cited (30 % < 50 %); `usage` reported 25 %.
+    report = Path(recorded.mixed.report_paths["markdown"]).read_text()
+    warnings = [line for line in report.splitlines() if line.startswith("- **warning**")]
+    assert any("step deliver (deliver)" in w and "300 of 1,000" in w for w in warnings)
+    assert any("step usage" in w for w in warnings)
+    assert not any("step cite" in w for w in warnings)  # nothing delivered: no figure

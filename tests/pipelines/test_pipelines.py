@@ -65,6 +65,15 @@ def test_code_analysis_end_to_end_and_cache_behaviour(tmp_path: Path) -> None:
     assert out["context_gathering"]["tokens"] <= out["context_gathering"]["budget"]
     report = Path(first.report_paths["markdown"]).read_text()
     assert "## architecture_analysis" in report and "## code_review" in report
+    # Nobody reads context_gathering's output, but the analysers wait for it: findings and
+    # documented objects inside its spans count (located citations), so its efficiency is
+    # known (docs/metrics.md).
+    from agentrt.flows.metrics import load_records
+
+    rows = load_records(first.report_paths["metrics"]).set_index("step")
+    context = rows.loc["context_gathering"]
+    assert context["tokens_delivered"] > 0 and context["tokens_referenced"] > 0
+    assert 0 < context["context_efficiency"] <= 1
 
     again = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
     assert set(states(again).values()) == {"cached"}
