@@ -12,8 +12,9 @@ This module imports neither Prefect nor the runtime (``agentrt.flows``): agents 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -73,6 +74,12 @@ class AgentContext:
     #: the LLM runner: the runtime counts it against ``token_limit``.
     prompt_parts: list[str] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: The validated outputs of the steps this one depends on (its ``after``, its agent's
+    #: ``requires`` and the steps its inputs read), by step id; read-only. Each is an
+    #: instance of the producing agent's pydantic output model, or the JSON data when its
+    #: output schema is inline JSON Schema. Steps skipped or failed are absent; empty
+    #: outside a workflow.
+    upstream: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     _referenced: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
 

@@ -80,12 +80,17 @@ __all__ = [
     "LLMTimeoutError",
     "LLMUnavailableError",
     "OutputRejected",
+    "PromptFit",
     "PromptTemplateError",
     "build_prompt",
+    "fit_prompt",
+    "rank_findings",
     "referenced_context_tokens",
     "render_prompt",
+    "render_upstream",
     "resolve_model",
     "run_llm_agent",
+    "shrink",
     "task_of",
 ]
 
@@ -106,6 +111,8 @@ DEFAULT_BUDGET = 8_000
 #: The model's own deadline is this fraction of ``timeout_seconds``, so a slow provider ends
 #: in a clean :class:`LLMTimeoutError` before the runtime's watchdog abandons the thread.
 DEADLINE_FRACTION = 0.9
+#: The ``context.sources`` name that asks for every upstream step's output.
+UPSTREAM = "upstream"
 #: Tokens reserved for what the provider adds around messages and tool definitions.
 FRAMING_TOKENS = 64
 _MESSAGE_LIMIT = 600
@@ -157,7 +164,7 @@ def _short(text: str, limit: int = _MESSAGE_LIMIT) -> str:
 # --------------------------------------------------------------------------------------------
 # Prompt templates
 
-_RESERVED = ("context", "task", "query")
+_RESERVED = ("context", "task", "query", "upstream")
 
 
 def _as_text(value: Any) -> str:
@@ -210,7 +217,8 @@ def render_prompt(template: str, fields: Mapping[str, Any]) -> str:
     if unknown:
         raise PromptTemplateError(
             f"prompt field {{{unknown[0]}}} is neither an input field nor one of "
-            f"{{context}}, {{task}}, {{query}}; available: {', '.join(sorted(fields))}"
+            f"{{context}}, {{task}}, {{query}}, {{upstream}}; available: "
+            f"{', '.join(sorted(fields))}"
         )
     parts = []
     for literal, name, _spec, _conversion in string.Formatter().parse(template):
@@ -228,18 +236,23 @@ class Prompt:
     user: str
 
 
-def build_prompt(template: str, inputs: Mapping[str, Any], task: str, context: str) -> Prompt:
+def build_prompt(
+    template: str, inputs: Mapping[str, Any], task: str, context: str, upstream: str = ""
+) -> Prompt:
     """The instructions from ``template``; what it does not place goes in the user message.
 
     The user message holds, in order: the task (unless the template has ``{task}``), the
-    context (unless it has ``{context}``) and the remaining input fields as JSON.
+    upstream outputs (unless it has ``{upstream}``), the context (unless it has
+    ``{context}``) and the remaining input fields as JSON.
     """
     used = set(template_fields(template))
-    fields = {**inputs, "task": task, "query": task, "context": context}
+    fields = {**inputs, "task": task, "query": task, "context": context, "upstream": upstream}
     instructions = render_prompt(template, fields)
     sections = []
     if task and "task" not in used and "query" not in used:
         sections.append(f"## Task\n\n{task}")
+    if upstream and "upstream" not in used:
+        sections.append(f"## Upstream outputs\n\n{upstream}")
     if context and "context" not in used:
         sections.append(f"## Context\n\n{context}")
     rest = {
@@ -413,18 +426,48 @@ def task_of(manifest: AgentManifest, inputs: Mapping[str, Any]) -> str:
     return _as_text(inputs.get("query") or inputs.get("task") or "")
 
 
-def _repo_of(manifest: AgentManifest, inputs: Mapping[str, Any]) -> str | None:
-    for name in manifest.context.sources or ["repo"]:
+def _repo_of(
+    manifest: AgentManifest, inputs: Mapping[str, Any], upstream: Mapping[str, Any] | None = None
+) -> str | None:
+    sources = manifest.context.sources
+    names = [n for n in sources if n != UPSTREAM and n not in (upstream or {})]
+    for name in names if sources else ["repo"]:
         if isinstance(inputs.get(name), str) and inputs[name]:
             return inputs[name]
     return None
 
 
+def upstream_sources(
+    manifest: AgentManifest, inputs: Mapping[str, Any], upstream: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The upstream outputs the agent's ``context.sources`` ask for: every one for
+    ``upstream``, else those of the steps it names; a step whose output already fills an
+    input field of the same name is left out (it is in the prompt as that input)."""
+    sources = manifest.context.sources
+    wanted = list(upstream) if UPSTREAM in sources else [n for n in sources if n in upstream]
+    return {sid: upstream[sid] for sid in wanted if inputs.get(sid) in (None, "", [], {})}
+
+
+def render_upstream(outputs: Mapping[str, Any]) -> str:
+    """Upstream outputs, compactly: one ``### step`` heading and one line of JSON each."""
+    return "\n\n".join(
+        f"### {sid}\n\n{_compact(_jsonable(value))}" for sid, value in outputs.items()
+    )
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
 def _select_context(
-    manifest: AgentManifest, inputs: Mapping[str, Any], task: str, budget: int
+    manifest: AgentManifest,
+    inputs: Mapping[str, Any],
+    task: str,
+    budget: int,
+    upstream: Mapping[str, Any] | None = None,
 ) -> _Context:
     """The context manager's selection for ``task`` from the input's repository."""
-    repo = _repo_of(manifest, inputs)
+    repo = _repo_of(manifest, inputs, upstream)
     if repo is None or budget <= 0:
         return _Context("", 0, (), max(budget, 0))
     from agentrt.context.select import select
@@ -474,28 +517,202 @@ def _output_type(agent: RegisteredAgent, schema: type[BaseModel] | dict | None) 
     return schema
 
 
-def _prompt_in_budget(
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+#: Severities, most severe first: the order findings are kept in when a prompt is shrunk.
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+
+def _is_findings(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, dict) and "severity" in v for v in value)
+    )
+
+
+def rank_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Findings without duplicates (same path, line and rule: the first is kept), most
+    severe first (critical … info, then unknown severities; ties keep their order)."""
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for finding in findings:
+        key = tuple(str(finding.get(k)) for k in ("path", "line", "rule"))
+        if key not in seen:
+            seen.add(key)
+            kept.append(finding)
+    return sorted(kept, key=lambda f: _SEVERITY_ORDER.get(str(f.get("severity")).lower(), 5))
+
+
+#: How far inputs (then upstream outputs) are shrunk, one rung after the other until the
+#: prompt fits: (most items per list, most tokens per string); None keeps all. From the
+#: second rung on, findings lists are deduplicated and ranked by severity before the cut.
+SHRINK_LADDER: tuple[tuple[int | None, int | None], ...] = (
+    (None, None),
+    (None, None),  # findings deduplicated and ranked only
+    (50, None),
+    (20, None),
+    (10, None),
+    (5, None),
+    (5, 1000),
+    (5, 400),
+    (5, 150),
+    (2, 60),
+    (0, 20),
+    (0, 0),
+)
+
+
+def shrink(value: Any, items: int | None, text: int | None, *, rank: bool = True) -> Any:
+    """``value`` (JSON data) with every list cut to ``items`` (findings deduplicated and
+    ranked by severity first when ``rank``; a last entry says how many were left out) and
+    every string cut to ``text`` tokens (with ``…``; 0 empties it)."""
+    from agentrt.context.tokens import count_tokens, truncate_to_tokens
+
+    if isinstance(value, str):
+        if text is not None and count_tokens(value) > text:
+            return truncate_to_tokens(value, text) + "…" if text > 0 else ""
+        return value
+    if isinstance(value, list):
+        if rank and _is_findings(value):
+            value = rank_findings(value)
+        kept = value if items is None else value[:items]
+        out = [shrink(v, items, text, rank=rank) for v in kept]
+        if len(kept) < len(value):
+            out.append(f"… {len(value) - len(kept)} more left out (token budget)")
+        return out
+    if isinstance(value, dict):
+        return {k: shrink(v, items, text, rank=rank) for k, v in value.items()}
+    return value
+
+
+def _rung(level: int) -> tuple[int | None, int | None, bool]:
+    items, text = SHRINK_LADDER[level]
+    return items, text, level > 0
+
+
+def _describe(what: str, level: int) -> str:
+    items, text = SHRINK_LADDER[level]
+    cuts = ["findings deduplicated and ranked by severity"]
+    if items is not None:
+        cuts.append(f"lists cut to {items} items")
+    if text is not None:
+        cuts.append(f"texts cut to {text} tokens")
+    return f"{what}: {', '.join(cuts)}"
+
+
+@dataclass(frozen=True)
+class PromptFit:
+    """The prompt an LLM agent sends, fitted to its token target (see :func:`fit_prompt`)."""
+
+    prompt: Prompt
+    context: _Context
+    #: The whole prompt, counted as the runtime counts it (allocation.counted_tokens).
+    tokens: int
+    #: The fewest tokens any prompt of this agent could take: instructions, output schema,
+    #: framing and what the inputs and upstream outputs leave at their smallest.
+    minimum: int
+    #: What was shrunk to fit, in order.
+    shrunk: tuple[str, ...] = ()
+
+
+def _first_fit(levels: int, fits: Callable[[int], bool]) -> int | None:
+    """The first level that fits (fitting is monotone in the level), or None."""
+    if not fits(levels - 1):
+        return None
+    lo, hi = 0, levels - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def fit_prompt(
     manifest: AgentManifest,
     inputs: Mapping[str, Any],
-    task: str,
     output_schema: type[BaseModel] | dict | None,
-    budget: int,
-) -> tuple[Prompt, _Context]:
-    """The prompt with as much context as ``budget`` leaves once everything else is paid:
-    instructions, the rest of the user message and the output schema (sent as a tool)."""
+    target: int,
+    upstream: Mapping[str, Any] | None = None,
+) -> PromptFit:
+    """The prompt within ``target`` tokens, counted as the runtime counts it.
+
+    Paid first and never shrunk: the instructions, the output schema and the provider's
+    framing. Then the inputs, whole if they fit; if not, they are shrunk rung by rung
+    (:data:`SHRINK_LADDER`: findings deduplicated and ranked by severity, then lists cut,
+    then long texts cut with :func:`~agentrt.context.tokens.truncate_to_tokens`) until the
+    prompt fits. Then the upstream outputs ``context.sources`` asks for, shrunk the same
+    way only when the inputs are at their smallest, and left out as a last resort. The
+    repository context gets what is left. ``tokens`` above ``target`` means even the
+    minimum does not fit.
+    """
     from agentrt.context.tokens import count_tokens
 
     template = manifest.prompt or ""
-    bare = build_prompt(template, inputs, task, "")
-    fixed = (
-        count_tokens(bare.instructions)
-        + count_tokens(bare.user)
-        + _schema_tokens(output_schema)
-        + FRAMING_TOKENS
-        + 16  # the "## Context" heading that comes with the context
-    )
-    context = _select_context(manifest, inputs, task, budget - fixed)
-    return build_prompt(template, inputs, task, context.markdown), context
+    schema_tokens = _schema_tokens(output_schema)
+    data = {k: _jsonable(v) for k, v in inputs.items()}
+    ups = {k: _jsonable(v) for k, v in (upstream or {}).items()}
+
+    def measure(ins: Mapping[str, Any], up: str, context: str = "") -> tuple[Prompt, int]:
+        prompt = build_prompt(template, ins, task_of(manifest, ins), context, up)
+        total = count_tokens(prompt.instructions) + count_tokens(prompt.user)
+        return prompt, total + schema_tokens + FRAMING_TOKENS
+
+    def shrunk_inputs(level: int) -> dict[str, Any]:
+        items, text, rank = _rung(level)
+        return {k: shrink(v, items, text, rank=rank) for k, v in data.items()}
+
+    def shrunk_upstream(level: int | None) -> str:
+        if level is None:
+            return ""
+        items, text, rank = _rung(level)
+        return render_upstream({k: shrink(v, items, text, rank=rank) for k, v in ups.items()})
+
+    levels = len(SHRINK_LADDER)
+    notes: list[str] = []
+    full_up = shrunk_upstream(0)
+    in_level = _first_fit(levels, lambda lv: measure(shrunk_inputs(lv), full_up)[1] <= target)
+    up_level: int | None = 0
+    if in_level is None:
+        in_level = levels - 1
+        floor = shrunk_inputs(in_level)
+        up_level = (
+            _first_fit(levels, lambda lv: measure(floor, shrunk_upstream(lv))[1] <= target)
+            if ups
+            else 0
+        )
+    if in_level:
+        notes.append(_describe("inputs", in_level))
+    if ups and up_level is None:
+        notes.append("upstream outputs: left out")
+    elif ups and up_level:
+        notes.append(_describe("upstream outputs", up_level))
+    ins = shrunk_inputs(in_level)
+    up = shrunk_upstream(up_level)
+    minimum = measure(shrunk_inputs(levels - 1), "")[1]
+    prompt, tokens = measure(ins, up)
+    context = _Context("", 0, (), 0)
+    room = target - tokens - 16  # the "## Context" heading that comes with the context
+    task = task_of(manifest, inputs)  # the whole task steers the selection
+    for _ in range(3):
+        if room <= 0:
+            break
+        context = _select_context(manifest, inputs, task, room, upstream)
+        if not context.markdown:
+            break
+        with_context, total = measure(ins, up, context.markdown)
+        if total <= target:
+            prompt, tokens = with_context, total
+            break
+        room -= total - target  # the pieces count a little apart from the whole
+        context = _Context("", 0, (), max(room, 0))
+    return PromptFit(prompt, context, tokens, minimum, tuple(notes))
 
 
 def run_llm_agent(
@@ -522,29 +739,36 @@ def run_llm_agent(
     hook = _output_hook(agent)
 
     inputs = _input_dict(value)
-    task = task_of(manifest, inputs)
     grant = ctx.budget_tokens if ctx is not None else None
     budget = grant if grant is not None else manifest.context.optimal_tokens or DEFAULT_BUDGET
-    prompt, context = _prompt_in_budget(manifest, inputs, task, output_schema, budget)
+    limit = ctx.token_limit if ctx is not None else None
+    upstream = upstream_sources(manifest, inputs, ctx.upstream) if ctx is not None else {}
+    fit = fit_prompt(manifest, inputs, output_schema, limit or budget, upstream)
+    prompt, context = fit.prompt, fit.context
     parts = prompt_parts(prompt, output_schema)
     if ctx is not None:
         ctx.tokens_delivered = context.tokens
         ctx.prompt_parts = parts
-        ctx.notes.update(model=spec, context_budget=context.budget, prompt_budget=budget)
-    limit = ctx.token_limit if ctx is not None else None
-    if limit is not None:
+        ctx.notes.update(
+            model=spec,
+            context_budget=context.budget,
+            prompt_budget=budget,
+            prompt_tokens=fit.tokens,
+            upstream=sorted(upstream),
+        )
+        if fit.shrunk:
+            ctx.notes["prompt_shrunk"] = list(fit.shrunk)
+    if limit is not None and fit.tokens > limit:
         # Checked before the model is paid; the runtime counts the same parts again.
-        from agentrt.context.tokens import count_tokens
+        from agentrt.context.budget import BudgetExceededError
 
-        sent = sum(count_tokens(p) for p in parts) + FRAMING_TOKENS
-        if sent > limit:
-            from agentrt.context.budget import BudgetExceededError
-
-            raise BudgetExceededError(
-                f"{manifest.key}'s prompt is {sent:,} tokens without the model called, more than "
-                f"the {limit:,} it was granted (instructions, inputs, "
-                f"{context.tokens:,} tokens of context, output schema)"
-            )
+        raise BudgetExceededError(
+            f"{manifest.key}'s prompt is {fit.tokens:,} tokens without the model called, more "
+            f"than the {limit:,} it was granted, even with its inputs and upstream outputs "
+            f"shrunk to the least (instructions and output schema: {fit.minimum:,} tokens); "
+            "raise the workflow's budget.total_tokens or the agent's context.min_tokens, or "
+            "shorten its prompt"
+        )
     call = LLMCall(manifest.key, spec, context.tokens, context.paths)
 
     from pydantic_ai import Agent, ModelRetry, RunUsage

@@ -144,7 +144,12 @@ class RetryPolicy(_Strict):
 
 class ContextSpec(_Strict):
     sources: list[str] = Field(
-        default_factory=list, description="Inputs that hold context sources (e.g. repo)."
+        default_factory=list,
+        description=(
+            "Where context comes from: input fields that hold a repository (e.g. repo); for "
+            "LLM agents also `upstream` (every upstream step's output) or step ids, rendered "
+            "in the prompt within the grant."
+        ),
     )
     query: str | None = Field(None, description="What to look for; defaults to the workflow task.")
     min_tokens: Annotated[int, Field(ge=0)] = 0

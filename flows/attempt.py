@@ -2,8 +2,8 @@
 
 :class:`RunInfo` crosses a Prefect task parameter (passed opaque on the thread runner,
 pickled by the process, Dask and Ray runners), so it is a frozen, picklable dataclass of
-plain data. It is not part of the result cache key (:class:`~agentrt.flows.cache_policy.
-AgentCachePolicy` keys on the inputs and the token slice only).
+plain data. The result cache key (:class:`~agentrt.flows.cache_policy.AgentCachePolicy`) reads
+three of its fields: ``step_inputs``, ``token_limit`` and a digest of ``upstream``.
 
 :class:`AttemptFailure` is the phase and attempt number of a failed attempt. It rides on the
 original exception (see :func:`mark_failure`) rather than wrapping it, because the original
@@ -19,7 +19,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AttemptFailure", "RunInfo", "failure_of", "mark_failure"]
+__all__ = ["AttemptFailure", "RunInfo", "UpstreamOutput", "failure_of", "mark_failure"]
+
+
+@dataclass(frozen=True)
+class UpstreamOutput:
+    """One upstream step's validated output, as plain data for the attempt to type.
+
+    The attempt (:func:`~agentrt.flows.lifecycle.run_agent`) turns it into ``ctx.upstream``:
+    an instance of ``schema`` (the producing agent's output model) when it names one, else
+    ``output`` itself (inline JSON Schema).
+    """
+
+    #: The key (id@version) of the agent that produced the output (a fallback, if one did).
+    agent: str
+    #: The output as validated, JSON data.
+    output: Any
+    #: ``module:Model`` of that agent's pydantic output model (None: inline JSON Schema).
+    schema: str | None = None
+    #: That agent's import policy, (base_dir, packages), to import ``schema`` with.
+    policy: tuple[str | None, tuple[str, ...]] = (None, ())
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +63,9 @@ class RunInfo:
     fallback_for: str | None = None
     #: The step's ``inputs`` mapping in the workflow, as JSON (part of the cache key).
     step_inputs: str | None = None
+    #: The outputs of the steps this one depends on (``after``, ``requires`` and input
+    #: sources) that produced one, by step id: ``ctx.upstream`` (part of the cache key).
+    upstream: dict[str, UpstreamOutput] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from agentrt.context.git import head_commit
 if TYPE_CHECKING:
     from agentrt.agents.manifest import AgentManifest
 
-__all__ = ["AgentCachePolicy", "content_fingerprint", "manifest_fingerprint"]
+__all__ = ["AgentCachePolicy", "content_fingerprint", "manifest_fingerprint", "upstream_digest"]
 
 #: Manifest fields left out of the cache key: editing them cannot change what a completed
 #: run of the agent returns, or they are keyed elsewhere. Every other field is keyed (a field
@@ -55,6 +55,16 @@ def manifest_fingerprint(manifest: AgentManifest) -> str:
     """A hash of the manifest's fields that change what a completed run returns (all but
     :data:`UNKEYED_FIELDS`)."""
     data = manifest.model_dump(mode="json", exclude=set(UNKEYED_FIELDS))
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def upstream_digest(upstream: Any) -> str | None:
+    """A hash of the upstream outputs a step receives (step id → producing agent and
+    output); None when it receives none."""
+    if not upstream:
+        return None
+    data = {sid: [entry.agent, entry.output] for sid, entry in sorted(upstream.items())}
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
@@ -139,6 +149,8 @@ class AgentCachePolicy(CachePolicy):
             # not be served to a run that enforces one (the lifecycle check runs on misses).
             "token_limit": getattr(run, "token_limit", None),
             "model": (os.environ.get("AGENTRT_MODEL") or self.model) if self.model else None,
+            # What the step can read as ctx.upstream (and an LLM agent renders in its prompt).
+            "upstream": upstream_digest(getattr(run, "upstream", None)),
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return f"agentrt-{self.agent_key}-{hashlib.blake2b(blob, digest_size=20).hexdigest()}"

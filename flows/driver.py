@@ -29,7 +29,7 @@ from agentrt.agents.redact import redact
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import token_limit
 from agentrt.flows.artifacts import RunArtifacts
-from agentrt.flows.attempt import RunInfo, failure_of, mark_failure
+from agentrt.flows.attempt import RunInfo, UpstreamOutput, failure_of, mark_failure
 from agentrt.flows.lifecycle import agent_spec, spool_record
 from agentrt.flows.plan import InputRef, Plan, PlannedStep
 from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
@@ -144,8 +144,38 @@ class Driver:
                     return f"input {name} needs {dep}, which was {upstream.state} ({why})"
         return None
 
+    def _upstream(self, step: PlannedStep) -> dict[str, UpstreamOutput]:
+        """The outputs of the steps ``step`` depends on (its ``after``, which holds its
+        agent's ``requires`` and its input sources too), by step id; steps that produced no
+        output (skipped, failed) are left out. Plain data: it crosses the task boundary."""
+        upstream: dict[str, UpstreamOutput] = {}
+        for dep in sorted(step.after):
+            result = self.results.get(dep)
+            if result is None or result.output is None:
+                continue
+            planned = self.plan.steps[dep]
+            key = result.used_agent or planned.agent.key
+            producer = next(
+                (a for a in (planned.agent, *planned.fallbacks) if a.key == key), planned.agent
+            )
+            ref = producer.manifest.output
+            policy = producer.policy
+            upstream[dep] = UpstreamOutput(
+                agent=key,
+                output=result.output,
+                schema=ref if isinstance(ref, str) else None,
+                policy=(str(policy.base_dir) if policy.base_dir else None, policy.packages),
+            )
+        return upstream
+
     async def _attempt(
-        self, step: PlannedStep, agent: RegisteredAgent, inputs, provenance, fallback_for
+        self,
+        step: PlannedStep,
+        agent: RegisteredAgent,
+        inputs,
+        provenance,
+        fallback_for,
+        upstream: dict[str, UpstreamOutput] | None = None,
     ):
         grant = self.grants.get(step.id)
         run = RunInfo(
@@ -159,6 +189,7 @@ class Driver:
             token_limit=token_limit(self.plan, grant),
             fallback_for=fallback_for,
             step_inputs=_mapping(step),
+            upstream=upstream or {},
         )
         tokens = grant.tokens if grant is not None else None
         if fallback_for:
@@ -254,6 +285,7 @@ class Driver:
             self.events.emit(sid, "skipped", result)
             return
         inputs, provenance, _missing = self._inputs(step)
+        upstream = self._upstream(step)
         result.state = "running"
         result.started_at = datetime.now(UTC)
         self.events.emit(sid, "running", result)
@@ -263,7 +295,7 @@ class Driver:
         last_exc: BaseException | None = None
         for index, agent in enumerate([step.agent, *step.fallbacks]):
             state, value, task_run_id = await self._attempt(
-                step, agent, inputs, provenance, step.agent.key if index else None
+                step, agent, inputs, provenance, step.agent.key if index else None, upstream
             )
             result.task_run_ids.append(task_run_id)
             if state.is_completed() and isinstance(value, dict):

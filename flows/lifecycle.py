@@ -32,7 +32,12 @@ from agentrt.agents.registry import RegisteredAgent
 from agentrt.errors import AgentrtError
 from agentrt.flows.attempt import RunInfo, mark_failure
 from agentrt.flows.results import AttemptRecord
-from agentrt.flows.schemas import SchemaValidationError, validate_input, validate_output
+from agentrt.flows.schemas import (
+    SchemaValidationError,
+    upstream_view,
+    validate_input,
+    validate_output,
+)
 
 __all__ = [
     "AgentTimeoutError",
@@ -357,6 +362,8 @@ def run_agent(
         if slot is not None:
             slot.acquire()
         fn = load_callable(manifest.entrypoint, agent.policy) if manifest.kind == "python" else None
+        if run.upstream:
+            ctx.upstream = upstream_view(run.upstream)
         try:
             value = validate_input(agent, inputs)
         except SchemaValidationError as exc:

@@ -6,8 +6,11 @@ step with a message naming the field, instead of surfacing deep inside the agent
 
 from __future__ import annotations
 
+import copy
 import inspect
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +23,7 @@ __all__ = [
     "SchemaValidationError",
     "input_fields",
     "to_jsonable",
+    "upstream_view",
     "validate_input",
     "validate_output",
 ]
@@ -141,3 +145,23 @@ def validate_output(agent: RegisteredAgent, value: Any) -> Any:
     if isinstance(schema, dict):
         _jsonschema_check(schema, data)
     return data
+
+
+def upstream_view(upstream: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``ctx.upstream``: each upstream step's output by step id, read-only, typed by the
+    producing agent's output model (a fresh instance) when it has one, else a copy of the
+    JSON data (inline JSON Schema). ``upstream`` maps step ids to
+    :class:`~agentrt.flows.attempt.UpstreamOutput`. Output that its model no longer accepts
+    (it was validated by it when produced) is given as data rather than failing the step."""
+    view: dict[str, Any] = {}
+    for sid, entry in upstream.items():
+        data = copy.deepcopy(entry.output)
+        if entry.schema and isinstance(data, dict):
+            try:
+                model = _model(entry.schema, entry.policy)
+                fields = {k: v for k, v in data.items() if k not in model.model_computed_fields}
+                data = model.model_validate(fields)
+            except (EntrypointError, ImportError, ValidationError):
+                pass
+        view[sid] = data
+    return MappingProxyType(view)
