@@ -44,6 +44,9 @@ class RunInfo:
     fallback_for: str | None = None
     #: The step's ``inputs`` mapping in the workflow, as JSON (part of the cache key).
     step_inputs: str | None = None
+    #: The attempt's memory limit in MB (the agent's resources.memory_mb on the process
+    #: runner; None: measured, not enforced).
+    memory_limit_mb: int | None = None
 
 
 @dataclass(frozen=True)
