@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -75,7 +76,7 @@ def resource_totals(workflow: WorkflowManifest) -> ResourceTotals:
         import psutil
 
         memory = max(1, psutil.virtual_memory().available // MB)
-        memory_from = "the machine's available memory; set the workflow's resources.memory_mb"
+        memory_from = "the machine's available memory"
     cpus, cpus_from = spec.cpus, "the workflow's resources.cpus"
     if cpus is None:
         cpus, cpus_from = float(os.cpu_count() or 1), "the machine's cores"
@@ -226,7 +227,7 @@ def _sample_forever() -> None:
         if rss is not None:
             for watch in watches:
                 watch._sample(rss)
-        threading.Event().wait(SAMPLE_SECONDS)
+        time.sleep(SAMPLE_SECONDS)
 
 
 def _ensure_sampler() -> None:
@@ -297,7 +298,6 @@ class MemoryWatch:
         self.exceeded = True
         if not interrupt:
             return
-        import time
 
         now = time.monotonic()
         with self._guard:
