@@ -175,7 +175,15 @@ class ContextSpec(_Strict):
 
 
 class Resources(_Strict):
-    memory_mb: Annotated[int, Field(gt=0)] | None = None
+    memory_mb: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="Memory the agent needs, in MB: admitted against the workflow's "
+        "resources.memory_mb, and a hard limit on the process task runner.",
+    )
+    cpus: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Cores the agent keeps busy: admitted against the workflow's resources.cpus.",
+    )
     concurrency: str | None = Field(
         None,
         description="A concurrency tag shared by agents that must not all run at once "

@@ -66,6 +66,9 @@ class RunInfo:
     #: The outputs of the steps this one depends on (``after``, ``requires`` and input
     #: sources) that produced one, by step id: ``ctx.upstream`` (part of the cache key).
     upstream: dict[str, UpstreamOutput] = field(default_factory=dict)
+    #: The attempt's memory limit in MB (the agent's resources.memory_mb on the process
+    #: runner; None: measured, not enforced).
+    memory_limit_mb: int | None = None
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,7 @@ def build_flow(
         events, handle = _SINKS.pop(sink)
         driver = Driver(plan, params, tasks, grants, events, spool, parameter_wrapper())
         driver.slots = slots
+        driver.limit_memory = (task_runner or plan.workflow.task_runner.type) == "process"
         if artifacts != "off":
             driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
         with hold_spool(spool) as attempts:

@@ -6,6 +6,10 @@ own, optional failures are skipped, and a required failure stops new work (fail 
 keeping every finished output. When more steps are ready than the runner has workers, the
 one whose agent has the highest ``priority`` starts first, then the one with the longest
 chain of steps after it (the critical path), then the first in the plan (:func:`step_order`).
+A step whose agent declares memory or cores (``resources.memory_mb``, ``resources.cpus``)
+starts only when its reservation fits beside the running steps' within the plan's totals
+(:mod:`agentrt.flows.resources`); until then it waits, and so do the steps after it in that
+order that reserve anything (steps that reserve nothing go on).
 A worker lost under an attempt (a killed process-pool worker, a lost Dask worker) fails the
 attempt; the driver records it, as the agent could not.
 """
@@ -33,6 +37,7 @@ from agentrt.flows.attempt import RunInfo, UpstreamOutput, failure_of, mark_fail
 from agentrt.flows.lifecycle import agent_spec, spool_record
 from agentrt.flows.plan import InputRef, Plan, PlannedStep
 from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
+from agentrt.flows.resources import Admission, step_demand
 from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, StepResult
 from agentrt.flows.retry_policy import failure_hint
 from agentrt.flows.schemas import input_fields, required_input_fields
@@ -86,6 +91,11 @@ class Driver:
     #: that, ready steps wait in the driver so that the first in :func:`step_order` starts
     #: first (the runner's own queue is first come, first served).
     slots: int | None = None
+    #: Whether each attempt's resources.memory_mb is a hard limit in its worker (the
+    #: process runner: one attempt per worker process).
+    limit_memory: bool = False
+    #: The reservations of the running steps (memory, cores) against the plan's totals.
+    admission: Admission | None = None
 
     def _value(self, ref: InputRef) -> tuple[bool, Any]:
         if ref.source == "literal":
@@ -190,6 +200,7 @@ class Driver:
             fallback_for=fallback_for,
             step_inputs=_mapping(step),
             upstream=upstream or {},
+            memory_limit_mb=agent.manifest.resources.memory_mb if self.limit_memory else None,
         )
         tokens = grant.tokens if grant is not None else None
         if fallback_for:
@@ -358,6 +369,11 @@ class Driver:
         later = sorted((key, sid) for sid, key in order.items())
         unready = set(order)
         running: dict[asyncio.Task[None], str] = {}
+        # Memory and cores: a step starts only when its reservation fits beside the running
+        # steps' (in step order: a large step is not overtaken by smaller ones after it).
+        totals = self.plan.resources
+        admission = self.admission = Admission(totals) if totals is not None else None
+        demands = {sid: step_demand([s.agent, *s.fallbacks]) for sid, s in self.plan.steps.items()}
         # Finished steps arrive here; asyncio.wait over all running steps each time one ends
         # would cost O(steps²) for a wide level.
         finishing: asyncio.Queue[asyncio.Task[None]] = asyncio.Queue()
@@ -372,6 +388,7 @@ class Driver:
                     heapq.heappush(ready, (order[sid], sid))
                 while later and later[0][1] not in unready:
                     heapq.heappop(later)  # `later` is sorted, hence a heap
+                held: list[tuple[tuple[int, int, int], str]] = []
                 while ready:
                     key, sid = ready[0]
                     # With every worker busy, a step may still be handed to the runner (to
@@ -380,10 +397,21 @@ class Driver:
                     busy = self.slots is not None and len(running) >= self.slots
                     if busy and later and later[0][0] < key:
                         break
+                    demand = demands[sid]
+                    if admission is not None and demand:
+                        if held or (running and not admission.fits(demand)):
+                            # Held until running steps release enough; so is every step
+                            # after it that reserves anything (no overtaking). A step that
+                            # reserves nothing cannot delay it, and goes on.
+                            held.append(heapq.heappop(ready))
+                            continue
+                        admission.take(demand)
                     heapq.heappop(ready)
                     task = asyncio.create_task(self.run_step(sid))
                     task.add_done_callback(finishing.put_nowait)
                     running[task] = sid
+                for item in held:
+                    heapq.heappush(ready, item)
             if not running:
                 break
             done = [await finishing.get()]
@@ -391,6 +419,8 @@ class Driver:
                 done.append(finishing.get_nowait())
             for finished in done:
                 sid = running.pop(finished)
+                if admission is not None and demands[sid]:
+                    admission.release(demands[sid])
                 finished.result()  # surface driver bugs instead of hanging
                 sorter.done(sid)
             if self.artifacts is not None:

@@ -31,6 +31,7 @@ from agentrt.agents.redact import install_log_redaction, redact
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.errors import AgentrtError
 from agentrt.flows.attempt import RunInfo, mark_failure
+from agentrt.flows.resources import AgentMemoryError, MemoryWatch
 from agentrt.flows.results import AttemptRecord
 from agentrt.flows.schemas import (
     SchemaValidationError,
@@ -133,15 +134,23 @@ def _slot(tag: str | None, limits: dict[str, int]) -> threading.BoundedSemaphore
 
 
 def _call(
-    fn: Callable[..., Any], args: tuple, timeout: float | None, name: str, cpu: list[float]
+    fn: Callable[..., Any],
+    args: tuple,
+    timeout: float | None,
+    name: str,
+    cpu: list[float],
+    watch: MemoryWatch | None = None,
 ) -> Any:
     """Call ``fn`` with a hard timeout: a hung agent is abandoned (daemon thread), not awaited.
 
     When it runs in a watchdog thread, that thread's CPU time is appended to ``cpu`` (the
-    caller's own thread time already covers the plain call).
+    caller's own thread time already covers the plain call). The thread running ``fn`` is
+    the one ``watch`` stops when the attempt passes its memory limit.
     """
+    running = watch.running_agent if watch is not None else contextlib.nullcontext
     if timeout is None:
-        return fn(*args)
+        with running():
+            return fn(*args)
     box: dict[str, Any] = {}
     done = threading.Event()
     ctx = contextvars.copy_context()
@@ -149,7 +158,8 @@ def _call(
     def target() -> None:
         t0 = time.thread_time()
         try:
-            box["value"] = ctx.run(fn, *args)
+            with running():
+                box["value"] = ctx.run(fn, *args)
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
         finally:
@@ -162,6 +172,11 @@ def _call(
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _memory_error(watch: MemoryWatch) -> AgentMemoryError:
+    watch.stop()  # the final sample: the peak in the message is the attempt's own
+    return watch.error()
 
 
 def _lookup(data: Any, dotted: str) -> Any:
@@ -254,17 +269,6 @@ def _scrub(exc: BaseException) -> None:
         todo += [current.__cause__, current.__context__]
 
 
-def _peak_rss_mb() -> float | None:
-    """The process's peak resident memory so far (agents share a process, so this is an
-    upper bound for any one of them)."""
-    try:
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    except (ImportError, OSError):
-        return None
-
-
 _logs_redacted: set[int] = set()
 
 
@@ -340,6 +344,9 @@ def run_agent(
     mark = t0
     error: BaseException | None = None
     slot = _slot(manifest.resources.concurrency, run.tag_limits)
+    # The attempt's peak memory, on every runner; a hard limit where the driver asks for one
+    # (the process runner: one attempt per worker process).
+    watch = MemoryWatch(manifest.key, run.memory_limit_mb).start()
     ctx = AgentContext(
         agent_id=manifest.id,
         version=manifest.version,
@@ -378,12 +385,19 @@ def run_agent(
             from agentrt.agents.llm import run_llm_agent
 
             result = _call(
-                run_llm_agent, (agent, value, ctx), manifest.timeout_seconds, manifest.id, agent_cpu
+                run_llm_agent,
+                (agent, value, ctx),
+                manifest.timeout_seconds,
+                manifest.id,
+                agent_cpu,
+                watch,
             )
         else:
             assert fn is not None
             args = (value, ctx) if _wants_ctx(fn) else (value,)
-            result = _call(fn, args, manifest.timeout_seconds, manifest.id, agent_cpu)
+            result = _call(fn, args, manifest.timeout_seconds, manifest.id, agent_cpu, watch)
+        if watch.exceeded:  # the agent caught the sampler's exception and went on
+            raise _memory_error(watch)
         next_phase("validate")
         try:
             data = validate_output(agent, result)
@@ -401,10 +415,16 @@ def run_agent(
         }
     except BaseException as exc:
         error = exc
-        _scrub(exc)
-        mark_failure(exc, phase, attempt)
+        if watch.exceeded and not isinstance(exc, AgentMemoryError):
+            # The sampler stopped the agent (or its allocations failed past the limit).
+            error = _memory_error(watch)
+        _scrub(error)
+        mark_failure(error, phase, attempt)
+        if error is not exc:
+            raise error from None
         raise
     finally:
+        watch.stop()
         if slot is not None:
             slot.release()
         now = time.perf_counter()
@@ -426,7 +446,7 @@ def run_agent(
             ended_at=datetime.now(UTC),
             wall_seconds=round(now - t0, 6),
             cpu_seconds=round(time.thread_time() - cpu0 + sum(agent_cpu), 6),
-            peak_memory_mb=_peak_rss_mb(),
+            peak_memory_mb=watch.peak_mb,
             tokens_allocated=budget_tokens,
             **ctx.usage.model_dump(),
             budget_reason=run.budget_reason,

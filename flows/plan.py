@@ -15,6 +15,7 @@ from typing import Any
 from agentrt.agents.diagnostics import ManifestError, Problem, YamlDocument, load_yaml
 from agentrt.agents.manifest import parse_requirement
 from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
+from agentrt.flows.resources import ResourceTotals, oversized, resource_totals
 from agentrt.flows.schemas import input_fields
 from agentrt.flows.workflow import WorkflowManifest
 
@@ -56,6 +57,9 @@ class Plan:
     #: Inputs mapped from an upstream field of another type (both schemas known): the
     #: receiving step would fail when the data is delivered. `workflows show` reports them.
     type_problems: list[Problem] = field(default_factory=list)
+    #: What the run's agents may hold at once (memory, cores); the driver admits steps
+    #: against it (None: no admission).
+    resources: ResourceTotals | None = None
 
     def graph(self) -> dict[str, set[str]]:
         return {sid: set(step.after) for sid, step in self.steps.items()}
@@ -256,6 +260,13 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
             elif name in steps and name != sid:
                 planned.inputs[name] = [InputRef(name)]
                 planned.after.add(name)
+    # A declaration larger than the whole run's could never start.
+    totals = resource_totals(workflow)
+    for sid, planned in steps.items():
+        loc = ("steps", index[sid], "agent") if sid in index else ("steps",)
+        for agent in (planned.agent, *planned.fallbacks):
+            for message in oversized(agent, totals):
+                problems.append((loc, ".".join(map(str, loc)), message))
     if problems:
         raise _located(workflow, source, problems)
     sorter = graphlib.TopologicalSorter({sid: s.after for sid, s in steps.items()})
@@ -273,7 +284,7 @@ def build_plan(workflow: WorkflowManifest, registry: Registry, source: Path | No
         ready = sorted(sorter.get_ready())
         levels.append(ready)
         sorter.done(*ready)
-    plan = Plan(workflow, source, steps, levels)
+    plan = Plan(workflow, source, steps, levels, resources=totals)
     if mismatches:
         plan.type_problems = _located(workflow, source, mismatches).problems
     return plan

@@ -62,7 +62,10 @@ class AttemptRecord(TokenUsage):
     wall_seconds: float
     cpu_seconds: float
     peak_memory_mb: float | None = Field(
-        None, description="Peak RSS of the worker process so far: an upper bound per agent."
+        None,
+        description="The attempt's peak memory: the most its process's RSS rose above its "
+        "value when the attempt started (sampled every 10 ms; on the thread runner it "
+        "includes agents running beside it).",
     )
     tokens_allocated: int | None = Field(None, description="The budget slice granted.")
     budget_reason: str | None = None

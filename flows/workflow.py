@@ -30,6 +30,7 @@ __all__ = [
     "Budget",
     "Concurrency",
     "Param",
+    "Resources",
     "Step",
     "TaskRunnerSpec",
     "WorkflowManifest",
@@ -114,6 +115,14 @@ class Concurrency(_Strict):
     )
 
 
+class Resources(_Strict):
+    """What the agents of one run may hold at once (None: the machine's available memory,
+    its cores, when the run is planned). See :mod:`agentrt.flows.resources`."""
+
+    memory_mb: Annotated[int, Field(gt=0)] | None = None
+    cpus: Annotated[float, Field(gt=0)] | None = None
+
+
 class TaskRunnerSpec(_Strict):
     type: Literal["thread", "process", "dask", "ray"] = "thread"
     address: str | None = Field(None, description="dask scheduler or ray cluster address.")
@@ -156,6 +165,7 @@ class WorkflowManifest(_Strict):
     budget: Budget = Budget()
     concurrency: Concurrency = Concurrency()
     task_runner: TaskRunnerSpec = TaskRunnerSpec()
+    resources: Resources = Resources()
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("name")

@@ -268,6 +268,7 @@ def workflows_show(
         "budget": plan.workflow.budget.total_tokens,
         "allocation": allocation,
         "budget_problems": budget_problems(plan, grants),
+        "resources": _resources(plan),
     }
     if as_json:
         print_json(data)
@@ -307,6 +308,36 @@ def workflows_show(
         out.print(f"    {sid}: {a['tokens']:,} tokens — {a['reason']}{flag}", highlight=False)
     for problem in data["budget_problems"]:
         err.print(problem, highlight=False, markup=False)
+    res = data["resources"]
+    if res and res["steps"]:
+        out.print(
+            f"  resources: {res['memory_mb']:,} MB ({res['memory_from']}), "
+            f"{res['cpus']:g} cores ({res['cpus_from']})",
+            highlight=False,
+        )
+        for sid, d in res["steps"].items():
+            out.print(f"    {sid}: {d['memory_mb']:,} MB, {d['cpus']:g} cores", highlight=False)
+
+
+def _resources(plan: Any) -> dict[str, Any] | None:
+    """The run's memory and cores, and what each step that declares any reserves."""
+    from agentrt.flows.resources import step_demand
+
+    totals = plan.resources
+    if totals is None:
+        return None
+    steps = {}
+    for sid, s in plan.steps.items():
+        demand = step_demand([s.agent, *s.fallbacks])
+        if demand:
+            steps[sid] = {"memory_mb": demand.memory_mb, "cpus": demand.cpus}
+    return {
+        "memory_mb": totals.memory_mb,
+        "cpus": totals.cpus,
+        "memory_from": totals.memory_from,
+        "cpus_from": totals.cpus_from,
+        "steps": steps,
+    }
 
 
 # -- run -----------------------------------------------------------------------------
