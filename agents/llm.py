@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from agentrt.agents.manifest import UPSTREAM
 from agentrt.agents.redact import redact
 from agentrt.errors import AgentrtError
 
@@ -111,8 +112,6 @@ DEFAULT_BUDGET = 8_000
 #: The model's own deadline is this fraction of ``timeout_seconds``, so a slow provider ends
 #: in a clean :class:`LLMTimeoutError` before the runtime's watchdog abandons the thread.
 DEADLINE_FRACTION = 0.9
-#: The ``context.sources`` name that asks for every upstream step's output.
-UPSTREAM = "upstream"
 #: Tokens reserved for what the provider adds around messages and tool definitions.
 FRAMING_TOKENS = 64
 _MESSAGE_LIMIT = 600

@@ -142,13 +142,17 @@ class RetryPolicy(_Strict):
         return value
 
 
+#: The ``context.sources`` name that asks for the output of every step this one depends on.
+UPSTREAM = "upstream"
+
+
 class ContextSpec(_Strict):
     sources: list[str] = Field(
         default_factory=list,
         description=(
-            "Where context comes from: input fields that hold a repository (e.g. repo); for "
-            "LLM agents also `upstream` (every upstream step's output) or step ids, rendered "
-            "in the prompt within the grant."
+            "Where context comes from: input fields that hold a repository (e.g. repo); "
+            "`upstream` (every upstream step's output) or step ids: those outputs reach the "
+            "agent as ctx.upstream (and an LLM agent's prompt, within the grant)."
         ),
     )
     query: str | None = Field(None, description="What to look for; defaults to the workflow task.")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect.states import Failed
 
+from agentrt.agents.manifest import UPSTREAM
 from agentrt.agents.redact import redact
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import token_limit
@@ -154,12 +155,17 @@ class Driver:
                     return f"input {name} needs {dep}, which was {upstream.state} ({why})"
         return None
 
-    def _upstream(self, step: PlannedStep) -> dict[str, UpstreamOutput]:
-        """The outputs of the steps ``step`` depends on (its ``after``, which holds its
-        agent's ``requires`` and its input sources too), by step id; steps that produced no
-        output (skipped, failed) are left out. Plain data: it crosses the task boundary."""
+    def _upstream(self, step: PlannedStep, agent: RegisteredAgent) -> dict[str, UpstreamOutput]:
+        """The upstream outputs ``agent`` declares it reads (``context.sources``: ``upstream``
+        for every step ``step`` depends on — its ``after``, which holds its agent's
+        ``requires`` and its input sources too — or those step ids), by step id; steps that
+        produced no output (skipped, failed) are left out. Plain data: it crosses the task
+        boundary. Only declared outputs are passed, because they are part of the cache key:
+        an agent that reads none keeps its cache when an upstream output changes."""
+        sources = agent.manifest.context.sources
+        wanted = step.after if UPSTREAM in sources else step.after & set(sources)
         upstream: dict[str, UpstreamOutput] = {}
-        for dep in sorted(step.after):
+        for dep in sorted(wanted):
             result = self.results.get(dep)
             if result is None or result.output is None:
                 continue
@@ -296,7 +302,6 @@ class Driver:
             self.events.emit(sid, "skipped", result)
             return
         inputs, provenance, _missing = self._inputs(step)
-        upstream = self._upstream(step)
         result.state = "running"
         result.started_at = datetime.now(UTC)
         self.events.emit(sid, "running", result)
@@ -305,6 +310,7 @@ class Driver:
         last: tuple[str, str, str, int] | None = None
         last_exc: BaseException | None = None
         for index, agent in enumerate([step.agent, *step.fallbacks]):
+            upstream = self._upstream(step, agent)
             state, value, task_run_id = await self._attempt(
                 step, agent, inputs, provenance, step.agent.key if index else None, upstream
             )

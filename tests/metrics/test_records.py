@@ -124,7 +124,8 @@ def test_timings_of_executed_records(records: pd.DataFrame) -> None:
     assert executed["phase_execute_s"].notna().all()
     assert (executed["ended_at"] >= executed["started_at"]).all()
     assert (executed["run_started_at"] <= executed["started_at"]).all()
-    assert (executed["peak_memory_mb"].dropna() > 0).all()
+    # The attempt's own peak: how far RSS rose above its start (0 for a trivial agent).
+    assert (executed["peak_memory_mb"].dropna() >= 0).all()
     succeeded = executed[executed["state"].isin(["completed", "fallback"])]
     assert succeeded["phase_validate_s"].notna().all()
     assert succeeded["phase_integrate_s"].notna().all()  # from the flow, on the winner
