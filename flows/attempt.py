@@ -66,6 +66,8 @@ class RunInfo:
     #: The outputs of the steps this one depends on (``after``, ``requires`` and input
     #: sources) that produced one, by step id: ``ctx.upstream`` (part of the cache key).
     upstream: dict[str, UpstreamOutput] = field(default_factory=dict)
+    #: ``i/N`` when the attempt runs chunk i of N of a chunked step (manifest ``chunking``).
+    chunk: str | None = None
 
 
 @dataclass(frozen=True)
