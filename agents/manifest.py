@@ -26,10 +26,12 @@ from pydantic import (
 from agentrt.agents.diagnostics import ManifestError, load_yaml, problems_from_validation
 
 __all__ = [
+    "MERGE_RULES",
     "AgentManifest",
     "Backoff",
     "CacheSpec",
     "Check",
+    "ChunkingSpec",
     "ContextSpec",
     "Resources",
     "RetryPolicy",
@@ -213,6 +215,48 @@ class CacheSpec(_Strict):
     )
 
 
+#: The built-in ways to merge one output field over chunks (or ``module:function``).
+MERGE_RULES = ("concat", "sum", "max", "min", "union", "first")
+
+
+class ChunkingSpec(_Strict):
+    """Map/merge: work bigger than the step's grant runs as one task run per chunk of one
+    input field, and the chunks' outputs are merged field by field."""
+
+    split: str = Field(
+        description="The input field to split: a list (split between items) or a string "
+        "(split at line boundaries)."
+    )
+    chunk_tokens: Annotated[
+        int, Field(gt=0, description="The most tokens of the split field in one chunk.")
+    ]
+    merge: dict[str, str] = Field(
+        default_factory=dict,
+        description="Output field → how the chunks' values are merged: concat (lists, or "
+        "strings joined by lines), sum, max, min, union (lists, duplicates dropped, order "
+        "kept), first, or 'module:function' (called with the list of values). Fields not "
+        "named here take the first chunk's value.",
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"{value!r} is not an input field name; name a list or text input")
+        return value
+
+    @field_validator("merge")
+    @classmethod
+    def _merge(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, rule in value.items():
+            if rule not in MERGE_RULES and not _ENTRYPOINT.match(rule):
+                raise ValueError(
+                    f"unknown merge {rule!r} for output field {name!r}; use one of "
+                    f"{', '.join(MERGE_RULES)} or a function as 'module:function'"
+                )
+        return value
+
+
 SchemaRef = Annotated[
     str | dict[str, Any] | None,
     Field(description="A pydantic model as 'module:Model', or an inline JSON Schema mapping."),
@@ -243,6 +287,11 @@ class AgentManifest(_Strict):
     resources: Resources = Resources()
     checks: list[Check] = Field(default_factory=list)
     cache: CacheSpec = CacheSpec()
+    chunking: ChunkingSpec | None = Field(
+        None,
+        description="Split work bigger than the grant into chunks of one input field, run "
+        "each as its own task run and merge the outputs (see docs/runtime.md).",
+    )
     # LLM agents (kind: llm).
     model: str | None = Field(
         None, description="LLM agents: provider:model, e.g. openai:gpt-4o-mini."

@@ -335,6 +335,9 @@ class Registry:
                     problems.append(Problem(agent.source, agent.line, "fallbacks", str(exc)))
             if isinstance(m.output, dict):
                 problems.extend(check_confidence(agent, m.output))
+            if m.chunking is not None:
+                inline = [ref if isinstance(ref, dict) else None for ref in (m.input, m.output)]
+                problems.extend(check_chunking(agent, *inline))
             if check_imports:
                 problems.extend(check_agent_imports(agent))
         return _dedupe(problems)
@@ -358,7 +361,7 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
     # An llm agent's entrypoint is its output hook, unless it names the generic runner.
     refs: list[tuple[str, str]] = [] if generic else [("entrypoint", m.entrypoint)]
     refs += [(name, ref) for name, ref in (("input", m.input), ("output", m.output))]
-    output_model = None
+    output_model = input_model = None
     for field_name, ref in refs:
         if not isinstance(ref, str):
             continue
@@ -378,10 +381,64 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
                     raise EntrypointError(f"{field_name} {ref!r} is not a pydantic model class")
                 if field_name == "output":
                     output_model = model
+                else:
+                    input_model = model
         except EntrypointError as exc:
             problems.append(Problem(agent.source, line, field_name, str(exc)))
     if output_model is not None:
         problems.extend(check_confidence(agent, output_model))
+    if m.chunking is not None:
+        problems.extend(check_chunking(agent, input_model, output_model))
+        for name, rule in m.chunking.merge.items():
+            if ":" not in rule:
+                continue
+            try:
+                load_callable(rule, agent.policy)
+            except EntrypointError as exc:
+                problems.append(
+                    Problem(
+                        agent.source,
+                        _field_line(agent, "chunking"),
+                        "chunking",
+                        f"merge function for {name!r}: {exc}",
+                    )
+                )
+    return problems
+
+
+def check_chunking(
+    agent: RegisteredAgent, input_schema: object, output_schema: object
+) -> list[Problem]:
+    """``chunking`` must split a field of the input and merge fields of the output (a
+    schema that is None or open is not checked)."""
+    spec = agent.manifest.chunking
+    if spec is None:
+        return []
+    problems = []
+    line = _field_line(agent, "chunking")
+    inputs = _schema_fields(input_schema) if input_schema is not None else None
+    if inputs is not None and spec.split not in inputs:
+        problems.append(
+            Problem(
+                agent.source,
+                line,
+                "chunking.split",
+                f"{spec.split!r} is not a field of the input ({', '.join(sorted(inputs))}); "
+                "split a list or text field of the input",
+            )
+        )
+    outputs = _schema_fields(output_schema) if output_schema is not None else None
+    for name in spec.merge:
+        if outputs is not None and name not in outputs:
+            problems.append(
+                Problem(
+                    agent.source,
+                    line,
+                    "chunking.merge",
+                    f"{name!r} is not a field of the output ({', '.join(sorted(outputs))}); "
+                    "merge output fields only, or remove it",
+                )
+            )
     return problems
 
 

@@ -69,6 +69,8 @@ class RunInfo:
     #: The attempt's memory limit in MB (the agent's resources.memory_mb on the process
     #: runner; None: measured, not enforced).
     memory_limit_mb: int | None = None
+    #: ``i/N`` when the attempt runs chunk i of N of a chunked step (manifest ``chunking``).
+    chunk: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import token_limit
 from agentrt.flows.artifacts import RunArtifacts
 from agentrt.flows.attempt import RunInfo, UpstreamOutput, failure_of, mark_failure
+from agentrt.flows.chunking import run_chunks, split_inputs
 from agentrt.flows.lifecycle import agent_spec, spool_record
 from agentrt.flows.plan import InputRef, Plan, PlannedStep
 from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
@@ -192,6 +193,7 @@ class Driver:
         provenance,
         fallback_for,
         upstream: dict[str, UpstreamOutput] | None = None,
+        chunk: tuple[int, int] | None = None,
     ):
         grant = self.grants.get(step.id)
         run = RunInfo(
@@ -207,6 +209,7 @@ class Driver:
             step_inputs=_mapping(step),
             upstream=upstream or {},
             memory_limit_mb=agent.manifest.resources.memory_mb if self.limit_memory else None,
+            chunk=f"{chunk[0]}/{chunk[1]}" if chunk else None,
         )
         tokens = grant.tokens if grant is not None else None
         if fallback_for:
@@ -224,7 +227,10 @@ class Driver:
             spec = self.specs.get(agent.key)
             if spec is None:
                 spec = self.specs[agent.key] = wrap(agent_spec(agent))
-            future = self.tasks[agent.key].submit(spec, wrap(inputs), tokens, wrap(run))
+            task = self.tasks[agent.key]
+            if chunk:
+                task = task.with_options(task_run_name=f"{agent.key}[{chunk[0]}/{chunk[1]}]")
+            future = task.submit(spec, wrap(inputs), tokens, wrap(run))
             loop = asyncio.get_running_loop()
             done = loop.create_future()
             future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
@@ -283,6 +289,31 @@ class Driver:
         with contextlib.suppress(OSError):
             spool_record(record, self.spool_dir)
 
+    def _chunks(
+        self, step: PlannedStep, agent: RegisteredAgent, inputs: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
+        """The inputs of each chunk when ``agent`` chunks its work and it does not fit."""
+        spec = agent.manifest.chunking
+        if spec is None:
+            return None
+        return split_inputs(spec, inputs, token_limit(self.plan, self.grants.get(step.id)))
+
+    async def _run_chunks(self, step, agent, chunks, provenance, fallback_for, upstream, result):
+        """One attempt per chunk (flows/chunking.py), progress as ``chunk i of N`` events."""
+
+        def attempt(inputs: dict[str, Any], chunk: tuple[int, int]):
+            return self._attempt(step, agent, inputs, provenance, fallback_for, upstream, chunk)
+
+        def progress(done: int, n: int) -> None:
+            result.reason = f"chunk {done} of {n} done"
+            self.events.emit(step.id, "running", result)
+
+        result.reason = f"0 of {len(chunks)} chunks done"
+        self.events.emit(step.id, "running", result)
+        state, value, ids = await run_chunks(attempt, agent, chunks, progress)
+        result.reason = None
+        return state, value, ids
+
     async def run_step(self, sid: str) -> None:
         step = self.plan.steps[sid]
         result = StepResult(step=sid, agent=step.agent.key, state="pending")
@@ -311,16 +342,25 @@ class Driver:
         last_exc: BaseException | None = None
         for index, agent in enumerate([step.agent, *step.fallbacks]):
             upstream = self._upstream(step, agent)
-            state, value, task_run_id = await self._attempt(
-                step, agent, inputs, provenance, step.agent.key if index else None, upstream
-            )
-            result.task_run_ids.append(task_run_id)
+            fallback_for = step.agent.key if index else None
+            chunks = self._chunks(step, agent, inputs)
+            if chunks:
+                state, value, task_run_ids = await self._run_chunks(
+                    step, agent, chunks, provenance, fallback_for, upstream, result
+                )
+                result.task_run_ids.extend(task_run_ids)
+            else:
+                state, value, task_run_id = await self._attempt(
+                    step, agent, inputs, provenance, fallback_for, upstream
+                )
+                result.task_run_ids.append(task_run_id)
             if state.is_completed() and isinstance(value, dict):
                 t_int = time.perf_counter()
                 result.output = value.get("output")
                 result.phases = dict(value.get("phases") or {})
                 result.attempts += int(value.get("attempt") or 1)
                 result.tokens_delivered = value.get("tokens_delivered")
+                result.chunks = value.get("chunks")
                 if index:
                     result.state, result.used_agent = "fallback", agent.key
                     why = f" ({last[0]}: {last[2][:200]})" if last else ""

@@ -49,7 +49,10 @@ class LiveProgress:
             self.states[step] = state
             now = time.perf_counter()
             if state == "running":
-                self.started[step] = now
+                # Chunked steps report again as their chunks finish ("chunk 2 of 5 done").
+                self.started.setdefault(step, now)
+                if result is not None and result.reason:
+                    self.notes[step] = result.reason
             elif state != "pending":
                 self.ended[step] = now
                 if result is not None and result.reason and state != "completed":

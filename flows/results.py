@@ -89,6 +89,7 @@ class StepResult(BaseModel):
     tokens_delivered: int | None = None
     budget_reason: str | None = None
     task_run_ids: list[str] = Field(default_factory=list)
+    chunks: int | None = Field(None, description="Chunks the step's work ran in (chunking).")
 
 
 class RunResult(BaseModel):

@@ -163,3 +163,5 @@ def test_the_examples_validate_and_run(
         outputs.update({sid: s["output"] for sid, s in data["steps"].items()})
     if "todo_counter" in outputs:  # the README's agent counts what it says it counts
         assert outputs["todo_counter"]["todos"] == 2
+    if "todo_finder" in outputs:  # one chunk per path, merged
+        assert outputs["todo_finder"] == {"hits": ["pkg/app.py:2", "pkg/app.py:3"], "todos": 2}
