@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from agentrt.flows.plan import Plan
+from agentrt.flows.schemas import lookup_field
 
 if TYPE_CHECKING:
     from agentrt.agents.manifest import AgentManifest
@@ -157,22 +158,11 @@ def counted_tokens(
     field = manifest.context.delivered
     if not field:
         return count_tokens(_json(output)), "its whole output"
-    return _text_tokens(_lookup(output, field), count_tokens), f"output field {field}"
+    return _text_tokens(lookup_field(output, field), count_tokens), f"output field {field}"
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
-
-
-def _lookup(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
 
 
 def _text_tokens(value: Any, count: Any) -> int:

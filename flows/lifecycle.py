@@ -35,6 +35,7 @@ from agentrt.flows.resources import AgentMemoryError, MemoryWatch
 from agentrt.flows.results import AttemptRecord
 from agentrt.flows.schemas import (
     SchemaValidationError,
+    lookup_field,
     upstream_view,
     validate_input,
     validate_output,
@@ -179,20 +180,9 @@ def _memory_error(watch: MemoryWatch) -> AgentMemoryError:
     return watch.error()
 
 
-def _lookup(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if isinstance(data, dict):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
-
-
 def _check_quality(manifest: AgentManifest, data: Any) -> None:
     for check in manifest.checks:
-        value = _lookup(data, check.field)
+        value = lookup_field(data, check.field)
         if check.non_empty and not value:
             raise QualityCheckError(f"check failed: {check.field} is empty")
         size = len(value) if isinstance(value, list | dict | str) else None

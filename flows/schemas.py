@@ -22,6 +22,7 @@ from agentrt.errors import AgentrtError
 __all__ = [
     "SchemaValidationError",
     "input_fields",
+    "lookup_field",
     "to_jsonable",
     "upstream_view",
     "validate_input",
@@ -165,3 +166,15 @@ def upstream_view(upstream: Mapping[str, Any]) -> Mapping[str, Any]:
                 pass
         view[sid] = data
     return MappingProxyType(view)
+
+
+def lookup_field(data: Any, dotted: str) -> Any:
+    """The value at ``dotted`` (``items.0.path``) in JSON-like ``data``; None when absent."""
+    for part in dotted.split("."):
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
