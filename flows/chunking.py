@@ -44,11 +44,14 @@ def chunk_limit(spec: ChunkingSpec, token_limit: int | None) -> tuple[int, int]:
     return threshold, max(1, min(spec.chunk_tokens, threshold))
 
 
-def _tokens(value: Any) -> int:
-    from agentrt.context.tokens import count_tokens
+def _token_counts(pieces: list[Any]) -> list[int]:
+    """Each piece's tokens, counted in one batch (tiktoken's thread pool and the counter's
+    cache) rather than one call per line or item."""
+    from agentrt.context.tokens import count_batch
 
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return count_tokens(text)
+    return count_batch(
+        [p if isinstance(p, str) else json.dumps(p, sort_keys=True, default=str) for p in pieces]
+    )
 
 
 def _pack(pieces: list[Any], sizes: list[int], size: int) -> list[list[Any]]:
@@ -82,7 +85,7 @@ def split_inputs(
     if len(pieces) < 2:
         return None
     threshold, size = chunk_limit(spec, token_limit)
-    sizes = [_tokens(p) for p in pieces]
+    sizes = _token_counts(pieces)
     if sum(sizes) <= threshold:
         return None
     groups = _pack(pieces, sizes, size)

@@ -950,12 +950,18 @@ def _round_up(value: float, step: int) -> int:
     return max(step, math.ceil(value / step) * step)
 
 
+def _succeeded(records: pd.DataFrame) -> pd.Series:
+    """Executed attempts that produced the step's output (completed, or as its fallback)."""
+    return records["executed"].fillna(False).astype(bool) & records["state"].isin(
+        ["completed", "fallback"]
+    )
+
+
 def _budget_proposals(
     records: pd.DataFrame, manifests: Mapping[str, AgentManifest], t: Thresholds
 ) -> list[Recommendation]:
     ok = records[
-        records["executed"].fillna(False).astype(bool)
-        & records["state"].isin(["completed", "fallback"])
+        _succeeded(records)
         & (records["tokens_allocated"].fillna(0) > 0)
         & records["tokens_delivered"].notna()
     ]
@@ -1017,8 +1023,7 @@ def _efficiency_proposals(
     """Lower ``optimal_tokens`` to the p90 of the referenced tokens when little of the
     delivered context is referenced (docs/metrics.md)."""
     known = records[
-        records["executed"].fillna(False).astype(bool)
-        & records["state"].isin(["completed", "fallback"])
+        _succeeded(records)
         & (records["tokens_delivered"].fillna(0) > 0)
         & records["tokens_referenced"].notna()
     ]
