@@ -54,6 +54,7 @@ from agentrt.agents.builtin.common import (
     md_table,
     sort_findings,
 )
+from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
 
 __all__ = [
     "Cycle",
@@ -150,6 +151,11 @@ class Output(BaseModel):
     findings: list[Finding] = Field(description="One per import cycle, plus unparsable files.")
     counts: SeverityCounts
     notes: list[str]
+    language_coverage: list[ToolCoverage] = Field(
+        default_factory=list,
+        description="Python files whose imports were read, and the code files left out (the "
+        "import graph is built for Python only).",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,6 +595,7 @@ def run(inputs: Input) -> Output:
         findings=findings,
         counts=SeverityCounts.of(findings),
         notes=sorted(set(notes)),
+        language_coverage=[sources.coverage("import graph (ast)")],
     )
 
 
@@ -737,6 +744,8 @@ def render_markdown(output: Output) -> str:
     )
     if output.findings:
         parts += ["", "### Findings", "", findings_table(output.findings)]
+    if output.language_coverage:
+        parts += ["", coverage_markdown(output.language_coverage)]
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes[:20]]
     return "\n".join(parts) + "\n"

@@ -24,6 +24,20 @@ are ``low``.
 * ``cyclomatic-complexity``: radon's cyclomatic complexity at rank ``complexity_rank`` or worse
   (radon ranks: A 1-5, B 6-10, C 11-20, D 21-30, E 31-40, F 41+): ``low`` at C, else
   ``medium`` — hard to maintain, not a defect in itself.
+
+**Other languages** (tool ``lizard``): the same two checks, with the same limits and
+severities, on every file of a language lizard reads (C, C++, C#, Objective-C, Java,
+JavaScript/JSX, TypeScript/TSX, Go, Rust, Kotlin, Scala, Swift, Ruby, PHP, Lua, Perl, …).
+A function's length is counted from the line of its name to its closing line (annotations and
+attributes above it not counted, as decorators are not in Python), its cyclomatic complexity
+is lizard's (one plus each branch: ``if``, loops, ``case``, ``catch``, ``&&``, ``||``, ``?``),
+graded with radon's ranks. Python stays with radon, whose numbers the Python findings have
+always had. Minified bundles (a mean line longer than 500 characters) are left out.
+
+**Coverage.** ``language_coverage`` says, per tool, which files were read by language and which
+code files were left out (ruff: everything but Python; radon and lizard together: languages
+neither reads, such as shell scripts), so an empty result on a repository the tools cannot
+read is not mistaken for a clean one.
 """
 
 from __future__ import annotations
@@ -36,8 +50,9 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 from radon.complexity import add_inner_blocks, cc_rank, cc_visit_ast
@@ -55,6 +70,15 @@ from agentrt.agents.builtin.common import (
     md_table,
     sort_findings,
 )
+from agentrt.agents.builtin.coverage import (
+    CODE_LANGUAGES,
+    ToolCoverage,
+    coverage_markdown,
+    display_language,
+)
+
+if TYPE_CHECKING:
+    from agentrt.context.sources import SourceFile
 
 __all__ = ["Input", "Output", "RuffRun", "RuleCount", "find_ruff", "render_markdown", "run"]
 
@@ -106,12 +130,17 @@ class Output(BaseModel):
     """Review findings, sorted by place."""
 
     summary: str
-    files_analysed: int
+    files_analysed: int = Field(description="Python files, and files lizard measured.")
     ruff: RuffRun
     findings: list[Finding]
     counts: SeverityCounts
     rules: list[RuleCount] = Field(description="Findings per rule, most frequent first.")
     notes: list[str]
+    language_coverage: list[ToolCoverage] = Field(
+        default_factory=list,
+        description="Per tool (ruff; radon and lizard): files read per language, and the "
+        "code files left out.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,39 +293,128 @@ def _functions(
                 stack.append((prefix, child))
 
 
+@dataclass(frozen=True, slots=True)
+class _Function:
+    """A function as the two checks see it, from whichever tool measured it."""
+
+    path: str
+    line: int
+    column: int | None
+    name: str
+    tool: str
+
+
+def _long_function(function: _Function, length: int, limit: int) -> Iterator[Finding]:
+    if length > limit:
+        yield Finding(
+            path=function.path,
+            line=function.line,
+            column=function.column,
+            rule="long-function",
+            severity="medium" if length > 2 * limit else "low",
+            confidence="high",
+            message=f"function `{function.name}` is {length} lines long (limit {limit})",
+            tool=function.tool,
+        )
+
+
+def _complex_function(function: _Function, complexity: int, min_rank: Rank) -> Iterator[Finding]:
+    rank = cc_rank(complexity)
+    if rank >= min_rank:
+        yield Finding(
+            path=function.path,
+            line=function.line,
+            column=function.column,
+            rule="cyclomatic-complexity",
+            severity="low" if rank == "C" else "medium",
+            confidence="high",
+            message=f"function `{function.name}` has cyclomatic complexity {complexity} "
+            f"(rank {rank}; reported from rank {min_rank})",
+            tool=function.tool,
+        )
+
+
 def _long_functions(parsed: ParsedFile, limit: int) -> Iterator[Finding]:
     for name, node in _functions(parsed.tree):
         length = (node.end_lineno or node.lineno) - node.lineno + 1
-        if length > limit:
-            yield Finding(
-                path=parsed.path,
-                line=node.lineno,
-                column=node.col_offset + 1,
-                rule="long-function",
-                severity="medium" if length > 2 * limit else "low",
-                confidence="high",
-                message=f"function `{name}` is {length} lines long (limit {limit})",
-                tool="agentrt",
-            )
+        where = _Function(parsed.path, node.lineno, node.col_offset + 1, name, "agentrt")
+        yield from _long_function(where, length, limit)
 
 
 def _complex_functions(parsed: ParsedFile, min_rank: Rank) -> Iterator[Finding]:
     for block in add_inner_blocks(cc_visit_ast(parsed.tree)):
         if not isinstance(block, Function):
             continue  # a class's score is its methods', which are reported themselves
-        rank = cc_rank(block.complexity)
-        if rank >= min_rank:
-            yield Finding(
-                path=parsed.path,
-                line=block.lineno,
-                column=block.col_offset + 1,
-                rule="cyclomatic-complexity",
-                severity="low" if rank == "C" else "medium",
-                confidence="high",
-                message=f"function `{block.fullname}` has cyclomatic complexity "
-                f"{block.complexity} (rank {rank}; reported from rank {min_rank})",
-                tool="radon",
-            )
+        where = _Function(parsed.path, block.lineno, block.col_offset + 1, block.fullname, "radon")
+        yield from _complex_function(where, block.complexity, min_rank)
+
+
+# --------------------------------------------------------------------------------------------
+# Other languages: lizard
+
+#: A file whose mean line is longer than this is a minified bundle, not code someone edits.
+_MINIFIED_MEAN_LINE = 500
+_FUNCTIONS_TOOL = "functions (radon, lizard)"
+
+
+def _lizard_files(files: list[SourceFile]) -> list[SourceFile]:
+    """The files lizard measures: code of a language it reads, Python excepted (radon's)."""
+    from lizard_languages import get_reader_for
+
+    return [
+        f
+        for f in files
+        if f.language in CODE_LANGUAGES and f.language != "python" and get_reader_for(f.path)
+    ]
+
+
+def _lizard_findings(
+    files: list[SourceFile], inputs: Input
+) -> tuple[list[Finding], set[str], dict[str, str]]:
+    """Long and complex functions of ``files`` by lizard; the paths measured; the paths left
+    out with the reason."""
+    # lizard_core, not the `lizard` facade module: that one puts its own directory and the
+    # running script's on sys.path when imported.
+    from lizard_core.extensions import get_extensions
+    from lizard_core.file_analyzer import FileAnalyzer
+
+    analyse = FileAnalyzer(get_extensions([])).analyze_source_code
+    limit, min_rank = inputs.max_function_lines, inputs.complexity_rank
+    findings: list[Finding] = []
+    measured: set[str] = set()
+    excluded: dict[str, str] = {}
+    for source_file in files:
+        try:
+            text = source_file.read_text()
+        except OSError:
+            excluded[source_file.path] = "unreadable"
+            continue
+        if len(text) > 20 * _MINIFIED_MEAN_LINE and len(text) > _MINIFIED_MEAN_LINE * (
+            text.count("\n") + 1
+        ):
+            excluded[source_file.path] = "minified"
+            continue
+        try:
+            functions = analyse(source_file.path, text).function_list
+        except Exception as exc:  # a reader that chokes on odd input loses one file, not all
+            excluded[source_file.path] = f"lizard failed: {type(exc).__name__}"
+            continue
+        measured.add(source_file.path)
+        for function in functions:
+            line = function.start_line
+            where = _Function(source_file.path, line, None, function.name, "lizard")
+            findings += _long_function(where, function.end_line - line + 1, limit)
+            findings += _complex_function(where, function.cyclomatic_complexity, min_rank)
+    return findings, measured, excluded
+
+
+def _languages(coverage: ToolCoverage, leave_out: str) -> str:
+    """``"Go (212), TypeScript (128)"``: the languages a coverage analysed, but one."""
+    return ", ".join(
+        f"{display_language(c.language)} ({c.files})"
+        for c in coverage.analysed
+        if c.language != leave_out
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +446,8 @@ def _ruff_diagnostics(
 
 
 def run(inputs: Input) -> Output:
-    """Run ruff once over the selected files, then the own checks on one parse per file."""
+    """Run ruff once over the selected Python files, then the own checks on one parse per
+    file, and lizard's on the files of other languages."""
     sources = load_python(inputs.repo, inputs.files)
     paths = [f.path for f in sources.selected]
     findings: list[Finding] = []
@@ -338,6 +457,8 @@ def run(inputs: Input) -> Output:
         for parsed in sources:
             findings += _long_functions(parsed, inputs.max_function_lines)
             findings += _complex_functions(parsed, inputs.complexity_rank)
+        other, measured, left_out = _lizard_findings(_lizard_files(sources.everything), inputs)
+        findings += other
         diagnostics, config, notes = pending.result()
     findings += _ruff_findings(diagnostics, sources.root)
     # Ruff reports syntax errors itself, in more detail; ours only fill in what it missed.
@@ -351,18 +472,22 @@ def run(inputs: Input) -> Output:
         RuleCount(rule=rule, severity=severity, count=count)
         for (rule, severity), count in sorted(by_rule.items(), key=lambda i: (-i[1], i[0]))
     ]
+    ruff_coverage = sources.coverage("ruff")
+    functions_coverage = sources.coverage(_FUNCTIONS_TOOL, analysed=measured, excluded=left_out)
+    others = f" and {len(measured)} files in {_languages(functions_coverage, 'python')}"
     summary = (
-        f"{len(findings)} findings in {len(paths)} Python files ({counts.describe()}); "
-        f"ruff rules: {config}"
+        f"{len(findings)} findings in {len(paths)} Python files"
+        f"{others if measured else ''} ({counts.describe()}); ruff rules: {config}"
     )
     return Output(
         summary=summary,
-        files_analysed=len(paths),
+        files_analysed=len(paths) + len(measured),
         ruff=RuffRun(version=_ruff_version(find_ruff()), config=config, files=len(paths)),
         findings=findings,
         counts=counts,
         rules=rules,
         notes=notes,
+        language_coverage=[ruff_coverage, functions_coverage],
     )
 
 
@@ -381,6 +506,8 @@ def render_markdown(output: Output) -> str:
         "",
         f"Ruff {output.ruff.version}, rules from {output.ruff.config}.",
     ]
+    if output.language_coverage:
+        parts += ["", coverage_markdown(output.language_coverage)]
     if output.rules:
         parts += ["", "### Rules", ""]
         parts.append(

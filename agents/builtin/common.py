@@ -8,8 +8,10 @@ This module holds what they share:
 * :class:`Finding`, the one shape every analyser reports problems in, with a
   :data:`Severity` scale and :class:`SeverityCounts`;
 * :class:`AnalyserInput`, the ``repo`` + ``files`` fields every analyser accepts;
-* file selection (:func:`select_files`, :func:`load_python`) on top of
+* file selection (:func:`scan_files`, :func:`select_files`, :func:`load_python`) on top of
   :func:`agentrt.context.sources.scan_repository`, which honours ``.gitignore`` and default ignores;
+* what an analyser covered (:meth:`PythonSources.coverage`, built on
+  :func:`agentrt.agents.builtin.coverage.language_coverage`);
 * :func:`parse_python`, a parse that records syntax errors instead of raising;
 * :func:`changed_files`, the files changed since a git revision;
 * small markdown helpers for the run report.
@@ -20,17 +22,18 @@ from __future__ import annotations
 import ast
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentrt.agents.builtin.coverage import ToolCoverage, language_coverage
 from agentrt.context.git import run_git
 
 if TYPE_CHECKING:
-    from agentrt.context.sources import SourceFile
+    from agentrt.context.sources import SkippedFile, SourceFile
 
 __all__ = [
     "SEVERITIES",
@@ -39,6 +42,7 @@ __all__ = [
     "Finding",
     "ParsedFile",
     "PythonSources",
+    "RepoFiles",
     "Severity",
     "SeverityCounts",
     "changed_files",
@@ -50,6 +54,7 @@ __all__ = [
     "md_table",
     "parse_python",
     "resolve_repo",
+    "scan_files",
     "select_files",
     "severity_rank",
     "sort_findings",
@@ -181,6 +186,42 @@ def _normalise(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/")).as_posix().removeprefix("./")
 
 
+@dataclass(slots=True)
+class RepoFiles:
+    """The text files of a repository (or of the part an analysis is restricted to).
+
+    ``files``: every text file, of every language, sorted by path; ``unscanned``: files the
+    scan left out with a reason (too large, binary, unreadable), for coverage reports.
+    """
+
+    root: Path
+    files: list[SourceFile]
+    unscanned: list[SkippedFile] = field(default_factory=list)
+
+
+def scan_files(repo: str | os.PathLike[str], files: Sequence[str] | None = None) -> RepoFiles:
+    """Every text file of ``repo``, restricted to ``files`` (repository-relative paths) when
+    given; see :func:`select_files`."""
+    from agentrt.context.sources import scan_repository  # deferred: keeps `import agents` light
+
+    root = resolve_repo(repo)
+    scan = scan_repository(root)
+    chosen, unscanned = scan.files, scan.skipped
+    if files is not None:
+        wanted = {_normalise(p) for p in files}
+        chosen = [f for f in chosen if f.path in wanted]
+        unscanned = [s for s in unscanned if s.path in wanted]
+    return RepoFiles(root, sorted(chosen, key=lambda f: f.path), unscanned)
+
+
+def _chosen(files: list[SourceFile], language: str | None, stubs: bool) -> list[SourceFile]:
+    if language is not None:
+        files = [f for f in files if f.language == language]
+    if not stubs:
+        files = [f for f in files if not f.path.endswith(".pyi")]
+    return files
+
+
 def select_files(
     repo: str | os.PathLike[str],
     files: Sequence[str] | None = None,
@@ -197,18 +238,7 @@ def select_files(
     the scan (deleted, ignored, too large) are left out. ``language=None`` keeps every file;
     type stubs (``.pyi``) are kept only with ``stubs=True``.
     """
-    from agentrt.context.sources import scan_repository  # deferred: keeps `import agents` light
-
-    scan = scan_repository(resolve_repo(repo))
-    chosen = scan.files
-    if language is not None:
-        chosen = [f for f in chosen if f.language == language]
-    if not stubs:
-        chosen = [f for f in chosen if not f.path.endswith(".pyi")]
-    if files is not None:
-        wanted = {_normalise(p) for p in files}
-        chosen = [f for f in chosen if f.path in wanted]
-    return sorted(chosen, key=lambda f: f.path)
+    return _chosen(scan_files(repo, files).files, language, stubs)
 
 
 _TEST_DIRS = frozenset({"test", "tests"})
@@ -251,6 +281,8 @@ class PythonSources:
     root: Path
     selected: list[SourceFile]
     errors: list[Finding] = field(default_factory=list)
+    #: Every text file of the same scan, for :meth:`coverage` (None: only ``selected`` known).
+    repo_files: RepoFiles | None = None
 
     def __iter__(self) -> Iterator[ParsedFile]:
         for source_file in self.selected:
@@ -265,6 +297,41 @@ class PythonSources:
     def notes(self) -> list[str]:
         """The errors as one-line notes, for analysers that do not report them as findings."""
         return [f"{e.location}: {e.message}" for e in self.errors]
+
+    @property
+    def everything(self) -> list[SourceFile]:
+        """Every text file of the scan (just ``selected`` when the scan is not known)."""
+        return self.repo_files.files if self.repo_files is not None else self.selected
+
+    def left_out(self, reason: str = "left out") -> dict[str, str]:
+        """Python files of the scan that are not selected -> why: ``type stub`` (``.pyi``)
+        or ``reason`` (the analyser's own choice: tests, private modules…)."""
+        selected = {f.path for f in self.selected}
+        return {
+            f.path: "type stub" if f.path.endswith(".pyi") else reason
+            for f in self.everything
+            if f.language == "python" and f.path not in selected
+        }
+
+    def coverage(
+        self,
+        tool: str,
+        reason: str = "left out",
+        *,
+        analysed: Iterable[str] = (),
+        excluded: Mapping[str, str] | None = None,
+    ) -> ToolCoverage:
+        """What ``tool`` covered: the ``selected`` files (and ``analysed``, other files it
+        read), out of every code file of the scan. Python files not selected are skipped for
+        the reasons of :meth:`left_out`, other files for those in ``excluded`` (path ->
+        reason), if any."""
+        return language_coverage(
+            tool,
+            self.everything,
+            {f.path for f in self.selected} | set(analysed),
+            excluded={**self.left_out(reason), **(excluded or {})},
+            unscanned=self.repo_files.unscanned if self.repo_files is not None else (),
+        )
 
 
 def _parse_text(path: str, text: str, errors: list[Finding] | None) -> ast.Module | None:
@@ -339,8 +406,9 @@ def load_python(
     repo: str | os.PathLike[str], files: Sequence[str] | None = None, *, stubs: bool = False
 ) -> PythonSources:
     """The selected Python files of ``repo`` (see :func:`select_files`), to iterate once."""
-    root = resolve_repo(repo)
-    return PythonSources(root=root, selected=select_files(root, files, stubs=stubs))
+    repo_files = scan_files(repo, files)
+    selected = _chosen(repo_files.files, "python", stubs)
+    return PythonSources(root=repo_files.root, selected=selected, repo_files=repo_files)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from agentrt.agents.builtin.common import (
     md_table,
     sort_findings,
 )
+from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
 
 __all__ = [
     "ApiObject",
@@ -117,6 +118,11 @@ class Output(BaseModel):
     undocumented: list[Finding]
     counts: SeverityCounts
     notes: list[str]
+    language_coverage: list[ToolCoverage] = Field(
+        default_factory=list,
+        description="Python modules documented, and the code files left out (tests, private "
+        "modules and scripts unless asked for; other languages: not read).",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,6 +354,8 @@ def render_markdown(output: Output) -> str:
         )
     if output.undocumented:
         parts += ["", "### Undocumented public objects", "", findings_table(output.undocumented)]
+    if output.language_coverage:
+        parts += ["", coverage_markdown(output.language_coverage)]
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes[:20]]
     parts += ["", reference_markdown(output.modules, level=3)]
@@ -391,4 +399,5 @@ def run(inputs: Input) -> Output:
         undocumented=undocumented,
         counts=counts,
         notes=sources.notes,
+        language_coverage=[sources.coverage("docstrings (ast)", "not public API")],
     )

@@ -62,6 +62,7 @@ from agentrt.agents.builtin.common import (
     md_table,
     sort_findings,
 )
+from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
 
 __all__ = [
     "IO_WEIGHTS",
@@ -151,6 +152,11 @@ class Output(BaseModel):
     findings: list[Finding]
     counts: SeverityCounts
     notes: list[str]
+    language_coverage: list[ToolCoverage] = Field(
+        default_factory=list,
+        description="Python files measured, and the code files left out (radon and the loop "
+        "analysis read Python only).",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,6 +526,7 @@ def run(inputs: Input) -> Output:
         findings=findings,
         counts=counts,
         notes=sorted(notes),
+        language_coverage=[sources.coverage("radon")],
     )
 
 
@@ -601,6 +608,8 @@ def render_markdown(output: Output) -> str:
             )
         )
     parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
+    if output.language_coverage:
+        parts += ["", coverage_markdown(output.language_coverage)]
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes[:20]]
     return "\n".join(parts) + "\n"

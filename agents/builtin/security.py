@@ -26,6 +26,11 @@ reported as a hard-coded password is dropped as a duplicate.
 
 **No secret is ever repeated**: messages show the first 4 characters and "…", including
 bandit's hard-coded-password messages, which quote the whole string.
+
+**Coverage.** ``language_coverage`` has one entry for bandit (the Python files it read; test
+code and code of other languages left out) and one for the secret scan (every text file, by
+language; left out: files too large for the repository scan or unreadable — a secret in them
+would go unseen).
 """
 
 from __future__ import annotations
@@ -55,10 +60,10 @@ from agentrt.agents.builtin.common import (
     findings_table,
     is_test_path,
     md_table,
-    resolve_repo,
-    select_files,
+    scan_files,
     sort_findings,
 )
+from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown, language_coverage
 
 if TYPE_CHECKING:
     from agentrt.context.sources import SourceFile
@@ -77,6 +82,8 @@ __all__ = [
 
 _BANDIT_CHUNK = 2000  # files per command line, far below the kernel's argument-size limit
 _BANDIT_TIMEOUT = 1800  # seconds
+#: Reasons of the repository scan for leaving a file out that could hide a secret.
+_UNSEARCHED = ("too large", "unreadable")
 
 
 class Input(AnalyserInput):
@@ -120,6 +127,10 @@ class Output(BaseModel):
     counts: SeverityCounts
     secrets: int = Field(description="How many findings are hard-coded secrets.")
     notes: list[str]
+    language_coverage: list[ToolCoverage] = Field(
+        default_factory=list,
+        description="Per tool (bandit, secrets): files read per language, and those left out.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,8 +386,8 @@ def _bandit_findings(results: list[dict[str, Any]], root: Path) -> Iterator[Find
 
 def run(inputs: Input) -> Output:
     """Run bandit once over the Python files and the secret patterns over all text files."""
-    root = resolve_repo(inputs.repo)
-    text_files = select_files(root, inputs.files, language=None, stubs=True)
+    repo_files = scan_files(inputs.repo, inputs.files)
+    root, text_files = repo_files.root, repo_files.files
     python = [
         f
         for f in text_files
@@ -393,14 +404,20 @@ def run(inputs: Input) -> Output:
             else None
         )
         secrets: list[Finding] = []
-        if inputs.scan_secrets:
-            for source_file in text_files:
-                try:
-                    text = source_file.read_text()
-                except OSError as exc:
-                    notes.append(f"{source_file.path}: not searched for secrets: {exc}")
-                    continue
-                secrets += scan_secrets(source_file.path, text)
+        searched: set[str] = set()
+        unsearched: dict[str, str] = {}
+        for source_file in text_files:
+            if not inputs.scan_secrets:
+                unsearched[source_file.path] = "scan_secrets is off"
+                continue
+            try:
+                text = source_file.read_text()
+            except OSError as exc:
+                notes.append(f"{source_file.path}: not searched for secrets: {exc}")
+                unsearched[source_file.path] = "unreadable"
+                continue
+            searched.add(source_file.path)
+            secrets += scan_secrets(source_file.path, text)
         bandit = pending.result() if pending else {"results": [], "errors": []}
     findings = list(_bandit_findings(bandit["results"], root))
     errors = sorted(f"{_relative(e['filename'], root)}: {e['reason']}" for e in bandit["errors"])
@@ -418,6 +435,27 @@ def run(inputs: Input) -> Output:
         f"{'' if inputs.include_tests else ' (tests excluded)'}, "
         f"secrets over {len(text_files)} files"
     )
+    python_paths = {f.path for f in python}
+    bandit_coverage = language_coverage(
+        "bandit",
+        text_files,
+        python_paths,
+        excluded={
+            f.path: "type stub" if f.path.endswith(".pyi") else "test code"
+            for f in text_files
+            if f.language == "python" and f.path not in python_paths
+        },
+        unscanned=repo_files.unscanned,
+    )
+    secrets_coverage = language_coverage(
+        "secrets",
+        text_files,
+        searched,
+        excluded=unsearched,
+        # Files too large to scan may hold secrets; binary files are not text to search.
+        unscanned=[s for s in repo_files.unscanned if s.reason.startswith(_UNSEARCHED)],
+        count_all=True,
+    )
     return Output(
         summary=summary,
         files_analysed=len(python),
@@ -432,6 +470,7 @@ def run(inputs: Input) -> Output:
         counts=counts,
         secrets=len(secrets),
         notes=notes,
+        language_coverage=[bandit_coverage, secrets_coverage],
     )
 
 
@@ -466,6 +505,10 @@ def render_markdown(output: Output) -> str:
         )
         + ". Secret values are redacted to their first 4 characters.",
         "",
+    ]
+    if output.language_coverage:
+        parts += [coverage_markdown(output.language_coverage), ""]
+    parts += [
         "### Findings (worst first)",
         "",
         findings_table(output.findings),
