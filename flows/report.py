@@ -3,6 +3,11 @@
 Each agent's section comes from the ``render_markdown(output)`` function next to its
 entrypoint (a convention of the built-in agents); agents without one get their output as
 JSON. The report is written for failed runs too, with the error reports first.
+
+An output with a ``language_coverage`` list (the built-in analysers':
+:class:`agentrt.agents.builtin.coverage.ToolCoverage`) also gets its lines in the report's
+Coverage section, one per tool, under the summary table: which files each tool read, by
+language, and which code files it left out.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from agentrt.flows.settings import agentrt_home
 if TYPE_CHECKING:
     from agentrt.flows.metrics import EfficiencyWarning
 
-__all__ = ["count_findings", "render_report", "report_artifacts", "write_report"]
+__all__ = [
+    "count_findings",
+    "coverage_lines",
+    "render_report",
+    "report_artifacts",
+    "write_report",
+]
 
 
 def count_findings(output: Any) -> int:
@@ -35,6 +46,37 @@ def count_findings(output: Any) -> int:
         if isinstance(output.get("findings"), list):
             return len(output["findings"])
     return 0
+
+
+def coverage_lines(result: RunResult) -> list[dict[str, Any]]:
+    """One row per analyser tool of the run: ``step``, ``tool``, ``line`` (what it read and
+    left out), ``skipped_files`` and ``unread_languages`` (languages of skipped files the tool
+    does not read at all, as opposed to files it left out on purpose), from the outputs'
+    ``language_coverage`` lists."""
+    rows: list[dict[str, Any]] = []
+    for sid, step in result.steps.items():
+        output = step.output
+        entries = output.get("language_coverage") if isinstance(output, dict) else None
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if isinstance(entry, dict) and isinstance(entry.get("line"), str):
+                skipped = entry.get("skipped_files")
+                unread = [
+                    str(s.get("language"))
+                    for s in entry.get("skipped") or []
+                    if isinstance(s, dict) and s.get("reason") is None
+                ]
+                rows.append(
+                    {
+                        "step": sid,
+                        "tool": str(entry.get("tool", "")),
+                        "line": entry["line"],
+                        "skipped_files": skipped if isinstance(skipped, int) else 0,
+                        "unread_languages": unread,
+                    }
+                )
+    return rows
 
 
 def _render_step(plan: Plan, step_id: str, output: Any, agent_key: str) -> str:
@@ -115,6 +157,17 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
             f"| {row['step']} | {row['agent']} | {row['state']} | {row['seconds']:.2f}s | "
             f"{row['findings']} | {note} |"
         )
+    coverage = coverage_lines(result)
+    if coverage:
+        lines += [
+            "",
+            "## Coverage",
+            "",
+            "What each analyser read, by language, and the code files it left out: its "
+            "findings say nothing about files it did not read.",
+            "",
+        ]
+        lines += [f"- **{row['step']}** · {row['line']}" for row in coverage]
     if result.errors:
         lines += ["", "## Errors", ""]
         lines += [

@@ -499,7 +499,8 @@ def _short(path: str) -> str:
 
 
 def _closing_summary(result: Any) -> str:
-    from agentrt.flows.report import count_findings
+    from agentrt.agents.builtin.coverage import display_language
+    from agentrt.flows.report import count_findings, coverage_lines
 
     counts = result.counts()
     total = len(result.steps)
@@ -514,6 +515,16 @@ def _closing_summary(result: Any) -> str:
         f"{tokens:,} context tokens",
     ]
     line = f"{head}: " + " · ".join(parts)
+    coverage = coverage_lines(result)
+    blind = [row for row in coverage if row["unread_languages"]]
+    if blind:
+        languages = sorted({lang for row in blind for lang in row["unread_languages"]})
+        shown = ", ".join(display_language(lang) for lang in languages[:6])
+        more = f" and {len(languages) - 6} more" if len(languages) > 6 else ""
+        line += (
+            f"\n{len(blind)} of {len(coverage)} analyser tools do not read some of the code "
+            f"here ({shown}{more}); their findings leave it out (see Coverage in the report)"
+        )
     if cached == total:
         line += "\nall agents were served from cache: nothing changed since the last run"
     elif cached:

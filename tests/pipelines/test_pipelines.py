@@ -65,6 +65,13 @@ def test_code_analysis_end_to_end_and_cache_behaviour(tmp_path: Path) -> None:
     assert out["context_gathering"]["tokens"] <= out["context_gathering"]["budget"]
     report = Path(first.report_paths["markdown"]).read_text()
     assert "## architecture_analysis" in report and "## code_review" in report
+    # One coverage line per analyser tool: what it read, and which code it left out.
+    assert "## Coverage" in report
+    assert "- **code_review** · ruff: 4 Python files; nothing skipped" in report
+    assert "- **documentation_generation** · docstrings (ast): 4 Python files;" in report
+    assert out["code_review"]["language_coverage"][0]["line"] == (
+        "ruff: 4 Python files; nothing skipped"
+    )
     # Nobody reads context_gathering's output, but the analysers wait for it: findings and
     # documented objects inside its spans count (located citations), so its efficiency is
     # known (docs/metrics.md).
@@ -120,9 +127,19 @@ def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) 
     assert out["final_approval"]["approved"] is False  # bandit B602 (shell=True) is high
     assert result.state == "completed"
 
+    # Code in other languages: lizard measures the Go file; nothing reads the shell script,
+    # and the closing summary says which tools left which languages out.
+    (repo / "svc").mkdir()
+    (repo / "svc" / "main.go").write_text("package main\n\nfunc main() {}\n")
+    (repo / "deploy.sh").write_text("#!/bin/sh\necho deploy\n")
     whole = run_workflow("review-chain", {"repo": str(repo)})
     assert whole.outputs["git_changes"]["files"] is None
-    assert whole.outputs["code_review"]["files_analysed"] == 5
+    assert whole.outputs["code_review"]["files_analysed"] == 6  # five Python, one Go
+    from agentrt.cli.runtime import _closing_summary
+
+    assert "\n4 of 5 analyser tools do not read some of the code here (Go, Shell);" in (
+        _closing_summary(whole)
+    )
     paths = {f["path"] for f in whole.outputs["security_validation"]["findings"]}
     assert {"pkg/shell.py", "pkg/new.py"} <= paths
 
