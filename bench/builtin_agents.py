@@ -89,7 +89,9 @@ def main() -> None:
     body = (
         "Each analyser cold in a fresh interpreter (imports included; CPU includes the ruff "
         "and bandit subprocesses), then all five at once on a thread pool in one process. "
-        "Security runs bandit on non-test code (the secret scan covers everything).\n\n"
+        "Security runs bandit on non-test code (the secret scan covers everything). Files: "
+        "what the analyser read; code_review's count includes the files of other languages "
+        "that lizard measured (prefect's non-minified UI JavaScript).\n\n"
         "| Tree | Analyser | Files | Findings | Wall s | CPU s |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
