@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pathspec import GitIgnoreSpec
+from pathspec import GitIgnoreSpec, PathSpec
 
 from agentrt.errors import AgentrtError
 
@@ -406,6 +406,7 @@ class _Walker:
         self.files: list[SourceFile] = []
         self.skipped: list[SkippedFile] = []
         self.visited: set[str] = set()
+        self._dir_specs: dict[int, PathSpec] = {}
 
     def walk(self) -> tuple[list[SourceFile], list[SkippedFile]]:
         root_specs: list[tuple[str, GitIgnoreSpec]] = []
@@ -526,7 +527,8 @@ class _Walker:
         # Deeper .gitignore files override shallower ones, as in git.
         for base, spec in specs:
             local = rel[len(base) + 1 :] if base else rel
-            include = spec.check_file(local + suffix).include
+            checker = _last_match(spec, self._dir_specs) if is_dir else spec
+            include = checker.check_file(local + suffix).include
             if include is not None:
                 ignored = include
         return ignored
@@ -569,6 +571,20 @@ class _Walker:
 
     def _skip(self, rel: str, reason: str) -> None:
         self.skipped.append(SkippedFile(rel, reason))
+
+
+def _last_match(spec: GitIgnoreSpec, cache: dict[int, PathSpec]) -> PathSpec:
+    """``spec`` with git's plain rule for a directory itself: the last matching pattern wins.
+
+    pathspec's GitIgnoreSpec (1.1) lets ``*`` beat a later ``!*/`` for ``core/``, where git
+    keeps the directory: go-zero's ``.gitignore`` (``*``, ``!*.*``, ``!*/``) hid 99 % of its
+    tree. The walker never descends into an ignored directory, so the parent-exclusion rule
+    GitIgnoreSpec adds for files is kept by the walk itself.
+    """
+    found = cache.get(id(spec))
+    if found is None:
+        found = cache[id(spec)] = PathSpec(spec.patterns)
+    return found
 
 
 def _strerror(exc: OSError) -> str:

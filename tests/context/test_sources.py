@@ -69,6 +69,18 @@ def test_gitignore_root_nested_and_negation(tmp_path: Path) -> None:
     assert scan.skipped == []  # ignored files are not "skipped"
 
 
+def test_a_negated_directory_pattern_keeps_the_directory_as_git_does(tmp_path: Path) -> None:
+    # go-zero's .gitignore: ignore everything, then keep files with a dot and every
+    # directory. `git check-ignore` keeps core/ and core/sub/; pathspec's GitIgnoreSpec 1.1
+    # alone would drop them.
+    write(tmp_path, ".gitignore", "*\n!*.*\n!*/\n")
+    write(tmp_path, "Makefile", "all:\n")
+    write(tmp_path, "core/a.go", "package core\n")
+    write(tmp_path, "core/sub/b.go", "package sub\n")
+    write(tmp_path, "core/sub/LICENSE", "x\n")
+    assert paths(scan_repository(tmp_path)) == [".gitignore", "core/a.go", "core/sub/b.go"]
+
+
 def test_git_info_exclude_and_extra_ignores_and_include(tmp_path: Path) -> None:
     write(tmp_path, ".git/info/exclude", "local_*.py\n")
     write(tmp_path, ".gitignore", "!docs/\n")
