@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+from bench.trees import MIRRORS_ENV
 
 BENCHES = [
     ["bench.orchestration"],
     ["bench.context_selection"],
+    # The polyglot issues need the repositories' git snapshots, which no package index has.
+    *([["bench.context_selection", "--set", "polyglot"]] if os.environ.get(MIRRORS_ENV) else []),
     ["bench.transcripts"],
     ["bench.pipelines"],
     ["bench.ingest"],

@@ -8,6 +8,9 @@ and for variants that override module constants of :mod:`agentrt.context.relevan
 
     python -m bench.context_ranks --store /tmp/store --variant 'nopr:W_FILE_PAGERANK=0'
 
+``--set polyglot --mirrors DIR [--language X]`` does the same on the polyglot issues (trees
+as in ``bench.context_selection``).
+
 A gain here is necessary, not sufficient: files moved to the top were often delivered
 already, so confirm any change with the full ``bench.context_selection`` run.
 """
@@ -15,11 +18,10 @@ already, so confirm any change with the full ``bench.context_selection`` run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,14 @@ from agentrt.context import relevance
 from agentrt.context.select import DEFAULT_EXCLUDES
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
-from bench.context_selection import QUICK_ISSUES, Issue, _resolve, fetch_tree, load_issues
+from bench.context_selection import (
+    Issue,
+    _resolve,
+    add_set_options,
+    issues_from_args,
+    sdist_tree,
+)
+from bench.trees import NoTree
 
 #: Bucket labels of the worst gold-file rank (0-based); -1 means a gold file is not indexed.
 BUCKETS = ("first", "second", "3rd-10th", "lower", "missing")
@@ -76,7 +85,10 @@ def gold_ranks(index: relevance.RepoIndex, issue: Issue, file_scores: np.ndarray
 
 
 def run(
-    issues: Sequence[Issue], variants: dict[str, dict[str, float]], store: ContextStore
+    issues: Sequence[Issue],
+    variants: dict[str, dict[str, float]],
+    store: ContextStore,
+    trees: Callable[[Issue], Path] = sdist_tree,
 ) -> tuple[dict[str, Tally], list[dict[str, object]]]:
     """Tallies per variant, and one row per issue (its gold ranks under each variant)."""
     defaults = {key: getattr(relevance, key) for v in variants.values() for key in v}
@@ -84,11 +96,12 @@ def run(
     rows: list[dict[str, object]] = []
     by_tree: dict[tuple[str, str], list[Issue]] = {}
     for issue in issues:
-        by_tree.setdefault((issue.pypi_name, issue.version), []).append(issue)
+        by_tree.setdefault((issue.repo, issue.version), []).append(issue)
     try:
-        for (name, version), group in by_tree.items():
-            tree = fetch_tree(name, version)
-            if tree is None:
+        for group in by_tree.values():
+            try:
+                tree = trees(group[0])
+            except NoTree:
                 continue
             scan = scan_repository(tree, extra_ignores=DEFAULT_EXCLUDES)
             index = relevance.build_index(scan.root, scan, store)
@@ -114,19 +127,15 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ISSUES} issues")
-    parser.add_argument("--limit", type=int, default=None)
+    add_set_options(parser)
     parser.add_argument("--store", type=Path, default=None, help="index store to (re)use")
     parser.add_argument("--variant", action="append", default=[], help="name:CONST=value,...")
     parser.add_argument("--rows", type=Path, default=None, help="write per-issue ranks (JSONL)")
     args = parser.parse_args(argv)
-    issues = load_issues()
-    issues.sort(key=lambda i: hashlib.blake2b(i.instance_id.encode()).hexdigest())
-    limit = args.limit or (QUICK_ISSUES if args.quick else None)
-    issues = issues[:limit] if limit else issues
+    _, trees, issues = issues_from_args(parser, args)
     variants = dict([("current", {}), *map(parse_variant, args.variant)])
     store = ContextStore(args.store or Path(tempfile.mkdtemp(prefix="agentrt-ranks-")))
-    tallies, rows = run(issues, variants, store)
+    tallies, rows = run(issues, variants, store, trees)
     print("| variant | " + " | ".join(BUCKETS) + " | rank ms (median) |")
     print("| --- " * (len(BUCKETS) + 2) + "|")
     for name, tally in tallies.items():

@@ -1,19 +1,32 @@
-"""Benchmark: context selection on real issues (SWE-bench Verified, ../shared/bench/swe_dev.jsonl).
+"""Benchmark: context selection on real issues, in Python and in other languages.
 
-For each issue, the source tree of the release closest to the issue (an sdist from the package
-index, cached unpacked under ``~/.cache/agentrt-bench/``) is searched with the issue text as
-the query, at budgets of 4k, 13k and 27k cl100k tokens. Measured, side by side with the
-SWE-bench retrieval baseline (BM25 over whole files, whole files added in rank order while
-they fit) computed in the same run:
+Two issue sets (``--set``):
+
+* ``python`` (default): SWE-bench Verified, ``../shared/bench/swe_dev.jsonl``. Each issue's
+  tree is the release closest to it (an sdist from the package index, cached unpacked under
+  ``~/.cache/agentrt-bench/``).
+* ``polyglot``: ``../shared/bench/polyglot_dev.jsonl``, issues of C++, Rust, Java, C,
+  JavaScript, Go and TypeScript repositories. Each tree is the exact ``base_commit``, written
+  out of a bare git snapshot of the repository (``--mirrors DIR`` or ``$AGENTRT_BENCH_MIRRORS``:
+  the folder of ``<owner>+<name>/repo`` snapshots that the search tool's ``fetch`` makes) into
+  ``~/.cache/agentrt-bench/polyglot/<owner>+<name>/<commit>/`` on first use (see
+  :mod:`bench.trees`). Results are also given per language; ``--language X`` keeps one.
+
+Each issue's tree is searched with the issue text as the query, at budgets of 4k, 13k and 27k
+cl100k tokens. Measured, side by side with the SWE-bench retrieval baseline (BM25 over whole
+source files, whole files added in rank order while they fit) computed in the same run:
 
 * file recall@B: share of issues whose gold files all appear in the delivery;
 * hunk recall@B: share of issues for which every gold hunk's removed lines (context lines for
   pure insertions) appear, line for line and in order, in the delivered text of their file;
 * cold latency (fresh store, first selection on a tree) and warm latency (index in the store,
-  a new query; the in-process cache is cleared first), and peak memory.
+  a new query; the in-process cache is cleared first), and peak memory. Polyglot trees hold
+  one issue each, so there warm is the same query once more with the index from the store.
 
-Run: ``python -m bench.context_selection [--quick] [--limit N] [--no-write]``. ``--quick``
-takes 40 issues (a fixed, hash-ordered sample) and does not touch docs/benchmarks.md.
+Run: ``python -m bench.context_selection [--set python|polyglot] [--mirrors DIR]
+[--language X] [--quick] [--limit N] [--no-write]``. ``--quick`` takes 40 issues (a fixed,
+hash-ordered sample); it, ``--limit``, ``--language`` and ``--store`` leave docs/benchmarks.md
+alone.
 """
 
 from __future__ import annotations
@@ -31,7 +44,8 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,11 +54,14 @@ from agentrt.context.select import DEFAULT_EXCLUDES, select
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import count_tokens
+from bench.trees import MIRRORS_ENV, NoTree, TreeInfo, cached_tree
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "swe_dev.jsonl"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
+DATA = SHARED / "swe_dev.jsonl"
 CACHE = Path(os.environ.get("AGENTRT_BENCH_CACHE", Path.home() / ".cache" / "agentrt-bench"))
 BUDGETS = (4_000, 13_000, 27_000)
 QUICK_ISSUES = 40
+NO_SDIST = "no sdist could be fetched or unpacked"
 # Old sdists call pkg_resources in setup.py; newer setuptools removed it.
 _BUILD_CONSTRAINTS = "setuptools<70\n"
 
@@ -119,30 +136,131 @@ def _download(name: str, version: str) -> Path | None:
 @dataclass(slots=True)
 class Issue:
     instance_id: str
-    pypi_name: str
+    #: Where the tree comes from: a PyPI name (python set) or ``owner/name`` (polyglot).
+    repo: str
+    #: The release (python set) or the exact base commit (polyglot).
     version: str
     query: str
     gold_files: list[str]
     #: (path, removed lines, context lines) of each hunk of the fix.
     hunks: list[tuple[str, list[str], list[str]]]
+    language: str = "python"
 
 
 def load_issues(path: Path = DATA) -> list[Issue]:
+    """The issues of a set's JSONL file (``swe_dev.jsonl`` or ``polyglot_dev.jsonl`` rows)."""
     issues = []
     for line in path.read_text().splitlines():
         row = json.loads(line)
         hunks = [(h["path"], h["removed"], h["context"]) for h in row["gold_hunks"]]
+        if "pypi_name" in row:
+            repo, version = row["pypi_name"], row["version_hint"]
+        else:
+            repo = row.get("fetch", row["repo"]).removeprefix("github:")
+            version = row["base_commit"]
         issues.append(
             Issue(
                 row["instance_id"],
-                row["pypi_name"],
-                row["version_hint"],
+                repo,
+                version,
                 row["problem_statement"],
                 row["gold_files"],
                 hunks,
+                row.get("language", "python"),
             )
         )
     return issues
+
+
+#: Display names of the sets' ``language`` values, and names ``--language`` also accepts.
+LANGUAGE_NAMES = {
+    "python": "Python",
+    "cpp": "C++",
+    "rust": "Rust",
+    "java": "Java",
+    "c": "C",
+    "javascript": "JavaScript",
+    "go": "Go",
+    "typescript": "TypeScript",
+}
+_LANGUAGE_ALIASES = {"c++": "cpp", "js": "javascript", "ts": "typescript", "golang": "go"}
+
+
+def language_key(name: str) -> str:
+    """The set's key of a language name as a user types it (``C++``, ``cpp``, ``JS`` …)."""
+    lowered = name.strip().lower()
+    lowered = _LANGUAGE_ALIASES.get(lowered, lowered)
+    if lowered not in LANGUAGE_NAMES:
+        known = ", ".join(sorted(LANGUAGE_NAMES))
+        raise ValueError(f"unknown language {name!r} (known: {known})")
+    return lowered
+
+
+#: Source files the polyglot baseline ranks: the sets' languages and their near kin.
+SOURCE_SUFFIXES = tuple(
+    (  # noqa: SIM905 - one word per suffix reads better than 28 quoted strings
+        ".c .h .cc .cpp .cxx .c++ .hh .hpp .hxx .h++ .ipp .tpp .inl "  # C, C++
+        ".rs .go .java .kt .kts .scala .py "
+        ".js .mjs .cjs .jsx .ts .mts .cts .tsx"
+    ).split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSet:
+    """One set of issues: where it is, how its trees come, how its results are shown."""
+
+    name: str
+    data: Path
+    section: str  # of docs/benchmarks.md
+    title: str
+    #: The whole-file baseline ranks the files with these suffixes.
+    source_suffixes: tuple[str, ...]
+    #: Trees hold one issue each: time the same query once more as the warm selection.
+    warm_repeat: bool = False
+    per_language: bool = False
+
+
+SETS = {
+    "python": IssueSet(
+        "python",
+        DATA,
+        "context",
+        "Context selection (hunk recall at a token budget)",
+        (".py",),
+    ),
+    "polyglot": IssueSet(
+        "polyglot",
+        SHARED / "polyglot_dev.jsonl",
+        "context-polyglot",
+        "Context selection in other languages (polyglot issues, hunk recall at a token budget)",
+        SOURCE_SUFFIXES,
+        warm_repeat=True,
+        per_language=True,
+    ),
+}
+
+
+def sdist_tree(issue: Issue) -> Path:
+    """The python set's tree of ``issue``: its release's sdist, unpacked."""
+    tree = fetch_tree(issue.repo, issue.version)
+    if tree is None:
+        raise NoTree(NO_SDIST)
+    return tree
+
+
+class GitTrees:
+    """The polyglot set's trees: each issue's base commit, out of the snapshots in ``mirrors``."""
+
+    def __init__(self, mirrors: Path, cache: Path | None = None) -> None:
+        self.mirrors = mirrors
+        self.cache = cache or CACHE / "polyglot"
+        self.info: dict[tuple[str, str], TreeInfo] = {}
+
+    def __call__(self, issue: Issue) -> Path:
+        tree, info = cached_tree(self.mirrors, issue.repo, issue.version, self.cache)
+        self.info[(issue.repo, issue.version)] = info
+        return tree
 
 
 def _in_order(needles: Sequence[str], haystack: Sequence[str]) -> bool:
@@ -201,10 +319,14 @@ def score(
 
 
 def delivered_lines(items: Iterable[tuple[str, int, str]]) -> dict[str, list[str]]:
-    """``path -> lines`` of delivered items (path, start line, text), items in line order."""
+    """``path -> lines`` of delivered items (path, start line, text), items in line order.
+
+    Lines lose a CR before their LF, as the targets do (read with universal newlines), so a
+    CRLF file's hunks can be found (one gold file of the polyglot set is CRLF).
+    """
     per_path: dict[str, list[tuple[int, str]]] = {}
     for path, start, text in items:
-        per_path.setdefault(path, []).append((start, text))
+        per_path.setdefault(path, []).append((start, text.replace("\r\n", "\n")))
     return {
         path: [line for _, text in sorted(parts) for line in text.split("\n")]
         for path, parts in per_path.items()
@@ -212,14 +334,16 @@ def delivered_lines(items: Iterable[tuple[str, int, str]]) -> dict[str, list[str
 
 
 class Baseline:
-    """SWE-bench's BM25 retrieval: whole files ranked by BM25 of the issue text."""
+    """SWE-bench's BM25 retrieval: whole source files ranked by BM25 of the issue text."""
 
-    def __init__(self, tree: Path) -> None:
+    def __init__(self, tree: Path, suffixes: tuple[str, ...] = (".py",)) -> None:
         scan = scan_repository(tree, extra_ignores=DEFAULT_EXCLUDES)
+        #: Every file the scan found (what a selection can deliver at all).
+        self.scanned = {source.path for source in scan.files}
         self.paths: list[str] = []
         self.texts: list[str] = []
         for source in scan.files:
-            if source.path.endswith(".py"):
+            if source.path.lower().endswith(suffixes):
                 self.paths.append(source.path)
                 self.texts.append(source.read_text())
         self.index = relevance.Bm25.from_id_lists([relevance.text_ids(t) for t in self.texts])
@@ -241,10 +365,24 @@ class Baseline:
         return delivered_lines(chosen)
 
 
+@dataclass(slots=True)
+class Outcome:
+    """One issue's result: per budget, all gold files / all gold hunks delivered."""
+
+    instance_id: str
+    language: str
+    files: dict[int, bool] = field(default_factory=dict)
+    hunks: dict[int, bool] = field(default_factory=dict)
+    base_files: dict[int, bool] = field(default_factory=dict)
+    base_hunks: dict[int, bool] = field(default_factory=dict)
+
+
 @dataclass
 class Results:
     issues: int = 0
-    skipped: list[str] = field(default_factory=list)
+    #: instance id -> why it was skipped (no tree).
+    skipped: dict[str, str] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
     file_hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(BUDGETS, 0))
     hunk_hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(BUDGETS, 0))
     base_file_hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(BUDGETS, 0))
@@ -256,21 +394,36 @@ class Results:
     #: than wall time to other jobs on a shared machine.
     cold_cpu: list[float] = field(default_factory=list)
     warm: list[float] = field(default_factory=list)
+    #: tree label -> its warm selections (seconds).
+    warm_by_tree: dict[str, list[float]] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # 1-minute load average, per issue
+    #: Issues with a gold file that no selection can deliver (the scan does not index it:
+    #: default ignores, excluded patterns, binary, or a blob the snapshot lacks).
+    unindexed: int = 0
 
 
-def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = None) -> Results:
+def run(
+    issues: Sequence[Issue],
+    verbose: bool = True,
+    store_dir: Path | None = None,
+    *,
+    issue_set: IssueSet = SETS["python"],
+    trees: Callable[[Issue], Path] = sdist_tree,
+) -> Results:
     results = Results()
     by_tree: dict[tuple[str, str], list[Issue]] = {}
     for issue in issues:
-        by_tree.setdefault((issue.pypi_name, issue.version), []).append(issue)
+        by_tree.setdefault((issue.repo, issue.version), []).append(issue)
     for (name, version), group in by_tree.items():
-        tree = fetch_tree(name, version)
-        if tree is None:
-            results.skipped.extend(i.instance_id for i in group)
-            print(f"  no source tree for {name} {version}; skipping {len(group)}", file=sys.stderr)
+        try:
+            tree = trees(group[0])
+        except NoTree as exc:
+            results.skipped.update(dict.fromkeys((i.instance_id for i in group), str(exc)))
+            print(f"  no source tree for {name} {version} ({exc}); skipping {len(group)}",
+                  file=sys.stderr)  # fmt: skip
             continue
-        baseline = Baseline(tree)
+        label = f"{name}-{version}" if issue_set.name == "python" else f"{name}@{version[:10]}"
+        baseline = Baseline(tree, issue_set.source_suffixes)
         tree_store = store_dir or Path(tempfile.mkdtemp(prefix="agentrt-bench-store-"))
         try:
             store = ContextStore(tree_store)
@@ -282,13 +435,18 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
                 selection = select(tree, issue.query, BUDGETS[0], store=store)
                 elapsed = time.perf_counter() - started
                 if n == 0:
-                    results.cold.append((f"{name}-{version}", selection.stats["files"], elapsed))
+                    results.cold.append((label, selection.stats["files"], elapsed))
                     results.cold_cpu.append(_cpu_seconds() - cpu)
                 else:
                     results.warm.append(elapsed)
+                    results.warm_by_tree.setdefault(label, []).append(elapsed)
                 results.issues += 1
                 targets = hunk_targets(issue, tree)
                 results.attainable += targets is not None
+                results.unindexed += not all(
+                    _resolve(g, baseline.scanned) is not None for g in issue.gold_files
+                )
+                record = Outcome(issue.instance_id, issue.language)
                 outcome = []
                 for budget in BUDGETS:
                     if budget != BUDGETS[0]:
@@ -302,7 +460,16 @@ def run(issues: Sequence[Issue], verbose: bool = True, store_dir: Path | None = 
                     b_files, b_hunks = score(issue, targets, baseline.select(issue.query, budget))
                     results.base_file_hits[budget] += b_files
                     results.base_hunk_hits[budget] += b_hunks
+                    record.files[budget], record.hunks[budget] = files_ok, hunks_ok
+                    record.base_files[budget], record.base_hunks[budget] = b_files, b_hunks
                     outcome.append(f"{'F' if files_ok else '.'}{'H' if hunks_ok else '.'}")
+                results.outcomes.append(record)
+                if issue_set.warm_repeat and len(group) == 1:
+                    relevance._MEMORY.clear()
+                    started = time.perf_counter()
+                    select(tree, issue.query, BUDGETS[0], store=store)
+                    results.warm.append(time.perf_counter() - started)
+                    results.warm_by_tree.setdefault(label, []).append(results.warm[-1])
                 if verbose:
                     print(
                         f"  {issue.instance_id:40s} {' '.join(outcome)}  {elapsed:.2f}s", flush=True
@@ -331,12 +498,88 @@ def _pct(hits: int, total: int) -> str:
     return f"{100 * hits / total:.1f}%" if total else "n/a"
 
 
-def table(results: Results) -> str:
-    n = results.issues
+#: Targets of issue #22 for each language with at least TARGET_MIN_ISSUES issues.
+TARGET_MIN_ISSUES = 15
+TARGETS = (("hunk 4k", "hunks", 4_000, 55), ("hunk 13k", "hunks", 13_000, 75),
+           ("file 13k", "files", 13_000, 85))  # fmt: skip
+
+
+def _skip_note(skipped: dict[str, str]) -> str:
+    """``N skipped: reason`` (several reasons: each with its count)."""
+    reasons = Counter(skipped.values())
+    if not reasons:
+        return "0 skipped"
+    if len(reasons) == 1:
+        return f"{len(skipped)} skipped: {next(iter(reasons))}"
+    return f"{len(skipped)} skipped: " + "; ".join(f"{r} ({n})" for r, n in reasons.items())
+
+
+def _share(outcomes: Sequence[Outcome], kind: str, budget: int) -> float:
+    return 100 * sum(getattr(o, kind)[budget] for o in outcomes) / len(outcomes)
+
+
+def _shares(outcomes: Sequence[Outcome], kind: str, budgets: Sequence[int]) -> str:
+    return " / ".join(f"{_share(outcomes, kind, b):.0f}" for b in budgets) + " %"
+
+
+def _targets(outcomes: Sequence[Outcome]) -> str:
+    if len(outcomes) < TARGET_MIN_ISSUES:
+        return "–"
+    missed = [name for name, kind, b, goal in TARGETS if _share(outcomes, kind, b) < goal]
+    return "missed: " + ", ".join(missed) if missed else "met"
+
+
+def language_table(outcomes: Sequence[Outcome]) -> str:
+    """Per language (most issues first) and overall: hunk and file recall, ours and BM25's."""
+    by_language: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_language.setdefault(outcome.language, []).append(outcome)
+    rows = sorted(by_language.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    if len(rows) > 1:
+        rows.append(("all", list(outcomes)))
+    file_budgets = BUDGETS[:2]
     lines = [
-        f"{n} issues ({len(results.skipped)} skipped: no sdist could be fetched or unpacked). "
-        f"Hunks attainable in the release trees (ceiling of hunk recall): "
-        f"{_pct(results.attainable, n)}.",
+        "| language | issues | hunk recall 4k / 13k / 27k | file recall 4k / 13k "
+        "| BM25 hunk recall 4k / 13k / 27k | BM25 file recall 4k / 13k | targets |",
+        "|---|---:|---|---|---|---|---|",
+    ]
+    for language, group in rows:
+        name = LANGUAGE_NAMES.get(language, language)
+        lines.append(
+            f"| {name} | {len(group)} | {_shares(group, 'hunks', BUDGETS)} "
+            f"| {_shares(group, 'files', file_budgets)} "
+            f"| {_shares(group, 'base_hunks', BUDGETS)} "
+            f"| {_shares(group, 'base_files', file_budgets)} | {_targets(group)} |"
+        )
+    return "\n".join(lines)
+
+
+def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
+    n = results.issues
+    if not issue_set.per_language:
+        head = [
+            f"{n} issues ({_skip_note(results.skipped)}). "
+            f"Hunks attainable in the release trees (ceiling of hunk recall): "
+            f"{_pct(results.attainable, n)}."
+        ]
+    else:
+        head = [
+            f"{n} issues ({_skip_note(results.skipped)}), each on the tree of its exact base "
+            f"commit. Hunks attainable in those trees (ceiling of hunk recall): "
+            f"{_pct(results.attainable, n)}; issues with a gold file no selection can deliver "
+            f"(not indexed: default ignores, excluded patterns, binary): {results.unindexed}.",
+            "",
+            "Recall is the share of issues with every gold hunk (file) delivered. BM25 is the "
+            "whole-file baseline over the tree's source files, in the same run. Targets "
+            f"(issue #22, languages with ≥ {TARGET_MIN_ISSUES} issues): hunk recall ≥ 55 % at "
+            "4k and ≥ 75 % at 13k, file recall ≥ 85 % at 13k.",
+            "",
+            language_table(results.outcomes) if results.outcomes else "(no issue measured)",
+            "",
+            "Overall:",
+        ]
+    lines = [
+        *head,
         "",
         "| budget | file recall | hunk recall | baseline file recall | baseline hunk recall |",
         "| --- | --- | --- | --- | --- |",
@@ -350,6 +593,7 @@ def table(results: Results) -> str:
         )
     cold = [s for _, _, s in results.cold]
     largest = max(results.cold, key=lambda c: c[1], default=None)
+    warm_note = "new query" if not issue_set.warm_repeat else "the same query again"
     lines += [
         "",
         "| latency | median | max |",
@@ -358,7 +602,7 @@ def table(results: Results) -> str:
         f"| {_median(cold)} | {max(cold, default=0):.2f} s |",
         f"| cold, CPU time (process and index workers) "
         f"| {_median(results.cold_cpu)} | {max(results.cold_cpu, default=0):.2f} s |",
-        f"| warm (index from the store, new query; {len(results.warm)} selections) "
+        f"| warm (index from the store, {warm_note}; {len(results.warm)} selections) "
         f"| {_median(results.warm)} | {max(results.warm, default=0):.2f} s |",
         "",
         f"Machine load during the run (1-minute load average on {os.cpu_count()} cores, "
@@ -367,9 +611,13 @@ def table(results: Results) -> str:
         "",
     ]
     if largest is not None:
-        lines.append(
-            f"Largest tree: {largest[0]}, {largest[1]} files indexed, cold {largest[2]:.2f} s wall."
-        )
+        tree, files, seconds = largest
+        line = f"Largest tree: {tree}, {files} files indexed, cold {seconds:.2f} s wall"
+        if issue_set.per_language:
+            cpu = results.cold_cpu[results.cold.index(largest)]
+            warm = results.warm_by_tree.get(largest[0], [])
+            line += f" ({cpu:.2f} s CPU), warm {_median(warm)}"
+        lines.append(line + ".")
     lines.append(f"Peak memory (RSS, process or a worker): {peak_memory_mb():.0f} MB.")
     lines.append(f"Deliveries over budget: {results.over_budget} (must be 0).")
     return "\n".join(lines)
@@ -379,10 +627,56 @@ def _median(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f} s" if values else "n/a"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_set_options(parser: argparse.ArgumentParser) -> None:
+    """The options choosing the issues: ``--set``, ``--mirrors``, ``--language``, ``--quick``,
+    ``--limit`` (read back with :func:`issues_from_args`)."""
+    parser.add_argument("--set", choices=sorted(SETS), default="python", help="issue set")
+    parser.add_argument(
+        "--mirrors",
+        type=Path,
+        default=os.environ.get(MIRRORS_ENV) or None,
+        help=f"polyglot: folder of the bare git snapshots, <owner>+<name>/repo (${MIRRORS_ENV})",
+    )
+    parser.add_argument("--language", default=None, help="only this language's issues")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ISSUES} issues")
     parser.add_argument("--limit", type=int, default=None, help="at most N issues")
+
+
+def issues_from_args(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[IssueSet, Callable[[Issue], Path], list[Issue]]:
+    """The set, its trees and its issues (filtered, in a fixed order, limited) of ``args``.
+
+    Bad input (no data file, polyglot without snapshots, an unknown language) exits through
+    ``parser.error`` (one line, exit status 2).
+    """
+    issue_set = SETS[args.set]
+    if not issue_set.data.is_file():
+        parser.error(f"no issue file {issue_set.data} (it comes with ../shared)")
+    trees: Callable[[Issue], Path] = sdist_tree
+    if issue_set.name == "polyglot":
+        if args.mirrors is None or not Path(args.mirrors).is_dir():
+            parser.error(
+                f"--set polyglot needs --mirrors DIR (or ${MIRRORS_ENV}): the folder of the "
+                "repositories' bare git snapshots, fetched once with the search tool's fetch"
+            )
+        trees = GitTrees(Path(args.mirrors))
+    issues = load_issues(issue_set.data)
+    if args.language:
+        try:
+            wanted = language_key(args.language)
+        except ValueError as exc:
+            parser.error(str(exc))
+        issues = [i for i in issues if i.language == wanted]
+    # A fixed sample that mixes repositories: order by a hash of the issue id.
+    issues.sort(key=lambda i: hashlib.blake2b(i.instance_id.encode()).hexdigest())
+    limit = args.limit or (QUICK_ISSUES if args.quick else None)
+    return issue_set, trees, issues[:limit] if limit else issues
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_set_options(parser)
     parser.add_argument("--no-write", action="store_true", help="do not update docs")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
@@ -393,27 +687,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latencies are then not cold)",
     )
     args = parser.parse_args(argv)
-    issues = load_issues()
-    # A fixed sample that mixes repositories: order by a hash of the issue id.
-    issues.sort(key=lambda i: hashlib.blake2b(i.instance_id.encode()).hexdigest())
-    limit = args.limit or (QUICK_ISSUES if args.quick else None)
-    if limit:
-        issues = issues[:limit]
+    issue_set, trees, issues = issues_from_args(parser, args)
     started = time.perf_counter()
-    results = run(issues, verbose=not args.quiet, store_dir=args.store)
-    body = table(results)
+    results = run(
+        issues, verbose=not args.quiet, store_dir=args.store, issue_set=issue_set, trees=trees
+    )
+    body = table(results, issue_set)
+    if isinstance(trees, GitTrees):
+        body += "\n" + _snapshot_note(trees)
     print(body)
     print(f"({time.perf_counter() - started:.0f} s)")
-    if not (args.quick or args.limit or args.no_write or args.store):
+    if not (args.quick or args.limit or args.no_write or args.store or args.language):
         from bench.report import write_section
 
-        write_section(
-            "context",
-            "Context selection (hunk recall at a token budget)",
-            body,
-            "python -m bench.context_selection",
-        )
+        command = "python -m bench.context_selection"
+        if issue_set.name != "python":
+            command += f" --set {issue_set.name} --mirrors {args.mirrors}"
+        write_section(issue_set.section, issue_set.title, body, command)
     return 0
+
+
+def _snapshot_note(trees: GitTrees) -> str:
+    """What the snapshots lacked: blobs (their largest files) and submodules, over all trees."""
+    infos = trees.info.values()
+    missing = sum(len(i.missing) for i in infos)
+    short = sum(1 for i in infos if i.missing)
+    submodules = sum(len(i.submodules) for i in infos)
+    return (
+        f"Trees: {len(trees.info)} commits of {len({repo for repo, _ in trees.info})} "
+        f"repositories; {missing} blobs the snapshots lack (largest files; skipped) in {short} "
+        f"trees; {submodules} submodule entries (not written)."
+    )
 
 
 if __name__ == "__main__":

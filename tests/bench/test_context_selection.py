@@ -1,0 +1,236 @@
+"""bench.context_selection and bench.trees: the pure parts of the context benchmark.
+
+Trees come out of tiny git repositories made here, not ../shared or real snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import context_selection as cs
+from bench.trees import NoTree, cached_tree, extract_tree, find_mirror
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@example.com")
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+FILES = {
+    "src/parse.c": "int parse(const char *s) {\n    return s[0] == '-';\n}\n",
+    "lib/index.js": "function route(path) {\n  return path.split('/');\n}\n",
+    "win/crlf.java": "class A {\r\n  int x;\r\n}\r\n",
+    "README.md": "# tiny\n",
+}
+
+
+def _snapshot(mirrors: Path, slug: str = "Owner+Tiny") -> tuple[Path, str]:
+    """A bare snapshot ``mirrors/<slug>/repo`` of a one-commit repository, and the commit."""
+    work = mirrors.parent / "work"
+    work.mkdir(parents=True)
+    for path, text in FILES.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_bytes(text.encode())
+    (work / "run.sh").write_text("#!/bin/sh\n")
+    (work / "run.sh").chmod(0o755)
+    os.symlink("src/parse.c", work / "link.c")
+    _git("-C", str(work), "init", "-q")
+    _git("-C", str(work), "add", "-A")
+    _git("-C", str(work), "commit", "-q", "-m", "one")
+    commit = _git("-C", str(work), "rev-parse", "HEAD")
+    bare = mirrors / slug / "repo"
+    _git("clone", "-q", "--bare", "--no-local", str(work), str(bare))
+    # Loose objects, so that one can be taken away (a snapshot without its largest blobs).
+    objects = bare / "objects"
+    for pack in (objects / "pack").glob("*.pack"):
+        # unpack-objects skips objects the repository has, so the pack must leave it first.
+        moved = pack.rename(mirrors.parent / pack.name)
+        pack.with_suffix(".idx").unlink()
+        with moved.open("rb") as data:
+            subprocess.run(["git", "--git-dir", str(bare), "unpack-objects", "-q"], stdin=data,
+                           check=True)  # fmt: skip
+    return bare, commit
+
+
+def _drop_blob(bare: Path, path: str, commit: str) -> None:
+    sha = _git("--git-dir", str(bare), "rev-parse", f"{commit}:{path}")
+    (bare / "objects" / sha[:2] / sha[2:]).unlink()
+
+
+# ------------------------------------------------------------------------------- bench.trees
+
+
+def test_extract_tree_writes_the_commit_byte_for_byte(tmp_path: Path) -> None:
+    bare, commit = _snapshot(tmp_path / "mirrors")
+    info = extract_tree(bare, commit, tmp_path / "tree")
+    tree = tmp_path / "tree"
+    for path, text in FILES.items():
+        assert (tree / path).read_bytes() == text.encode()
+    assert os.access(tree / "run.sh", os.X_OK)
+    assert os.readlink(tree / "link.c") == "src/parse.c"
+    assert (info.files, info.symlinks, info.missing, info.submodules) == (5, 1, [], [])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_blobs_the_snapshot_lacks_are_skipped_and_counted(tmp_path: Path) -> None:
+    bare, commit = _snapshot(tmp_path / "mirrors")
+    _drop_blob(bare, "lib/index.js", commit)
+    info = extract_tree(bare, commit, tmp_path / "tree")
+    assert info.missing == ["lib/index.js"]
+    assert not (tmp_path / "tree" / "lib" / "index.js").exists()
+    assert (tmp_path / "tree" / "src" / "parse.c").read_text() == FILES["src/parse.c"]
+
+
+def test_a_commit_missing_from_the_snapshot_is_a_reason_to_skip(tmp_path: Path) -> None:
+    _snapshot(tmp_path / "mirrors")
+    with pytest.raises(NoTree, match="base commit not in the snapshot of owner/tiny"):
+        cached_tree(tmp_path / "mirrors", "owner/tiny", "0" * 40, tmp_path / "cache")
+    with pytest.raises(NoTree, match="no snapshot of other/repo"):
+        cached_tree(tmp_path / "mirrors", "other/repo", "0" * 40, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "owner+tiny" / ("0" * 40)).exists()
+
+
+def test_find_mirror_ignores_case_and_takes_either_layout(tmp_path: Path) -> None:
+    bare, _ = _snapshot(tmp_path / "mirrors")
+    assert find_mirror(tmp_path / "mirrors", "github:owner/TINY") == bare
+    assert find_mirror(tmp_path / "mirrors", "owner/other") is None
+    flat = tmp_path / "mirrors" / "x+y.git"
+    _git("clone", "-q", "--bare", str(bare), str(flat))
+    assert find_mirror(tmp_path / "mirrors", "x/y") == flat
+
+
+def test_cached_tree_is_extracted_once(tmp_path: Path) -> None:
+    bare, commit = _snapshot(tmp_path / "mirrors")
+    _drop_blob(bare, "README.md", commit)
+    tree, info = cached_tree(tmp_path / "mirrors", "owner/tiny", commit, tmp_path / "cache")
+    assert tree == tmp_path / "cache" / "owner+tiny" / commit
+    assert not (tree / f"{commit}.json").exists()  # the record is beside the tree, not in it
+    (tmp_path / "mirrors" / "Owner+Tiny" / "repo").rename(tmp_path / "gone")
+    again, info_again = cached_tree(tmp_path / "mirrors", "owner/tiny", commit, tmp_path / "cache")
+    assert (again, info_again) == (tree, info)
+    assert info_again.missing == ["README.md"]
+
+
+# ------------------------------------------------------------------ issues, scoring, tables
+
+
+def test_load_issues_reads_both_sets(tmp_path: Path) -> None:
+    hunk = {"path": "a.c", "old_start": 1, "old_len": 1, "removed": ["x"], "context": []}
+    common = {"repo": "o/r", "base_commit": "abc", "problem_statement": "q"}
+    python_row = {**common, "instance_id": "p-1", "gold_files": ["a.py"], "gold_hunks": [],
+                  "pypi_name": "P", "version_hint": "1.0"}  # fmt: skip
+    poly_row = {**common, "instance_id": "g-1", "gold_files": ["a.c"], "gold_hunks": [hunk],
+                "language": "c", "fetch": "github:O/G"}  # fmt: skip
+    data = tmp_path / "set.jsonl"
+    data.write_text(json.dumps(python_row) + "\n" + json.dumps(poly_row) + "\n")
+    python, poly = cs.load_issues(data)
+    assert (python.repo, python.version, python.language) == ("P", "1.0", "python")
+    assert (poly.repo, poly.version, poly.language) == ("O/G", "abc", "c")
+    assert poly.hunks == [("a.c", ["x"], [])]
+
+
+@pytest.mark.parametrize(("typed", "key"), [("C++", "cpp"), ("js", "javascript"), ("Go", "go")])
+def test_language_names_as_users_type_them(typed: str, key: str) -> None:
+    assert cs.language_key(typed) == key
+
+
+def test_an_unknown_language_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: c, cpp"):
+        cs.language_key("cobol")
+
+
+def test_crlf_files_score_like_lf_files() -> None:
+    issue = cs.Issue("i", "o/r", "c", "q", ["A.java"], [("A.java", ["  int x;"], [])])
+    delivered = cs.delivered_lines([("A.java", 1, "class A {\r\n  int x;\r\n}\r\n")])
+    assert cs.score(issue, [("A.java", ["  int x;"])], delivered) == (True, True)
+
+
+def _outcome(language: str, hunks: tuple[bool, bool, bool], files: bool = True) -> cs.Outcome:
+    budgets = dict(zip(cs.BUDGETS, hunks, strict=True))
+    return cs.Outcome(
+        "id",
+        language,
+        files=dict.fromkeys(cs.BUDGETS, files),
+        hunks=budgets,
+        base_files=dict.fromkeys(cs.BUDGETS, False),
+        base_hunks=dict.fromkeys(cs.BUDGETS, False),
+    )
+
+
+def test_language_table_has_a_row_per_language_and_checks_targets() -> None:
+    # 16 C++ issues: 10 with every hunk at 4k (62 %), 13 at 13k (81 %), files all found.
+    cpp = [_outcome("cpp", (n < 10, n < 13, True)) for n in range(16)]
+    # 15 Rust issues: 6 at 4k (40 %): hunk 4k missed, and files at 13k missed too.
+    rust = [_outcome("rust", (n < 6, n < 12, n < 12), files=n < 10) for n in range(15)]
+    go = [_outcome("go", (True, True, True))]  # too few issues for the targets
+    lines = cs.language_table([*cpp, *rust, *go]).splitlines()
+    assert lines[0].startswith("| language | issues | hunk recall 4k / 13k / 27k |")
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
+    assert list(rows) == ["C++", "Rust", "Go", "all"]
+    assert rows["C++"] == (
+        "| C++ | 16 | 62 / 81 / 100 % | 100 / 100 % | 0 / 0 / 0 % | 0 / 0 % | met |"
+    )
+    assert rows["Rust"].endswith("| missed: hunk 4k, file 13k |")
+    assert rows["Go"].endswith("| – |")
+    assert rows["all"].startswith("| all | 32 | 53 / 81 / 91 % |")
+
+
+def test_one_language_has_no_all_row() -> None:
+    lines = cs.language_table([_outcome("c", (False, True, True))]).splitlines()
+    assert len(lines) == 3
+
+
+def test_skip_note_counts_each_reason() -> None:
+    assert cs._skip_note({}) == "0 skipped"
+    assert cs._skip_note({"a": cs.NO_SDIST, "b": cs.NO_SDIST}) == f"2 skipped: {cs.NO_SDIST}"
+    note = cs._skip_note({"a": "x", "b": "y", "c": "x"})
+    assert note == "3 skipped: x (2); y (1)"
+
+
+def test_polyglot_needs_its_snapshots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cs.main(["--set", "polyglot", "--mirrors", str(tmp_path / "none"), "--no-write"])
+    assert exit_.value.code == 2
+    assert "polyglot" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one real run
+
+
+def test_run_on_a_snapshot_tree_scores_each_language(tmp_path: Path) -> None:
+    mirrors = tmp_path / "mirrors"
+    _, commit = _snapshot(mirrors)
+    issues = [
+        cs.Issue("t-1", "owner/tiny", commit, "parse a dash", ["src/parse.c"],
+                 [("src/parse.c", ["    return s[0] == '-';"], [])], "c"),
+        cs.Issue("t-2", "owner/tiny", commit, "route split path", ["lib/index.js"],
+                 [("lib/index.js", ["  return path.split('/');"], [])], "javascript"),
+        cs.Issue("t-3", "owner/tiny", "f" * 40, "gone", ["x.c"], [], "c"),
+    ]  # fmt: skip
+    trees = cs.GitTrees(mirrors, cache=tmp_path / "cache")
+    results = cs.run(issues, verbose=False, issue_set=cs.SETS["polyglot"], trees=trees)
+    assert results.skipped == {"t-3": "base commit not in the snapshot of owner/tiny"}
+    assert results.issues == 2
+    assert results.attainable == 2
+    # A tiny tree fits every budget whole: every gold hunk is delivered, by both methods.
+    for outcome in results.outcomes:
+        assert all(outcome.hunks.values()) and all(outcome.files.values())
+        assert all(outcome.base_hunks.values())
+    body = cs.table(results, cs.SETS["polyglot"])
+    assert "| C | 1 | 100 / 100 / 100 % |" in body
+    assert "| JavaScript | 1 |" in body
+    assert "2 issues (1 skipped: base commit not in the snapshot of owner/tiny)" in body
