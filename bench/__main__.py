@@ -13,6 +13,7 @@ BENCHES = [
     ["bench.ingest"],
     ["bench.load"],
     ["bench.llm_budget"],
+    ["bench.chunked_review"],
 ]
 
 

@@ -454,6 +454,8 @@ def main() -> None:
     os.environ["AGENTRT_HOME"] = str(home)
     os.environ["PREFECT_HOME"] = str(home / "prefect")
     os.environ.pop("PREFECT_API_URL", None)
+    # The embedded server can take long to start on a busy machine (default: 20 s).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.pop("AGENTRT_MODEL", None)
     os.environ["AGENTRT_ARTIFACTS"] = "off"  # no background publishing racing the exit
 
