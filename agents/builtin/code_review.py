@@ -24,6 +24,11 @@ are ``low``.
 * ``cyclomatic-complexity``: radon's cyclomatic complexity at rank ``complexity_rank`` or worse
   (radon ranks: A 1-5, B 6-10, C 11-20, D 21-30, E 31-40, F 41+): ``low`` at C, else
   ``medium`` — hard to maintain, not a defect in itself.
+
+**Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` holds the findings in
+the files it gathered for the workflow's task, most relevant file first, and the agent
+reports the gathered items its focus cites as its context use
+(:mod:`agentrt.agents.builtin.gathered`); elsewhere ``focus`` is None.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from pydantic import BaseModel, Field
 from radon.complexity import add_inner_blocks, cc_rank, cc_visit_ast
 from radon.visitors import Function
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
@@ -55,6 +61,7 @@ from agentrt.agents.builtin.common import (
     md_table,
     sort_findings,
 )
+from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
 
 __all__ = ["Input", "Output", "RuffRun", "RuleCount", "find_ruff", "render_markdown", "run"]
 
@@ -112,6 +119,11 @@ class Output(BaseModel):
     counts: SeverityCounts
     rules: list[RuleCount] = Field(description="Findings per rule, most frequent first.")
     notes: list[str]
+    focus: Focus | None = Field(
+        default=None,
+        description="The findings in the files context_gathering selected for the task, "
+        "most relevant file first; None without a context_gathering step.",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,8 +339,9 @@ def _ruff_diagnostics(
     return diagnostics, f"repository: {repo_config or 'discovered by ruff'}", []
 
 
-def run(inputs: Input) -> Output:
-    """Run ruff once over the selected files, then the own checks on one parse per file."""
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
+    """Run ruff once over the selected files, then the own checks on one parse per file;
+    focus on the files gathered for the task when ``ctx.upstream`` has them."""
     sources = load_python(inputs.repo, inputs.files)
     paths = [f.path for f in sources.selected]
     findings: list[Finding] = []
@@ -355,6 +368,17 @@ def run(inputs: Input) -> Output:
         f"{len(findings)} findings in {len(paths)} Python files ({counts.describe()}); "
         f"ruff rules: {config}"
     )
+    focus = None
+    gathered = gathered_context(ctx)
+    if gathered is not None:
+        focus = Focus(
+            task=gathered.task,
+            files=gathered.focus_files(paths),
+            findings=gathered.focus_findings(findings),
+        )
+        summary += f"; {len(focus.findings)} in the {len(focus.files)} files gathered for the task"
+        assert ctx is not None
+        report_use(ctx, gathered, focus.findings)
     return Output(
         summary=summary,
         files_analysed=len(paths),
@@ -363,6 +387,7 @@ def run(inputs: Input) -> Output:
         counts=counts,
         rules=rules,
         notes=notes,
+        focus=focus,
     )
 
 
@@ -389,6 +414,8 @@ def render_markdown(output: Output) -> str:
                 [(md_code(r.rule), r.severity, r.count) for r in output.rules[:20]],
             )
         )
+    if output.focus is not None:
+        parts += ["", *focus_markdown(output.focus)]
     parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes]
