@@ -30,7 +30,10 @@ as received, the output schema as the runtime renders it, plus the runtime's fra
 allowance. Each is compared with the attempt's grant (``tokens_allocated`` in the metrics
 record, the step's enforced limit) and with the ``prompt_tokens`` the metrics record holds.
 The output tool as the model received it (name, description and the parameter schema
-pydantic-ai sends) is recounted too and compared with the schema as counted.
+pydantic-ai sends) is recounted too: everything the model received as text, without the
+framing allowance, is checked against the grant as well, and the tool's name and
+description (which the runtime does not count as text: they are part of what the framing
+allowance is for) are compared with the schema as counted.
 """
 
 from __future__ import annotations
@@ -362,10 +365,10 @@ def _shrunk(agent: str, user: str) -> tuple[bool, str]:
     """(inputs cut, upstream outputs: whole, cut, left out or -) from the user message: the
     input section is its last, as JSON; the upstream section comes before the context."""
     marker = "\n\n## Input\n\n```json\n"
-    at = user.rfind(marker)
-    if user.startswith(marker.lstrip()):
-        at = 0
-    inputs = json.loads(user[at + len(marker) :].removesuffix("\n```")) if at >= 0 else {}
+    text = "\n\n" + user  # the input section may also be the only one
+    at = text.rfind(marker)
+    inputs = json.loads(text[at + len(marker) :].removesuffix("\n```")) if at >= 0 else {}
+    at = max(at - 2, 0) if at >= 0 else -1  # a position in `user`
     if "upstream" not in AGENTS[agent]["context"]["sources"]:
         return _was_cut(inputs), "-"
     start = user.find("## Upstream outputs\n\n")
@@ -384,6 +387,7 @@ class Audit:
     prompts: int = 0
     over_grant: int = 0
     over_grant_received: int = 0
+    headroom: list[int] = field(default_factory=list)
     recorded_equal: int = 0
     recorded_missing: int = 0
     tool_extra: list[int] = field(default_factory=list)
@@ -417,17 +421,18 @@ def _audit(requests: list[Request], records: Any, size_of: dict[str, str], audit
             + n(req.tool_description)
             + n(json.dumps(req.tool_schema, separators=(",", ":")))
         )
-        received = n(req.instructions) + n(req.user) + tool + FRAMING_TOKENS
+        received = n(req.instructions) + n(req.user) + tool  # all text, no allowance
         audit.prompts += 1
         audit.grants.append(grant)
         audit.tokens.append(recount)
-        ratio = max(recount, received) / grant
+        ratio = recount / grant
         audit.ratios.append(ratio)
         audit.by_size.setdefault(size_of[str(record.flow_run_id)], []).append(ratio)
         if ratio > audit.worst[0]:
             audit.worst = (ratio, f"{record.step} ({req.agent}): {recount:,} / {grant:,}")
         audit.over_grant += recount > grant
         audit.over_grant_received += received > grant
+        audit.headroom.append(grant - received)
         cut, upstream = _shrunk(req.agent, req.user)
         audit.inputs_cut += cut
         if upstream != "-":
@@ -517,8 +522,9 @@ def main() -> None:
         ("upstream outputs in the prompt (explainer, gatekeeper)", ups),
         ("**prompts over their grant**", f"**{audit.over_grant}**"),
         (
-            "… counting the output tool as received (name, description, schema)",
-            f"{audit.over_grant_received}",
+            "all text the model received (incl. the output tool's name and description, "
+            "no framing allowance) over the grant",
+            f"{audit.over_grant_received} (at least {min(audit.headroom):,} tokens under)",
         ),
         (
             "output tool as received − schema as counted",
