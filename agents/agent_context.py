@@ -29,6 +29,11 @@ class TokenUsage(BaseModel):
     tokens_referenced: int | None = Field(
         None, description="Delivered tokens whose source the run's outputs cite (docs/metrics.md)."
     )
+    prompt_tokens: int | None = Field(
+        None,
+        description="An LLM agent's whole prompt as sent (instructions, user message, output "
+        "schema, framing), counted by the runtime as it counts the prompt against the grant.",
+    )
     llm_input_tokens: int | None = Field(None, description="As reported by the LLM provider.")
     llm_output_tokens: int | None = Field(None, description="As reported by the LLM provider.")
 
@@ -85,6 +90,7 @@ class AgentContext:
 
     tokens_delivered = _usage_field("tokens_delivered")
     tokens_referenced = _usage_field("tokens_referenced")
+    prompt_tokens = _usage_field("prompt_tokens")
     llm_input_tokens = _usage_field("llm_input_tokens")
     llm_output_tokens = _usage_field("llm_output_tokens")
 

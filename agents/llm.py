@@ -16,7 +16,8 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
    sent back to it with the validation errors (``AGENTRT_LLM_OUTPUT_RETRIES`` times);
 4. passes the validated output through the agent's *output hook*, which may correct it or
    reject it with :class:`OutputRejected` (another round trip to the model, same budget);
-5. records ``ctx.tokens_delivered`` (context tokens) and the provider-reported usage in
+5. records ``ctx.tokens_delivered`` (context tokens), ``ctx.prompt_tokens`` (the whole prompt,
+   counted as the runtime counts it against the grant) and the provider-reported usage in
    ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails, and
    ``ctx.tokens_referenced``: the delivered items the answer cites
    (:func:`referenced_context_tokens`).
@@ -747,6 +748,7 @@ def run_llm_agent(
     parts = prompt_parts(prompt, output_schema)
     if ctx is not None:
         ctx.tokens_delivered = context.tokens
+        ctx.prompt_tokens = fit.tokens  # the metrics record's prompt_tokens
         ctx.prompt_parts = parts
         ctx.notes.update(
             model=spec,

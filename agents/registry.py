@@ -335,6 +335,7 @@ class Registry:
                     problems.append(Problem(agent.source, agent.line, "fallbacks", str(exc)))
             if isinstance(m.output, dict):
                 problems.extend(check_confidence(agent, m.output))
+                problems.extend(check_delivered(agent, m.output))
             if m.chunking is not None:
                 inline = [ref if isinstance(ref, dict) else None for ref in (m.input, m.output)]
                 problems.extend(check_chunking(agent, *inline))
@@ -387,6 +388,7 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
             problems.append(Problem(agent.source, line, field_name, str(exc)))
     if output_model is not None:
         problems.extend(check_confidence(agent, output_model))
+        problems.extend(check_delivered(agent, output_model))
     if m.chunking is not None:
         problems.extend(check_chunking(agent, input_model, output_model))
         for name, rule in m.chunking.merge.items():
@@ -487,13 +489,100 @@ def check_confidence(agent: RegisteredAgent, output_schema: object) -> list[Prob
     ]
 
 
-def _field_line(agent: RegisteredAgent, field_name: str) -> int | None:
+def check_delivered(agent: RegisteredAgent, output_schema: object) -> list[Problem]:
+    """``context.delivered`` must name a field of the output (a dotted path, list items by
+    index, as ``agentrt.flows.schemas.lookup_field`` reads it): the runtime counts that
+    field against the grant, and a path that finds nothing counts 0 tokens, so the token
+    contract would check nothing. Parts of the output whose fields cannot be known (open
+    schemas, ``Any``, ``$ref``) are not checked."""
+    dotted = agent.manifest.context.delivered
+    if not dotted:
+        return []
+    schema: object = output_schema
+    walked: list[str] = []
+    why = None
+    for part in dotted.split("."):
+        if schema is None:
+            return []
+        where = f"field {'.'.join(walked)!r}" if walked else "the output"
+        if _is_list(schema):
+            if not part.isdigit():
+                why = f"{where} is a list: name an item by its index ({'.'.join(walked)}.0)"
+                break
+            schema = _item_schema(schema)
+        else:
+            fields = _schema_fields(schema)
+            if fields is None:
+                return []
+            if part not in fields:
+                why = (
+                    f"{part!r} is not a field of {where} "
+                    f"({', '.join(sorted(fields)) or 'it has none'})"
+                )
+                break
+            schema = _field_schema(schema, part)
+        walked.append(part)
+    if why is None:
+        return []
+    return [
+        Problem(
+            agent.source,
+            _field_line(agent, "context", "delivered"),
+            "context.delivered",
+            f"{dotted!r}: {why}; name the output field that holds the context the agent "
+            "delivers (the runtime counts it against the grant), or remove context.delivered",
+        )
+    ]
+
+
+def _is_list(schema: object) -> bool:
+    return (isinstance(schema, tuple) and schema[:1] == ("list",)) or (
+        isinstance(schema, dict) and schema.get("type") == "array"
+    )
+
+
+def _field_schema(schema: object, name: str) -> object:
+    """The schema of field ``name`` (a pydantic model, a JSON Schema mapping, a list's item
+    schema), or None when it cannot be known."""
+    if isinstance(schema, dict):
+        return (schema.get("properties") or {}).get(name)
+    fields = getattr(schema, "model_fields", None)
+    info = fields.get(name) if isinstance(fields, dict) else None
+    return _annotation_schema(info.annotation) if info is not None else None
+
+
+def _annotation_schema(annotation: object) -> object:
+    """A field's annotation as a schema: the model class, ``list[X]`` as a list of X,
+    ``X | None`` as X; None for anything else."""
+    import typing
+
+    if inspect.isclass(annotation) and hasattr(annotation, "model_fields"):
+        return annotation
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (list, tuple, set, frozenset) and args:
+        return ("list", _annotation_schema(args[0]))
+    if len(args) == 1:  # Optional[X]
+        return _annotation_schema(args[0])
+    return None
+
+
+def _item_schema(schema: object) -> object:
+    """The item schema of a list schema (``("list", X)`` or a JSON Schema array)."""
+    if isinstance(schema, tuple):
+        return schema[1]
+    return schema.get("items") if isinstance(schema, dict) else None
+
+
+def _field_line(agent: RegisteredAgent, *path: str) -> int | None:
+    """The manifest line of ``path`` (``"chunking"``, or ``"context", "delivered"``)."""
     if not agent.source.endswith(_MANIFEST_SUFFIXES):
         return agent.line
     try:
-        return load_yaml(agent.source).lines.get((field_name,), agent.line)
+        lines = load_yaml(agent.source).lines
     except ManifestError:
         return agent.line
+    return lines.get(path, lines.get(path[:1], agent.line))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -17,6 +17,8 @@ BENCHES = [
     ["bench.pipelines"],
     ["bench.ingest"],
     ["bench.load"],
+    ["bench.llm_budget"],
+    ["bench.chunked_review"],
 ]
 
 

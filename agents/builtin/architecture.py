@@ -25,6 +25,12 @@ Packages are groups of modules by name prefix (top-level packages, or the sub-pa
 the whole repository is a single package), linked by their modules' ``runtime`` imports; a
 package's layer is 0 when it imports no other internal package, otherwise one more than the
 highest layer it imports (packages in a cycle share one layer).
+
+**Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` says where the files it
+gathered for the workflow's task sit in the graph, most relevant first: each module's
+package and layer, fan-in and fan-out, its internal imports (with their lines), who imports
+it and whether it is in a cycle; the agent reports the gathered items holding those imports
+as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere ``focus`` is None.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Literal
 import networkx as nx
 from pydantic import BaseModel, Field
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
@@ -55,13 +62,17 @@ from agentrt.agents.builtin.common import (
     sort_findings,
 )
 from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
+from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
 
 __all__ = [
+    "ArchitectureFocus",
     "Cycle",
     "EntryPoint",
     "ExternalImport",
     "HotSpot",
+    "ImportRef",
     "Input",
+    "ModuleRole",
     "Output",
     "PackageInfo",
     "render_markdown",
@@ -135,6 +146,35 @@ class EntryPoint(BaseModel):
     line: int
 
 
+class ImportRef(BaseModel):
+    """One internal import of a module."""
+
+    module: str = Field(description="The module imported.")
+    line: int = Field(description="Line of the import in the importing file.")
+    kind: EdgeKind
+
+
+class ModuleRole(BaseModel):
+    """Where one module sits in the import graph."""
+
+    module: str
+    path: str
+    package: str
+    layer: int = Field(description="Its package's layer.")
+    fan_in: int
+    fan_out: int
+    in_cycle: bool = Field(description="Part of an import cycle (module-level imports).")
+    imports: list[ImportRef] = Field(description="The internal modules it imports.")
+    imported_by: list[str] = Field(description="The internal modules importing it.")
+
+
+class ArchitectureFocus(Focus):
+    """The files gathered for the task in the import graph (``findings``: the cycles and
+    parse errors in them)."""
+
+    modules: list[ModuleRole] = Field(description="Their modules, most relevant first.")
+
+
 class Output(BaseModel):
     """The import graph summarised."""
 
@@ -155,6 +195,11 @@ class Output(BaseModel):
         default_factory=list,
         description="Python files whose imports were read, and the code files left out (the "
         "import graph is built for Python only).",
+    )
+    focus: ArchitectureFocus | None = Field(
+        default=None,
+        description="The modules of the files context_gathering selected for the task; None "
+        "without a context_gathering step.",
     )
 
 
@@ -497,8 +542,9 @@ def _layers(graph: nx.DiGraph) -> tuple[dict[str, int], set[str]]:
     return layers, cyclic
 
 
-def run(inputs: Input) -> Output:
-    """Build the import graph of ``inputs.repo`` and summarise it."""
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
+    """Build the import graph of ``inputs.repo`` and summarise it; place the files gathered
+    for the task in it when ``ctx.upstream`` has them."""
     sources = load_python(inputs.repo, inputs.files, stubs=True)
     # A stub (.pyi) stands for a module only when there is no source for it (an extension).
     shadowed = {f.path + "i" for f in sources.selected if f.path.endswith(".py")}
@@ -539,7 +585,7 @@ def run(inputs: Input) -> Output:
     notes += sources.notes
 
     graph = nx.DiGraph()
-    graph.add_nodes_from(m.node for m in modules)
+    graph.add_nodes_from((m.node, {"path": m.path}) for m in modules)
     for (source, target), (kind, line) in edges.items():
         graph.add_edge(source, target, kind=kind, line=line)
     by_node = {m.node: m for m in modules}
@@ -561,7 +607,8 @@ def run(inputs: Input) -> Output:
     )
     hot_spots = [h for h in hot[: inputs.top_n] if h.fan_in + h.fan_out > 0]
 
-    packages = _packages(modules, graph, inputs.package_depth)
+    package_of = _package_of(modules, inputs.package_depth)
+    packages = _packages(package_of, graph)
     entry_points += _declared_scripts(sources.root, notes)
     entry_points.sort(key=lambda e: (e.kind, e.name, e.path, e.line))
     externals = sorted(
@@ -581,6 +628,19 @@ def run(inputs: Input) -> Output:
         f"{'' if len(cycles) == 1 else 's'}, {len(entry_points)} entry points, "
         f"{len(externals)} external top-level imports"
     )
+    focus = None
+    gathered = gathered_context(ctx)
+    if gathered is not None:
+        files = gathered.focus_files(by_path)
+        focus = ArchitectureFocus(
+            task=gathered.task,
+            files=files,
+            findings=gathered.focus_findings(findings),
+            modules=_roles([by_path[f].node for f in files], graph, package_of, packages),
+        )
+        summary += f"; {len(files)} of the modules gathered for the task"
+        assert ctx is not None
+        report_use(ctx, gathered, [focus.modules, focus.findings])
     return Output(
         summary=summary,
         files_analysed=len(sources.selected),
@@ -596,7 +656,39 @@ def run(inputs: Input) -> Output:
         counts=SeverityCounts.of(findings),
         notes=sorted(set(notes)),
         language_coverage=[sources.coverage("import graph (ast)")],
+        focus=focus,
     )
+
+
+def _roles(
+    nodes: list[str], graph: nx.DiGraph, package_of: dict[str, str], packages: list[PackageInfo]
+) -> list[ModuleRole]:
+    """Each module's place in the graph, in the order of ``nodes``."""
+    layer = {p.name: p.layer for p in packages}
+    runtime = nx.DiGraph()
+    runtime.add_edges_from((s, t) for s, t, kind in graph.edges(data="kind") if kind == "runtime")
+    cyclic = {n for c in nx.strongly_connected_components(runtime) if len(c) > 1 for n in c}
+    return [
+        ModuleRole(
+            module=node,
+            path=graph.nodes[node]["path"],
+            package=package_of[node],
+            layer=layer[package_of[node]],
+            fan_in=graph.in_degree(node),
+            fan_out=graph.out_degree(node),
+            in_cycle=node in cyclic,
+            imports=[
+                ImportRef(module=target, line=data["line"], kind=data["kind"])
+                for _s, target, data in sorted(graph.out_edges(node, data=True), key=_by_line)
+            ],
+            imported_by=sorted(graph.predecessors(node)),
+        )
+        for node in nodes
+    ]
+
+
+def _by_line(edge: tuple[str, str, dict]) -> tuple[int, str]:
+    return edge[2]["line"], edge[1]
 
 
 def _cycles(
@@ -632,9 +724,13 @@ def _cycles(
     return cycles, findings
 
 
-def _packages(modules: list[_Module], graph: nx.DiGraph, depth: int | None) -> list[PackageInfo]:
+def _package_of(modules: list[_Module], depth: int | None) -> dict[str, str]:
+    """Module node → its package's name."""
     depth = depth or _default_depth([m.group for m in modules])
-    package_of = {m.node: ".".join(m.group[:depth]) for m in modules}
+    return {m.node: ".".join(m.group[:depth]) for m in modules}
+
+
+def _packages(package_of: dict[str, str], graph: nx.DiGraph) -> list[PackageInfo]:
     package_graph = nx.DiGraph()
     package_graph.add_nodes_from(package_of.values())
     for source, target, kind in graph.edges(data="kind"):
@@ -686,9 +782,24 @@ def render_markdown(output: Output) -> str:
             ],
         ),
         "",
-        "### Import cycles",
-        "",
     ]
+    if output.focus is not None:
+        parts += [*focus_markdown(output.focus), ""]
+        if output.focus.modules:
+            rows = [
+                (
+                    md_code(m.module),
+                    f"{md_code(m.package)} ({m.layer})",
+                    m.fan_in,
+                    m.fan_out,
+                    _short_list([i.module for i in m.imports], 4) or "—",
+                    "yes" if m.in_cycle else "",
+                )
+                for m in output.focus.modules
+            ]
+            headers = ["Module", "Package (layer)", "Fan-in", "Fan-out", "Imports", "Cycle"]
+            parts += [md_table(headers, rows), ""]
+    parts += ["### Import cycles", ""]
     if output.cycles:
         for cycle in output.cycles:
             where = ", ".join(md_code(i) for i in cycle.imports)

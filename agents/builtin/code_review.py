@@ -38,6 +38,11 @@ always had. Minified bundles (a mean line longer than 250 characters) are left o
 code files were left out (ruff: everything but Python; radon and lizard together: languages
 neither reads, such as shell scripts), so an empty result on a repository the tools cannot
 read is not mistaken for a clean one.
+
+**Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` holds the findings in
+the files it gathered for the workflow's task, most relevant file first, and the agent
+reports the gathered items its focus cites as its context use
+(:mod:`agentrt.agents.builtin.gathered`); elsewhere ``focus`` is None.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from pydantic import BaseModel, Field
 from radon.complexity import add_inner_blocks, cc_rank, cc_visit_ast
 from radon.visitors import Function
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
@@ -79,6 +85,7 @@ from agentrt.agents.builtin.coverage import (
 
 if TYPE_CHECKING:
     from agentrt.context.sources import SourceFile
+from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
 
 __all__ = ["Input", "Output", "RuffRun", "RuleCount", "find_ruff", "render_markdown", "run"]
 
@@ -140,6 +147,11 @@ class Output(BaseModel):
         default_factory=list,
         description="Per tool (ruff; radon and lizard): files read per language, and the "
         "code files left out.",
+    )
+    focus: Focus | None = Field(
+        default=None,
+        description="The findings in the files context_gathering selected for the task, "
+        "most relevant file first; None without a context_gathering step.",
     )
 
 
@@ -444,9 +456,10 @@ def _ruff_diagnostics(
     return diagnostics, f"repository: {repo_config or 'discovered by ruff'}", []
 
 
-def run(inputs: Input) -> Output:
-    """Run ruff once over the selected Python files, then the own checks on one parse per
-    file, and lizard's on the files of other languages."""
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
+    """Run ruff once over the selected files, then the own checks on one parse per file and
+    lizard's on the files of other languages; focus on the files gathered for the task when
+    ``ctx.upstream`` has them."""
     sources = load_python(inputs.repo, inputs.files)
     paths = [f.path for f in sources.selected]
     findings: list[Finding] = []
@@ -478,6 +491,17 @@ def run(inputs: Input) -> Output:
         f"{len(findings)} findings in {len(paths)} Python files"
         f"{others if measured else ''} ({counts.describe()}); ruff rules: {config}"
     )
+    focus = None
+    gathered = gathered_context(ctx)
+    if gathered is not None:
+        focus = Focus(
+            task=gathered.task,
+            files=gathered.focus_files(paths),
+            findings=gathered.focus_findings(findings),
+        )
+        summary += f"; {len(focus.findings)} in the {len(focus.files)} files gathered for the task"
+        assert ctx is not None
+        report_use(ctx, gathered, focus.findings)
     return Output(
         summary=summary,
         files_analysed=len(paths) + len(measured),
@@ -487,6 +511,7 @@ def run(inputs: Input) -> Output:
         rules=rules,
         notes=notes,
         language_coverage=[ruff_coverage, functions_coverage],
+        focus=focus,
     )
 
 
@@ -515,6 +540,8 @@ def render_markdown(output: Output) -> str:
                 [(md_code(r.rule), r.severity, r.count) for r in output.rules[:20]],
             )
         )
+    if output.focus is not None:
+        parts += ["", *focus_markdown(output.focus)]
     parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes]

@@ -16,6 +16,11 @@ return annotation as written; summaries are the first paragraph of the docstring
 **Coverage** per module is documented objects / public objects, the module itself counting as
 one object (its docstring). Every undocumented public object is a finding: ``low`` for
 functions and classes, ``info`` for modules, methods and properties.
+
+**Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` holds the API of the
+public modules among the files it gathered for the workflow's task, most relevant first,
+and their undocumented objects; the agent reports the gathered items holding those objects
+as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere ``focus`` is None.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
@@ -41,10 +47,12 @@ from agentrt.agents.builtin.common import (
     sort_findings,
 )
 from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
+from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
 
 __all__ = [
     "ApiObject",
     "Coverage",
+    "DocFocus",
     "Input",
     "ModuleDoc",
     "Output",
@@ -107,6 +115,15 @@ class ModuleDoc(BaseModel):
     coverage: Coverage
 
 
+class DocFocus(Focus):
+    """The documentation of the files gathered for the task (``findings``: their
+    undocumented public objects)."""
+
+    modules: list[ModuleDoc] = Field(
+        description="The public modules among the gathered files, most relevant first."
+    )
+
+
 class Output(BaseModel):
     """The API reference of the repository and how much of it is documented."""
 
@@ -122,6 +139,11 @@ class Output(BaseModel):
         default_factory=list,
         description="Python modules documented, and the code files left out (tests, private "
         "modules and scripts unless asked for; other languages: not read).",
+    )
+    focus: DocFocus | None = Field(
+        default=None,
+        description="The modules among the files context_gathering selected for the task; "
+        "None without a context_gathering step.",
     )
 
 
@@ -352,6 +374,20 @@ def render_markdown(output: Output) -> str:
                 ],
             )
         )
+    if output.focus is not None:
+        parts += ["", *focus_markdown(output.focus)]
+        if output.focus.modules:
+            rows = [
+                (
+                    md_code(m.name),
+                    md_code(m.path),
+                    f"{m.coverage.documented}/{m.coverage.total}",
+                    ", ".join(md_code(o.name) for o in m.objects[:8])
+                    + (f" (+{len(m.objects) - 8})" if len(m.objects) > 8 else ""),
+                )
+                for m in output.focus.modules
+            ]
+            parts += ["", md_table(["Module", "File", "Documented", "Public objects"], rows)]
     if output.undocumented:
         parts += ["", "### Undocumented public objects", "", findings_table(output.undocumented)]
     if output.language_coverage:
@@ -366,8 +402,9 @@ def render_markdown(output: Output) -> str:
 # Entry point
 
 
-def run(inputs: Input) -> Output:
-    """Document the public modules of ``inputs.repo`` from one parse of each file."""
+def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
+    """Document the public modules of ``inputs.repo`` from one parse of each file; focus on
+    the files gathered for the task when ``ctx.upstream`` has them."""
     sources = load_python(inputs.repo, inputs.files)
     sources.selected = [
         f
@@ -390,6 +427,20 @@ def run(inputs: Input) -> Output:
         f"{len(modules)} public modules, {total} public objects (modules included), "
         f"{coverage.percent}% documented; {len(undocumented)} undocumented"
     )
+    focus = None
+    gathered = gathered_context(ctx)
+    if gathered is not None:
+        files = gathered.focus_files(m.path for m in modules)
+        by_path = {m.path: m for m in modules}
+        focus = DocFocus(
+            task=gathered.task,
+            files=files,
+            findings=gathered.focus_findings(undocumented),
+            modules=[by_path[f] for f in files],
+        )
+        summary += f"; {len(files)} of the modules gathered for the task"
+        assert ctx is not None
+        report_use(ctx, gathered, [focus.modules, focus.findings])
     return Output(
         summary=summary,
         files_analysed=len(sources.selected),
@@ -400,4 +451,5 @@ def run(inputs: Input) -> Output:
         counts=counts,
         notes=sources.notes,
         language_coverage=[sources.coverage("docstrings (ast)", "not public API")],
+        focus=focus,
     )

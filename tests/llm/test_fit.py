@@ -138,6 +138,7 @@ def test_recorded_prompt_tokens_equal_a_recount_of_the_rendered_prompt(
         run_llm_agent(gate_agent(tmp_path), inputs, ctx, model=_model(recorder))
         counted, _ = counted_tokens(gate_agent(tmp_path).manifest, VERDICT, ctx.prompt_parts)
         assert ctx.notes["prompt_tokens"] == counted == recount(recorder, ctx) <= 2_000
+        assert ctx.usage.prompt_tokens == counted  # what the metrics record gets
 
 
 def test_repository_context_gets_what_the_inputs_leave(tmp_path: Path, repo: Path) -> None:

@@ -50,6 +50,9 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+ANALYSERS = ("architecture_analysis", "code_review", "documentation_generation")
+
+
 def states(result) -> dict[str, str]:
     return {sid: s.state for sid, s in result.steps.items()}
 
@@ -86,20 +89,114 @@ def test_code_analysis_end_to_end_and_cache_behaviour(tmp_path: Path) -> None:
     assert set(states(again).values()) == {"cached"}
     assert again.outputs == first.outputs
 
-    # A non-Python file: only the agent that reads every file re-runs.
+    # A non-Python file: context_gathering (it reads every file) re-runs. The analysers read
+    # only Python files and its output (context.sources), so they are served from the cache
+    # exactly when its output is unchanged; the relevance scores of what it gathers are
+    # computed over the whole repository, so an edit anywhere may change them.
     (repo / "README.md").write_text("# demo, edited\n")
     docs_only = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
+    same = docs_only.outputs["context_gathering"] == first.outputs["context_gathering"]
     assert states(docs_only) == {
         "context_gathering": "completed",
-        "architecture_analysis": "cached",
-        "code_review": "cached",
-        "documentation_generation": "cached",
+        **dict.fromkeys(ANALYSERS, "cached" if same else "completed"),
     }
     # A Python file: every agent that reads Python re-runs.
     (repo / "pkg" / "b.py").write_text('"""Module b."""\n\n\ndef other(x):\n    return x\n')
     code = run_workflow("code-analysis", {"repo": str(repo), "task": "helper in module a"})
     assert set(states(code).values()) == {"completed"}
     assert not code.outputs["architecture_analysis"]["cycles"]
+
+
+SHOP = {
+    "pkg/__init__.py": '"""Shop package."""\n',
+    "pkg/util.py": (
+        '"""Shared helpers."""\n\n\ndef rounded(amount):\n'
+        '    """Round a money amount to cents."""\n    return round(amount, 2)\n'
+    ),
+    "pkg/billing.py": textwrap.dedent(
+        '''\
+        """Invoices."""
+        from pkg.util import rounded
+
+
+        def invoice_total(lines):
+            total = 0
+            for line in lines:
+                try:
+                    total += line["price"] * line["quantity"]
+                except:
+                    pass
+            return rounded(total)
+        '''
+    ),
+    "pkg/shipping.py": textwrap.dedent(
+        '''\
+        """Shipments."""
+        import os
+
+        from pkg.util import rounded
+
+
+        def shipment_cost(weight, distance):
+            return rounded(weight * distance * 0.01)
+        '''
+    ),
+    "README.md": "# shop\n",
+}
+
+
+def test_code_analysis_analysers_focus_on_the_gathered_files(tmp_path: Path) -> None:
+    """The analysers read context_gathering's output (ctx.upstream): each reports what it
+    found in the files gathered for the task, most relevant first, and its context use."""
+    from agentrt.flows.metrics import load_records
+
+    repo = tmp_path / "shop"
+    for rel, text in SHOP.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    firsts = {}
+    for task, first, other, rule, line in (
+        ("invoice totals in billing", "pkg/billing.py", "pkg/shipping.py", "E722", 2),
+        ("shipment cost in shipping", "pkg/shipping.py", "pkg/billing.py", "F401", 4),
+    ):
+        result = run_workflow("code-analysis", {"repo": str(repo), "task": task})
+        assert result.state == "completed", result.errors
+        out = result.outputs
+        gathered = out["context_gathering"]
+        assert gathered["files"][0] == first and other not in gathered["files"]
+        for sid in ANALYSERS:
+            focus = out[sid]["focus"]
+            assert focus["task"] == task
+            # The gathered order, restricted to what the agent analyses (not README.md).
+            assert focus["files"] == [f for f in gathered["files"] if f.endswith(".py")]
+            assert all(f["path"] in focus["files"] for f in focus["findings"])
+        review = out["code_review"]
+        everywhere = {(f["path"], f["rule"]) for f in review["findings"]}
+        assert {("pkg/billing.py", "E722"), ("pkg/shipping.py", "F401")} <= everywhere
+        focused = [(f["path"], f["rule"]) for f in review["focus"]["findings"]]
+        assert focused == [(first, rule)]  # the other file's finding is not in focus
+        docs = out["documentation_generation"]["focus"]
+        assert [m["path"] for m in docs["modules"]] == docs["files"]
+        assert docs["findings"][0]["path"] == first  # its undocumented function
+        roles = out["architecture_analysis"]["focus"]["modules"]
+        assert roles[0]["path"] == first
+        assert [(i["module"], i["line"]) for i in roles[0]["imports"]] == [("pkg.util", line)]
+        # Their context use: delivered = the gathered items' tokens; referenced = the items
+        # their focus cites with a line (not null, so efficiency is measured).
+        rows = load_records(result.report_paths["metrics"]).set_index("step")
+        items = {i["path"]: i["tokens"] for i in gathered["items"]}
+        for sid in ANALYSERS:
+            row = rows.loc[sid]
+            assert row["tokens_delivered"] == sum(items.values())
+            assert row["context_efficiency"] == pytest.approx(
+                row["tokens_referenced"] / row["tokens_delivered"], abs=1e-6
+            )
+        # Its import of pkg.util is in `first`'s item; util imports nothing.
+        assert rows.loc["architecture_analysis", "tokens_referenced"] == items[first]
+        report = Path(result.report_paths["markdown"]).read_text()
+        assert "### Focus: the files gathered for the task" in report
+        firsts[task] = review["focus"]["files"][0]
+    assert len(set(firsts.values())) == 2  # the task decides what the analysers focus on
 
 
 def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) -> None:
@@ -127,6 +224,8 @@ def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) 
     assert out["final_approval"]["approved"] is False  # bandit B602 (shell=True) is high
     assert result.state == "completed"
 
+    assert out["code_review"]["focus"] is None  # no context_gathering step here
+
     # Code in other languages: lizard measures the Go file; nothing reads the shell script,
     # and the closing summary says which tools left which languages out.
     (repo / "svc").mkdir()
@@ -142,6 +241,17 @@ def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) 
     )
     paths = {f["path"] for f in whole.outputs["security_validation"]["findings"]}
     assert {"pkg/shell.py", "pkg/new.py"} <= paths
+
+    # A non-Python file: only the agents that read every file re-run (cache.include).
+    (repo / "README.md").write_text("# demo, edited\n")
+    docs_only = run_workflow("review-chain", {"repo": str(repo)})
+    assert states(docs_only) == {
+        "git_changes": "completed",
+        "code_review": "cached",
+        "security_validation": "completed",
+        "performance_validation": "cached",
+        "final_approval": "cached",
+    }
 
 
 def test_transcript_context_flow_on_a_real_session(tmp_path: Path, shared_dir: Path) -> None:

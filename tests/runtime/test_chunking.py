@@ -137,6 +137,57 @@ def test_custom_merge_function(registry: Registry, tmp_path: Path) -> None:
     assert out["label"] == "items"  # unnamed fields: the first chunk's value
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_chunk_that_keeps_failing_fails_the_step(registry: Registry, tmp_path: Path) -> None:
+    pieces = expected_chunks(registry, "chunk_items", "items", ITEMS)
+    bad = pieces[1][0]
+    result = run(registry, tmp_path, [step("chunk_items", items=ITEMS, fail_always=bad)])
+    assert result.state == "failed"
+    out = result.steps["chunk_items"]
+    assert out.state == "failed" and out.output is None
+    seen = [tuple(c) for c in calls(tmp_path)]
+    assert seen.count(tuple(pieces[1])) == 3  # its try and its 2 retries, then no more
+    for piece in pieces[:1] + pieces[2:]:
+        assert seen.count(tuple(piece)) == 1
+    (error,) = result.errors
+    assert (error.step, error.error_type) == ("chunk_items", "ConnectionError")
+    assert f"permanent failure on {bad}" in error.message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_fallbacks_run_on_the_whole_input_when_a_chunk_fails(
+    registry: Registry, tmp_path: Path
+) -> None:
+    pieces = expected_chunks(registry, "chunk_fallback", "items", ITEMS)
+    bad = pieces[-1][0]
+    result = run(registry, tmp_path, [step("chunk_fallback", items=ITEMS, fail_always=bad)])
+    assert result.state == "completed", result.errors
+    out = result.steps["chunk_fallback"]
+    assert (out.state, out.used_agent) == ("fallback", "lenient_items@1.0.0")
+    assert calls(tmp_path)[-1] == ITEMS  # the fallback: one call with every item
+    assert out.output["upper"] == [i.upper() for i in ITEMS]
+    assert out.output["total"] == sum(len(i) for i in ITEMS)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_merge_that_does_not_fit_is_a_merge_error(registry: Registry, tmp_path: Path) -> None:
+    cases = {
+        "chunk_badmerge": "merging output field 'label' of",  # sum over strings
+        "chunk_badschema": "does not match its output schema",  # an int field gets "many"
+    }
+    for agent, message in cases.items():
+        workdir = tmp_path / agent
+        workdir.mkdir()
+        pieces = expected_chunks(registry, agent, "items", ITEMS)
+        result = run(registry, workdir, [step(agent, items=ITEMS)])
+        assert result.state == "failed"
+        assert result.steps[agent].state == "failed"
+        (error,) = result.errors
+        assert (error.error_type, error.phase) == ("MergeError", "integrate"), error
+        assert message in error.message and f"{len(pieces)} chunks" in error.message
+        assert len(calls(workdir)) == len(pieces)  # not retried: every chunk ran once
+
+
 # -- splitting and merging ----------------------------------------------------------------
 
 

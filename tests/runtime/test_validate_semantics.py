@@ -83,3 +83,56 @@ def test_min_confidence_without_a_confidence_field(tmp_path: Path) -> None:
     assert all(
         "add `confidence: float` to the output, or remove min_confidence" in p for p in problems
     )
+
+
+def test_context_delivered_must_name_an_output_field(tmp_path: Path) -> None:
+    write(
+        tmp_path / "models_cd.py",
+        """
+        from pydantic import BaseModel
+
+
+        class Item(BaseModel):
+            path: str
+            text: str
+
+
+        class Out(BaseModel):
+            summary: str
+            items: list[Item]
+            extra: dict
+        """,
+    )
+    base = "version: 1.0.0\nentrypoint: agentrt.agents.builtin.code_review:run\n"
+    cases = {
+        "top": ("models_cd:Out", "itemz"),  # a typo
+        "nested": ("models_cd:Out", "items.0.txt"),
+        "unindexed": ("models_cd:Out", "items.text"),  # lookup_field indexes lists
+        "inline": ("{type: object, properties: {text: {type: string}}}", "texts"),
+        "ok_top": ("models_cd:Out", "items"),
+        "ok_nested": ("models_cd:Out", "items.0.text"),
+        "ok_open": ("models_cd:Out", "extra.anything"),  # a dict: its keys cannot be known
+        "ok_inline": ("{type: object, properties: {text: {type: string}}}", "text"),
+    }
+    for name, (output, delivered) in cases.items():
+        write(
+            tmp_path / f"{name}.yaml",
+            f"id: {name}\n{base}output: {output}\ncontext:\n  min_tokens: 10\n"
+            f"  delivered: {delivered}\n",
+        )
+    code, lines = validate(tmp_path)
+    assert code == 2
+    problems = {
+        line.split(":")[0].rsplit("/", 1)[-1]: line for line in lines if "context.delivered" in line
+    }
+    assert sorted(problems) == ["inline.yaml", "nested.yaml", "top.yaml", "unindexed.yaml"], lines
+    assert problems["top.yaml"].endswith(
+        "top.yaml:7: context.delivered: 'itemz': 'itemz' is not a field of the output "
+        "(extra, items, summary); name the output field that holds the context the agent "
+        "delivers (the runtime counts it against the grant), or remove context.delivered"
+    )
+    assert "'txt' is not a field of field 'items.0' (path, text)" in problems["nested.yaml"]
+    assert (
+        "field 'items' is a list: name an item by its index (items.0)" in problems["unindexed.yaml"]
+    )
+    assert "'texts' is not a field of the output (text)" in problems["inline.yaml"]

@@ -13,6 +13,7 @@ class ItemsIn(BaseModel):
     workdir: str
     items: list[str]
     fail_on: str = ""
+    fail_always: str = ""
 
 
 class ItemsOut(BaseModel):
@@ -47,6 +48,8 @@ def items(inputs: ItemsIn) -> ItemsOut:
     if inputs.fail_on in inputs.items and not marker.exists():
         marker.write_text("1")
         raise ConnectionError(f"transient failure on {inputs.fail_on}")
+    if inputs.fail_always in inputs.items:
+        raise ConnectionError(f"permanent failure on {inputs.fail_always}")
     return ItemsOut(
         upper=[i.upper() for i in inputs.items],
         total=sum(len(i) for i in inputs.items),
@@ -65,3 +68,13 @@ def text(inputs: TextIn) -> TextOut:
 def longest_first(values: list[list[str]]) -> list[str]:
     """A custom merge: every chunk's items, longest first."""
     return sorted((x for v in values for x in v), key=len, reverse=True)
+
+
+def lenient(inputs: ItemsIn) -> ItemsOut:
+    """``items`` without its failures: a fallback."""
+    return items(inputs.model_copy(update={"fail_on": "", "fail_always": ""}))
+
+
+def say_many(values: list[int]) -> str:
+    """A merge function whose result the output model rejects (an int field)."""
+    return "many"
