@@ -506,7 +506,12 @@ def _closing_summary(result: Any) -> str:
     total = len(result.steps)
     cached = counts.get("cached", 0)
     findings = sum(count_findings(s.output) for s in result.steps.values())
-    tokens = sum(s.tokens_delivered or 0 for s in result.steps.values())
+    # With a workflow budget: the context it paid for (steps with a grant). Agents that read
+    # another step's context (ctx.upstream) record it as delivered to them too, for their
+    # efficiency; summing those would count the same tokens once per reader.
+    steps = list(result.steps.values())
+    granted = [s for s in steps if s.tokens_allocated is not None]
+    tokens = sum(s.tokens_delivered or 0 for s in granted or steps)
     states = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     head = f"{result.workflow} {result.outcome} in {result.duration_seconds:.1f}s"
     parts = [

@@ -195,6 +195,10 @@ def test_code_analysis_analysers_focus_on_the_gathered_files(tmp_path: Path) -> 
         assert rows.loc["architecture_analysis", "tokens_referenced"] == items[first]
         report = Path(result.report_paths["markdown"]).read_text()
         assert "### Focus: the files gathered for the task" in report
+        # The closing summary counts the gathered context once, not once per reader.
+        from agentrt.cli.runtime import _closing_summary
+
+        assert f" · {sum(items.values()):,} context tokens" in _closing_summary(result)
         firsts[task] = review["focus"]["files"][0]
     assert len(set(firsts.values())) == 2  # the task decides what the analysers focus on
 
