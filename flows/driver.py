@@ -285,6 +285,7 @@ class Driver:
             tokens_allocated=grant.tokens if grant is not None else None,
             budget_reason=run.budget_reason,
             fallback_for=run.fallback_for,
+            chunk=run.chunk,
         )
         with contextlib.suppress(OSError):
             spool_record(record, self.spool_dir)

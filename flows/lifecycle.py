@@ -441,6 +441,7 @@ def run_agent(
             **ctx.usage.model_dump(),
             budget_reason=run.budget_reason,
             fallback_for=run.fallback_for,
+            chunk=run.chunk,
         )
         # Metrics must never turn a success into a failure.
         with contextlib.suppress(OSError):

@@ -174,7 +174,8 @@ COLUMNS: list[str] = [
     "error_message", "error_phase", *_PHASE_COLUMNS, "wall_seconds", "cpu_seconds",
     "peak_memory_mb", "tokens_allocated", "tokens_delivered", "tokens_referenced",
     "context_efficiency", "prompt_tokens", "llm_input_tokens", "llm_output_tokens",
-    "cache_hit", "fallback_used", "fallback_for", "budget_reason", "started_at", "ended_at",
+    "cache_hit", "fallback_used", "fallback_for", "chunk", "budget_reason", "started_at",
+    "ended_at",
     "run_started_at", "schema_version",
 ]  # fmt: skip
 """The record columns, in file order: :class:`AgentRunRecord`'s fields, with ``phase`` as

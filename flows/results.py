@@ -70,6 +70,9 @@ class AttemptRecord(TokenUsage):
     tokens_allocated: int | None = Field(None, description="The budget slice granted.")
     budget_reason: str | None = None
     fallback_for: str | None = Field(None, description="The agent (id@version) it stood in for.")
+    chunk: str | None = Field(
+        None, description="``i/N``: the attempt ran chunk i of N of a chunked step (chunking)."
+    )
 
 
 class StepResult(BaseModel):

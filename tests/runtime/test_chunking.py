@@ -113,6 +113,15 @@ def test_a_failing_chunk_is_retried_alone(registry: Registry, tmp_path: Path) ->
     assert out.attempts == len(pieces) + 1
     assert len(out.task_run_ids) == len(pieces)
     assert out.output["upper"] == [i.upper() for i in ITEMS]
+    # One metrics record per chunk attempt, each naming its chunk.
+    from agentrt.flows.metrics import load_records
+
+    rows = load_records(result.report_paths["metrics"])
+    n = len(pieces)
+    executed = rows[rows["executed"]]
+    assert sorted(executed["chunk"]) == sorted([f"{i}/{n}" for i in range(1, n + 1)] + [f"2/{n}"])
+    failed = executed[executed["state"] == "failed"]
+    assert list(failed["chunk"]) == [f"2/{n}"]
 
 
 @pytest.mark.usefixtures("prefect_harness")
