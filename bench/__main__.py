@@ -12,6 +12,7 @@ BENCHES = [
     ["bench.pipelines"],
     ["bench.ingest"],
     ["bench.load"],
+    ["bench.server_runs"],
 ]
 
 
