@@ -188,12 +188,31 @@ def _forced_port() -> int | None:
     return int(raw)
 
 
+def _configured_api_url() -> str | None:
+    """``PREFECT_API_URL`` from the environment or the active Prefect profile (what
+    ``prefect config set PREFECT_API_URL=…`` writes), read without importing Prefect."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        return url
+    import tomllib
+
+    home = os.environ.get("PREFECT_HOME") or agentrt_home() / "prefect"  # configure_prefect's
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or Path(home) / "profiles.toml")
+    try:
+        data = tomllib.loads(path.expanduser().read_text())
+    except (OSError, ValueError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active")
+    profile = data.get("profiles", {}).get(active) if isinstance(active, str) else None
+    url = profile.get("PREFECT_API_URL") if isinstance(profile, dict) else None
+    return str(url) if url else None
+
+
 def _prefect_version() -> str:
     return dist_version("prefect")
 
 
 def _runs_use(status: ServerStatus) -> str:
-    if url := os.environ.get("PREFECT_API_URL"):
+    if url := _configured_api_url():
         return f"PREFECT_API_URL ({url})"
     if server_mode() == "ephemeral":
         return "Prefect's ephemeral server (AGENTRT_SERVER=ephemeral)"
@@ -514,11 +533,13 @@ def stop_server() -> ServerStatus:
 
 def connect(notify: Callable[[str], None]) -> ServerState | None:
     """Point this process's Prefect client at the managed server (call before importing
-    Prefect): returns the server, or None when runs use ``PREFECT_API_URL`` or Prefect's
-    ephemeral server (``AGENTRT_SERVER=ephemeral``, or the server could not be started:
-    then ``notify`` gets one line saying why). Raises :class:`ServerSettingError`.
+    Prefect): returns the server, or None when runs use ``PREFECT_API_URL`` (from the
+    environment or the active Prefect profile) or Prefect's ephemeral server
+    (``AGENTRT_SERVER=ephemeral``, or the server could not be started: then ``notify`` gets
+    one line saying why). Raises :class:`ServerSettingError`.
     """
-    if os.environ.get("PREFECT_API_URL") or server_mode() == "ephemeral":
+    configure_prefect()  # PREFECT_HOME (and so the profile) as the run will see it
+    if _configured_api_url() or server_mode() == "ephemeral":
         return None
     idle_minutes()  # a bad value is bad input, not a reason to fall back
     _forced_port()

@@ -330,3 +330,25 @@ def test_start_fails_in_one_line_when_the_home_is_unusable(own_home: Path) -> No
     assert done.stderr.startswith("error: cannot use ") and len(done.stderr.splitlines()) == 1
     bad = agentrt("server", "status", env=server_env(own_home, AGENTRT_SERVER="sometimes"))
     assert bad.returncode == 2 and "AGENTRT_SERVER='sometimes'" in bad.stderr
+
+
+def test_an_api_url_in_the_active_prefect_profile_is_used_instead(own_home: Path) -> None:
+    """`prefect config set PREFECT_API_URL=…` (the profile) counts like the variable."""
+    from agentrt.flows import local_server
+
+    (own_home / "prefect").mkdir(parents=True)
+    (own_home / "prefect" / "profiles.toml").write_text(
+        'active = "remote"\n[profiles.remote]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+    )
+    done = agentrt("server", "status", "--json", env=server_env(own_home))
+    assert json.loads(done.stdout)["runs_use"] == "PREFECT_API_URL (http://127.0.0.1:9/api)"
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(server_env(own_home))  # connect() sets Prefect defaults in it
+    try:
+        lines: list[str] = []
+        assert local_server.connect(lines.append) is None and lines == []
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert not (own_home / "local-server").exists()  # nothing started
