@@ -57,10 +57,12 @@ __all__ = [
     "ServerSettingError",
     "ServerState",
     "ServerStatus",
+    "configured_api_url",
     "connect",
     "ensure_server",
     "idle_minutes",
     "main",
+    "running_server",
     "server_dir",
     "server_mode",
     "status",
@@ -188,7 +190,7 @@ def _forced_port() -> int | None:
     return int(raw)
 
 
-def _configured_api_url() -> str | None:
+def configured_api_url() -> str | None:
     """``PREFECT_API_URL`` from the environment or the active Prefect profile (what
     ``prefect config set PREFECT_API_URL=…`` writes), read without importing Prefect."""
     if url := os.environ.get("PREFECT_API_URL"):
@@ -212,7 +214,7 @@ def _prefect_version() -> str:
 
 
 def _runs_use(status: ServerStatus) -> str:
-    if url := _configured_api_url():
+    if url := configured_api_url():
         return f"PREFECT_API_URL ({url})"
     if server_mode() == "ephemeral":
         return "Prefect's ephemeral server (AGENTRT_SERVER=ephemeral)"
@@ -487,6 +489,12 @@ def status() -> ServerStatus:
     return _check(state, count_as_use=False)
 
 
+def running_server() -> ServerState | None:
+    """The managed server of this home if it runs now (never started by this call)."""
+    found = status()
+    return found.server if found.state == "running" else None
+
+
 def ensure_server(notify: Callable[[str], None] | None = None) -> ServerState:
     """The running managed server of this home, started if needed (one per home).
 
@@ -539,7 +547,7 @@ def connect(notify: Callable[[str], None]) -> ServerState | None:
     one line saying why). Raises :class:`ServerSettingError`.
     """
     configure_prefect()  # PREFECT_HOME (and so the profile) as the run will see it
-    if _configured_api_url() or server_mode() == "ephemeral":
+    if configured_api_url() or server_mode() == "ephemeral":
         return None
     idle_minutes()  # a bad value is bad input, not a reason to fall back
     _forced_port()

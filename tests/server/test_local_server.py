@@ -352,3 +352,18 @@ def test_an_api_url_in_the_active_prefect_profile_is_used_instead(own_home: Path
         os.environ.clear()
         os.environ.update(saved)
     assert not (own_home / "local-server").exists()  # nothing started
+
+
+def test_events_push_goes_to_the_running_local_server(shared: Path, tmp_path: Path) -> None:
+    server = start(shared)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    done = agentrt("events", "push", "--repo", str(repo), "--rev", "HEAD", env=server_env(shared))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("sent agentrt.repo.pushed")
+    assert state_of(shared)["pid"] == server["pid"]
