@@ -32,6 +32,7 @@ bench-context: install
 	$(BIN)/python -m bench.context_selection $(BENCH_ARGS)
 
 clean:
+	-test -x $(BIN)/agentrt && AGENTRT_HOME=$(CURDIR)/.agentrt $(BIN)/agentrt server stop
 	rm -rf .agentrt .pytest_cache build *.egg-info
 
 # ==== deployments, the Prefect UI and scale-out (docs/deploy.md, docs/scaling.md) ====

@@ -633,6 +633,9 @@ def _stop_when_idle(
             lock.acquire(timeout=0)  # a run checking or starting the server: not now
         except Timeout:
             continue
+        except OSError:  # the folder is gone (the home was deleted): nobody can find us
+            print("--- the state folder is gone: stopping", flush=True)
+            stop_self(IDLE_GRACE_SECONDS)
         if tracker.idle_seconds() < idle_seconds:
             lock.release()
             continue
