@@ -77,6 +77,8 @@ PROBE_HEADER = "x-agentrt-probe"
 #: How long a start may take (migrations of a new database on a busy machine), and a stop.
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
+#: How long a running server that stopped answering is probed before it is replaced.
+STUCK_TIMEOUT = 30.0
 #: How long the server may take for a graceful shutdown once idle before it exits anyway.
 IDLE_GRACE_SECONDS = 10.0
 DEFAULT_IDLE_MINUTES = 60.0
@@ -319,10 +321,10 @@ def _probe(
         return "ok", None
 
 
-def _check(state: ServerState, *, count_as_use: bool) -> ServerStatus:
+def _check(state: ServerState, *, count_as_use: bool, timeout: float = 3.0) -> ServerStatus:
     if not _alive(state):
         return ServerStatus("stale", state, None, f"its process {state.pid} is gone")
-    health, idle = _probe(state, count_as_use=count_as_use)
+    health, idle = _probe(state, count_as_use=count_as_use, timeout=timeout)
     if health == "foreign":
         return ServerStatus("stale", state, None, f"port {state.port} answers for another program")
     if health == "down":
@@ -338,6 +340,16 @@ def _check(state: ServerState, *, count_as_use: bool) -> ServerStatus:
             f"it runs Prefect {state.prefect_version}, Prefect {installed} is installed",
         )
     return ServerStatus("running", state, idle, f"Prefect {state.prefect_version} on {state.url}")
+
+
+def _patience(state: ServerState) -> float:
+    """How long to wait for a server that does not answer before replacing it: what is
+    left of a start's time if it started recently, else :data:`STUCK_TIMEOUT`."""
+    try:
+        age = time.time() - datetime.fromisoformat(state.started_at).timestamp()
+    except ValueError:
+        age = START_TIMEOUT
+    return max(START_TIMEOUT - age, STUCK_TIMEOUT)
 
 
 def _terminate(state: ServerState, timeout: float = STOP_TIMEOUT) -> None:
@@ -510,11 +522,20 @@ def ensure_server(notify: Callable[[str], None] | None = None) -> ServerState:
         state = _read_state()
         if state is not None:
             found = _check(state, count_as_use=True)
-            if found.state == "not-responding":  # a start whose starter died: give it time
-                deadline = time.monotonic() + START_TIMEOUT
+            if found.state == "not-responding":
+                # Still starting (its starter died), or busy: give it time before replacing it.
+                patience = _patience(state)
+                if notify is not None:
+                    notify(f"waiting up to {patience:.0f} s for the local Prefect server on "
+                           f"{state.url} to answer…")  # fmt: skip
+                deadline = time.monotonic() + patience
                 while found.state == "not-responding" and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    found = _check(state, count_as_use=True)
+                    time.sleep(0.5)
+                    found = _check(state, count_as_use=True, timeout=10.0)
+                if found.state == "not-responding" and notify is not None:
+                    notify(
+                        f"the local Prefect server (pid {state.pid}) does not answer: replacing it"
+                    )
             if found.state == "running":
                 return state
             if found.state == "other-version" and notify is not None:
