@@ -27,6 +27,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOOP_AGENTS = REPO_ROOT / "bench" / "agents"
+
+pytestmark = pytest.mark.slow  # real server processes (each start costs seconds)
 PREFECT_VERSION = version("prefect")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
