@@ -405,11 +405,16 @@ def _last_line(path: Path) -> str:
 
 def _server_env(api_url: str) -> dict[str, str]:
     """The server's environment: this process's Prefect settings (home, database),
-    :data:`EMBEDDED_SERVER_DEFAULTS` under them, and the UI pointed at this server."""
+    :data:`EMBEDDED_SERVER_DEFAULTS` under them, the UI pointed at this server; without
+    the secrets of the environment (``*_API_KEY``, ``*_TOKEN``, … but ``PREFECT_*``)."""
+    from agentrt.agents.redact import secret_name
+
     configure_prefect()
     env = {**EMBEDDED_SERVER_DEFAULTS, **os.environ}
     for name in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"):
         env.pop(name, None)
+    for name in [n for n in env if secret_name(n) and not n.startswith("PREFECT_")]:
+        del env[name]  # provider keys and tokens: a long-lived server needs none of them
     env["PREFECT_UI_API_URL"] = api_url  # the UI asks this address for its data
     env.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     env["PREFECT__SERVER_FINAL"] = "1"

@@ -276,7 +276,9 @@ def test_a_state_file_naming_another_program_is_stale_and_that_program_is_left_a
 def test_two_concurrent_first_starts_share_one_server_which_stops_when_idle(
     own_home: Path,
 ) -> None:
-    env = server_env(own_home, AGENTRT_SERVER_IDLE_MINUTES="0.05")  # 3 s
+    env = server_env(
+        own_home, AGENTRT_SERVER_IDLE_MINUTES="0.05", OPENAI_API_KEY="sk-not-for-the-server"
+    )  # idle: 3 s
     command = [sys.executable, "-m", "agentrt.cli", "server", "start", "--json"]
     procs = [
         subprocess.Popen(
@@ -290,6 +292,9 @@ def test_two_concurrent_first_starts_share_one_server_which_stops_when_idle(
     assert servers[0]["pid"] == servers[1]["pid"] and servers[0]["port"] == servers[1]["port"]
     assert sum("starting the local Prefect server" in err for _, err in outputs) == 1
     assert [p.pid for p in server_processes(own_home)] == [servers[0]["pid"]]
+    server_env_seen = psutil.Process(servers[0]["pid"]).environ()
+    assert server_env_seen["PREFECT_UI_API_URL"] == servers[0]["api_url"]
+    assert "OPENAI_API_KEY" not in server_env_seen  # no secrets in a long-lived process
 
     # Nobody uses it: it stops by itself and removes its state file.
     assert wait_dead(servers[0]["pid"], timeout=120)
