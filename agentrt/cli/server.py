@@ -114,8 +114,10 @@ def start_command(
 
 @app.command("stop")
 def stop_command(as_json: JsonFlag = False) -> None:
-    """Stop the local server (its data stays). Exit codes: 0 stopped or not running; 1 it
-    could not be stopped."""
+    """Stop the local server (its data stays).
+
+    Exit codes: 0 stopped, or it was not running; 1 it could not be stopped.
+    """
     try:
         found = stop_server()
     except LocalServerError as exc:
