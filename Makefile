@@ -32,6 +32,7 @@ bench-context: install
 	$(BIN)/python -m bench.context_selection $(BENCH_ARGS)
 
 clean:
+	-test -x $(BIN)/agentrt && AGENTRT_HOME=$(CURDIR)/.agentrt $(BIN)/agentrt server stop
 	rm -rf .agentrt .pytest_cache build *.egg-info
 
 # ==== deployments, the Prefect UI and scale-out (docs/deploy.md, docs/scaling.md) ====
@@ -39,6 +40,7 @@ clean:
 # make server DB=postgres  the same on the PostgreSQL of `make postgres`
 # make deploy            the work pool and every deployment in prefect.yaml
 # make worker            a process worker for the pool (runs scheduled and triggered flow runs)
+#                        (both on `make server` if it runs, else on agentrt's local server)
 # make postgres          a local PostgreSQL on 127.0.0.1:5433, data in .agentrt/postgres
 AGENTRT_DIR := $(CURDIR)/.agentrt
 SERVER_HOST ?= 127.0.0.1
@@ -65,8 +67,12 @@ server: install
 	PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL=$${PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL:-1} \
 	$(BIN)/prefect server start --host $(SERVER_HOST) --port $(SERVER_PORT)
 
-# Clients (deploy, worker, agentrt run) use PREFECT_API_URL if set, else the server above.
-deploy worker: export PREFECT_API_URL ?= $(SERVER_API)
+# Clients (deploy, worker) use PREFECT_API_URL if set, else the server above if it answers,
+# else agentrt's local server (`agentrt server start`: started if needed, stops when idle).
+LOCAL_API = $(shell $(BIN)/python -c "import urllib.request as u; \
+  u.build_opener(u.ProxyHandler({})).open('$(SERVER_API)/health', timeout=2)" 2>/dev/null \
+  && echo $(SERVER_API) || $(BIN)/agentrt server start --api-url)
+deploy worker: export PREFECT_API_URL ?= $(LOCAL_API)
 deploy worker: export PREFECT_HOME ?= $(AGENTRT_DIR)/prefect
 
 deploy: install

@@ -15,7 +15,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["REDACTED", "RedactingFilter", "install_log_redaction", "redact", "redact_data"]
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "install_log_redaction",
+    "redact",
+    "redact_data",
+    "secret_name",
+]
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
 MASK = REDACTED = "[REDACTED]"
@@ -50,11 +57,16 @@ _ANY_PATTERN = re.compile(
 )
 
 
+def secret_name(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (``*_API_KEY``, …)."""
+    return _SECRET_NAME.search(name) is not None
+
+
 def _env_secrets() -> list[str]:
     return [
         value
         for name, value in os.environ.items()
-        if _SECRET_NAME.search(name) and len(value) >= 8 and not value.isdigit()
+        if secret_name(name) and len(value) >= 8 and not value.isdigit()
     ]
 
 

@@ -19,6 +19,7 @@ BENCHES = [
     ["bench.load"],
     ["bench.llm_budget"],
     ["bench.chunked_review"],
+    ["bench.server_runs"],
 ]
 
 

@@ -122,7 +122,8 @@ async def emit(event: PushEvent) -> str:
     if not api_url:
         raise EventError(
             "no Prefect server configured: set PREFECT_API_URL to the server's API, e.g. "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api after `make server`",
+            "PREFECT_API_URL=http://127.0.0.1:4200/api after `make server`, or start the "
+            "local server (`agentrt server start`)",
             bad_input=True,
         )
     async with get_client() as client:

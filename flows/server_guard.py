@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-__all__ = ["guard_command", "main"]
+__all__ = ["guard_command", "main", "stop_self"]
 
 #: How often the server checks that its parent is alive, and how long it then has to stop.
 POLL_SECONDS = 0.25
@@ -32,12 +32,18 @@ def guard_command(uvicorn_args: list[str], parent: int | None = None) -> list[st
     return [sys.executable, "-m", __name__, str(parent or os.getpid()), *uvicorn_args]
 
 
+def stop_self(grace: float = GRACE_SECONDS) -> None:
+    """Stop this server process: uvicorn's graceful shutdown, then an exit after ``grace``
+    seconds whatever it is doing (also used by :mod:`agentrt.flows.local_server`)."""
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown first
+    time.sleep(grace)
+    os._exit(0)  # SQLite keeps its journal consistent on an abrupt exit
+
+
 def _watch(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(POLL_SECONDS)
-    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown first
-    time.sleep(GRACE_SECONDS)
-    os._exit(0)  # SQLite keeps its journal consistent on an abrupt exit
+    stop_self()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["AGENTRT_HOME"] = str(_SESSION_HOME / "agentrt")
 os.environ.pop("PREFECT_API_URL", None)
+# Runs use Prefect's ephemeral server (or the harness): no managed local server outlives a
+# test; tests/server starts its own, in homes of its own, and stops them.
+os.environ["AGENTRT_SERVER"] = "ephemeral"
 os.environ.pop("AGENTRT_AGENT_PATH", None)
 os.environ.pop("AGENTRT_MODEL", None)
 

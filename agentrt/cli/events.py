@@ -7,6 +7,7 @@ is cheap (typer only); Prefect is imported only when an event is actually sent.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,8 +47,14 @@ def push(
 ) -> None:
     """Emit agentrt.repo.pushed (payload repo, since, rev): runs the review-on-push deployment.
 
+    Sent to PREFECT_API_URL, else to the local server if it runs (`agentrt server status`).
+
     Exit codes: 0 sent; 1 the server could not be reached; 2 bad input.
     """
+    from agentrt.flows.local_server import configured_api_url, running_server
+
+    if not configured_api_url() and (server := running_server()) is not None:
+        os.environ["PREFECT_API_URL"] = server.api_url  # the local server (make deploy's)
     try:
         event = push_event(repo, rev, since)
         event_id = asyncio.run(emit(event))

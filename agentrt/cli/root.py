@@ -21,6 +21,7 @@ COMMAND_GROUPS: tuple[tuple[str, str], ...] = (
     ("agentrt.cli.hook", "hook"),
     ("agentrt.cli.metrics", "metrics"),
     ("agentrt.cli.events", "events"),
+    ("agentrt.cli.server", "server"),
 )
 
 

@@ -404,6 +404,15 @@ def run(
     except ValueError as exc:
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
 
+    from agentrt.flows.local_server import LocalServerError, connect
+
+    # Before Prefect is imported: the run goes to the managed local server, unless
+    # PREFECT_API_URL or AGENTRT_SERVER=ephemeral says otherwise.
+    try:
+        connect(lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+    except LocalServerError as exc:  # an AGENTRT_SERVER* variable agentrt cannot use
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+
     live = not as_json and out.is_terminal and not os.environ.get("CI")
     progress = LiveProgress(
         err if as_json else out,
@@ -432,8 +441,11 @@ def run(
         # A task runner that is not installed, an entrypoint that cannot be imported: said in
         # one line, as before the run.
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    ui_url = _flow_run_url(result)
     if as_json:
-        print_json(result.model_dump(mode="json"))
+        data = result.model_dump(mode="json")
+        data["flow_run_url"] = ui_url
+        print_json(data)
     else:
         if not live:
             out.print(render_summary(result))
@@ -451,6 +463,8 @@ def run(
     # Published in the background since the run returned; usually done by now.
     for problem in drain_artifacts():
         err.print(f"artifacts not published: {problem}", highlight=False)
+    if ui_url and not as_json:
+        out.print(f"flow run: {ui_url}", highlight=False, soft_wrap=True)
     if strict and result.state == "completed" and result.fallbacks:
         err.print(
             f"--strict: {result.outcome}; fix the failing agents (see the notes) or run "
@@ -459,6 +473,16 @@ def run(
         )
         raise typer.Exit(ExitCode.FAILURE)
     raise typer.Exit(ExitCode.OK if result.state == "completed" else ExitCode.FAILURE)
+
+
+def _flow_run_url(result: Any) -> str | None:
+    """The flow run's page in the Prefect UI; None on Prefect's ephemeral server (no UI)."""
+    from prefect.settings import get_current_settings
+    from prefect.utilities.urls import url_for
+
+    if not result.flow_run_id or not get_current_settings().api.url:
+        return None
+    return url_for("flow-run", obj_id=result.flow_run_id)
 
 
 def _wait_for_history(result: Any, *, quiet: bool) -> None:
@@ -486,7 +510,8 @@ def _wait_for_history(result: Any, *, quiet: bool) -> None:
         err.print(
             f"note: Prefect's embedded server had recorded {max(recorded, 0)} of {expected} "
             "task runs when agentrt stopped waiting; the Prefect UI may show the rest as "
-            "pending. Use a Prefect server (PREFECT_API_URL) to keep the full history.",
+            "pending. The local server (unset AGENTRT_SERVER=ephemeral) or a Prefect "
+            "server (PREFECT_API_URL) keeps the full history.",
             highlight=False,
         )
 

@@ -43,7 +43,8 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "AGENTRT_")) or k == "PREFECT_SERVER_ANALYTICS_ENABLED"
+        if not k.startswith(("PREFECT_", "AGENTRT_"))
+        or k in ("PREFECT_SERVER_ANALYTICS_ENABLED", "AGENTRT_SERVER")
     }
     env.update(
         {
