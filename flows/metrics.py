@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import logging
 import math
@@ -74,7 +75,7 @@ __all__ = [
     "data_consumers",
     "export_records",
     "finalize_run",
-    "finalize_run_frame",
+    "finalize_run_records",
     "followers",
     "invocations",
     "load_records",
@@ -215,7 +216,45 @@ def arrow_schema() -> pa.Schema:
         annotation = info.annotation if info is not None else row_only[name]
         kind = next((t for t in types if _mentions(annotation, t)), str)
         fields.append(pa.field(name, types[kind], nullable=True))
-    return pa.schema(fields)
+    return pa.schema(fields, metadata={b"pandas": _pandas_metadata(fields)})
+
+
+#: Arrow type → (pandas_type, numpy_type) as pandas writes them for the metrics dtypes.
+_PANDAS_TYPES = {
+    "string": ("unicode", "string"),
+    "int64": ("int64", "Int64"),
+    "bool": ("bool", "boolean"),
+    "double": ("float64", "float64"),
+    "timestamp[us, tz=UTC]": ("datetimetz", "datetime64[us]"),
+}
+
+
+def _pandas_metadata(fields: list[pa.Field]) -> bytes:
+    """The ``pandas`` schema metadata pandas itself would write for a records frame, so
+    ``pd.read_parquet`` gives back the nullable dtypes although the run's file is written
+    without pandas (https://pandas.pydata.org/docs/development/developer.html)."""
+    import pyarrow as pa
+
+    columns = []
+    for f in fields:
+        pandas_type, numpy_type = _PANDAS_TYPES[str(f.type)]
+        columns.append(
+            {
+                "name": f.name,
+                "field_name": f.name,
+                "pandas_type": pandas_type,
+                "numpy_type": numpy_type,
+                "metadata": {"timezone": "UTC"} if pandas_type == "datetimetz" else None,
+            }
+        )
+    meta = {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": columns,
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+    }
+    return json.dumps(meta).encode()
 
 
 def _types_mapper(arrow_type: pa.DataType) -> Any:
@@ -492,8 +531,8 @@ def run_file(result: RunResult, root: Path | None = None) -> Path:
     return root / "runs" / f"{started:%Y-%m-%d}" / f"{name}.parquet"
 
 
-def _write_atomic(frame: pd.DataFrame, target: Path) -> None:
-    import pyarrow as pa
+def _write_atomic(records: Sequence[AgentRunRecord], target: Path) -> None:
+    import pyarrow.json as pj
     import pyarrow.parquet as pq
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -501,8 +540,13 @@ def _write_atomic(frame: pd.DataFrame, target: Path) -> None:
     # file; pid + uuid keep concurrent writers apart.
     tmp = target.parent / f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
-        table = pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False)
-        pq.write_table(table, tmp)
+        # Through Arrow's JSON reader: building arrays from Python objects makes pyarrow
+        # import pandas, ~0.4 s of a cached run's ~3 s CPU (python -m bench.server_runs).
+        lines = b"".join(r.model_dump_json().encode() + b"\n" for r in records)
+        schema = arrow_schema()
+        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+        table = pj.read_json(io.BytesIO(lines), parse_options=options)
+        pq.write_table(table.select(schema.names).replace_schema_metadata(schema.metadata), tmp)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -579,18 +623,18 @@ def finalize_run(
     removed). Never raises: metrics must not fail a run, so problems are logged and
     ``None`` is returned.
     """
-    return finalize_run_frame(result, spool_dir, plan, attempts)[0]
+    return finalize_run_records(result, spool_dir, plan, attempts)[0]
 
 
-def finalize_run_frame(
+def finalize_run_records(
     result: RunResult,
     spool_dir: Path | str | None,
     plan: Plan | None = None,
     attempts: Iterable[AttemptRecord] = (),
-) -> tuple[Path | None, pd.DataFrame | None]:
+) -> tuple[Path | None, list[AgentRunRecord] | None]:
     """:func:`finalize_run`, also returning the records it wrote (``None`` when it wrote
-    none, or the file already existed): the metrics artifact is built from them instead of
-    reading the file back."""
+    none, or the file already existed): the metrics artifact and the efficiency warnings
+    are built from them instead of reading the file back."""
     try:
         target = run_file(result)
         spool = Path(spool_dir) if spool_dir else None
@@ -604,12 +648,11 @@ def finalize_run_frame(
         records = build_records(result, attempts, consumers, after)
         if not records:
             return None, None
-        frame = records_frame(records)
-        _write_atomic(frame, target)
+        _write_atomic(records, target)
         if spool is not None:
             shutil.rmtree(spool, ignore_errors=True)
         prune(target.parents[2])
-        return target, frame
+        return target, records
     except Exception:
         log.warning("metrics for flow run %s not written", result.flow_run_id, exc_info=True)
         return None, None
@@ -853,36 +896,44 @@ def low_efficiency(
     """Steps (``by="step"``: one run's records) or agents whose context efficiency,
     Σ referenced / Σ delivered over the successful rows where both are known, is below
     ``threshold``. Null efficiency (use unknown) never warns."""
-    import pandas as pd
-
-    frame = records if isinstance(records, pd.DataFrame) else records_frame(records)
-    if frame.empty:
-        return []
-    known = frame[
-        frame["state"].isin(list(SUCCESS_STATES))
-        & (frame["tokens_delivered"].fillna(0) > 0)
-        & frame["tokens_referenced"].notna()
-    ]
-    keys = ["step", "agent_id"] if by == "step" else ["agent_id"]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in plain_rows(records):
+        if (
+            row["state"] in SUCCESS_STATES
+            and (row["tokens_delivered"] or 0) > 0
+            and row["tokens_referenced"] is not None
+        ):
+            key = (row["step"], row["agent_id"]) if by == "step" else (row["agent_id"],)
+            groups.setdefault(tuple(map(str, key)), []).append(row)
     out = []
-    for key, rows in known.groupby(keys, sort=True):
-        referenced = int(rows["tokens_referenced"].sum())
-        delivered = int(rows["tokens_delivered"].sum())
+    for key, rows in sorted(groups.items()):
+        referenced = int(sum(r["tokens_referenced"] for r in rows))
+        delivered = int(sum(r["tokens_delivered"] for r in rows))
         efficiency = referenced / delivered
         if efficiency >= threshold:
             continue
-        step, agent_id = key if by == "step" else (None, key[0] if isinstance(key, tuple) else key)
+        step, agent_id = key if by == "step" else (None, key[0])
         out.append(
             EfficiencyWarning(
-                agent_id=str(agent_id),
-                step=None if step is None else str(step),
+                agent_id=agent_id,
+                step=step,
                 referenced=referenced,
                 delivered=delivered,
                 efficiency=round(efficiency, 6),
-                runs=int(rows["flow_run_id"].nunique(dropna=False)),
+                runs=len({r["flow_run_id"] for r in rows}),
             )
         )
     return out
+
+
+def plain_rows(
+    records: pd.DataFrame | Iterable[AgentRunRecord | Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Records as rows of plain values (``None`` for missing); pandas only for a DataFrame."""
+    if type(records).__name__ == "DataFrame":  # no pandas import to ask isinstance
+        return jsonable(records)  # type: ignore[arg-type]
+    rows = [r.model_dump() if isinstance(r, AgentRunRecord) else dict(r) for r in records]
+    return [{c: row.get(c) for c in COLUMNS} for row in rows]
 
 
 def log_low_efficiency(warnings_: Sequence[EfficiencyWarning], logger: Any = None) -> None:
@@ -1245,15 +1296,14 @@ def artifact_rows(
     records: RecordsLike,
 ) -> list[dict[str, Any]]:
     """The rows of the agent-metrics table artifact (JSON values only)."""
-    import pandas as pd
-
     if isinstance(records, str | Path):
-        frame = load_records(records)
-    elif isinstance(records, pd.DataFrame):
-        frame = records
-    else:
-        frame = records_frame(records)
-    return jsonable(frame.reindex(columns=_ARTIFACT_COLUMNS))
+        records = load_records(records)
+    rows = plain_rows(records)
+    return [{c: _json_value(row.get(c)) for c in _ARTIFACT_COLUMNS} for row in rows]
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def metrics_artifact_args(

@@ -21,18 +21,20 @@ async def write_run_outputs(
     the makers of the run's artifacts (built where they are published: flows/artifacts.py).
     Where the files went, or why they did not, is in ``result.report_paths``."""
     from agentrt.flows.metrics import (
-        finalize_run_frame,
+        finalize_run_records,
         log_low_efficiency,
         metrics_artifact_args,
     )
     from agentrt.flows.report import render_report, report_artifacts, write_report
 
     makers: list[ArtifactMaker] = []
-    # In a worker thread: pandas and a Parquet write would hold up the event loop.
-    metrics_path, frame = await asyncio.to_thread(finalize_run_frame, result, spool, plan, attempts)
+    # In a worker thread: a Parquet write would hold up the event loop.
+    metrics_path, written = await asyncio.to_thread(
+        finalize_run_records, result, spool, plan, attempts
+    )
     if metrics_path is not None:
         result.report_paths["metrics"] = str(metrics_path)
-    warnings = await asyncio.to_thread(_efficiency_warnings, metrics_path, frame)
+    warnings = await asyncio.to_thread(_efficiency_warnings, metrics_path, written)
     log_low_efficiency(warnings)
     try:
         markdown: str | None = render_report(plan, result, warnings)
@@ -47,7 +49,7 @@ async def write_run_outputs(
         makers.append(functools.partial(report_artifacts, result, markdown))
     if metrics_path is not None:
         # The records just written (no read-back), or the file if it already existed.
-        records = frame if frame is not None else metrics_path
+        records = written if written is not None else metrics_path
 
         def metrics_table() -> list[Any]:
             from prefect.artifacts import TableArtifact
@@ -58,16 +60,16 @@ async def write_run_outputs(
     return makers
 
 
-def _efficiency_warnings(metrics_path: Any, frame: Any) -> list[Any]:
+def _efficiency_warnings(metrics_path: Any, written: Any) -> list[Any]:
     """The run's steps with low context efficiency, from the records just written or (a
     second finalize) the file's; none when there are no records. Never raises: a warning
     must not cost the report."""
     from agentrt.flows.metrics import load_records, low_efficiency
 
     try:
-        if frame is None and metrics_path is None:
+        if written is None and metrics_path is None:
             return []
-        records = frame if frame is not None else load_records(metrics_path)
+        records = written if written is not None else load_records(metrics_path)
         return low_efficiency(records, by="step")
     except Exception:
         return []

@@ -22,11 +22,12 @@ from agentrt.flows.metrics import (
     data_consumers,
     export_records,
     finalize_run,
-    finalize_run_frame,
+    finalize_run_records,
     load_records,
     metrics_artifact_args,
     parse_since,
     prune,
+    records_frame,
     referenced_tokens,
     retention_days,
 )
@@ -190,15 +191,15 @@ def test_a_held_spool_keeps_this_process_records_in_memory(root: Path) -> None:
 
 def test_the_metrics_artifact_is_built_from_the_records_written(root: Path) -> None:
     result, folder = _retried_run(root)
-    path, written = finalize_run_frame(result, folder)
+    path, written = finalize_run_records(result, folder)
     assert path is not None and written is not None
-    pd.testing.assert_frame_equal(written, pd.read_parquet(path), check_dtype=False)
+    pd.testing.assert_frame_equal(records_frame(written), load_records(path))
     from_records = metrics_artifact_args(written, "wf")
     assert from_records["table"] == metrics_artifact_args(path, "wf")["table"]
     assert [row["attempt"] for row in from_records["table"]] == [1, 2]
     assert from_records["key"] == "wf-agent-metrics"
     # The file exists already: its path, and no records (the artifact then reads the file).
-    assert finalize_run_frame(result, folder) == (path, None)
+    assert finalize_run_records(result, folder) == (path, None)
 
 
 def test_finalize_is_idempotent_and_clears_a_leftover_spool(root: Path) -> None:
