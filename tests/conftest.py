@@ -45,6 +45,14 @@ def prefect_harness() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
+    """The project's sibling ``../shared`` data folder (real transcripts).
+
+    A fresh clone has none: the tests that need it skip, saying so. CI sets
+    ``AGENTRT_REQUIRE_SHARED=1`` (``.ci/run``), which turns that skip into a failure.
+    """
     if not SHARED.is_dir():
-        pytest.fail(f"../shared not found at {SHARED}; tests need the shared data folder")
+        message = f"needs the shared data folder ../shared (not found at {SHARED})"
+        if os.environ.get("AGENTRT_REQUIRE_SHARED", "") not in ("", "0"):
+            pytest.fail(f"{message}; AGENTRT_REQUIRE_SHARED is set")
+        pytest.skip(message)
     return SHARED
