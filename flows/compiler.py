@@ -70,8 +70,15 @@ class RunHandle:
     publish: Callable[[], Any] | None = None
 
 
-def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
-    """The Prefect task for one agent, configured from its manifest."""
+def make_task(agent: RegisteredAgent, source_hash: str, *, prefect_timeout: bool = False) -> Any:
+    """The Prefect task for one agent, configured from its manifest.
+
+    agentrt's watchdog (:func:`agentrt.flows.lifecycle.run_agent`) enforces the manifest's
+    ``timeout_seconds`` on every runner. Prefect's own task timeout is set too, as a
+    backstop, only with ``prefect_timeout``: where the task engine runs in a process's main
+    thread (the process runner's workers), so that its timer can interrupt the task. In a
+    worker thread (thread and Dask runners) it could not, and Prefect says so in a warning
+    at the top of every agent's log."""
     m = agent.manifest
     tags = {f"agent:{m.id}", *(f"capability:{c}" for c in m.capabilities)}
     if m.resources.concurrency:
@@ -89,7 +96,9 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
         # A backstop only: agentrt's watchdog (agentrt.flows.lifecycle._call) enforces the timeout
         # and records the attempt. With the same value, Prefect's timer (started earlier)
         # would fire first and inject CancelledError into run_agent, losing the record.
-        "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE if m.timeout_seconds else None,
+        "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE
+        if m.timeout_seconds and prefect_timeout
+        else None,
         "persist_result": True,
         "result_serializer": "json",
     }
@@ -148,8 +157,11 @@ def build_flow(
     sink = _register_sink(events or RunEvents(), handle if handle is not None else RunHandle())
     agents = {s.agent.key: s.agent for s in plan.steps.values()}
     agents.update({fb.key: fb for s in plan.steps.values() for fb in s.fallbacks})
+    # Prefect's timeout acts only where a task runs in a process's main thread (make_task).
+    backstop = (task_runner or plan.workflow.task_runner.type) == "process"
     tasks = {
-        key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
+        key: make_task(a, source_hash(a.manifest.entrypoint, a.policy), prefect_timeout=backstop)
+        for key, a in agents.items()
     }
     grants = allocate_budget(plan)
     check_budget(plan, grants)  # a required agent granted nothing: fail before any starts

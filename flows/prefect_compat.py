@@ -46,12 +46,19 @@ The touches:
 7. :func:`call_sync` passes the private ``_sync=True`` keyword of Prefect's
    ``async_dispatch`` decorator (``Artifact.format``, ``create_table_artifact``). Why:
    inside an async flow the dispatcher would return an un-awaited coroutine instead.
+8. :func:`task_run_log_handler` subclasses ``prefect.logging.handlers.APILogHandler``
+   (public) and overrides its ``prepare`` to build the log's payload itself: the JSON of
+   ``prefect.client.schemas.actions.LogCreate`` (name, level, message, timestamp, flow and
+   task run ids) plus the ``__payload_size__`` key the handler adds. Why: Prefect builds and
+   dumps a pydantic model per line (~0.15 ms); agentrt logs two lines per agent attempt
+   (:mod:`agentrt.flows.run_log`), which would add that to every agent's overhead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,6 +80,7 @@ __all__ = [
     "shared_sync_client",
     "tag_limit_cache",
     "tag_limit_key",
+    "task_run_log_handler",
     "workers_share_embedded_server",
 ]
 
@@ -330,3 +338,55 @@ def call_sync(fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) ->
         name = getattr(fn, "__qualname__", repr(fn))
         raise _missing(f"async_dispatch wrapper on {name} (the _sync keyword)")
     return fn(*args, _sync=True, **kwargs)  # type: ignore[return-value]
+
+
+# -- 8. agentrt's task-run log lines, without a pydantic model per line ---------------
+_log_handler_class: type[logging.Handler] | None = None
+
+
+def _iso(created: float) -> str:
+    """A log record's time as Prefect's ``LogCreate`` serialises it (UTC, ``Z``)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(created, UTC).replace(tzinfo=None).isoformat()
+    return stamp + "Z"
+
+
+def task_run_log_handler() -> logging.Handler:
+    """A handler that sends records to the Prefect API as Prefect's ``APILogHandler`` does
+    (the same settings, worker and batching), building each log's payload directly rather
+    than through a pydantic model. Records that name no flow run, or are too large, go
+    through Prefect's own ``prepare``."""
+    global _log_handler_class
+    if _log_handler_class is None:
+        try:
+            from prefect.logging.handlers import APILogHandler
+            from prefect.settings import PREFECT_LOGGING_TO_API_MAX_LOG_SIZE
+        except ImportError as exc:
+            raise _missing("prefect.logging.handlers.APILogHandler", exc) from exc
+        if not callable(getattr(APILogHandler, "prepare", None)):
+            raise _missing("APILogHandler.prepare")
+        import orjson
+
+        class TaskRunLogHandler(APILogHandler):
+            def prepare(self, record: logging.LogRecord) -> dict[str, Any]:
+                flow_run_id = getattr(record, "flow_run_id", None)
+                task_run_id = getattr(record, "task_run_id", None)
+                if not flow_run_id or getattr(record, "worker_id", None):
+                    return super().prepare(record)
+                log: dict[str, Any] = {
+                    "name": record.name,
+                    "level": record.levelno,
+                    "message": self.format(record),
+                    "timestamp": _iso(record.created),
+                    "flow_run_id": str(flow_run_id),
+                    "task_run_id": str(task_run_id) if task_run_id else None,
+                }
+                size = len(orjson.dumps(log))
+                if size > PREFECT_LOGGING_TO_API_MAX_LOG_SIZE.value():
+                    return super().prepare(record)  # Prefect truncates it
+                log["__payload_size__"] = size
+                return log
+
+        _log_handler_class = TaskRunLogHandler
+    return _log_handler_class()

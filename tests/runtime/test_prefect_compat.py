@@ -264,6 +264,28 @@ def test_call_sync_raises_for_a_function_without_async_dispatch() -> None:
         prefect_compat.call_sync(len, [])
 
 
+# -- 8. the task-run log handler's payload ----------------------------------------------
+def test_task_run_log_payload_is_what_prefects_handler_makes() -> None:
+    import logging
+    import uuid
+    from datetime import datetime
+
+    from prefect.logging.handlers import APILogHandler
+
+    handler = prefect_compat.task_run_log_handler()
+    assert isinstance(handler, APILogHandler)
+    record = logging.getLogger("agentrt.task_runs").makeRecord(
+        "agentrt.task_runs", logging.INFO, __file__, 1, "start %s", ("a@1.0.0",), None,
+        extra={"flow_run_id": str(uuid.uuid4()), "task_run_id": str(uuid.uuid4())},
+    )  # fmt: skip
+    ours, prefects = handler.prepare(record), APILogHandler().prepare(record)
+    assert set(ours) == set(prefects), (ours, prefects)
+    stamp = ours.pop("timestamp"), prefects.pop("timestamp")
+    assert ours == prefects
+    parsed = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamp]
+    assert parsed[0] == parsed[1]
+
+
 # -- what crosses the task boundary ----------------------------------------------------
 def test_run_info_and_a_marked_failure_survive_pickling() -> None:
     from agentrt.flows.attempt import RunInfo, failure_of, mark_failure
