@@ -28,7 +28,7 @@ from prefect.tasks import exponential_backoff
 
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import allocate_budget, check_budget
-from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts
+from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts, abandon_artifacts
 from agentrt.flows.cache_policy import AgentCachePolicy, manifest_fingerprint
 from agentrt.flows.driver import Driver
 from agentrt.flows.lifecycle import hold_spool, run_agent
@@ -43,6 +43,7 @@ from agentrt.flows.prefect_compat import (
 from agentrt.flows.results import RunEvents, RunResult
 from agentrt.flows.retry_policy import retry_condition
 from agentrt.flows.run_outputs import write_run_outputs
+from agentrt.flows.server_watch import ServerLoss, ServerWatch
 from agentrt.flows.task_runners import task_runner_for, worker_slots
 
 __all__ = ["PREFECT_TIMEOUT_GRACE", "RunHandle", "build_flow", "make_task"]
@@ -68,6 +69,9 @@ class RunHandle:
     #: Publishes the run's background artifacts; the caller calls it after the flow run's
     #: end is recorded (set only with ``report_after_return`` and background artifacts).
     publish: Callable[[], Any] | None = None
+    #: Set when the Prefect server stopped answering during the run (the run then ends
+    #: early; the flow run's final state cannot be recorded).
+    server_lost: ServerLoss | None = None
 
 
 def make_task(agent: RegisteredAgent, source_hash: str, *, prefect_timeout: bool = False) -> Any:
@@ -183,12 +187,22 @@ def build_flow(
         driver.limit_memory = (task_runner or plan.workflow.task_runner.type) == "process"
         if artifacts != "off":
             driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
+        # The server's health, checked while the agents run (flows/server_watch.py).
+        watch = driver.server = ServerWatch.for_flow_run()
+        watching = None
+        if watch is not None:
+            watch.running = lambda: sorted(driver.running_steps)
+            watching = asyncio.create_task(watch.run())
         with hold_spool(spool) as attempts:
             try:
                 with shared_sync_client(), workers_share_embedded_server():
                     await driver.run()
             finally:
                 keeper.cancel()
+                if watching is not None:
+                    watching.cancel()
+                    await watch.close()
+        loss = watch.lost if watch is not None else None
         result = RunResult(
             workflow=plan.workflow.name,
             flow_run_id=flow_run_id,
@@ -200,11 +214,16 @@ def build_flow(
             ended_at=datetime.now(UTC),
             duration_seconds=round(time.perf_counter() - t0, 6),
             errors=driver.fatal,
+            interrupted=loss.line(driver.kept(), len(plan.steps)) if loss is not None else None,
         )
+        handle.server_lost = loss
 
         async def finish() -> None:
             makers = await write_run_outputs(plan, result, spool, attempts)
             run_artifacts = driver.artifacts
+            if loss is not None:
+                run_artifacts = None  # nowhere to publish them
+                abandon_artifacts()
             if run_artifacts is not None and artifacts == "inline":
                 problems = await asyncio.wrap_future(run_artifacts.finish(makers, collect=False))
                 if problems and "error" not in result.report_paths:
