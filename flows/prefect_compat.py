@@ -382,6 +382,9 @@ def task_run_log_handler() -> logging.Handler:
         import orjson
 
         class TaskRunLogHandler(APILogHandler):
+            #: Prefect's size limit of one log, read once (a settings lookup costs ~10 µs).
+            max_size = PREFECT_LOGGING_TO_API_MAX_LOG_SIZE.value()
+
             def prepare(self, record: logging.LogRecord) -> dict[str, Any]:
                 flow_run_id = getattr(record, "flow_run_id", None)
                 task_run_id = getattr(record, "task_run_id", None)
@@ -396,7 +399,7 @@ def task_run_log_handler() -> logging.Handler:
                     "task_run_id": str(task_run_id) if task_run_id else None,
                 }
                 size = len(orjson.dumps(log))
-                if size > PREFECT_LOGGING_TO_API_MAX_LOG_SIZE.value():
+                if size > self.max_size:
                     return super().prepare(record)  # Prefect truncates it
                 log["__payload_size__"] = size
                 return log
