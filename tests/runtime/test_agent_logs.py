@@ -158,3 +158,26 @@ def test_prefect_timeout_is_set_only_where_it_can_interrupt(registry: Registry) 
     assert make_task(agent, "src").timeout_seconds is None
     backstop = make_task(agent, "src", prefect_timeout=True).timeout_seconds
     assert backstop == agent.manifest.timeout_seconds + PREFECT_TIMEOUT_GRACE
+
+
+def test_on_the_process_runner_prefects_timeout_stays_and_does_not_warn(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """There the task runs in the worker process's main thread, where Prefect's timer can
+    interrupt it: the backstop is kept, and Prefect has nothing to warn about."""
+    from agentrt.flows.run import run_workflow
+
+    monkeypatch.setenv("AGENTRT_FAULT_LOG", str(tmp_path / "fault-log"))
+    spec = {
+        "name": "agent-logs-process",
+        "task_runner": {"type": "process", "workers": 1},
+        "steps": [{"agent": "fault_timeout", "id": "timed", "inputs": {"name": {"value": "t"}}}],
+    }
+    result = run_workflow(WorkflowManifest.model_validate(spec), registry=registry)
+    assert result.steps["timed"].state == "completed", result.errors
+    logs = _logs_by_task_run(result, {"fault_timeout@1.0.0": "done fault_timeout@1.0.0"})
+    timed = "\n".join(logs["fault_timeout@1.0.0"])
+    assert "start fault_timeout@1.0.0 (step timed, attempt 1 of 2)" in timed, timed
+    assert "done fault_timeout@1.0.0 in" in timed, timed
+    every = [m for lines in logs.values() for m in lines]
+    assert not [m for m in every if "Timeout of" in m or "worker thread" in m], every
