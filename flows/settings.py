@@ -8,6 +8,7 @@ store (``context/``), run results (``runs/``) and metrics (``metrics/``).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = [
     "metrics_dir",
     "route_prefect_logs",
     "runs_dir",
+    "unroute_prefect_logs",
 ]
 
 
@@ -95,7 +97,6 @@ def route_prefect_logs(path: Path | None = None) -> Path:
     Every stream handler of the root logger and of Prefect's loggers is replaced by the
     file's (WARNING and up, secrets redacted, rotated at 5 MB); errors of logging handlers
     themselves are no longer printed (``logging.raiseExceptions``)."""
-    import logging
     import logging.handlers
     import sys
 
@@ -114,12 +115,7 @@ def route_prefect_logs(path: Path | None = None) -> Path:
     )
     handler.addFilter(RedactingFilter())
     handler._agentrt_prefect_log = True  # type: ignore[attr-defined]
-    loggers = [logging.getLogger()] + [
-        logger
-        for name, logger in list(logging.Logger.manager.loggerDict.items())
-        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("prefect", "uvicorn")
-    ]
-    for logger in loggers:
+    for logger in _prefect_loggers():
         for h in [h for h in logger.handlers if getattr(h, "_agentrt_prefect_log", False)]:
             logger.removeHandler(h)  # an earlier call's (a second run in this process)
             h.close()
@@ -132,7 +128,36 @@ def route_prefect_logs(path: Path | None = None) -> Path:
         ]
         for h in console:
             logger.removeHandler(h)
+        if console:
+            _routed.append((logger, console))
         if (console or logger is logging.getLogger()) and handler not in logger.handlers:
             logger.addHandler(handler)
     logging.raiseExceptions = False
     return path
+
+
+#: The console handlers route_prefect_logs took off each logger (for unroute_prefect_logs).
+_routed: list[tuple[logging.Logger, list[logging.Handler]]] = []
+
+
+def _prefect_loggers() -> list[logging.Logger]:
+    """The root logger and Prefect's (and its server's uvicorn's)."""
+    return [logging.getLogger()] + [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("prefect", "uvicorn")
+    ]
+
+
+def unroute_prefect_logs() -> None:
+    """Undo :func:`route_prefect_logs` in this process (tests that run ``agentrt run``
+    in-process give the next test Prefect's console logging back)."""
+    for logger in _prefect_loggers():
+        for h in [h for h in logger.handlers if getattr(h, "_agentrt_prefect_log", False)]:
+            logger.removeHandler(h)
+            h.close()
+    while _routed:
+        logger, handlers = _routed.pop()
+        for h in handlers:
+            logger.addHandler(h)
+    logging.raiseExceptions = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's home (Prefect databases, reports, stores) after the last test."""
     if not os.environ.get("AGENTRT_KEEP_TEST_HOME"):
         shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _prefect_console_logging() -> Iterator[None]:
+    """``agentrt run`` sends Prefect's console logging to a file for the rest of its process
+    (flows/settings.py route_prefect_logs); after a test that ran it in-process (CliRunner),
+    the next test gets Prefect's console logging back."""
+    yield
+    if "agentrt.flows.settings" in sys.modules:
+        from agentrt.flows.settings import unroute_prefect_logs
+
+        unroute_prefect_logs()
 
 
 @pytest.fixture(scope="session")
