@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from agentrt.agents.manifest import AgentManifest
     from agentrt.flows.attempt import RunInfo
 
-__all__ = ["LOGGER", "agent_log", "log_end", "log_failure", "log_start"]
+__all__ = ["LOGGER", "agent_log", "log_end", "log_failure", "log_start", "retry_delay"]
 
 #: The logger of agentrt's task-run lines.
 LOGGER = "agentrt.task_runs"
@@ -153,7 +153,9 @@ def log_failure(
         )
         return
     if manifest.fallbacks and not run.fallback_for:
-        outcome += f"; fallback {', '.join(manifest.fallbacks)} takes over"
+        names = ", ".join(manifest.fallbacks)
+        many = len(manifest.fallbacks) > 1
+        outcome += f"; fallback{'s' if many else ''} {names} take{'' if many else 's'} over"
     log.warning(
         "attempt %d of %d failed in %s: %s: %s; %s",
         attempt,

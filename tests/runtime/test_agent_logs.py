@@ -141,7 +141,7 @@ def test_each_agent_log_has_agentrts_lines_and_no_timeout_warning(
     assert (
         "attempt 1 of 1 failed in execute: RuntimeError: fb: broken on purpose (call 1); "
         "not retried: RuntimeError is not in retries.retry_on; "
-        "fallback fault_backup, fault_last_resort takes over"
+        "fallbacks fault_backup, fault_last_resort take over"
     ) in primary, primary
     backup = "\n".join(logs["fault_backup@1.0.0"])
     assert "start fault_backup@1.0.0 as fallback for fault_fallback@1.0.0 (step fb" in backup
