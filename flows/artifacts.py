@@ -41,6 +41,7 @@ __all__ = [
     "ArtifactMaker",
     "ArtifactsMode",
     "RunArtifacts",
+    "abandon_artifacts",
     "artifacts_mode",
     "drain_artifacts",
 ]
@@ -156,6 +157,17 @@ class _Publisher:
                     f"{len(self._pending)} artifact call(s) still pending after {timeout:g} s"
                 )
         return problems
+
+    def abandon(self) -> None:
+        """Cancel every call not done yet and forget their problems (their server is gone)."""
+        with self._lock:
+            pending = list(self._pending)
+            self._problems = []
+            self.submitted = 0
+        for future in pending:
+            future.cancel()
+        with self._lock:
+            self._problems = []
 
     def _drain_at_exit(self) -> None:
         # Each problem is reported once: to whoever drained before, else here.
@@ -276,6 +288,11 @@ class RunArtifacts:
             self.problems.extend(_problem(o) for o in outcomes if isinstance(o, BaseException))
 
         return self._submit(publish, final=True, collect=collect)
+
+
+def abandon_artifacts() -> None:
+    """Give up the artifact calls still pending (the Prefect server stopped answering)."""
+    _publisher.abandon()
 
 
 def drain_artifacts(timeout: float = EXIT_TIMEOUT) -> list[str]:

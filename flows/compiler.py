@@ -28,7 +28,7 @@ from prefect.tasks import exponential_backoff
 
 from agentrt.agents.registry import RegisteredAgent
 from agentrt.flows.allocation import allocate_budget, check_budget
-from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts
+from agentrt.flows.artifacts import ArtifactsMode, RunArtifacts, abandon_artifacts
 from agentrt.flows.cache_policy import AgentCachePolicy, manifest_fingerprint
 from agentrt.flows.driver import Driver
 from agentrt.flows.lifecycle import hold_spool, run_agent
@@ -43,6 +43,7 @@ from agentrt.flows.prefect_compat import (
 from agentrt.flows.results import RunEvents, RunResult
 from agentrt.flows.retry_policy import retry_condition
 from agentrt.flows.run_outputs import write_run_outputs
+from agentrt.flows.server_watch import ServerLoss, ServerWatch
 from agentrt.flows.task_runners import task_runner_for, worker_slots
 
 __all__ = ["PREFECT_TIMEOUT_GRACE", "RunHandle", "build_flow", "make_task"]
@@ -68,10 +69,20 @@ class RunHandle:
     #: Publishes the run's background artifacts; the caller calls it after the flow run's
     #: end is recorded (set only with ``report_after_return`` and background artifacts).
     publish: Callable[[], Any] | None = None
+    #: Set when the Prefect server stopped answering during the run (the run then ends
+    #: early; the flow run's final state cannot be recorded).
+    server_lost: ServerLoss | None = None
 
 
-def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
-    """The Prefect task for one agent, configured from its manifest."""
+def make_task(agent: RegisteredAgent, source_hash: str, *, prefect_timeout: bool = False) -> Any:
+    """The Prefect task for one agent, configured from its manifest.
+
+    agentrt's watchdog (:func:`agentrt.flows.lifecycle.run_agent`) enforces the manifest's
+    ``timeout_seconds`` on every runner. Prefect's own task timeout is set too, as a
+    backstop, only with ``prefect_timeout``: where the task engine runs in a process's main
+    thread (the process runner's workers), so that its timer can interrupt the task. In a
+    worker thread (thread and Dask runners) it could not, and Prefect says so in a warning
+    at the top of every agent's log."""
     m = agent.manifest
     tags = {f"agent:{m.id}", *(f"capability:{c}" for c in m.capabilities)}
     if m.resources.concurrency:
@@ -89,7 +100,9 @@ def make_task(agent: RegisteredAgent, source_hash: str) -> Any:
         # A backstop only: agentrt's watchdog (agentrt.flows.lifecycle._call) enforces the timeout
         # and records the attempt. With the same value, Prefect's timer (started earlier)
         # would fire first and inject CancelledError into run_agent, losing the record.
-        "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE if m.timeout_seconds else None,
+        "timeout_seconds": m.timeout_seconds + PREFECT_TIMEOUT_GRACE
+        if m.timeout_seconds and prefect_timeout
+        else None,
         "persist_result": True,
         "result_serializer": "json",
     }
@@ -148,8 +161,11 @@ def build_flow(
     sink = _register_sink(events or RunEvents(), handle if handle is not None else RunHandle())
     agents = {s.agent.key: s.agent for s in plan.steps.values()}
     agents.update({fb.key: fb for s in plan.steps.values() for fb in s.fallbacks})
+    # Prefect's timeout acts only where a task runs in a process's main thread (make_task).
+    backstop = (task_runner or plan.workflow.task_runner.type) == "process"
     tasks = {
-        key: make_task(a, source_hash(a.manifest.entrypoint, a.policy)) for key, a in agents.items()
+        key: make_task(a, source_hash(a.manifest.entrypoint, a.policy), prefect_timeout=backstop)
+        for key, a in agents.items()
     }
     grants = allocate_budget(plan)
     check_budget(plan, grants)  # a required agent granted nothing: fail before any starts
@@ -171,12 +187,22 @@ def build_flow(
         driver.limit_memory = (task_runner or plan.workflow.task_runner.type) == "process"
         if artifacts != "off":
             driver.artifacts = RunArtifacts(plan.workflow.name, len(plan.steps))
+        # The server's health, checked while the agents run (flows/server_watch.py).
+        watch = driver.server = ServerWatch.for_flow_run()
+        watching = None
+        if watch is not None:
+            watch.running = lambda: sorted(driver.running_steps)
+            watching = asyncio.create_task(watch.run())
         with hold_spool(spool) as attempts:
             try:
                 with shared_sync_client(), workers_share_embedded_server():
                     await driver.run()
             finally:
                 keeper.cancel()
+                if watching is not None:
+                    watching.cancel()
+                    await watch.close()
+        loss = watch.lost if watch is not None else None
         result = RunResult(
             workflow=plan.workflow.name,
             flow_run_id=flow_run_id,
@@ -188,11 +214,16 @@ def build_flow(
             ended_at=datetime.now(UTC),
             duration_seconds=round(time.perf_counter() - t0, 6),
             errors=driver.fatal,
+            interrupted=loss.line(driver.kept(), len(plan.steps)) if loss is not None else None,
         )
+        handle.server_lost = loss
 
         async def finish() -> None:
             makers = await write_run_outputs(plan, result, spool, attempts)
             run_artifacts = driver.artifacts
+            if loss is not None:
+                run_artifacts = None  # nowhere to publish them
+                abandon_artifacts()
             if run_artifacts is not None and artifacts == "inline":
                 problems = await asyncio.wrap_future(run_artifacts.finish(makers, collect=False))
                 if problems and "error" not in result.report_paths:

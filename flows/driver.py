@@ -12,6 +12,10 @@ starts only when its reservation fits beside the running steps' within the plan'
 order that reserve anything (steps that reserve nothing go on).
 A worker lost under an attempt (a killed process-pool worker, a lost Dask worker) fails the
 attempt; the driver records it, as the agent could not.
+When the Prefect server stops answering (:mod:`agentrt.flows.server_watch`: a health check,
+or a step failing with a server error that a check then confirms), no new step or fallback
+starts; the running steps finish and keep their outputs, the steps not started are skipped,
+and the run fails with one infrastructure error report and ``RunResult.interrupted``.
 """
 
 from __future__ import annotations
@@ -41,11 +45,15 @@ from agentrt.flows.plan import InputRef, Plan, PlannedStep
 from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
 from agentrt.flows.resources import Admission, step_demand
 from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, StepResult
-from agentrt.flows.retry_policy import failure_hint
+from agentrt.flows.retry_policy import failure_hint, infrastructure_failure
 from agentrt.flows.schemas import input_fields, required_input_fields
 
 if TYPE_CHECKING:
     from agentrt.context.budget import Grant
+    from agentrt.flows.server_watch import ServerWatch
+
+#: The states of a step whose output was produced and kept.
+KEPT = ("completed", "cached", "fallback")
 
 __all__ = ["Driver", "step_order"]
 
@@ -98,6 +106,13 @@ class Driver:
     limit_memory: bool = False
     #: The reservations of the running steps (memory, cores) against the plan's totals.
     admission: Admission | None = None
+    #: Health checks of the run's Prefect server (None: not watched).
+    server: ServerWatch | None = None
+    #: The steps running now.
+    running_steps: set[str] = field(default_factory=set)
+
+    def server_gone(self) -> bool:
+        return self.server is not None and self.server.lost is not None
 
     def _value(self, ref: InputRef) -> tuple[bool, Any]:
         if ref.source == "literal":
@@ -246,10 +261,13 @@ class Driver:
             # Not the agent's failure but its worker's: a process-pool worker killed by the
             # OOM killer or a signal (BrokenProcessPool), a Dask worker lost. The agent
             # could not record its attempt, so the driver does.
+            # Or the Prefect server's failure around the attempt (a concurrency-slot request
+            # to a server that is gone): not marked as the agent's, so the report says so.
             task_run_id = str(future.task_run_id) if future is not None else None
             self._record_lost_attempt(step, agent, run, exc, started, task_run_id)
             dont_wait_for_dead_workers()
-            mark_failure(exc, "execute", 1)
+            if infrastructure_failure(exc) != "server":
+                mark_failure(exc, "execute", 1)
             return Failed(message=redact(f"{type(exc).__name__}: {exc}")), exc, task_run_id
 
     def _record_lost_attempt(
@@ -375,6 +393,7 @@ class Driver:
             tried.append(agent.key)
             exc = last_exc = value if isinstance(value, BaseException) else None
             failure = failure_of(exc)
+            infrastructure = infrastructure_failure(exc)
             attempts = failure.attempt if failure is not None else 1
             result.attempts += attempts
             last = (
@@ -383,10 +402,15 @@ class Driver:
                 redact(str(exc) if exc else (state.message or "failed")),
                 attempts,
             )
+            if self.server is not None and exc is not None and infrastructure == "server":
+                await self.server.confirm(sid, exc)
+            if self.server_gone():
+                break  # no fallback starts once the server is gone
         result.ended_at = datetime.now(UTC)
         result.duration_seconds = round(time.perf_counter() - t0, 6)
         if result.output is None and last is not None:
             error_type, phase, message, attempts = last
+            infrastructure = infrastructure_failure(last_exc)
             report = ErrorReport(
                 step=sid,
                 agent=step.agent.key,
@@ -394,11 +418,23 @@ class Driver:
                 error_type=error_type,
                 message=message[:2000],
                 attempts=result.attempts,
-                suggestion=failure_hint(last_exc, error_type, phase, step.agent.id),
+                suggestion=failure_hint(
+                    last_exc,
+                    error_type,
+                    phase,
+                    step.agent.id,
+                    retry_on=step.agent.manifest.retries.retry_on,
+                    server=self.server.address if self.server is not None else None,
+                ),
                 fallbacks_tried=tried[1:],
+                cause="infrastructure" if infrastructure else "agent",
             )
             result.error = report
-            if step.optional:
+            if self.server_gone() and infrastructure == "server":
+                # The run's one report of the server's loss says it (Driver.run).
+                result.state = "failed"
+                result.reason = f"the Prefect server stopped answering ({error_type})"
+            elif step.optional:
                 result.state = "skipped"
                 result.reason = f"optional agent failed: {error_type}: {message[:300]}"
             else:
@@ -429,7 +465,7 @@ class Driver:
         if self.artifacts is not None:
             self.artifacts.start()
         while sorter.is_active():
-            if not self.fatal:
+            if not self.fatal and not self.server_gone():
                 for sid in sorter.get_ready():
                     unready.discard(sid)
                     heapq.heappush(ready, (order[sid], sid))
@@ -457,6 +493,7 @@ class Driver:
                     task = asyncio.create_task(self.run_step(sid))
                     task.add_done_callback(finishing.put_nowait)
                     running[task] = sid
+                    self.running_steps.add(sid)
                 for item in held:
                     heapq.heappush(ready, item)
             if not running:
@@ -466,22 +503,56 @@ class Driver:
                 done.append(finishing.get_nowait())
             for finished in done:
                 sid = running.pop(finished)
+                self.running_steps.discard(sid)
                 if admission is not None and demands[sid]:
                     admission.release(demands[sid])
                 finished.result()  # surface driver bugs instead of hanging
                 sorter.done(sid)
-            if self.artifacts is not None:
+            if self.artifacts is not None and not self.server_gone():
                 self.artifacts.progress(len(self.results) - len(running))
+        loss = self.server.lost if self.server is not None else None
         first = self.fatal[0].agent if self.fatal else "?"
+        why = (
+            f"the Prefect server at {loss.address} stopped answering"
+            if loss is not None
+            else f"the run stopped after {first} failed"
+        )
         for sid, step in self.plan.steps.items():
             if sid not in self.results:
                 self.results[sid] = StepResult(
-                    step=sid,
-                    agent=step.agent.key,
-                    state="skipped",
-                    reason=f"not started: the run stopped after {first} failed",
+                    step=sid, agent=step.agent.key, state="skipped", reason=f"not started: {why}"
                 )
                 self.events.emit(sid, "skipped", self.results[sid])
+        if loss is not None:
+            self.fatal.insert(0, self._loss_report())
+
+    def kept(self) -> int:
+        """How many steps produced an output that was kept."""
+        return sum(1 for r in self.results.values() if r.state in KEPT)
+
+    def _loss_report(self) -> ErrorReport:
+        """The one error report of the Prefect server's loss, on the step that found it (or,
+        when a health check did, the first step that did not complete)."""
+        assert self.server is not None and self.server.lost is not None
+        loss = self.server.lost
+        sid = loss.step or next(
+            (s for s in self.plan.steps if self.results[s].state not in KEPT), "?"
+        )
+        step = self.plan.steps.get(sid)
+        result = self.results.get(sid)
+        return ErrorReport(
+            step=sid,
+            agent=step.agent.key if step is not None else "?",
+            phase="orchestration",
+            error_type=loss.error.partition(":")[0] or "ServerGone",
+            message=f"the Prefect server at {loss.address} stopped answering ({loss.where()})",
+            attempts=result.attempts if result is not None else 0,
+            suggestion=(
+                f"the Prefect server at {loss.address} stopped answering; start it and re-run "
+                f"the same command: the {self.kept()} completed steps are reused"
+            ),
+            cause="infrastructure",
+        )
 
 
 def _mapping(step: PlannedStep) -> str:

@@ -33,6 +33,7 @@ from agentrt.errors import AgentrtError
 from agentrt.flows.attempt import RunInfo, mark_failure
 from agentrt.flows.resources import AgentMemoryError, MemoryWatch
 from agentrt.flows.results import AttemptRecord
+from agentrt.flows.run_log import agent_log, log_end, log_failure, log_start
 from agentrt.flows.schemas import (
     SchemaValidationError,
     lookup_field,
@@ -206,13 +207,16 @@ def _check_quality(manifest: AgentManifest, data: Any) -> None:
             )
 
 
-def _check_budget(manifest: AgentManifest, data: Any, ctx: AgentContext, run: RunInfo) -> None:
+def _check_budget(
+    manifest: AgentManifest, data: Any, ctx: AgentContext, run: RunInfo
+) -> int | None:
     """Tokens delivered ≤ tokens granted, counted by the runtime (see
     :func:`~agentrt.flows.allocation.counted_tokens`); the agent's own figure counts too
-    when it admits more. Nothing to check when the workflow sets no total budget."""
+    when it admits more. Returns the tokens delivered; nothing to check (None) when the
+    workflow sets no total budget."""
     limit = run.token_limit
     if limit is None:
-        return
+        return None
     from agentrt.flows.allocation import counted_tokens
 
     counted, what = counted_tokens(manifest, data, ctx.prompt_parts)
@@ -226,6 +230,7 @@ def _check_budget(manifest: AgentManifest, data: Any, ctx: AgentContext, run: Ru
             f"{manifest.key} delivered {delivered:,} tokens ({source}) but was granted "
             f"{limit:,} (step {run.step} of workflow {run.workflow})"
         )
+    return delivered
 
 
 def _task_run_info() -> tuple[str | None, str | None, int]:
@@ -333,6 +338,7 @@ def run_agent(
     phase = "initialise"
     mark = t0
     error: BaseException | None = None
+    counted: int | None = None  # the context tokens delivered, as the runtime counted them
     slot = _slot(manifest.resources.concurrency, run.tag_limits)
     # The attempt's peak memory, on every runner; a hard limit where the driver asks for one
     # (the process runner: one attempt per worker process).
@@ -348,6 +354,9 @@ def run_agent(
         flow_run_id=flow_run_id,
         token_limit=run.token_limit,
     )
+
+    log = agent_log()
+    log_start(log, manifest, run, budget_tokens, attempt)
 
     def next_phase(name: str) -> None:
         nonlocal phase, mark
@@ -394,7 +403,7 @@ def run_agent(
         except SchemaValidationError as exc:
             raise OutputValidationError(f"{manifest.key} returned invalid output: {exc}") from None
         _check_quality(manifest, data)
-        _check_budget(manifest, data, ctx, run)
+        counted = _check_budget(manifest, data, ctx, run)
         next_phase("cleanup")
         return {
             "output": data,
@@ -410,6 +419,7 @@ def run_agent(
             error = _memory_error(watch)
         _scrub(error)
         mark_failure(error, phase, attempt)
+        log_failure(log, manifest, run, error, phase, attempt)
         if error is not exc:
             raise error from None
         raise
@@ -419,6 +429,9 @@ def run_agent(
             slot.release()
         now = time.perf_counter()
         phases[phase] = round(now - mark, 6)
+        cpu_seconds = time.thread_time() - cpu0 + sum(agent_cpu)
+        if error is None:
+            log_end(log, manifest, budget_tokens, ctx.usage, now - t0, cpu_seconds, counted)
         record = AttemptRecord(
             workflow=run.workflow,
             flow_run_id=flow_run_id,
@@ -435,7 +448,7 @@ def run_agent(
             started_at=started,
             ended_at=datetime.now(UTC),
             wall_seconds=round(now - t0, 6),
-            cpu_seconds=round(time.thread_time() - cpu0 + sum(agent_cpu), 6),
+            cpu_seconds=round(cpu_seconds, 6),
             peak_memory_mb=watch.peak_mb,
             tokens_allocated=budget_tokens,
             **ctx.usage.model_dump(),

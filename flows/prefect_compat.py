@@ -46,12 +46,30 @@ The touches:
 7. :func:`call_sync` passes the private ``_sync=True`` keyword of Prefect's
    ``async_dispatch`` decorator (``Artifact.format``, ``create_table_artifact``). Why:
    inside an async flow the dispatcher would return an un-awaited coroutine instead.
+8. :func:`task_run_log_handler` subclasses ``prefect.logging.handlers.APILogHandler``
+   (public) and overrides its ``prepare`` to build the log's payload itself: the JSON of
+   ``prefect.client.schemas.actions.LogCreate`` (name, level, message, timestamp, flow and
+   task run ids) plus the ``__payload_size__`` key the handler adds. Why: Prefect builds and
+   dumps a pydantic model per line (~0.15 ms); agentrt logs two lines per agent attempt
+   (:mod:`agentrt.flows.run_log`), which would add that to every agent's overhead.
+9. :func:`stop_talking_to_server` (and :func:`resume_talking_to_server`), once the Prefect
+   server is gone (:mod:`agentrt.flows.server_watch`): sets ``client.max_retries`` to 0 and
+   ``logging.to_api.enabled`` to false on the settings objects in use (the current one and
+   ``prefect.context.GLOBAL_SETTINGS_CONTEXT``'s: pydantic models, changed in place), points
+   new events at ``NullEventsClient`` (``EventsWorker.set_client_override``, public), and
+   empties and stops the running ``EventsWorker`` and ``APILogWorker`` instances through
+   their private ``_instances``, ``_queue``, ``_lock``, ``_task``, ``_loop`` and ``_stop``.
+   Why: otherwise the flow engine's last state call retries the dead server for ~60 s
+   (``_send_with_retry``: 5 retries, 2^n s apart), and at exit Prefect drains every queued
+   event and log line against it, each failing after seconds of reconnecting, with a
+   traceback each on the console: minutes of output after the run has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,9 +88,12 @@ __all__ = [
     "parameter_wrapper",
     "passes_opaque",
     "prime_tag_limit_cache",
+    "resume_talking_to_server",
     "shared_sync_client",
+    "stop_talking_to_server",
     "tag_limit_cache",
     "tag_limit_key",
+    "task_run_log_handler",
     "workers_share_embedded_server",
 ]
 
@@ -330,3 +351,137 @@ def call_sync(fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) ->
         name = getattr(fn, "__qualname__", repr(fn))
         raise _missing(f"async_dispatch wrapper on {name} (the _sync keyword)")
     return fn(*args, _sync=True, **kwargs)  # type: ignore[return-value]
+
+
+# -- 8. agentrt's task-run log lines, without a pydantic model per line ---------------
+_log_handler_class: type[logging.Handler] | None = None
+
+
+def _iso(created: float) -> str:
+    """A log record's time as Prefect's ``LogCreate`` serialises it (UTC, ``Z``)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(created, UTC).replace(tzinfo=None).isoformat()
+    return stamp + "Z"
+
+
+def task_run_log_handler() -> logging.Handler:
+    """A handler that sends records to the Prefect API as Prefect's ``APILogHandler`` does
+    (the same settings, worker and batching), building each log's payload directly rather
+    than through a pydantic model. Records that name no flow run, or are too large, go
+    through Prefect's own ``prepare``."""
+    global _log_handler_class
+    if _log_handler_class is None:
+        try:
+            from prefect.logging.handlers import APILogHandler
+            from prefect.settings import PREFECT_LOGGING_TO_API_MAX_LOG_SIZE
+        except ImportError as exc:
+            raise _missing("prefect.logging.handlers.APILogHandler", exc) from exc
+        if not callable(getattr(APILogHandler, "prepare", None)):
+            raise _missing("APILogHandler.prepare")
+        import orjson
+
+        class TaskRunLogHandler(APILogHandler):
+            #: Prefect's size limit of one log, read once (a settings lookup costs ~10 µs).
+            max_size = PREFECT_LOGGING_TO_API_MAX_LOG_SIZE.value()
+
+            def prepare(self, record: logging.LogRecord) -> dict[str, Any]:
+                flow_run_id = getattr(record, "flow_run_id", None)
+                task_run_id = getattr(record, "task_run_id", None)
+                if not flow_run_id or getattr(record, "worker_id", None):
+                    return super().prepare(record)
+                log: dict[str, Any] = {
+                    "name": record.name,
+                    "level": record.levelno,
+                    "message": self.format(record),
+                    "timestamp": _iso(record.created),
+                    "flow_run_id": str(flow_run_id),
+                    "task_run_id": str(task_run_id) if task_run_id else None,
+                }
+                size = len(orjson.dumps(log))
+                if size > self.max_size:
+                    return super().prepare(record)  # Prefect truncates it
+                log["__payload_size__"] = size
+                return log
+
+        _log_handler_class = TaskRunLogHandler
+    return _log_handler_class()
+
+
+# -- 9. a Prefect server that is gone: stop retrying it, drop what is queued for it ----
+_talking: dict[str, Any] | None = None  # what stop_talking_to_server changed, to restore
+
+
+def _settings_in_use() -> list[Any]:
+    from prefect.context import GLOBAL_SETTINGS_CONTEXT
+    from prefect.settings import get_current_settings
+
+    found = [get_current_settings(), GLOBAL_SETTINGS_CONTEXT.settings]
+    return [s for i, s in enumerate(found) if all(s is not t for t in found[:i])]
+
+
+def _abandon(service: Any) -> None:
+    """Empty a running Prefect queue service, stop it and cancel what it is doing."""
+    import queue
+
+    while True:
+        try:
+            service._queue.get_nowait()
+        except queue.Empty:
+            break
+        service._queue.task_done()
+    task, loop = service._task, service._loop
+    service._stop()  # takes service._lock; marks it stopped, ends its queue
+    if task is not None and loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)
+
+
+def stop_talking_to_server() -> None:
+    """Make Prefect give up on its server at once in this process: client calls fail on
+    the first error, no logs go to the API, events go nowhere, and what its background
+    workers still hold for the server is dropped. Undone by :func:`resume_talking_to_server`."""
+    global _talking
+    try:
+        from prefect.events.clients import NullEventsClient
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+    except ImportError as exc:
+        raise _missing("EventsWorker / NullEventsClient / APILogWorker", exc) from exc
+    services = [EventsWorker, APILogWorker]
+    if not all(hasattr(c, "_instances") and hasattr(c, "_stop") for c in services):
+        raise _missing("the _instances and _stop of Prefect's queue services")
+    if _talking is None:
+        settings = _settings_in_use()
+        _talking = {
+            "settings": [(s, s.client.max_retries, s.logging.to_api.enabled) for s in settings],
+            "override": getattr(EventsWorker, "_client_override", None),
+        }
+        for s in settings:
+            s.client.max_retries = 0
+            s.logging.to_api.enabled = False
+        EventsWorker.set_client_override(NullEventsClient)
+    for cls in services:
+        with cls._instance_lock:
+            instances = list(cls._instances.values())
+        for service in instances:
+            if not isinstance(service, EventsWorker) or service.client_type is not NullEventsClient:
+                with contextlib.suppress(Exception):
+                    _abandon(service)
+
+
+def resume_talking_to_server() -> None:
+    """Undo :func:`stop_talking_to_server` (for the next run in this process)."""
+    global _talking
+    if _talking is None:
+        return
+    from prefect.events.worker import EventsWorker
+
+    for settings, retries, to_api in _talking["settings"]:
+        settings.client.max_retries = retries
+        settings.logging.to_api.enabled = to_api
+    override = _talking["override"]
+    if override is None:
+        EventsWorker.set_client_override(None)
+    else:
+        EventsWorker.set_client_override(override[0], **dict(override[1]))
+    _talking = None

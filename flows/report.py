@@ -145,6 +145,8 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
             f"- fallbacks: {fell_back} got their output from a fallback agent (their own "
             "agent failed; see the notes); `agentrt run --strict` fails such a run"
         )
+    if result.interrupted:
+        lines.append(f"- **interrupted**: {result.interrupted}")
     lines += [f"- **warning**: {w.render()}" for w in efficiency]
     lines += [
         "",
@@ -171,8 +173,12 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
     if result.errors:
         lines += ["", "## Errors", ""]
         lines += [
-            f"- **{e.agent}** ({e.phase}): {e.error_type}: {e.message}\n  - what to do: "
-            f"{e.suggestion}"
+            (
+                f"- **infrastructure** (step {e.step}, {e.agent}; not the agent's fault)"
+                if e.cause == "infrastructure"
+                else f"- **{e.agent}** ({e.phase})"
+            )
+            + f": {e.error_type}: {e.message}\n  - what to do: {e.suggestion}"
             for e in result.errors
         ]
     for sid, step in result.steps.items():

@@ -27,11 +27,21 @@ class ErrorReport(BaseModel):
     attempts: int
     suggestion: str
     fallbacks_tried: list[str] = Field(default_factory=list)
+    cause: Literal["agent", "infrastructure"] = Field(
+        "agent",
+        description="Whose failure it was: the agent's, or the infrastructure's (the Prefect "
+        "server, result storage, the worker process), which no change to the agent fixes.",
+    )
 
     def render(self) -> str:
         tried = (
             f"; fallbacks tried: {', '.join(self.fallbacks_tried)}" if self.fallbacks_tried else ""
         )
+        if self.cause == "infrastructure":
+            return (
+                f"step {self.step} ({self.agent}) stopped by an infrastructure failure, not by "
+                f"the agent: {self.error_type}: {self.message}{tried}\n  → {self.suggestion}"
+            )
         return (
             f"{self.agent} failed in {self.phase} after {self.attempts} attempt(s): "
             f"{self.error_type}: {self.message}{tried}\n  → {self.suggestion}"
@@ -107,6 +117,11 @@ class RunResult(BaseModel):
     duration_seconds: float
     errors: list[ErrorReport] = Field(default_factory=list)
     report_paths: dict[str, str] = Field(default_factory=dict)
+    interrupted: str | None = Field(
+        None,
+        description="Why the run stopped early through no agent's fault, in one line (the "
+        "Prefect server stopped answering: where, what was kept, how to resume).",
+    )
 
     @property
     def outputs(self) -> dict[str, Any]:

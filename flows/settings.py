@@ -8,10 +8,20 @@ store (``context/``), run results (``runs/``) and metrics (``metrics/``).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-__all__ = ["agentrt_home", "configure_prefect", "guard_embedded_server", "metrics_dir", "runs_dir"]
+__all__ = [
+    "agentrt_home",
+    "configure_prefect",
+    "guard_embedded_server",
+    "logs_dir",
+    "metrics_dir",
+    "route_prefect_logs",
+    "runs_dir",
+    "unroute_prefect_logs",
+]
 
 
 def agentrt_home() -> Path:
@@ -20,6 +30,10 @@ def agentrt_home() -> Path:
 
 def runs_dir() -> Path:
     return agentrt_home() / "runs"
+
+
+def logs_dir() -> Path:
+    return agentrt_home() / "logs"
 
 
 def metrics_dir() -> Path:
@@ -72,3 +86,78 @@ def guard_embedded_server() -> None:
     from agentrt.flows.server_guard import guard_command
 
     guard_embedded_server_command(guard_command, EMBEDDED_SERVER_DEFAULTS)
+
+
+def route_prefect_logs(path: Path | None = None) -> Path:
+    """Send what Prefect's logging would print on the console (warnings, errors and their
+    tracebacks: a failing agent's, a Prefect server that stopped answering) to a file,
+    ``logs/prefect.log`` under ``AGENTRT_HOME`` by default, and return its path.
+
+    ``agentrt run`` calls it: its console shows the run's table and one line per problem.
+    Every stream handler of the root logger and of Prefect's loggers is replaced by the
+    file's (WARNING and up, secrets redacted, rotated at 5 MB); errors of logging handlers
+    themselves are no longer printed (``logging.raiseExceptions``)."""
+    import logging.handlers
+    import sys
+
+    from prefect import flow  # noqa: F401  (loading prefect.main sets Prefect's logging up)
+
+    from agentrt.agents.redact import RedactingFilter
+
+    path = path or logs_dir() / "prefect.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=5_000_000, backupCount=2, encoding="utf-8", delay=True
+    )
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter())
+    handler._agentrt_prefect_log = True  # type: ignore[attr-defined]
+    for logger in _prefect_loggers():
+        for h in [h for h in logger.handlers if getattr(h, "_agentrt_prefect_log", False)]:
+            logger.removeHandler(h)  # an earlier call's (a second run in this process)
+            h.close()
+            logger.addHandler(handler)
+        console = [
+            h
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler)
+            and getattr(h, "stream", None) in (sys.stderr, sys.stdout, sys.__stderr__)
+        ]
+        for h in console:
+            logger.removeHandler(h)
+        if console:
+            _routed.append((logger, console))
+        if (console or logger is logging.getLogger()) and handler not in logger.handlers:
+            logger.addHandler(handler)
+    logging.raiseExceptions = False
+    return path
+
+
+#: The console handlers route_prefect_logs took off each logger (for unroute_prefect_logs).
+_routed: list[tuple[logging.Logger, list[logging.Handler]]] = []
+
+
+def _prefect_loggers() -> list[logging.Logger]:
+    """The root logger and Prefect's (and its server's uvicorn's)."""
+    return [logging.getLogger()] + [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in ("prefect", "uvicorn")
+    ]
+
+
+def unroute_prefect_logs() -> None:
+    """Undo :func:`route_prefect_logs` in this process (tests that run ``agentrt run``
+    in-process give the next test Prefect's console logging back)."""
+    for logger in _prefect_loggers():
+        for h in [h for h in logger.handlers if getattr(h, "_agentrt_prefect_log", False)]:
+            logger.removeHandler(h)
+            h.close()
+    while _routed:
+        logger, handlers = _routed.pop()
+        for h in handlers:
+            logger.addHandler(h)
+    logging.raiseExceptions = True

@@ -376,10 +376,11 @@ def run(
     from agentrt.flows.progress import LiveProgress, render_summary
     from agentrt.flows.results import RunEvents
     from agentrt.flows.run import arun_workflow, prepare
-    from agentrt.flows.settings import configure_prefect
+    from agentrt.flows.server_watch import PrefectServerUnavailable
+    from agentrt.flows.settings import configure_prefect, route_prefect_logs
 
     # The live table and error reports replace Prefect's console log; logs still reach the
-    # Prefect API (and UI).
+    # Prefect API (and UI), and what Prefect would print goes to .agentrt/logs/prefect.log.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     configure_prefect()
     params = _parse_params(param)
@@ -413,6 +414,7 @@ def run(
     except LocalServerError as exc:  # an AGENTRT_SERVER* variable agentrt cannot use
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
 
+    prefect_log = route_prefect_logs()
     live = not as_json and out.is_terminal and not os.environ.get("CI")
     progress = LiveProgress(
         err if as_json else out,
@@ -437,10 +439,25 @@ def run(
                     plan.workflow, params, plan=plan, events=events, task_runner=task_runner
                 )
             )
+    except PrefectServerUnavailable as exc:
+        raise fail(str(exc), ExitCode.FAILURE) from None
     except (ValueError, AgentrtError) as exc:
         # A task runner that is not installed, an entrypoint that cannot be imported: said in
         # one line, as before the run.
         raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    if result.interrupted:
+        # The Prefect server stopped answering: the table (what ran, what was kept) and one
+        # line; nothing to wait for (history, artifacts) from a server that is gone.
+        if as_json:
+            print_json(result.model_dump(mode="json"))
+        elif not live:
+            out.print(render_summary(result))
+        err.print(
+            f"[red]✗[/red] {result.interrupted} · Prefect's log: {_short(str(prefect_log))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(ExitCode.FAILURE)
     ui_url = _flow_run_url(result)
     if as_json:
         data = result.model_dump(mode="json")

@@ -160,6 +160,15 @@ class PrefectServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (its process group), as a crash or
+        the OOM killer would: no shutdown, its clients find nobody there."""
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(30)
+            self._proc = None
+
     def close(self) -> None:
         if self._proc is not None:
             _stop(self._proc)

@@ -264,6 +264,81 @@ def test_call_sync_raises_for_a_function_without_async_dispatch() -> None:
         prefect_compat.call_sync(len, [])
 
 
+# -- 8. the task-run log handler's payload ----------------------------------------------
+def test_task_run_log_payload_is_what_prefects_handler_makes() -> None:
+    import logging
+    import uuid
+    from datetime import datetime
+
+    from prefect.logging.handlers import APILogHandler
+
+    handler = prefect_compat.task_run_log_handler()
+    assert isinstance(handler, APILogHandler)
+    record = logging.getLogger("agentrt.task_runs").makeRecord(
+        "agentrt.task_runs", logging.INFO, __file__, 1, "start %s", ("a@1.0.0",), None,
+        extra={"flow_run_id": str(uuid.uuid4()), "task_run_id": str(uuid.uuid4())},
+    )  # fmt: skip
+    ours, prefects = handler.prepare(record), APILogHandler().prepare(record)
+    assert set(ours) == set(prefects), (ours, prefects)
+    stamp = ours.pop("timestamp"), prefects.pop("timestamp")
+    assert ours == prefects
+    parsed = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamp]
+    assert parsed[0] == parsed[1]
+
+
+# -- 9. giving up on a server that is gone ----------------------------------------------
+def test_prefects_queue_services_have_what_abandoning_them_uses() -> None:
+    from prefect._internal.concurrency.services import QueueService
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for cls in (EventsWorker, APILogWorker):
+        assert issubclass(cls, QueueService) and isinstance(cls._instances, dict)
+    assert callable(EventsWorker.set_client_override)
+    assert "_client_override" in vars(EventsWorker)
+    # Prefect's client reads its retries, and its log handler the API switch, when called.
+    assert "PREFECT_CLIENT_MAX_RETRIES.value()" in _source("prefect.client.base")
+    assert "settings.logging.to_api.enabled" in _source("prefect.logging.handlers")
+
+
+def test_an_abandoned_service_drops_its_queue_and_stops_at_once() -> None:
+    import time
+
+    from prefect._internal.concurrency.services import QueueService
+
+    handled: list[int] = []
+
+    class Stuck(QueueService[int]):
+        async def _handle(self, item: int) -> None:  # a call to a server that is gone
+            handled.append(item)
+            await asyncio.sleep(3600)
+
+    service = Stuck.instance()
+    for i in range(3):
+        service.send(i)
+    deadline = time.monotonic() + 30
+    while not handled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    prefect_compat._abandon(service)
+    assert service._drain().result(timeout=30) is True  # its work cancelled, it stopped
+    assert handled == [0]  # items 1 and 2 were dropped: only the stop marker may be left
+    assert list(service._queue.queue) in ([], [None])
+
+
+def test_stop_and_resume_talking_to_the_server_restore_prefects_settings() -> None:
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    before = settings.client.max_retries, settings.logging.to_api.enabled
+    try:
+        prefect_compat.stop_talking_to_server()
+        prefect_compat.stop_talking_to_server()  # idempotent
+        assert (settings.client.max_retries, settings.logging.to_api.enabled) == (0, False)
+    finally:
+        prefect_compat.resume_talking_to_server()
+    assert (settings.client.max_retries, settings.logging.to_api.enabled) == before
+
+
 # -- what crosses the task boundary ----------------------------------------------------
 def test_run_info_and_a_marked_failure_survive_pickling() -> None:
     from agentrt.flows.attempt import RunInfo, failure_of, mark_failure

@@ -1,0 +1,194 @@
+"""agentrt's own lines in each agent's Prefect log: what the attempt was given, how it ended.
+
+Every attempt of an agent is a Prefect task run, and the Prefect UI shows that task run's log.
+These lines make that log say what agentrt did (Prefect's own INFO lines are off: agentrt runs
+Prefect at ``WARNING``, :func:`agentrt.flows.settings.configure_prefect`):
+
+* the start, with the token budget and the timeout (and which agent a fallback stands in for),
+* a failed attempt, with its error and whether Prefect retries it: with the reason and the
+  delay, or why not (and which fallback takes over),
+* the end, with the tokens delivered and the time taken.
+
+They are logged at INFO on the logger ``agentrt.task_runs``, which sends them to the Prefect
+API as Prefect sends task-run logs (``prefect_compat.task_run_log_handler``) and not to the
+console. The error message of a failed attempt is redacted before it is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from agentrt.agents.redact import redact
+
+if TYPE_CHECKING:
+    from agentrt.agents.agent_context import TokenUsage
+    from agentrt.agents.manifest import AgentManifest
+    from agentrt.flows.attempt import RunInfo
+
+__all__ = ["LOGGER", "agent_log", "log_end", "log_failure", "log_start", "retry_delay"]
+
+#: The logger of agentrt's task-run lines.
+LOGGER = "agentrt.task_runs"
+
+
+def _logger() -> logging.Logger:
+    """``agentrt.task_runs``: INFO and up to the Prefect API, not to the console (which shows
+    the live table); set up on first use in each process."""
+    logger = logging.getLogger(LOGGER)
+    if not logger.handlers:
+        from agentrt.flows.prefect_compat import task_run_log_handler
+
+        # No RedactingFilter (it reads the whole environment per record, ~0.3 ms): these
+        # lines hold manifest fields and numbers, and the one text from an agent, a failed
+        # attempt's error message, is redacted before it is logged (log_failure).
+        logger.addHandler(task_run_log_handler())
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    return logger
+
+
+def agent_log() -> logging.LoggerAdapter[logging.Logger] | None:
+    """The logger for the current Prefect task run's log (None outside a task run)."""
+    try:
+        from prefect.context import TaskRunContext
+
+        ctx = TaskRunContext.get()
+    except Exception:
+        return None
+    if ctx is None:
+        return None
+    run = ctx.task_run
+    return logging.LoggerAdapter(
+        _logger(),
+        {
+            "task_run_id": str(run.id),
+            "flow_run_id": str(run.flow_run_id) if run.flow_run_id else None,
+            "task_run_name": run.name,
+            "task_name": ctx.task.name,
+        },
+    )
+
+
+def _tokens(n: int | None) -> str:
+    return f"{n:,}" if n is not None else "?"
+
+
+def log_start(
+    log: logging.LoggerAdapter[logging.Logger] | None,
+    manifest: AgentManifest,
+    run: RunInfo,
+    budget_tokens: int | None,
+    attempt: int,
+) -> None:
+    """The attempt's first line: agent, step, attempt, token budget, timeout."""
+    if log is None:
+        return
+    role = f" as fallback for {run.fallback_for}" if run.fallback_for else ""
+    chunk = f", chunk {run.chunk}" if run.chunk else ""
+    if budget_tokens is None:
+        budget = "no token budget"
+    else:
+        budget = f"budget {budget_tokens:,} tokens"
+        if run.budget_reason:
+            budget += f" ({run.budget_reason})"
+    seconds = manifest.timeout_seconds
+    timeout = f"timeout {seconds:g} s" if seconds else "no timeout"
+    log.info(
+        "start %s%s (step %s%s, attempt %d of %d): %s, %s",
+        manifest.key,
+        role,
+        run.step,
+        chunk,
+        attempt,
+        manifest.retries.max + 1,
+        budget,
+        timeout,
+    )
+
+
+def retry_delay(manifest: AgentManifest, attempt: int) -> float:
+    """The delay Prefect waits before retrying after failed attempt ``attempt`` (before
+    jitter): ``exponential_backoff(base)``, as :func:`agentrt.flows.compiler.make_task` sets."""
+    return manifest.retries.backoff.base * 2 ** (attempt - 1)
+
+
+def log_failure(
+    log: logging.LoggerAdapter[logging.Logger] | None,
+    manifest: AgentManifest,
+    run: RunInfo,
+    exc: BaseException,
+    phase: str,
+    attempt: int,
+) -> None:
+    """A failed attempt: the error, and whether Prefect retries it (when, and why) or not."""
+    if log is None:
+        return
+    from agentrt.errors import AgentrtError
+    from agentrt.flows.retry_policy import retry_matches
+
+    name = type(exc).__name__
+    message = redact(str(exc) or name)[:500]
+    retries = manifest.retries
+    if isinstance(exc, AgentrtError) and not exc.retryable:
+        outcome = f"not retried: {name} is never retried"
+    elif not retry_matches(exc, frozenset(retries.retry_on)):
+        outcome = f"not retried: {name} is not in retries.retry_on"
+    elif attempt > retries.max:
+        outcome = f"not retried: no retries left (retries.max {retries.max})"
+    else:
+        delay = retry_delay(manifest, attempt)
+        jitter = f" ± {retries.backoff.jitter:g}×" if retries.backoff.jitter else ""
+        log.warning(
+            "attempt %d of %d failed in %s: %s: %s; retrying in %g s%s (%s matches "
+            "retries.retry_on)",
+            attempt,
+            retries.max + 1,
+            phase,
+            name,
+            message,
+            delay,
+            jitter,
+            name,
+        )
+        return
+    if manifest.fallbacks and not run.fallback_for:
+        names = ", ".join(manifest.fallbacks)
+        many = len(manifest.fallbacks) > 1
+        outcome += f"; fallback{'s' if many else ''} {names} take{'' if many else 's'} over"
+    log.warning(
+        "attempt %d of %d failed in %s: %s: %s; %s",
+        attempt,
+        retries.max + 1,
+        phase,
+        name,
+        message,
+        outcome,
+    )
+
+
+def log_end(
+    log: logging.LoggerAdapter[logging.Logger] | None,
+    manifest: AgentManifest,
+    budget_tokens: int | None,
+    usage: TokenUsage,
+    wall: float,
+    cpu: float,
+    counted: int | None = None,
+) -> None:
+    """A completed attempt's last line: tokens delivered (of the budget) and time taken.
+    ``counted``: the delivered tokens as the runtime counted them (with a total budget)."""
+    if log is None:
+        return
+    delivered = max(counted or 0, usage.tokens_delivered or 0)
+    if counted is None and usage.tokens_delivered is None:
+        tokens = "no context tokens" if budget_tokens is None else "context tokens not counted"
+    else:
+        tokens = f"{delivered:,} context tokens delivered"
+        if budget_tokens is not None:
+            tokens += f" of {budget_tokens:,} granted"
+    if usage.llm_input_tokens is not None or usage.llm_output_tokens is not None:
+        tokens += (
+            f", LLM {_tokens(usage.llm_input_tokens)} in / {_tokens(usage.llm_output_tokens)} out"
+        )
+    log.info("done %s in %.2f s (CPU %.2f s): %s", manifest.key, wall, cpu, tokens)
