@@ -22,7 +22,8 @@ When the project directory is in a git repository, the ``PreToolUse`` context ge
 file: the repository context for the subagent's task (:mod:`agentrt.claude.repo_context`),
 within what the condensed transcript leaves of the budget. A share of the budget
 (``AGENTRT_HOOK_REPO_SHARE``, 0.3) is kept from the transcript for it and handed back when the
-repository has nothing for the task; all files together stay within the budget.
+repository has nothing for the task; all files together stay within the budget. Both parts
+are fenced as untrusted data (:mod:`agentrt.context.untrusted`).
 
 The output folder can be moved with ``--output`` or ``AGENTRT_HOOK_OUTPUT``. Deletions are
 limited to chunk files (``current_transcript_NNN.txt``) whose resolved path lies inside that
