@@ -188,15 +188,16 @@ def main() -> None:
         for repo in _repos(tmp):
             print(f"== {repo.name}", flush=True)
             out = tmp / "out"
-            off = [
-                _hook(repo, tmp / "home-off", out, AGENTRT_HOOK_REPO_CONTEXT="off")
-                for _ in range(RUNS)
-            ]
-            rows.append(_row(repo.name, "off (transcript only)", off))
             cold_home = tmp / "home-cold"
             cold = _hook(repo, cold_home, out, AGENTRT_HOOK_REPO_SECONDS="600")
+            # Off and warm runs alternate, so a change in the machine's load hits both alike.
+            off: list[Run] = []
+            warm: list[Run] = []
+            for _ in range(RUNS):
+                off.append(_hook(repo, tmp / "home-off", out, AGENTRT_HOOK_REPO_CONTEXT="off"))
+                warm.append(_hook(repo, cold_home, out))
+            rows.append(_row(repo.name, "off (transcript only)", off))
             rows.append(_row(repo.name, "cold (no time limit)", [cold], "first index built"))
-            warm = [_hook(repo, cold_home, out) for _ in range(RUNS)]
             rows.append(_row(repo.name, "warm", warm))
             limited_home = tmp / "home-limited"
             limited = _hook(repo, limited_home, out)
@@ -213,8 +214,8 @@ def main() -> None:
             for line in rows[-5:]:
                 print(line, flush=True)
             added.append(
-                f"{repo.name.split(' (')[0]} +{_median_cpu(warm) - _median_cpu(off):.2f} s CPU "
-                f"(+{_median_wall(warm) - _median_wall(off):.2f} s wall)"
+                f"{repo.name.split(' (')[0]} {_median_cpu(warm) - _median_cpu(off):+.2f} s CPU "
+                f"({_median_wall(warm) - _median_wall(off):+.2f} s wall)"
             )
             over = [
                 r
