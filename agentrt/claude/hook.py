@@ -235,9 +235,16 @@ def handle_event(
     )
     chunks = list(condensed.chunks)
     if repository is not None:
-        outcome.repo = _repository_part(
-            repository, project, root, env, transcript, task, budget, condensed, settings
-        )
+        from agentrt.claude.repo_context import RepoContext
+
+        try:
+            outcome.repo = _repository_part(
+                repository, project, root, env, transcript, task, budget, condensed, settings
+            )
+        except Exception as exc:  # an optional part never costs the subagent its transcript
+            outcome.repo = RepoContext(
+                message=f"repository context skipped: {type(exc).__name__}: {exc}"
+            )
         if outcome.repo.message:
             outcome.messages.append(outcome.repo.message)
         if outcome.repo.text:

@@ -423,6 +423,24 @@ def test_bad_settings_are_reported_and_the_hook_still_delivers(
     assert len(_chunks(python_repo)) == 2
 
 
+def test_a_broken_store_costs_the_repository_part_only(
+    python_repo: Path, session: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "context").write_text("a file where the store's folder should be")
+    task = {"description": "Find parse_header callers", "prompt": "callers of parse_header"}
+    outcome = _run(python_repo, session, home, tool_input=task)
+    assert outcome.repo is not None and outcome.repo.text == ""
+    assert any(m.startswith("repository context skipped: ") for m in outcome.messages)
+    (text,) = _chunks(python_repo)
+    assert "make cart totals exact (use Decimal)" in text
+    off = _run(
+        python_repo, session, home, tool_input=task, env={"AGENTRT_HOOK_REPO_CONTEXT": "off"}
+    )
+    assert off.messages == [] and _chunks(python_repo) == [text]  # it had the whole budget
+
+
 def test_edited_paths_relative_to_the_project(tmp_path: Path) -> None:
     project = tmp_path / "p"
     edited = [
