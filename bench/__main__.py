@@ -14,6 +14,7 @@ BENCHES = [
     # The polyglot issues need the repositories' git snapshots, which no package index has.
     *([["bench.context_selection", "--set", "polyglot"]] if os.environ.get(MIRRORS_ENV) else []),
     ["bench.transcripts"],
+    ["bench.hook_context"],
     ["bench.pipelines"],
     ["bench.ingest"],
     ["bench.load"],

@@ -14,7 +14,7 @@ ranking and packing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +145,8 @@ def select(
     store: ContextStore | None = None,
     include: Sequence[str] | None = None,
     threshold: float | None = None,
+    prefer: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> Selection:
     """Select the context of ``repo`` most useful for ``query`` within ``budget`` tokens.
 
@@ -157,6 +159,13 @@ def select(
         store: cache for indexes (default: the store under ``$AGENTRT_HOME``).
         include: gitignore-style patterns restricting which files are considered.
         threshold: minimum relative score, in [0, 1], of what is delivered.
+        prefer: files (relative to ``repo``, or absolute paths inside it) packed before all
+            others, such as the files a session is editing: what the query finds relevant in
+            them (above ``threshold``) is delivered first, and the rest of the budget goes to
+            the other files as usual. Paths outside the repository are ignored.
+        exclude: more gitignore-style patterns (relative to ``repo``) of files never
+            considered, on top of ``.gitignore`` and, unless ``include`` is given,
+            :data:`DEFAULT_EXCLUDES`.
 
     Raises:
         ValueError: ``budget`` is not positive or ``threshold`` is outside [0, 1].
@@ -173,7 +182,8 @@ def select(
     store = store if store is not None else _default_store()
     counter = TokenCounter(encoding, store)
 
-    scan = scan_repository(repo, include=include, extra_ignores=() if include else DEFAULT_EXCLUDES)
+    ignores = (() if include else DEFAULT_EXCLUDES) + tuple(exclude)
+    scan = scan_repository(repo, include=include, extra_ignores=ignores)
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
@@ -183,7 +193,11 @@ def select(
     )
     files = {f.path: f for f in scan.files}
     views = _views(index, {c.path for c in candidates}, files, counter, store)
-    packed = pack(views, candidates, budget, counter.count)
+    preferred = _preferred_paths(scan.root, prefer, files)
+    if preferred:
+        packed = _pack_preferred_first(views, candidates, preferred, budget, counter)
+    else:
+        packed = pack(views, candidates, budget, counter.count)
     items = [
         SelectionItem(
             p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text
@@ -196,6 +210,7 @@ def select(
         "skipped": len(scan.skipped),
         "index": index_stats.as_dict(),
         "candidates": len(candidates),
+        "preferred": sorted(preferred),
         "index_seconds": round(index_stats.seconds, 4),
         "rank_pack_seconds": round(done - ranked, 4),
         "seconds": round(done - started, 4),
@@ -209,6 +224,53 @@ def select(
         stats=stats,
         message=scan.message,
     )
+
+
+def _preferred_paths(root: Path, prefer: Sequence[str], files: dict[str, SourceFile]) -> set[str]:
+    """The repository-relative paths of ``prefer`` that are files of the scan."""
+    out: set[str] = set()
+    for raw in prefer:
+        path = Path(raw)
+        if path.is_absolute():
+            try:
+                path = path.resolve().relative_to(root)
+            except (OSError, ValueError):
+                continue  # outside the repository
+        rel = path.as_posix()
+        if rel in files:
+            out.add(rel)
+    return out
+
+
+def _rendered_tokens(items: Sequence[PackedItem], count: Callable[[str], int]) -> int:
+    """Tokens of the largest rendering of ``items`` (what :class:`Selection` promises to keep
+    within the budget: the Markdown, the concatenated texts, the sum of the texts)."""
+    if not items:
+        return 0
+    return max(
+        count(render_markdown(items)),
+        count("".join(item.text for item in items)),
+        sum(count(item.text) for item in items),
+    )
+
+
+def _pack_preferred_first(
+    views: dict[str, FileView],
+    candidates: Sequence[Candidate],
+    preferred: set[str],
+    budget: int,
+    counter: TokenCounter,
+) -> list[PackedItem]:
+    """Pack the preferred files' candidates within ``budget``, then the others' in what is
+    left; the least relevant of the others are dropped if the joined rendering is over."""
+    first = pack(views, [c for c in candidates if c.path in preferred], budget, counter.count)
+    left = budget - _rendered_tokens(first, counter.count)
+    rest = [c for c in candidates if c.path not in preferred]
+    others = pack(views, rest, left, counter.count) if left > 0 and rest else []
+    # Joining two renderings can shift a token at the seam: the exact count decides.
+    while others and _rendered_tokens(first + others, counter.count) > budget:
+        others.remove(min(others, key=lambda item: item.score))
+    return first + others
 
 
 def _candidates(

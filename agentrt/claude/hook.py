@@ -18,6 +18,13 @@ subagent_hooks.py`` and the subagent part of ``post_tool_use.py``):
   (:mod:`agentrt.claude.session_flag`).
 * ``PostToolUse`` of the same tools: removes those chunk files and clears the flag.
 
+When the project directory is in a git repository, the ``PreToolUse`` context gets one more
+file: the repository context for the subagent's task (:mod:`agentrt.claude.repo_context`),
+within what the condensed transcript leaves of the budget. A share of the budget
+(``AGENTRT_HOOK_REPO_SHARE``, 0.3) is kept from the transcript for it and handed back when the
+repository has nothing for the task; all files together stay within the budget. Both parts
+are fenced as untrusted data (:mod:`agentrt.context.untrusted`).
+
 The output folder can be moved with ``--output`` or ``AGENTRT_HOOK_OUTPUT``. Deletions are
 limited to chunk files (``current_transcript_NNN.txt``) whose resolved path lies inside that
 folder, the per-type folders once empty, and the lock directory the hook itself created.
@@ -35,12 +42,17 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentrt.claude.session_flag import set_subagent_flag
+
+if TYPE_CHECKING:
+    from agentrt.claude.condense import Budget, Condensed, SubagentTask
+    from agentrt.claude.repo_context import RepoContext, RepoSettings
+    from agentrt.claude.transcripts import Transcript
 
 __all__ = [
     "CHUNK_ENV",
@@ -70,6 +82,7 @@ class HookOutcome:
     written: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
     flag: bool | None = None  #: the subagent flag as left, None when there is no state file
+    repo: RepoContext | None = None  #: the repository part, when the project is a repository
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,9 +168,11 @@ def handle_event(
     total_tokens: int | None = None,
     chunk_tokens: int | None = None,
     env: Mapping[str, str] | None = None,
+    repo_settings: RepoSettings | None = None,
 ) -> HookOutcome:
     """Handle one decoded hook event. Errors propagate (``run_hook`` turns them into a
-    non-blocking report)."""
+    non-blocking report). ``repo_settings``: the repository part's settings (default: from
+    ``env``, see :class:`agentrt.claude.repo_context.RepoSettings`)."""
     env = os.environ if env is None else env
     outcome = HookOutcome()
     event = payload.get("hook_event_name")
@@ -189,6 +204,7 @@ def handle_event(
         outcome.messages.append("the event has no transcript_path; no context written")
         return outcome
     from agentrt.claude.condense import Budget, SubagentTask, condense
+    from agentrt.claude.repo_context import RepoSettings, find_repository
     from agentrt.claude.transcripts import find_current_transcript, parse_transcript
 
     session = payload.get("session_id")
@@ -204,30 +220,125 @@ def handle_event(
     task = SubagentTask.from_tool_input(
         tool_input, tool_use_id if isinstance(tool_use_id, str) else None
     )
-    condensed = condense(parse_transcript(path), task, budget)
+    transcript = parse_transcript(path)
+    settings = (
+        repo_settings if repo_settings is not None else RepoSettings.from_env(env, outcome.messages)
+    )
+    repository = find_repository(project) if settings.enabled else None
+    # The repository part's share is kept from the transcript; it gets whatever the condensed
+    # transcript leaves, and the transcript gets everything when there is no repository part.
+    reserve = int(budget.total_tokens * settings.share) if repository is not None else 0
+    if budget.total_tokens - reserve < 200:
+        reserve = 0
+    condensed = condense(
+        transcript, task, replace(budget, total_tokens=budget.total_tokens - reserve)
+    )
+    chunks = list(condensed.chunks)
+    if repository is not None:
+        from agentrt.claude.repo_context import RepoContext
+
+        try:
+            outcome.repo = _repository_part(
+                repository, project, root, env, transcript, task, budget, condensed, settings
+            )
+        except Exception as exc:  # an optional part never costs the subagent its transcript
+            outcome.repo = RepoContext(
+                message=f"repository context skipped: {type(exc).__name__}: {exc}"
+            )
+        if outcome.repo.message:
+            outcome.messages.append(outcome.repo.message)
+        if outcome.repo.text:
+            chunks.append(outcome.repo.text)
+        elif reserve:  # nothing to add: the transcript may have the whole budget
+            condensed = condense(transcript, task, budget)
+            chunks = list(condensed.chunks)
 
     folder.mkdir(parents=True, exist_ok=True)
     if not _inside(folder, root):
         raise RuntimeError(f"output folder {folder} resolves outside {root}; nothing written")
     _clear_chunks(folder, root, outcome, remove_folder=False)
-    for number, chunk in enumerate(condensed.chunks, 1):
+    for number, chunk in enumerate(chunks, 1):
         target = folder / f"current_transcript_{number:03d}.txt"
         target.write_text(chunk, encoding="utf-8", newline="\n")
         outcome.written.append(target)
     files = ", ".join(str(p) for p in outcome.written)
+    what = f"the parent session's context ({condensed.total_tokens} tokens)"
+    if outcome.repo is not None and outcome.repo.text:
+        what += (
+            f" and repository context for its task ({outcome.repo.tokens} tokens, "
+            f"{outcome.repo.items} excerpts of {len(outcome.repo.files)} files)"
+        )
     outcome.stdout = json.dumps(
         {
             "hookSpecificOutput": {
                 "hookEventName": "PreToolUse",
                 "additionalContext": (
-                    f"agentrt wrote the parent session's context for this {task.subagent_type} "
-                    f"subagent ({condensed.total_tokens} tokens, {len(outcome.written)} "
-                    f"file(s)): {files}"
+                    f"agentrt wrote {what} for this {task.subagent_type} subagent, "
+                    f"{len(outcome.written)} file(s): {files}"
                 ),
             }
         }
     )
     return outcome
+
+
+def _transcript_cwd(transcript: Transcript) -> str | None:
+    return next(
+        (e.raw["cwd"] for e in transcript.entries if isinstance(e.raw.get("cwd"), str)), None
+    )
+
+
+def edited_in_project(
+    edited: Sequence[str], project: Path, transcript_cwd: str | None
+) -> list[str]:
+    """The edited files (paths as the transcript has them) as paths relative to ``project``,
+    most recently edited first; paths outside the project are left out."""
+    out: list[str] = []
+    bases = [str(project), str(project.resolve())]
+    if transcript_cwd:
+        bases.append(transcript_cwd)
+    for path in edited:
+        rel = path if not os.path.isabs(path) else None
+        for base in bases:
+            prefix = base.rstrip("/") + "/"
+            if rel is None and path.startswith(prefix):
+                rel = path[len(prefix) :]
+        if rel and not rel.startswith("../") and rel not in out:
+            out.append(rel)
+    return out
+
+
+def _repository_part(
+    repository: Path,
+    project: Path,
+    output: Path,
+    env: Mapping[str, str],
+    transcript: Transcript,
+    task: SubagentTask,
+    budget: Budget,
+    condensed: Condensed,
+    settings: RepoSettings,
+) -> RepoContext:
+    """The repository part within what the condensed transcript leaves (one file at most)."""
+    from agentrt.claude.repo_context import repository_context, store_directory
+
+    room = min(budget.total_tokens - condensed.total_tokens, budget.chunk_tokens)
+    prefer = edited_in_project(condensed.edited_files, repository, _transcript_cwd(transcript))
+    # The hook's own output (other subagents' context files) is not repository content.
+    exclude: list[str] = []
+    with contextlib.suppress(OSError, ValueError):
+        exclude.append("/" + output.resolve().relative_to(repository).as_posix() + "/")
+    return repository_context(
+        repository,
+        task.query,
+        room,
+        prefer=prefer,
+        exclude=exclude,
+        store_dir=store_directory(project, env),
+        seconds=settings.seconds,
+        encoding=budget.encoding,
+        env=env,
+    )
 
 
 def run_hook(
@@ -237,6 +348,7 @@ def run_hook(
     total_tokens: int | None = None,
     chunk_tokens: int | None = None,
     env: Mapping[str, str] | None = None,
+    repo_settings: RepoSettings | None = None,
 ) -> HookOutcome:
     """Decode the event and handle it; never raises and never blocks (exit code 0)."""
     try:
@@ -247,7 +359,12 @@ def run_hook(
         return HookOutcome(messages=["stdin is JSON but not an object; nothing done"])
     try:
         return handle_event(
-            payload, output=output, total_tokens=total_tokens, chunk_tokens=chunk_tokens, env=env
+            payload,
+            output=output,
+            total_tokens=total_tokens,
+            chunk_tokens=chunk_tokens,
+            env=env,
+            repo_settings=repo_settings,
         )
     except Exception as exc:  # a hook must never break Claude Code's tool call
         return HookOutcome(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,12 +19,19 @@ from agentrt.claude.hook import CHUNK_ENV, OUTPUT_ENV, TOTAL_ENV, run_hook
 if TYPE_CHECKING:
     import typer
 
+    from agentrt.claude.repo_context import RepoSettings
+
     app: typer.Typer  # built on first access, see __getattr__
 
 __all__ = ["app", "main"]
 
 
-def _serve_stdin(output: str | None, total_tokens: int | None, chunk_tokens: int | None) -> int:
+def _serve_stdin(
+    output: str | None,
+    total_tokens: int | None,
+    chunk_tokens: int | None,
+    repo_settings: RepoSettings | None = None,
+) -> int:
     """Read one event from stdin, handle it, write stdout/stderr; return the exit code."""
     if sys.stdin is None or sys.stdin.isatty():
         sys.stderr.write(
@@ -32,7 +40,13 @@ def _serve_stdin(output: str | None, total_tokens: int | None, chunk_tokens: int
         )
         return 0
     data = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    outcome = run_hook(data, output=output, total_tokens=total_tokens, chunk_tokens=chunk_tokens)
+    outcome = run_hook(
+        data,
+        output=output,
+        total_tokens=total_tokens,
+        chunk_tokens=chunk_tokens,
+        repo_settings=repo_settings,
+    )
     if outcome.stdout:
         sys.stdout.write(outcome.stdout + "\n")
     for message in outcome.messages:
@@ -58,6 +72,7 @@ def _build_app() -> typer.Typer:
     import typer
 
     from agentrt.claude.install import HOOK_COMMAND, InstallError, install_hooks
+    from agentrt.claude.repo_context import RepoSettings
     from agentrt.cli.output import ExitCode, fail, print_json
 
     app = typer.Typer(name="hook", invoke_without_command=True, add_completion=False, help=_HELP)
@@ -81,11 +96,49 @@ def _build_app() -> typer.Typer:
             int | None,
             typer.Option("--chunk-tokens", envvar=CHUNK_ENV, min=100, help="Token limit per file."),
         ] = None,
+        repo_context: Annotated[
+            bool | None,
+            typer.Option(
+                "--repo-context/--no-repo-context",
+                help="Add repository context for the subagent's task (default on; "
+                "AGENTRT_HOOK_REPO_CONTEXT).",
+                show_default=False,
+            ),
+        ] = None,
+        repo_share: Annotated[
+            float | None,
+            typer.Option(
+                "--repo-share",
+                min=0.0,
+                max=0.9,
+                help="Share of the budget kept for repository context (default 0.3; "
+                "AGENTRT_HOOK_REPO_SHARE).",
+            ),
+        ] = None,
+        repo_seconds: Annotated[
+            float | None,
+            typer.Option(
+                "--repo-seconds",
+                min=0.0,
+                help="Time limit in seconds of the repository selection (default 5; "
+                "AGENTRT_HOOK_REPO_SECONDS).",
+            ),
+        ] = None,
     ) -> None:
         """Handle one Claude Code hook event read from stdin (exit code 0, whatever happens)."""
         if ctx.invoked_subcommand is not None:
             return
-        raise typer.Exit(_serve_stdin(output, total_tokens, chunk_tokens))
+        settings = None
+        if (repo_context, repo_share, repo_seconds) != (None, None, None):
+            messages: list[str] = []
+            settings = RepoSettings.from_env(os.environ, messages)
+            settings = RepoSettings(
+                enabled=settings.enabled if repo_context is None else repo_context,
+                share=settings.share if repo_share is None else repo_share,
+                seconds=settings.seconds if repo_seconds is None else repo_seconds,
+            )
+            settings = replace(settings, enabled=settings.enabled and settings.share > 0)
+        raise typer.Exit(_serve_stdin(output, total_tokens, chunk_tokens, settings))
 
     @app.command()
     def install(

@@ -159,6 +159,49 @@ def test_threshold_filters(repo: Path, store: ContextStore) -> None:
     assert len(strict.items) < len(everything.items)
 
 
+def test_preferred_files_are_packed_first(repo: Path, store: ContextStore) -> None:
+    query = "Invoice.apply_discount for a Customer: the discount percent"
+    plain = select(repo, query, 120, store=store)
+    assert [i.path for i in plain.items] == ["shop/billing.py"]  # the budget fits one file
+    assert plain.stats["preferred"] == []
+
+    preferred = select(repo, query, 120, store=store, prefer=["shop/models.py"])
+    assert preferred.items[0].path == "shop/models.py"
+    assert "class Customer:" in preferred.text
+    assert preferred.stats["preferred"] == ["shop/models.py"]
+    for budget in (60, 120, 200, 400):
+        chosen = select(repo, query, budget, store=store, prefer=["shop/models.py"])
+        assert chosen.tokens <= budget
+        assert count_tokens(chosen.to_markdown()) <= budget
+        assert count_tokens(chosen.text) <= budget
+    # With room for everything relevant, the preferred file comes first and nothing is lost.
+    roomy = select(repo, query, 2000, store=store)
+    roomy_first = select(repo, query, 2000, store=store, prefer=["shop/models.py"])
+    assert roomy.items[0].path == "shop/billing.py"
+    assert roomy_first.items[0].path == "shop/models.py"
+    assert sorted(i.text for i in roomy_first.items) == sorted(i.text for i in roomy.items)
+
+
+def test_preferred_paths_may_be_absolute_and_are_kept_inside_the_repository(
+    repo: Path, store: ContextStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.py"
+    outside.write_text("class Customer:\n    pass\n")
+    query = "Invoice.apply_discount for a Customer: the discount percent"
+    selection = select(
+        repo,
+        query,
+        120,
+        store=store,
+        prefer=[str(repo / "shop" / "models.py"), str(outside), "../outside.py", "nowhere.py"],
+    )
+    assert selection.stats["preferred"] == ["shop/models.py"]
+    assert selection.items[0].path == "shop/models.py"
+    # A preferred file the query has nothing to do with is not delivered for being preferred.
+    unrelated = select(repo, query, 2000, store=store, prefer=["shop/util_3.py"])
+    assert "shop/util_3.py" not in {i.path for i in unrelated.items}
+
+
 def test_bad_input(repo: Path, store: ContextStore) -> None:
     with pytest.raises(ValueError, match="budget"):
         select(repo, "x", 0, store=store)
