@@ -91,6 +91,12 @@ SCORE_CHANGED_SKELETON = 0.5
 SCORE_TEST_FILE = 0.5
 SCORE_IMPORTER = 0.4
 SCORE_CALLEE = 0.38
+SCORE_MAYBE_CALLEE = 0.3
+SCORE_OVERRIDE = 0.7
+#: What is left of the budget goes to the code most related to the change by content (the
+#: ranking of :func:`agentrt.context.select.select`, the changed lines as the query), its
+#: scores scaled by this: below every structural neighbour.
+SCORE_RELATED = 0.3
 
 #: Lines of context around each hunk; hunks are cut into pieces of at most HUNK_PIECE_LINES
 #: lines (the packer merges them again), so a budget smaller than a big hunk still gets
@@ -105,6 +111,12 @@ CALL_WINDOW = 8
 MAX_CALLER_SITES = 300
 MAX_IMPORTERS = 40
 MAX_CALLEES = 40
+#: An attribute call whose name this many definitions or fewer have offers all of them.
+MAX_MAYBE_CALLEES = 4
+#: Subclasses followed (transitively, by base class name) to find overrides of a method.
+MAX_SUBCLASSES = 30
+#: Characters of the change (names, then changed lines) used as the query for related code.
+MAX_RELATED_QUERY = 20_000
 #: A why lists at most this many reasons (then "+N more").
 MAX_REASONS = 3
 
@@ -115,6 +127,13 @@ _TEST_PATH = re.compile(
 _DEF_LINE = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)")
 _CALL = re.compile(r"(?:([A-Za-z_][\w.]*)\.)?([A-Za-z_]\w*)\s*\(")
 _DEF_KINDS = ("function", "method", "class")
+#: Attribute names of built-in types (``append``, ``get``, ``items``): a call
+#: ``x.append(...)`` is far more likely a list's than the one repository method of that name.
+_BUILTIN_ATTRS = frozenset(
+    name
+    for kind in (object, list, dict, set, frozenset, tuple, str, bytes, int, float)
+    for name in dir(kind)
+)
 #: Hunks of code files are packed before hunks of these (documentation, data, settings).
 _PROSE_SUFFIXES = frozenset(
     {".md", ".rst", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".csv", ""}
@@ -707,6 +726,7 @@ def select_impact(
     encoding: str | None = None,
     store: ContextStore | None = None,
     include: Sequence[str] | None = None,
+    related: bool = True,
 ) -> ImpactSelection:
     """Select what a reviewer of a change in ``repo`` must see, within ``budget`` tokens.
 
@@ -721,6 +741,8 @@ def select_impact(
         store: cache for indexes and references (default: the store under
             ``$AGENTRT_HOME``).
         include: gitignore-style patterns restricting which files are considered.
+        related: fill what the change's structural neighbours leave of the budget with the
+            code most related to it by content (``related by content``).
 
     Raises:
         ValueError: ``budget`` is not positive, or not exactly one of ``since``/``diff``.
@@ -758,7 +780,7 @@ def select_impact(
     files = {f.path: f for f in scan.files}
     graph = _Graph(index, files, store)
     candidates = _Candidates()
-    counts = _collect(graph, changes, candidates)
+    counts = _collect(graph, changes, candidates, related)
     views = _views(index, candidates.paths(), files, counter, store)
     packed = _pack(views, candidates, budget, counter)
     items = [
@@ -810,7 +832,9 @@ def _pack(
 # --------------------------------------------------------------------------- candidates
 
 
-def _collect(graph: _Graph, changes: list[FileChange], out: _Candidates) -> dict[str, int]:
+def _collect(
+    graph: _Graph, changes: list[FileChange], out: _Candidates, related: bool
+) -> dict[str, int]:
     targets: list[_Target] = []
     changed_units: set[int] = set()
     changed_files: list[int] = []
@@ -834,16 +858,20 @@ def _collect(graph: _Graph, changes: list[FileChange], out: _Candidates) -> dict
                     kind = "attr_call" if receiver else "call"
                     call_names.append((f, Ref(name, 0, kind, receiver)))  # type: ignore[arg-type]
     sites = _callers(graph, targets, changed_units, out)
+    overrides = _overrides(graph, targets, out)
     tests = _tests(graph, changed_files, targets, out)
     importers = _importers(graph, changed_files, targets, out)
     callees = _callees(graph, call_names, changed_units, out)
+    related_count = _related(graph, changes, out) if related and changes else 0
     return {
         "changed_files": len(changes),
         "changed_units": len(changed_units),
         "caller_sites": sites,
+        "overrides": overrides,
         "test_files": tests,
         "importers": importers,
         "callees": callees,
+        "related": related_count,
     }
 
 
@@ -994,6 +1022,8 @@ def _match(
                 return found, False
     # By name: the attribute's name is defined exactly once in the repository.
     found = []
+    if ref.name in _BUILTIN_ATTRS:
+        return found, True
     for t in wanted:
         if t.kind == "name":
             continue
@@ -1190,28 +1220,103 @@ def _importers(
     return len(chosen)
 
 
+def _overrides(graph: _Graph, targets: list[_Target], out: _Candidates) -> int:
+    """Overrides of the changed methods in subclasses (found by base-class name, through
+    up to MAX_SUBCLASSES subclasses); their count."""
+    methods = [t for t in targets if t.kind == "method" and t.owner and "." not in t.owner]
+    if not methods:
+        return 0
+    index = graph.index
+    descendants: dict[str, list[tuple[int, str]]] = {}
+    for owner in {t.owner for t in methods}:
+        found: list[tuple[int, str]] = []
+        queue, seen = [owner], {owner}
+        while queue and len(found) < MAX_SUBCLASSES:
+            base = queue.pop(0)
+            for g, name in _subclasses(graph, base):
+                if name not in seen:
+                    seen.add(name)
+                    found.append((g, name))
+                    queue.append(name)
+        descendants[owner] = found
+    count = 0
+    for t in methods:
+        for g, name in descendants[t.owner]:
+            k = graph.def_in(g, f"{name}.{t.short}")
+            if k is None:
+                continue
+            count += 1
+            for start, end in _site_spans(graph, g, k, []):
+                out.add(index.paths[g], "span", SCORE_OVERRIDE, ("override of", t.name),
+                        start, end)  # fmt: skip
+    return count
+
+
+def _subclasses(graph: _Graph, base: str) -> list[tuple[int, str]]:
+    """Top-level classes that name ``base`` in their header (``class D(base):``)."""
+    out: list[tuple[int, str]] = []
+    for g in sorted(files_mentioning(graph.index, [base]) or ()):
+        refs = graph.refs(g)
+        if refs is None:
+            continue
+        lines = {r.line for r in refs.refs if r.name == base and r.kind in ("name", "attr")}
+        if not lines:
+            continue
+        for unit in graph.units(g):
+            if unit.kind == "class" and "." not in unit.name:
+                start, end = _header(graph.index, g, unit)
+                if any(start <= x <= end for x in lines):
+                    out.append((g, unit.name))
+    return out
+
+
+def _related(graph: _Graph, changes: list[FileChange], out: _Candidates) -> int:
+    """The code most related to the change by content, at scaled-down scores."""
+    from agentrt.context.relevance import rank
+    from agentrt.context.select import DEFAULT_THRESHOLD, _candidates
+
+    title = " ".join([c.path for c in changes] + [u for c in changes for u in c.units])
+    body = "\n".join(line for c in changes for line in (*c.removed, *c.added))
+    query = f"{title}\n{body}"[:MAX_RELATED_QUERY]
+    ranking = rank(graph.index, query)
+    candidates = _candidates(
+        graph.index, ranking.file_scores, ranking.unit_scores, ranking.overview, DEFAULT_THRESHOLD
+    )
+    for c in candidates:
+        out.add(c.path, c.kind, c.score * SCORE_RELATED, ("related", "by content"),
+                c.start_line, c.end_line)  # fmt: skip
+    return len(candidates)
+
+
 def _callees(
     graph: _Graph, calls: list[tuple[int, Ref]], changed_units: set[int], out: _Candidates
 ) -> int:
-    """Signatures of the definitions the changed lines call."""
+    """Signatures of the definitions the changed lines call (``callee:``), and of the few
+    definitions an attribute call may reach when its name has several (``may call``)."""
     index = graph.index
     seen: set[int] = set()
     for f, ref in calls:
         if len(seen) >= MAX_CALLEES:
             break
-        k = _definition(graph, f, ref)
-        if k is None or k in changed_units or k in seen:
-            continue
-        seen.add(k)
-        g = int(index.unit_file[k])
-        unit = graph.unit(k)
-        start, end = _header(index, g, unit)
-        out.add(index.paths[g], "span", SCORE_CALLEE, ("callee:", unit.name), start, end)
+        found, certain = _definition(graph, f, ref)
+        for k in found:
+            if k in changed_units or k in seen:
+                continue
+            seen.add(k)
+            g = int(index.unit_file[k])
+            unit = graph.unit(k)
+            start, end = _header(index, g, unit)
+            if certain:
+                out.add(index.paths[g], "span", SCORE_CALLEE, ("callee:", unit.name), start, end)
+            else:
+                out.add(index.paths[g], "span", SCORE_MAYBE_CALLEE, ("may call", unit.name),
+                        start, end)  # fmt: skip
     return len(seen)
 
 
-def _definition(graph: _Graph, f: int, ref: Ref) -> int | None:
-    """The unit a call in file ``f`` calls, when it can be told; a class's ``__init__``."""
+def _definition(graph: _Graph, f: int, ref: Ref) -> tuple[list[int], bool]:
+    """The units a call in file ``f`` calls (a class's ``__init__`` for a class), and whether
+    that is certain; an attribute call whose name has a few definitions may call any."""
     refs = graph.refs(f)
     bindings = refs.bindings if refs is not None else {}
     k: int | None = None
@@ -1225,33 +1330,43 @@ def _definition(graph: _Graph, f: int, ref: Ref) -> int | None:
                 k = _unique(graph, binding.name, top_level=True)
         elif binding is None:
             k = graph.def_in(f, ref.name)
-    else:
-        head, _, rest = ref.receiver.partition(".")
-        if head in ("self", "cls") and not rest and ref.line:
-            enclosing = graph.enclosing(f, ref.line)
-            if enclosing is not None and "." in graph.unit(enclosing).name:
-                owner = graph.unit(enclosing).name.rsplit(".", 1)[0]
-                k = graph.def_in(f, f"{owner}.{ref.name}")
-        elif head in bindings:
-            binding = bindings[head]
-            module = binding.module if binding.name is None else f"{binding.module}.{binding.name}"
-            module = f"{module}.{rest}" if rest else module
-            source = graph.module_file(module, f, exact=True)
+        return ([_init(graph, k)] if k is not None else []), True
+    head, _, rest = ref.receiver.partition(".")
+    if head in ("self", "cls") and not rest and ref.line:
+        enclosing = graph.enclosing(f, ref.line)
+        if enclosing is not None and "." in graph.unit(enclosing).name:
+            owner = graph.unit(enclosing).name.rsplit(".", 1)[0]
+            k = graph.def_in(f, f"{owner}.{ref.name}")
+    elif head in bindings:
+        binding = bindings[head]
+        module = binding.module if binding.name is None else f"{binding.module}.{binding.name}"
+        module = f"{module}.{rest}" if rest else module
+        source = graph.module_file(module, f, exact=True)
+        if source is not None:
+            k = graph.def_in(source, ref.name)
+        elif binding.name is not None and not rest:
+            source = graph.module_file(binding.module, f, exact=False)
             if source is not None:
-                k = graph.def_in(source, ref.name)
-            elif binding.name is not None and not rest:
-                source = graph.module_file(binding.module, f, exact=False)
-                if source is not None:
-                    k = graph.def_in(source, f"{binding.name}.{ref.name}")
-        elif not rest and head:
-            k = graph.def_in(f, f"{head}.{ref.name}")
-        if k is None:
-            k = _unique(graph, ref.name, top_level=False)
-    if k is not None and graph.unit(k).kind == "class":
-        g = int(graph.index.unit_file[k])
-        init = graph.def_in(g, f"{graph.unit(k).name}.__init__")
-        k = init if init is not None else k
-    return k
+                k = graph.def_in(source, f"{binding.name}.{ref.name}")
+    elif not rest and head:
+        k = graph.def_in(f, f"{head}.{ref.name}")
+    if k is not None:
+        return [_init(graph, k)], True
+    if ref.name in _BUILTIN_ATTRS:
+        return [], False
+    defs = sorted(graph.defs_named(ref.name))
+    if len(defs) == 1:
+        return [_init(graph, defs[0])], True
+    return (defs if len(defs) <= MAX_MAYBE_CALLEES else []), False
+
+
+def _init(graph: _Graph, k: int) -> int:
+    """A class's ``__init__`` (what a call of the class runs), else ``k``."""
+    if graph.unit(k).kind != "class":
+        return k
+    g = int(graph.index.unit_file[k])
+    init = graph.def_in(g, f"{graph.unit(k).name}.__init__")
+    return init if init is not None else k
 
 
 def _unique(graph: _Graph, name: str, *, top_level: bool) -> int | None:

@@ -194,7 +194,7 @@ def _delivered(selection: ImpactSelection, path: str) -> str:
 
 def test_callers_of_a_changed_function(repo: Path, store: ContextStore) -> None:
     _change_parse_header(repo)
-    selection = select_impact(repo, 6000, since="HEAD", store=store)
+    selection = select_impact(repo, 6000, since="HEAD", store=store, related=False)
     whys = _whys(selection)
     assert selection.changes[0].path == "pkg/utils.py"
     assert selection.changes[0].units == ["parse_header"]
@@ -214,11 +214,41 @@ def test_callers_of_a_changed_function(repo: Path, store: ContextStore) -> None:
     assert not any("caller" in w for w in whys.get("pkg/legacy.py", []))
     assert any("importer of utils.py" in w for w in whys["pkg/other.py"])
     assert not any("caller" in w for w in whys["pkg/other.py"])
-    # Not related at all.
+    # Not related at all (and nothing "related by content": related=False).
     assert "pkg/service.py" not in whys and "pkg/runner.py" not in whys
+    assert not any("related" in w for ws in whys.values() for w in ws)
     # The callee whose signature the changed line relies on.
     assert any("callee: Header.__init__" in w for w in whys["pkg/utils.py"])
     assert selection.stats["caller_sites"] >= 3
+
+
+def test_overrides_of_a_changed_method_in_subclasses(repo: Path, store: ContextStore) -> None:
+    (repo / "pkg" / "fancy.py").write_text(
+        "from pkg.service import Parser\n\n\n"
+        "class FancyParser(Parser):\n    def parse_line(self, line):\n        return line\n\n\n"
+        "class FancierParser(FancyParser):\n    def parse_line(self, line):\n"
+        "        return line.upper()\n\n\n"
+        "class Unrelated:\n    def parse_line(self, line):\n        return None\n"
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "subclasses")
+    _edit(repo, "pkg/service.py", "return line.strip()", "return line.strip().lower()")
+    selection = select_impact(repo, 6000, since="HEAD", store=store, related=False)
+    fancy = _delivered(selection, "pkg/fancy.py")
+    whys = _whys(selection)["pkg/fancy.py"]
+    assert any("override of Parser.parse_line" in w for w in whys), whys
+    assert "return line.upper()" in fancy  # a subclass of a subclass
+    assert "return None" not in fancy
+
+
+def test_what_is_left_goes_to_related_code(repo: Path, store: ContextStore) -> None:
+    _edit(repo, "pkg/service.py", "return line.strip()", "return line.strip().lower()")
+    graph_only = select_impact(repo, 6000, since="HEAD", store=store, related=False)
+    filled = select_impact(repo, 6000, since="HEAD", store=store)
+    assert filled.tokens > graph_only.tokens
+    related = [i for i in filled.items if "related by content" in i.why]
+    assert related
+    assert count_tokens(filled.to_markdown()) <= 6000
 
 
 def test_tests_by_import_and_by_name(repo: Path, store: ContextStore) -> None:
@@ -237,7 +267,7 @@ def test_tests_by_import_and_by_name(repo: Path, store: ContextStore) -> None:
 def test_method_call_through_an_attribute_resolved_by_name(repo: Path, store: ContextStore) -> None:
     _edit(repo, "pkg/service.py", "return line.strip()", "return line.strip().lower()")
     _edit(repo, "pkg/service.py", 'return "parser"', 'return "Parser"')
-    selection = select_impact(repo, 6000, since="HEAD", store=store)
+    selection = select_impact(repo, 6000, since="HEAD", store=store, related=False)
     whys = _whys(selection)
     assert sorted(selection.changes[0].units) == ["Parser.parse_line", "Parser.render"]
     # parser.parse_line(...): one definition has that name, so the call is resolved.
