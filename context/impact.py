@@ -88,7 +88,8 @@ SCORE_CALLER_BY_NAME = 0.65
 SCORE_USER = 0.6
 SCORE_USER_BY_NAME = 0.5
 SCORE_CHANGED_SKELETON = 0.5
-SCORE_TEST_FILE = 0.5
+SCORE_NAMED_TEST = 0.55
+SCORE_TEST_FILE = 0.45
 SCORE_IMPORTER = 0.4
 SCORE_CALLEE = 0.38
 SCORE_MAYBE_CALLEE = 0.3
@@ -110,6 +111,7 @@ CALL_WINDOW = 8
 #: At most this many caller/test sites, importers and callees become candidates.
 MAX_CALLER_SITES = 300
 MAX_IMPORTERS = 40
+MAX_TEST_FILES = 20
 MAX_CALLEES = 40
 #: An attribute call whose name this many definitions or fewer have offers all of them.
 MAX_MAYBE_CALLEES = 4
@@ -218,6 +220,7 @@ def diff_since(repo: str | Path, since: str) -> tuple[str, list[str]]:
     commit = verified.stdout.decode().strip()
     diff = run_git(
         root,
+        "-c", "core.quotepath=false",
         "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--relative", "-M",
         commit, "--",
     )  # fmt: skip
@@ -632,13 +635,13 @@ class _Candidates:
     """Candidates with their reasons; the same lines offered twice keep the best score."""
 
     def __init__(self) -> None:
-        self._first: list[tuple[tuple[int, int, int], Candidate]] = []
+        self._first: list[tuple[tuple[int, ...], Candidate]] = []
         self.rest: dict[tuple[str, str, int, int], Candidate] = {}
         self.reasons: dict[tuple[str, str, int, int], dict[Reason, float]] = {}
 
     def add(
         self, path: str, kind: str, score: float, why: Reason, start: int = 1, end: int = 0,
-        *, first: tuple[int, int, int] | None = None,
+        *, first: tuple[int, ...] | None = None,
     ) -> None:  # fmt: skip
         """Offer lines ``start..end`` of ``path`` as ``kind``; ``first``: a hunk, taken
         before everything else in the order of this key."""
@@ -1134,34 +1137,54 @@ def _site_spans(graph: _Graph, g: int, k: int | None, lines: list[int]) -> list[
 def _tests(
     graph: _Graph, changed_files: list[int], targets: list[_Target], out: _Candidates
 ) -> int:
-    """Test files of the changed modules: importers that are tests, and files named after
-    them; their test functions that use a changed name are offered as spans."""
+    """Test files of the changed modules: files named after them (``test_<module>.py``)
+    first, then test files that import them; test functions of the former that use a
+    changed name are offered as spans."""
     index = graph.index
-    found: dict[int, Reason] = {}
     shorts = {t.short for t in targets}
+    mentioning = files_mentioning(index, shorts) if shorts else set()
+    found: set[int] = set()
     for f in changed_files:
         path = index.paths[f]
         if is_test_path(path):
             continue
         label = ("test of", _display(path))
-        for g in graph.importers(f):
-            if is_test_path(index.paths[g]) and g not in changed_files:
-                found.setdefault(g, label)
         for g in _named_tests(index, path):
-            if g not in changed_files:
-                found.setdefault(g, label)
-                refs = graph.refs(g)
-                if refs is None:
-                    continue
-                for ref in refs.refs:
-                    if ref.name in shorts:
-                        k = graph.enclosing(g, ref.line)
-                        for start, end in _site_spans(graph, g, k, [ref.line]):
-                            out.add(index.paths[g], "span", SCORE_CALLER_BY_NAME,
-                                    ("test of", ref.name), start, end)  # fmt: skip
-    for g, label in found.items():
-        out.add(index.paths[g], "skeleton", SCORE_TEST_FILE, label)
+            if g in changed_files or g in found:
+                continue
+            found.add(g)
+            out.add(index.paths[g], "skeleton", SCORE_NAMED_TEST, label)
+            refs = graph.refs(g)
+            for ref in refs.refs if refs is not None else []:
+                if ref.name in shorts:
+                    k = graph.enclosing(g, ref.line)
+                    for start, end in _site_spans(graph, g, k, [ref.line]):
+                        out.add(index.paths[g], "span", SCORE_CALLER_BY_NAME,
+                                ("test of", ref.name), start, end)  # fmt: skip
+        importing = [
+            g
+            for g in graph.importers(f)
+            if is_test_path(index.paths[g]) and g not in changed_files and g not in found
+        ]
+        for g in sorted(importing, key=lambda g: _closeness(index, f, g, mentioning))[
+            :MAX_TEST_FILES
+        ]:
+            found.add(g)
+            out.add(index.paths[g], "skeleton", SCORE_TEST_FILE, label)
     return len(found)
+
+
+def _closeness(
+    index: RepoIndex, f: int, g: int, mentioning: set[int] | None
+) -> tuple[int, int, str]:
+    """Sort key of a neighbour ``g`` of file ``f``: files that mention a changed name
+    first, then those sharing more of ``f``'s directories, then by path."""
+    parts, other = index.paths[f].split("/"), index.paths[g].split("/")
+    n = 0
+    while n < min(len(parts), len(other)) and parts[n] == other[n]:
+        n += 1
+    uses = mentioning is None or g in mentioning
+    return (0 if uses else 1, -n, index.paths[g])
 
 
 def _named_tests(index: RepoIndex, path: str) -> list[int]:
@@ -1194,30 +1217,22 @@ def _named_tests(index: RepoIndex, path: str) -> list[int]:
 def _importers(
     graph: _Graph, changed_files: list[int], targets: list[_Target], out: _Candidates
 ) -> int:
+    """Skeletons of the files that import a changed module (tests are :func:`_tests`')."""
     index = graph.index
     mentioning = files_mentioning(index, {t.short for t in targets}) if targets else set()
-    chosen: list[tuple[int, int]] = []
+    count = 0
     for f in changed_files:
-        importers = [g for g in graph.importers(f) if g not in changed_files]
-        parts = index.paths[f].split("/")
-
-        def closeness(g: int, parts: list[str] = parts) -> tuple[int, int, str]:
-            other = index.paths[g].split("/")
-            n = 0
-            while n < min(len(parts), len(other)) and parts[n] == other[n]:
-                n += 1
-            uses = mentioning is None or g in mentioning
-            return (0 if uses else 1, -n, index.paths[g])
-
-        for g in sorted(importers, key=closeness)[:MAX_IMPORTERS]:
-            chosen.append((g, f))
-    for g, f in chosen:
-        path = index.paths[g]
-        if is_test_path(path):
-            out.add(path, "skeleton", SCORE_TEST_FILE, ("test of", _display(index.paths[f])))
-        else:
-            out.add(path, "skeleton", SCORE_IMPORTER, ("importer of", _display(index.paths[f])))
-    return len(chosen)
+        importers = [
+            g
+            for g in graph.importers(f)
+            if g not in changed_files and not is_test_path(index.paths[g])
+        ]
+        chosen = sorted(importers, key=lambda g: _closeness(index, f, g, mentioning))
+        for g in chosen[:MAX_IMPORTERS]:
+            out.add(index.paths[g], "skeleton", SCORE_IMPORTER,
+                    ("importer of", _display(index.paths[f])))  # fmt: skip
+            count += 1
+    return count
 
 
 def _overrides(graph: _Graph, targets: list[_Target], out: _Candidates) -> int:
