@@ -8,6 +8,7 @@ import sys
 BENCHES = [
     ["bench.orchestration"],
     ["bench.context_selection"],
+    ["bench.impact"],
     ["bench.transcripts"],
     ["bench.pipelines"],
     ["bench.ingest"],
