@@ -247,10 +247,15 @@ def _strip_path(raw: str) -> list[str]:
     """Repository paths a diff's file name may stand for: as given, then without its first
     component (``a/x.py``, ``b/x.py`` or any other prefix, as ``patch -p1`` reads it)."""
     raw = raw.strip().split("\t", 1)[0]
-    out = [raw] if raw else []
-    if "/" in raw:
-        out.append(raw.split("/", 1)[1])
-    return out
+    if len(raw) > 1 and raw[0] == raw[-1] == '"':  # git quotes unusual names
+        raw = raw[1:-1]
+    if not raw:
+        return []
+    if "/" not in raw:
+        return [raw]
+    stripped = raw.split("/", 1)[1]
+    # git's a/ and b/ prefixes: the stripped name is the likelier one.
+    return [stripped, raw] if raw.startswith(("a/", "b/")) else [raw, stripped]
 
 
 def _lines_of(text: str) -> list[str]:
@@ -381,12 +386,12 @@ def _locate_file(root: Path, patched: PatchedFile, applied: bool | None) -> File
         else "deleted"
         if removed_file
         else "renamed"
-        if patched.is_rename or (old_names and new_names and old_names[-1] != new_names[-1])
+        if old_names and new_names and set(old_names).isdisjoint(new_names)
         else "modified"
     )
     added = [line.value.rstrip("\n") for hunk in patched for line in hunk if line.is_added]
     removed = [line.value.rstrip("\n") for hunk in patched for line in hunk if line.is_removed]
-    display = (new_names or old_names or [target or source])[-1]
+    display = (new_names or old_names or [target or source])[0]
     sides = [True, False] if applied is None else [applied]
     for new_side in sides:
         names = new_names if new_side else old_names
@@ -404,7 +409,7 @@ def _locate_file(root: Path, patched: PatchedFile, applied: bool | None) -> File
             lines.pop()
         changed = _hunk_lines(patched, lines, new_side)
         if changed is not None:
-            old = old_names[-1] if status == "renamed" and old_names else None
+            old = old_names[0] if status == "renamed" and old_names else None
             return FileChange(path, status, _ranges(changed), added, removed, new_side, old)
     # Not in the tree on either side: fine for a file the change adds (the tree is before
     # it) or deletes (the tree is after it); anything else does not belong to this tree.

@@ -444,6 +444,22 @@ def test_not_a_git_repository(tmp_path: Path, store: ContextStore) -> None:
     assert selection.changes[0].applied is False and selection.items[0].path == "a.py"
 
 
+@pytest.mark.parametrize("prefix", [("a/", "b/"), ("", ""), ("old/", "new/")])
+def test_diff_file_names_with_and_without_prefixes(
+    repo: Path, store: ContextStore, prefix: tuple[str, str]
+) -> None:
+    diff = (
+        f"--- {prefix[0]}pkg/client.py\n+++ {prefix[1]}pkg/client.py\n@@ -8,2 +8,2 @@\n"
+        " def count(lines):\n-    return len(lines)\n+    return len(list(lines))\n"
+    )
+    selection = select_impact(repo, 2000, diff=diff, store=store, related=False)
+    assert [c.to_json() for c in selection.changes] == [
+        {"path": "pkg/client.py", "status": "modified", "lines": [[9, 9]], "applied": False,
+         "units": ["count"]}
+    ]  # fmt: skip
+    assert any("test of count" in i.why for i in selection.items)
+
+
 def test_the_public_api_exports_it() -> None:
     import agentrt
     import agentrt.context
