@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -456,6 +457,14 @@ class _Target:
         return self.name.rsplit(".", 1)[0] if "." in self.name else ""
 
 
+# References and class bases of recently seen file versions (by suffix and content hash), so
+# repeated selections in one process (a service, a benchmark) skip the store round trips.
+_REFS_MEMORY: OrderedDict[str, FileReferences | None] = OrderedDict()
+_REFS_MEMORY_SIZE = 2000
+_BASES_MEMORY: OrderedDict[str, dict[str, frozenset[str]]] = OrderedDict()
+_BASES_MEMORY_SIZE = 50_000
+
+
 class _Graph:
     """Per-file references and import edges of an index, computed on demand."""
 
@@ -476,25 +485,53 @@ class _Graph:
         return self.index.unit(k)[1]
 
     def refs(self, f: int) -> FileReferences | None:
+        """The references of file ``f``: from this run, recent runs, the store, or parsed."""
         if f in self._refs:
             return self._refs[f]
         path = self.index.paths[f]
-        key = self.store.make_key("impact-refs", REFS_VERSION, path.rsplit(".", 1)[-1],
-                                  self.index.hashes[f])  # fmt: skip
-        cached = self.store.get(key)
-        if isinstance(cached, FileReferences) or cached == "none":
-            refs = cached if isinstance(cached, FileReferences) else None
+        memory_key = f"{path.rsplit('.', 1)[-1]}:{self.index.hashes[f]}"
+        if memory_key in _REFS_MEMORY:
+            _REFS_MEMORY.move_to_end(memory_key)
+            refs = _REFS_MEMORY[memory_key]
         else:
-            source = self.files.get(path)
-            try:
-                text = source.read_text() if source is not None else ""
-            except OSError:
-                text = ""
-            refs = file_references(path, text)
-            self.parsed += 1
-            self.store.set(key, refs if refs is not None else "none")
+            key = self.store.make_key("impact-refs", REFS_VERSION, memory_key)
+            cached = self.store.get(key)
+            if isinstance(cached, FileReferences) or cached == "none":
+                refs = cached if isinstance(cached, FileReferences) else None
+            else:
+                source = self.files.get(path)
+                try:
+                    text = source.read_text() if source is not None else ""
+                except OSError:
+                    text = ""
+                refs = file_references(path, text)
+                self.parsed += 1
+                self.store.set(key, refs if refs is not None else "none")
+            _REFS_MEMORY[memory_key] = refs
+            while len(_REFS_MEMORY) > _REFS_MEMORY_SIZE:
+                _REFS_MEMORY.popitem(last=False)
         self._refs[f] = refs
         return refs
+
+    def class_bases(self, f: int) -> dict[str, frozenset[str]]:
+        """Top-level classes of file ``f`` -> the names their headers use (their bases)."""
+        key = f"{self.index.paths[f].rsplit('.', 1)[-1]}:{self.index.hashes[f]}"
+        found = _BASES_MEMORY.get(key)
+        if found is None:
+            found = {}
+            refs = self.refs(f)
+            for unit in self.units(f) if refs is not None else []:
+                if unit.kind == "class" and "." not in unit.name:
+                    start, end = _header(self.index, f, unit)
+                    found[unit.name] = frozenset(
+                        r.name
+                        for r in refs.refs  # type: ignore[union-attr]
+                        if start <= r.line <= end and r.kind in ("name", "attr")
+                    )
+            _BASES_MEMORY[key] = found
+            while len(_BASES_MEMORY) > _BASES_MEMORY_SIZE:
+                _BASES_MEMORY.popitem(last=False)
+        return found
 
     def imports(self, f: int) -> list[int]:
         if f not in self._imports:
@@ -1276,17 +1313,9 @@ def _subclasses(graph: _Graph, base: str) -> list[tuple[int, str]]:
     """Top-level classes that name ``base`` in their header (``class D(base):``)."""
     out: list[tuple[int, str]] = []
     for g in sorted(files_mentioning(graph.index, [base]) or ()):
-        refs = graph.refs(g)
-        if refs is None:
-            continue
-        lines = {r.line for r in refs.refs if r.name == base and r.kind in ("name", "attr")}
-        if not lines:
-            continue
-        for unit in graph.units(g):
-            if unit.kind == "class" and "." not in unit.name:
-                start, end = _header(graph.index, g, unit)
-                if any(start <= x <= end for x in lines):
-                    out.append((g, unit.name))
+        for name, bases in graph.class_bases(g).items():
+            if base in bases and name != base:
+                out.append((g, name))
     return out
 
 
