@@ -82,7 +82,10 @@ def build_change(issue: Issue, tree: Path) -> Change | None:
         path = tree_file(tree, gold)
         if path is None:
             continue
-        lines = path.read_text(errors="replace").split("\n")
+        text = path.read_text(errors="replace")
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()  # no line after the last line end
         edited: set[int] = set()
         inserted: set[int] = set()
         targets: list[list[str]] = []
@@ -289,6 +292,14 @@ def table(results: Results) -> str:
         for label, count in sorted(r.why_counts.items(), key=lambda item: -item[1])
     )
     lines += [
+        "",
+        "The change: the hunks of the first gold file found in the release tree, as a diff "
+        "whose old side is the tree. Other gold files: the fix's other files (SWE-bench keeps "
+        "test changes apart, so these are source files). Test module: a file named "
+        "`test_<module>.py` or `<module>_test.py` anywhere in the tree; impact finds such "
+        "files by that same convention, so for impact the column measures delivery within "
+        "the budget, for the baseline whether the query finds them. Baseline: `context "
+        "select` with the changed file's path and the hunks' lines as the query.",
         "",
         f"Impact latency: first change on a tree (index built, references parsed) median "
         f"{_median(r.first_latency)}; later changes median {_median(r.latency)}, max "

@@ -961,9 +961,9 @@ def _changed(
                 names = [name for name, s, e in assigned if s <= b and a <= e]
                 for name in names:
                     targets.setdefault(name, _Target(name, name, f, None, "name"))
-                for name in names or ["module code"]:
-                    out.add(path, "span", SCORE_ENCLOSING, ("changed:", name),
-                            unit.start_line, unit.end_line)  # fmt: skip
+                reasons = [("changed:", name) for name in names] or [("changed lines", f"{a}-{b}")]
+                for why in reasons:
+                    out.add(path, "span", SCORE_ENCLOSING, why, unit.start_line, unit.end_line)
             elif unit.kind == "window" and not structure.parsed:
                 out.add(path, "span", SCORE_ENCLOSING * 0.9, ("changed lines", f"{a}-{b}"),
                         unit.start_line, unit.end_line)  # fmt: skip
