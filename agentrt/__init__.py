@@ -52,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     # context selection
     "select": "agentrt.context.select",
     "Selection": "agentrt.context.select",
+    "select_impact": "agentrt.context.impact",
+    "ImpactSelection": "agentrt.context.impact",
     "SelectionItem": "agentrt.context.items",
     "count_tokens": "agentrt.context.tokens",
 }
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from agentrt.agents.diagnostics import ManifestError, Problem
     from agentrt.agents.manifest import AgentManifest, load_manifest
     from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
+    from agentrt.context.impact import ImpactSelection, select_impact
     from agentrt.context.items import SelectionItem
     from agentrt.context.select import Selection, select
     from agentrt.context.tokens import count_tokens

@@ -145,6 +145,8 @@ class Issue:
     #: (path, removed lines, context lines) of each hunk of the fix.
     hunks: list[tuple[str, list[str], list[str]]]
     language: str = "python"
+    #: Line of each hunk in the file the fix was made to (old side).
+    hunk_starts: list[int] = field(default_factory=list)
 
 
 def load_issues(path: Path = DATA) -> list[Issue]:
@@ -167,6 +169,7 @@ def load_issues(path: Path = DATA) -> list[Issue]:
                 row["gold_files"],
                 hunks,
                 row.get("language", "python"),
+                [h["old_start"] for h in row["gold_hunks"]],
             )
         )
     return issues
@@ -269,6 +272,44 @@ def _in_order(needles: Sequence[str], haystack: Sequence[str]) -> bool:
     return all(any(line == needle for line in it) for needle in needles)
 
 
+def in_order_positions(
+    needles: Sequence[str], haystack: Sequence[str], near: int = 0
+) -> list[int] | None:
+    """Where the needle lines appear in ``haystack`` in order (0-based), or None.
+
+    Of the matches starting at each occurrence of the first needle (and spanning at most a
+    few times as many lines as there are needles), the tightest one (the fewest lines from
+    first to last), then the one starting nearest ``near``.
+    """
+    if not needles:
+        return []
+    best: list[int] | None = None
+    limit = 4 * len(needles) + 40
+    for start, line in enumerate(haystack):
+        if line != needles[0]:
+            continue
+        positions, at = [start], start + 1
+        end = min(len(haystack), start + limit)
+        for needle in needles[1:]:
+            while at < end and haystack[at] != needle:
+                at += 1
+            if at == end:
+                break
+            positions.append(at)
+            at += 1
+        if len(positions) < len(needles):
+            continue
+        key = (positions[-1] - positions[0], abs(start - near))
+        if best is None or key < (best[-1] - best[0], abs(best[0] - near)):
+            best = positions
+    return best
+
+
+def tree_file(tree: Path, gold: str) -> Path | None:
+    """The file of the gold path ``gold`` in a release tree (sdists may add a folder)."""
+    return next((p for p in (tree / gold, *tree.glob(f"*/{gold}")) if p.is_file()), None)
+
+
 def _resolve(gold: str, delivered: Iterable[str]) -> str | None:
     """The delivered path of a gold path (sdists can add or drop a leading folder)."""
     for path in delivered:
@@ -288,10 +329,9 @@ def hunk_targets(issue: Issue, tree: Path) -> list[tuple[str, list[str]]] | None
     """
     targets = []
     for gold, removed, context in issue.hunks:
-        candidates = [p for p in (tree / gold, *tree.glob(f"*/{gold}")) if p.is_file()]
-        if not candidates:
+        path = tree_file(tree, gold)
+        if path is None:
             return None
-        path = candidates[0]
         lines = path.read_text(errors="replace").split("\n")
         for wanted in (removed, context):
             if wanted and _in_order(wanted, lines):

@@ -4,7 +4,11 @@ Public API::
 
     from agentrt.context import select
     selection = select("path/to/repo", "where are retries configured?", budget=4000)
-    print(selection.markdown)
+    print(selection.to_markdown())
+
+    # The context of a change: its hunks, then callers, tests, importers and callees.
+    from agentrt.context import select_impact
+    impact = select_impact("path/to/repo", 4000, since="HEAD~1")
 
 Token counting (``count_tokens``, ``TokenCounter``), budgets shared by priority
 (``TokenBudgetManager``, ``BudgetRequest``, ``Grant``) and the compressed store
@@ -24,6 +28,11 @@ _EXPORTS = {
     "TokenBudgetManager": "agentrt.context.budget",
     "ContextStore": "agentrt.context.store",
     "StoreError": "agentrt.context.store",
+    "ChangeError": "agentrt.context.impact",
+    "FileChange": "agentrt.context.impact",
+    "ImpactItem": "agentrt.context.impact",
+    "ImpactSelection": "agentrt.context.impact",
+    "select_impact": "agentrt.context.impact",
     "Selection": "agentrt.context.select",
     "SelectionItem": "agentrt.context.select",
     "select": "agentrt.context.select",

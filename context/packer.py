@@ -210,6 +210,7 @@ def _greedy(
     candidates: Sequence[Candidate],
     target: int,
     header_tokens: Callable[[str], int],
+    first: Sequence[Candidate] = (),
 ) -> dict[str, _FileState]:
     states: dict[str, _FileState] = {}
     spent = 0
@@ -229,8 +230,22 @@ def _greedy(
         delta = max(1, trial.cost() - state.cost())
         return candidate.score**SCORE_EXPONENT / delta, delta
 
-    heap: list[tuple[float, int, int]] = []
     version: dict[str, int] = {}
+    for candidate in first:  # in order, until one does not fit
+        if candidate.path not in views:
+            continue
+        state = state_of(candidate.path)
+        if state.covers(candidate):
+            continue
+        trial = state.copy()
+        trial.apply(candidate)
+        delta = trial.cost() - state.cost()
+        if spent + delta > target:  # the rest only once all of ``first`` is in
+            return {path: s for path, s in states.items() if s.visible.any()}
+        states[candidate.path] = trial
+        spent += delta
+        version[candidate.path] = version.get(candidate.path, 0) + 1
+    heap: list[tuple[float, int, int]] = []
     for i, candidate in enumerate(candidates):
         if candidate.score <= 0 or candidate.path not in views:
             continue
@@ -267,13 +282,18 @@ def pack(
     candidates: Sequence[Candidate],
     budget: int,
     count: Callable[[str], int],
+    *,
+    first: Sequence[Candidate] = (),
 ) -> list[PackedItem]:
     """Choose items from ``candidates`` whose Markdown rendering has at most ``budget`` tokens.
 
-    ``count`` must be the exact token counter of the budget's encoding. Items come out
-    grouped by file, files in order of their best score, items in line order.
+    ``count`` must be the exact token counter of the budget's encoding. ``first``: candidates
+    taken before all others, in their order, until one does not fit (what must be seen
+    whatever else is relevant, such as the hunks of a change); ``candidates`` are considered
+    only when all of ``first`` fits. Items come out grouped by file, files in order of their
+    best score, items in line order.
     """
-    if budget <= 0 or not candidates:
+    if budget <= 0 or not (candidates or first):
         return []
 
     def header_tokens(path: str) -> int:
@@ -284,7 +304,7 @@ def pack(
     best_tokens = -1
     target = budget
     for _attempt in range(4):
-        states = _greedy(views, candidates, target, header_tokens)
+        states = _greedy(views, candidates, target, header_tokens, first)
         items = _order(states)
         tokens = _exact(items, count)
         if tokens <= budget and tokens > best_tokens:
@@ -298,7 +318,7 @@ def pack(
         if target <= 0:
             break
     if best_tokens < 0:  # never fitted: drop the least relevant items until it does
-        items = _order(_greedy(views, candidates, max(1, target), header_tokens))
+        items = _order(_greedy(views, candidates, max(1, target), header_tokens, first))
         while items and _exact(items, count) > budget:
             items.remove(min(items, key=lambda item: item.score))
         best = items

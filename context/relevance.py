@@ -474,6 +474,53 @@ def _resolve_import(imported: str, package: list[str], modules: dict[str, int]) 
     return None
 
 
+# Accessors for other modules (agentrt.context.impact): the import edges and term lookups of
+# an index, without knowing how the index stores them.
+
+
+def imported_files(index: RepoIndex, f: int) -> list[int]:
+    """The files of ``index`` that file ``f`` imports (its import edges), in order, once each."""
+    path = index.paths[f]
+    package = (module_name(path) or "").split(".")
+    if not path.endswith("__init__.py"):
+        package = package[:-1]
+    out: list[int] = []
+    for imported in index.structures[f].imports:
+        target = _resolve_import(imported, package, index.modules)
+        if target is not None and target != f and target not in out:
+            out.append(target)
+    return out
+
+
+def resolve_module(index: RepoIndex, module: str, from_file: int) -> int | None:
+    """The file of ``module`` (absolute, or relative to file ``from_file``), or None."""
+    path = index.paths[from_file]
+    package = (module_name(path) or "").split(".")
+    if not path.endswith("__init__.py"):
+        package = package[:-1]
+    return _resolve_import(module, package, index.modules)
+
+
+def files_mentioning(index: RepoIndex, identifiers: Iterable[str]) -> set[int] | None:
+    """Files whose text contains any of ``identifiers`` (case-insensitively, as a whole term).
+
+    A superset of the files that use them (comments and strings count too). None when an
+    identifier cannot be looked up (it is a stop word): then any file may use it.
+    """
+    found: set[int] = set()
+    bm25 = index.file_bm25
+    for identifier in identifiers:
+        ids = identifier_ids(identifier)
+        whole = identifier.lower().strip("_")
+        if not ids or whole in STOPWORDS:
+            return None
+        term = ids[0]
+        pos = int(np.searchsorted(bm25.terms, term))
+        if pos < len(bm25.terms) and bm25.terms[pos] == term:
+            found.update(int(f) for f in bm25.matrix[pos].indices)  # type: ignore[attr-defined]
+    return found
+
+
 def pagerank(
     transition: object, personalization: np.ndarray | None = None, *, damping: float = 0.85
 ) -> np.ndarray:

@@ -79,6 +79,61 @@ def select_command(
         typer.echo(selection.to_markdown(), nl=False)
 
 
+@app.command("impact")
+def impact_command(
+    repo: Annotated[Path, typer.Option("--repo", help="Repository root.")],
+    budget: Annotated[int, typer.Option("--budget", help="Token budget (hard limit).")],
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Git revision: the change is the working tree against it."),
+    ] = None,
+    diff_file: Annotated[
+        Path | None,
+        typer.Option("--diff", help="A unified diff of the change, in a file ('-': stdin)."),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="Output format: json or markdown.")
+    ] = "markdown",
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
+    ] = None,
+) -> None:
+    """Print what a reviewer of a change must see: the changed hunks and their units, then
+    callers, tests, importers and callees, each item with why it is there."""
+    _repo_dir(repo)
+    if (since is None) == (diff_file is None):
+        raise fail(
+            "give exactly one of --since REV or --diff FILE ('-': stdin)", ExitCode.BAD_INPUT
+        )
+    if budget <= 0:
+        raise fail(
+            f"--budget must be a positive number of tokens, got {budget}", ExitCode.BAD_INPUT
+        )
+    if output_format not in ("json", "markdown"):
+        raise fail(f"--format must be json or markdown, got {output_format!r}", ExitCode.BAD_INPUT)
+    diff: str | None = None
+    if diff_file is not None:
+        try:
+            diff = sys.stdin.read() if str(diff_file) == "-" else diff_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"--diff {diff_file}: {exc}", ExitCode.BAD_INPUT) from None
+    from agentrt.context.impact import select_impact
+    from agentrt.context.sources import SourceError
+
+    try:
+        selection = select_impact(repo, budget, since=since, diff=diff, encoding=encoding)
+    except (SourceError, ValueError) as exc:  # ChangeError is a ValueError
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    except Exception as exc:  # report, don't dump a traceback on the user
+        raise fail(f"impact failed: {type(exc).__name__}: {exc}", ExitCode.FAILURE) from None
+    if selection.message:  # stderr: the JSON shape stays as documented
+        typer.echo(f"warning: {selection.message}", err=True)
+    if output_format == "json":
+        print_json(selection.to_json(), indent=None, ensure_ascii=False)
+    else:
+        typer.echo(selection.to_markdown(), nl=False)
+
+
 @app.command("stats")
 def stats_command(
     repo: Annotated[Path, typer.Option("--repo", help="Repository root.")],

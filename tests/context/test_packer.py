@@ -129,3 +129,27 @@ def test_rendered_tokens_never_exceed_budget(files: list[list[str]], budget: int
 def test_line_token_counts_empty() -> None:
     assert line_token_counts([], COUNTER).shape == (0,)
     assert isinstance(line_token_counts(["a\n"], COUNTER), np.ndarray)
+
+
+def test_first_candidates_go_in_before_better_value_ones() -> None:
+    """``first`` is packed in order before the greedy; the rest only once all of it fits."""
+    text = python_file(20, 10)
+    v = view("m.py", text)
+    units = {u.name: u for u in analyze("m.py", text).units if u.kind == "function"}
+    big = units["function_3"]
+    # Cheap and more relevant per token than the big span: the greedy alone prefers them.
+    cheap = [Candidate("m.py", "span", 1.0, u.start_line, u.start_line) for u in units.values()]
+    hunk = Candidate("m.py", "span", 0.2, big.start_line, big.end_line)
+    budget = count_tokens(render_markdown(pack({"m.py": v}, [hunk], 10_000, COUNTER.count))) + 30
+    alone = pack({"m.py": v}, [*cheap, hunk], budget, COUNTER.count)
+    assert not any("step 9 of function 3" in item.text for item in alone)
+    items = pack({"m.py": v}, cheap, budget, COUNTER.count, first=[hunk])
+    assert any("step 9 of function 3" in item.text for item in items)
+    assert count_tokens(render_markdown(items)) <= budget
+    # First candidates that do not all fit: nothing else is added.
+    half = Candidate(
+        "m.py", "span", 0.2, units["function_9"].start_line, units["function_9"].end_line
+    )
+    items = pack({"m.py": v}, cheap, budget, COUNTER.count, first=[hunk, half])
+    assert all(item.start_line >= big.start_line for item in items)
+    assert not any("def function_9(" in item.text for item in items)
