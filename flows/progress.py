@@ -55,8 +55,8 @@ class LiveProgress:
                     self.notes[step] = result.reason
             elif state != "pending":
                 self.ended[step] = now
-                if result is not None and result.reason and state != "completed":
-                    self.notes[step] = result.reason
+                if result is not None and result.note and state != "completed":
+                    self.notes[step] = result.note
         if self._live is not None:
             self._live.update(self.render())
 
@@ -117,6 +117,6 @@ def render_summary(result: RunResult) -> Table:
             str(step.attempts),
             f"{step.duration_seconds:.1f}s",
             f"{tokens:,}" if tokens else "",
-            step.reason or "",
+            step.note,
         )
     return table

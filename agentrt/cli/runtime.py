@@ -520,6 +520,8 @@ def _closing_summary(result: Any) -> str:
         f"{tokens:,} context tokens",
     ]
     line = f"{head}: " + " · ".join(parts)
+    if result.no_model_line:  # said once: the steps' notes say only "no model configured"
+        line += f"\n{result.no_model_line}"
     coverage = coverage_lines(result)
     blind = [row for row in coverage if row["unread_languages"]]
     if blind:
