@@ -6,7 +6,8 @@ its input fields are named after those steps (``architecture_analysis``, ``code_
 ``documentation_generation``), so the workflow fills each with that step's output, and the
 digest models keep only what a guide needs (the packages and their layers, entry points,
 hot spots, cycles; findings and rules; documentation coverage and gaps) and ignore the rest
-(the API reference alone is tens of thousands of tokens). ``files`` are the files
+(the API reference alone is tens of thousands of tokens). ``readme`` is the README's first
+paragraph, read from the repository when the input validates. ``files`` are the files
 ``context_gathering`` gathered; the LLM runner delivers them again as context, within what
 the agent's grant leaves once the instructions, the output schema and the digests are paid
 (:func:`agentrt.agents.llm.fit_prompt`: when the digests do not fit, findings are ranked by
@@ -32,7 +33,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from agentrt.agents.builtin.common import Severity, md_code, md_table, resolve_repo, severity_rank
@@ -151,12 +152,23 @@ class Input(BaseModel):
 
     repo: str = Field(description="Path to the repository root.")
     task: str = Field("", description="What the workflow was about (empty: an overview).")
+    readme: str | None = Field(
+        None,
+        description="What the repository says it is: its README's first paragraph, read "
+        "from the repository when not given (readme_paragraph).",
+    )
     files: list[str] | None = Field(
         None, description="The files context_gathering gathered, most relevant first."
     )
     architecture_analysis: ArchitectureDigest | None = None
     code_review: ReviewDigest | None = None
     documentation_generation: DocumentationDigest | None = None
+
+    @model_validator(mode="after")
+    def _read_readme(self) -> Input:
+        if self.readme is None:
+            self.readme = readme_paragraph(Path(self.repo)) or ""
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +322,7 @@ def readme_paragraph(root: Path, *, words: int = 90) -> str | None:
     return " ".join(cut[:words]) + (" …" if len(cut) > words else "")
 
 
-def _overview(root: Path, arch: ArchitectureDigest | None) -> str:
-    readme = readme_paragraph(root)
+def _overview(readme: str | None, arch: ArchitectureDigest | None) -> str:
     facts = []
     if arch is not None and arch.summary:
         facts.append(arch.summary.rstrip(".") + ".")
@@ -423,9 +434,8 @@ def _read_first(inputs: Input) -> list[ReadFirst]:
 
 def basic(inputs: Input, ctx: AgentContext | None = None) -> Output:
     """The guide without a model: a templated page from the same inputs (see the module)."""
-    root = resolve_repo(inputs.repo)
     return Output(
-        overview=_overview(root, inputs.architecture_analysis),
+        overview=_overview(inputs.readme, inputs.architecture_analysis),
         packages=_packages(inputs.architecture_analysis),
         data_flow=_data_flow(inputs.architecture_analysis),
         risks=_risks(inputs),
