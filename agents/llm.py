@@ -18,7 +18,8 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
    reject it with :class:`OutputRejected` (another round trip to the model, same budget);
 5. records ``ctx.tokens_delivered`` (context tokens), ``ctx.prompt_tokens`` (the whole prompt,
    counted as the runtime counts it against the grant) and the provider-reported usage in
-   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails, and
+   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens`` with the model in ``ctx.llm_model``
+   (the runtime adds the cost: :mod:`agentrt.agents.prices`), also when the run fails, and
    ``ctx.tokens_referenced``: the delivered items the answer cites
    (:func:`referenced_context_tokens`).
 
@@ -35,6 +36,12 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 * ``test`` — pydantic-ai's offline ``TestModel`` (schema-valid filler output, no network);
 * any other pydantic-ai model string (``openai-responses:…``, ``groq:…``, ``google:…``) is
   handed to pydantic-ai as is, with that provider's own environment variables.
+
+**Not configured.** :func:`model_not_configured` says, without a call, when the model
+cannot be called as configured (no model, or its provider's key unset); the runtime then
+runs the step's fallback at once, with no attempt of the LLM agent, and the run says once
+:func:`no_model_message` (``no model configured: llm_review was not run (set AGENTRT_MODEL
+and a key)``), not as a failure.
 
 **Failures.** Missing configuration, a provider that keeps failing once the SDK's own
 retries (``AGENTRT_LLM_MAX_RETRIES``, default 2, for 408/409/429/5xx and connection errors,
@@ -848,6 +855,7 @@ def run_llm_agent(
         if ctx is not None:
             ctx.llm_input_tokens = usage.input_tokens
             ctx.llm_output_tokens = usage.output_tokens
+            ctx.llm_model = spec  # the runtime prices the tokens (agentrt.agents.prices)
     if failure is not None:
         # Raised outside the except block so the provider's exception, whose message or
         # request may carry a key, is not chained to ours.

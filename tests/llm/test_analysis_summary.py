@@ -108,8 +108,12 @@ def metrics(result: RunResult) -> pd.DataFrame:
 
 
 def test_the_guide_from_a_local_server_within_its_grant(
-    registry: Registry, shop: Path, monkeypatch: pytest.MonkeyPatch
+    registry: Registry, shop: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # What the local server's model costs, as its user says (a base URL: no built-in price).
+    prices = tmp_path / "prices.toml"
+    prices.write_text('["openai:summary-happy"]\ninput = 0.5\noutput = 2.0\n')
+    monkeypatch.setenv("AGENTRT_PRICES", str(prices))
     with FakeOpenAI(tool_call(PAGE)) as fake:
         with_model(monkeypatch, "openai:summary-happy", fake.base_url)
         result = run(registry, shop)
@@ -148,6 +152,8 @@ def test_the_guide_from_a_local_server_within_its_grant(
     assert row["agent_id"] == "analysis_summary" and row["tokens_allocated"] == 3000
     assert row["prompt_tokens"] == recount <= 3000
     assert (row["llm_input_tokens"], row["llm_output_tokens"]) == (PROMPT_TOKENS, COMPLETION_TOKENS)
+    assert row["llm_model"] == "openai:summary-happy"
+    assert row["cost_usd"] == pytest.approx((PROMPT_TOKENS * 0.5 + COMPLETION_TOKENS * 2.0) / 1e6)
 
     # The guide is the report's first section, above the steps' table.
     report = Path(result.report_paths["markdown"]).read_text()
@@ -210,6 +216,9 @@ def test_a_persistent_5xx_falls_back_to_the_basic_guide(
     attempts = rows[rows["step"] == "analysis_summary"]
     assert list(attempts["agent_id"]) == ["analysis_summary", "analysis_summary_basic"]
     assert list(attempts["state"]) == ["failed", "fallback"]
+    # The failed calls are recorded with their model; it has no price: null, not 0.
+    assert attempts["llm_model"].tolist()[0] == "openai:summary-down"
+    assert attempts["cost_usd"].isna().all()
 
 
 def test_no_model_configured_runs_the_basic_guide_at_once(
