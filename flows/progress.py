@@ -110,7 +110,10 @@ def render_summary(result: RunResult) -> Table:
     table.add_column("tokens", justify="right")
     table.add_column("note", overflow="fold")
     for step in result.steps.values():
-        tokens = step.tokens_delivered or step.tokens_allocated
+        # What it delivered; its grant when it did not say (0: it said it delivered none).
+        tokens = (
+            step.tokens_delivered if step.tokens_delivered is not None else step.tokens_allocated
+        )
         table.add_row(
             step.used_agent or step.agent,
             Text(step.state, STYLE.get(step.state, "")),

@@ -434,6 +434,8 @@ def _read_first(inputs: Input) -> list[ReadFirst]:
 
 def basic(inputs: Input, ctx: AgentContext | None = None) -> Output:
     """The guide without a model: a templated page from the same inputs (see the module)."""
+    if ctx is not None:
+        ctx.tokens_delivered = 0  # it reads digests, not repository context
     return Output(
         overview=_overview(inputs.readme, inputs.architecture_analysis),
         packages=_packages(inputs.architecture_analysis),
