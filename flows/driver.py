@@ -368,6 +368,7 @@ class Driver:
                 result.attempts += int(value.get("attempt") or 1)
                 result.tokens_delivered = value.get("tokens_delivered")
                 result.chunks = value.get("chunks")
+                result.from_cache = state.name == "Cached"
                 if index:
                     result.state, result.used_agent = "fallback", agent.key
                     if last is None:  # nothing failed: the LLM agents before it were not run

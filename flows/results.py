@@ -93,6 +93,11 @@ class StepResult(BaseModel):
     budget_reason: str | None = None
     task_run_ids: list[str] = Field(default_factory=list)
     chunks: int | None = Field(None, description="Chunks the step's work ran in (chunking).")
+    from_cache: bool = Field(
+        False,
+        description="The output was served from Prefect's result cache (the step's own "
+        "agent's, or its fallback's).",
+    )
     not_run: list[str] = Field(
         default_factory=list,
         description="LLM agents (id@version) of the step not run because no model is "

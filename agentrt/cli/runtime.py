@@ -504,7 +504,11 @@ def _closing_summary(result: Any) -> str:
 
     counts = result.counts()
     total = len(result.steps)
-    cached = counts.get("cached", 0)
+    # A step whose LLM agent was not run (no model) and whose fallback came from the cache
+    # ran nothing either.
+    cached = counts.get("cached", 0) + sum(
+        1 for s in result.steps.values() if s.no_model and s.from_cache
+    )
     findings = sum(count_findings(s.output) for s in result.steps.values())
     # With a workflow budget: the context it paid for (steps with a grant). Agents that read
     # another step's context (ctx.upstream) record it as delivered to them too, for their

@@ -97,6 +97,13 @@ def test_code_analysis_end_to_end_and_cache_behaviour(tmp_path: Path) -> None:
         **SUMMARY,
     }
     assert again.outputs == first.outputs
+    # The guide's fallback came from the cache too (its LLM agent was not run): nothing ran.
+    assert again.steps["analysis_summary"].from_cache
+    from agentrt.cli.runtime import _closing_summary
+
+    assert "\nall agents were served from cache: nothing changed since the last run" in (
+        _closing_summary(again)
+    )
 
     # A non-Python file: context_gathering (it reads every file) re-runs. The analysers read
     # only Python files and its output (context.sources), so they are served from the cache
