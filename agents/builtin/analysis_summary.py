@@ -283,6 +283,7 @@ def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
 
 
 _BADGE = re.compile(r"^\s*(\[!\[|!\[|<)")  # badges, images, HTML at the top of a README
+_LIST = re.compile(r"^\d+[.)]\s")  # a numbered list item
 
 
 def readme_paragraph(root: Path, *, words: int = 90) -> str | None:
@@ -306,11 +307,14 @@ def readme_paragraph(root: Path, *, words: int = 90) -> str | None:
             continue
         if fenced:
             continue
+        if re.fullmatch(r"[=\-~^\"'`#*+]{3,}", stripped):
+            paragraph = []  # a heading's underline (or overline), or a rule: not prose
+            continue
         prose = (
             stripped
-            and not stripped.startswith(("#", "=", "-", "*", "|", ">", "+"))
+            and not stripped.startswith(("#", "|", ">", "- ", "* ", "+ "))
             and not _BADGE.match(stripped)
-            and not re.fullmatch(r"[=\-~^\"'`#*+]{3,}", stripped)
+            and not _LIST.match(stripped)
         )
         if prose:
             paragraph.append(stripped)
