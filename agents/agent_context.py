@@ -23,7 +23,8 @@ __all__ = ["AgentContext", "TokenUsage"]
 
 
 class TokenUsage(BaseModel):
-    """The tokens one agent attempt used, as far as it (or its LLM provider) reported them."""
+    """The tokens one agent attempt used, as far as it (or its LLM provider) reported them,
+    the model it called and what that cost."""
 
     tokens_delivered: int | None = Field(None, description="Context tokens delivered.")
     tokens_referenced: int | None = Field(
@@ -36,15 +37,24 @@ class TokenUsage(BaseModel):
     )
     llm_input_tokens: int | None = Field(None, description="As reported by the LLM provider.")
     llm_output_tokens: int | None = Field(None, description="As reported by the LLM provider.")
+    llm_model: str | None = Field(
+        None,
+        description="The model an LLM agent called (provider:model), as the LLM runner sets it.",
+    )
+    cost_usd: float | None = Field(
+        None,
+        description="What the LLM tokens cost in US dollars, from the model's price "
+        "(agentrt.agents.prices; set by the runtime); null when the price is not known.",
+    )
 
 
 def _usage_field(name: str) -> property:
     """``ctx.<name>`` reads and writes ``ctx.usage.<name>``."""
 
-    def get(self: AgentContext) -> int | None:
+    def get(self: AgentContext) -> int | float | str | None:
         return getattr(self.usage, name)
 
-    def set_(self: AgentContext, value: int | None) -> None:
+    def set_(self: AgentContext, value: int | float | str | None) -> None:
         setattr(self.usage, name, value)
 
     return property(get, set_, doc=TokenUsage.model_fields[name].description)
@@ -56,7 +66,9 @@ class AgentContext:
 
     An agent reports the tokens it used by setting ``ctx.tokens_delivered``,
     ``ctx.tokens_referenced``, ``ctx.llm_input_tokens`` and ``ctx.llm_output_tokens``
-    (all held in ``ctx.usage``); the runtime puts them in the attempt's record.
+    (all held in ``ctx.usage``), and the model it called as ``ctx.llm_model``; the runtime
+    puts them in the attempt's record, with their cost (``cost_usd``) when the model's
+    price is known (:mod:`agentrt.agents.prices`).
 
     ``budget_tokens`` is the step's token grant (None: the agent asks for no context tokens,
     or runs outside a workflow). ``token_limit`` is the grant when the workflow sets a total
@@ -93,6 +105,8 @@ class AgentContext:
     prompt_tokens = _usage_field("prompt_tokens")
     llm_input_tokens = _usage_field("llm_input_tokens")
     llm_output_tokens = _usage_field("llm_output_tokens")
+    llm_model = _usage_field("llm_model")
+    cost_usd = _usage_field("cost_usd")
 
     def mark_referenced(self, used: int | Iterable[Any]) -> int:
         """Report delivered context this agent used; returns ``ctx.tokens_referenced``.

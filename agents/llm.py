@@ -18,7 +18,8 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
    reject it with :class:`OutputRejected` (another round trip to the model, same budget);
 5. records ``ctx.tokens_delivered`` (context tokens), ``ctx.prompt_tokens`` (the whole prompt,
    counted as the runtime counts it against the grant) and the provider-reported usage in
-   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens``, also when the run fails, and
+   ``ctx.llm_input_tokens`` / ``ctx.llm_output_tokens`` with the model in ``ctx.llm_model``
+   (the runtime adds the cost: :mod:`agentrt.agents.prices`), also when the run fails, and
    ``ctx.tokens_referenced``: the delivered items the answer cites
    (:func:`referenced_context_tokens`).
 
@@ -35,6 +36,12 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
 * ``test`` — pydantic-ai's offline ``TestModel`` (schema-valid filler output, no network);
 * any other pydantic-ai model string (``openai-responses:…``, ``groq:…``, ``google:…``) is
   handed to pydantic-ai as is, with that provider's own environment variables.
+
+**Not configured.** :func:`model_not_configured` says, without a call, when the model
+cannot be called as configured (no model, or its provider's key unset); the runtime then
+runs the step's fallback at once, with no attempt of the LLM agent, and the run says once
+:func:`no_model_message` (``no model configured: llm_review was not run (set AGENTRT_MODEL
+and a key)``), not as a failure.
 
 **Failures.** Missing configuration, a provider that keeps failing once the SDK's own
 retries (``AGENTRT_LLM_MAX_RETRIES``, default 2, for 408/409/429/5xx and connection errors,
@@ -86,6 +93,8 @@ __all__ = [
     "PromptTemplateError",
     "build_prompt",
     "fit_prompt",
+    "model_not_configured",
+    "no_model_message",
     "rank_findings",
     "referenced_context_tokens",
     "render_prompt",
@@ -299,6 +308,43 @@ def model_spec(agent: RegisteredAgent) -> str:
             f"model: to its manifest ({agent.where()})"
         )
     return spec.strip()
+
+
+def model_not_configured(agent: RegisteredAgent) -> str | None:
+    """Why ``agent``'s model cannot be called as configured, or None when it can.
+
+    "Not configured" is what needs no call to find out: no model at all (neither
+    ``AGENTRT_MODEL`` nor the manifest's ``model``), or a provider whose key is unset —
+    ``openai:`` without ``OPENAI_API_KEY`` and without a base URL (``AGENTRT_LLM_BASE_URL``,
+    ``OPENAI_BASE_URL``), ``anthropic:`` without ``ANTHROPIC_API_KEY``. The same checks
+    :func:`model_spec` and :func:`resolve_model` make, without importing pydantic-ai.
+    ``test``, ``ollama:`` (a local server, default URL) and other providers count as
+    configured: a wrong model string, a server that does not answer or a key pydantic-ai
+    finds missing is a failure of the attempt, not a missing configuration.
+
+    The driver runs a ``kind: llm`` step's fallback straight away when this says why
+    (:func:`no_model_message`), without an attempt of the LLM agent.
+    """
+    spec = (_env(ENV_MODEL) or agent.manifest.model or "").strip()
+    if not spec:
+        return f"no model: neither {ENV_MODEL} nor the manifest's model is set"
+    provider, _sep, _name = spec.partition(":")
+    if provider == "openai" and not (
+        _env("OPENAI_API_KEY") or _env(ENV_BASE_URL) or _env("OPENAI_BASE_URL")
+    ):
+        return f"model {spec} needs OPENAI_API_KEY (or {ENV_BASE_URL} for a compatible server)"
+    if provider == "anthropic" and not _env("ANTHROPIC_API_KEY"):
+        return f"model {spec} needs ANTHROPIC_API_KEY"
+    return None
+
+
+def no_model_message(agents: list[str]) -> str:
+    """The one line a run says when LLM agents were not run for want of a model:
+    ``no model configured: llm_review was not run (set AGENTRT_MODEL and a key)``
+    (``agents`` are ids or ``id@version`` keys; the version is left out)."""
+    ids = list(dict.fromkeys(a.partition("@")[0] for a in agents))
+    verb = "was" if len(ids) == 1 else "were"
+    return f"no model configured: {', '.join(ids)} {verb} not run (set {ENV_MODEL} and a key)"
 
 
 def _missing_key(spec: str, variable: str, extra: str = "") -> LLMUnavailableError:
@@ -809,6 +855,7 @@ def run_llm_agent(
         if ctx is not None:
             ctx.llm_input_tokens = usage.input_tokens
             ctx.llm_output_tokens = usage.output_tokens
+            ctx.llm_model = spec  # the runtime prices the tokens (agentrt.agents.prices)
     if failure is not None:
         # Raised outside the except block so the provider's exception, whose message or
         # request may carry a key, is not chained to ours.

@@ -359,7 +359,13 @@ class Driver:
         tried: list[str] = []
         last: tuple[str, str, str, int] | None = None
         last_exc: BaseException | None = None
-        for index, agent in enumerate([step.agent, *step.fallbacks]):
+        chain = [step.agent, *step.fallbacks]
+        for index, agent in enumerate(chain):
+            if index < len(chain) - 1 and _no_model(agent):
+                # An LLM agent whose model cannot be called as configured (no model, no
+                # key): its fallback runs at once, no attempt is spent on it.
+                result.not_run.append(agent.key)
+                continue
             upstream = self._upstream(step, agent)
             fallback_for = step.agent.key if index else None
             chunks = self._chunks(step, agent, inputs)
@@ -380,10 +386,19 @@ class Driver:
                 result.attempts += int(value.get("attempt") or 1)
                 result.tokens_delivered = value.get("tokens_delivered")
                 result.chunks = value.get("chunks")
+                result.from_cache = state.name == "Cached"
                 if index:
                     result.state, result.used_agent = "fallback", agent.key
-                    why = f" ({last[0]}: {last[2][:200]})" if last else ""
-                    result.reason = f"{step.agent.key} failed{why}; fallback {agent.key} succeeded"
+                    if last is None:  # nothing failed: the LLM agents before it were not run
+                        from agentrt.agents.llm import no_model_message
+
+                        result.fallback_cause = "no_model"
+                        result.reason = no_model_message(result.not_run)
+                    else:
+                        result.fallback_cause = "failure"
+                        why = f" ({last[0]}: {last[2][:200]})"
+                        failed = step.agent.key if step.agent.key in tried else tried[-1]
+                        result.reason = f"{failed} failed{why}; fallback {agent.key} succeeded"
                 elif state.name == "Cached":
                     result.state, result.reason = "cached", "served from Prefect's result cache"
                 else:
@@ -413,7 +428,7 @@ class Driver:
             infrastructure = infrastructure_failure(last_exc)
             report = ErrorReport(
                 step=sid,
-                agent=step.agent.key,
+                agent=tried[0],  # the step's agent, unless it was not run (no model)
                 phase=phase,
                 error_type=error_type,
                 message=message[:2000],
@@ -553,6 +568,16 @@ class Driver:
             ),
             cause="infrastructure",
         )
+
+
+def _no_model(agent: RegisteredAgent) -> bool:
+    """Whether ``agent`` is an LLM agent whose model is not configured (no model, no key:
+    ``agentrt.agents.llm.model_not_configured``), checked in the flow's process."""
+    if agent.manifest.kind != "llm":
+        return False
+    from agentrt.agents.llm import model_not_configured
+
+    return model_not_configured(agent) is not None
 
 
 def _mapping(step: PlannedStep) -> str:

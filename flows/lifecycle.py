@@ -318,6 +318,23 @@ def spool_record(record: AttemptRecord, spool_dir: str | None) -> None:
     tmp.replace(folder / name)  # atomic: readers never see half a record
 
 
+def _price(ctx: AgentContext) -> None:
+    """``ctx.cost_usd`` from the model's price and the LLM tokens, unless the agent set it
+    (agentrt.agents.prices). Never raises: metrics must not fail an attempt (a prices file
+    that cannot be read is logged, and the cost left unknown)."""
+    usage = ctx.usage
+    if usage.cost_usd is not None or not usage.llm_model:
+        return
+    from agentrt.agents.prices import PricesError, cost_usd
+
+    try:
+        usage.cost_usd = cost_usd(usage.llm_model, usage.llm_input_tokens, usage.llm_output_tokens)
+    except PricesError as exc:
+        import logging
+
+        logging.getLogger("agentrt.metrics").warning("cost not computed: %s", exc)
+
+
 def run_agent(
     spec: dict[str, Any],
     inputs: dict[str, Any],
@@ -429,6 +446,7 @@ def run_agent(
             slot.release()
         now = time.perf_counter()
         phases[phase] = round(now - mark, 6)
+        _price(ctx)
         cpu_seconds = time.thread_time() - cpu0 + sum(agent_cpu)
         if error is None:
             log_end(log, manifest, budget_tokens, ctx.usage, now - t0, cpu_seconds, counted)

@@ -14,8 +14,8 @@ The date folders are plain names (not hive ``date=`` folders) so that
 ``pandas.read_parquet(<metrics_dir>/runs)`` returns exactly the record columns with their
 own dtypes. Files are written to a hidden temporary name and renamed into place, so readers
 and concurrent flows never see half a file. :func:`load_records` reads them back;
-:func:`summarize`, :func:`recommend` and :func:`export_records` are what ``agentrt metrics``
-and ``notebooks/efficiency.ipynb`` show.
+:func:`summarize`, :func:`cost_summary`, :func:`recommend` and :func:`export_records` are what
+``agentrt metrics`` and ``notebooks/efficiency.ipynb`` show.
 
 This module never imports Prefect (``agentrt metrics`` must start fast), except inside
 :func:`publish_metrics_artifact`, which only runs inside a flow.
@@ -72,6 +72,7 @@ __all__ = [
     "artifact_rows",
     "build_records",
     "cited_paths",
+    "cost_summary",
     "data_consumers",
     "export_records",
     "finalize_run",
@@ -175,9 +176,8 @@ COLUMNS: list[str] = [
     "error_message", "error_phase", *_PHASE_COLUMNS, "wall_seconds", "cpu_seconds",
     "peak_memory_mb", "tokens_allocated", "tokens_delivered", "tokens_referenced",
     "context_efficiency", "prompt_tokens", "llm_input_tokens", "llm_output_tokens",
-    "cache_hit", "fallback_used", "fallback_for", "chunk", "budget_reason", "started_at",
-    "ended_at",
-    "run_started_at", "schema_version",
+    "llm_model", "cost_usd", "cache_hit", "fallback_used", "fallback_for", "chunk",
+    "budget_reason", "started_at", "ended_at", "run_started_at", "schema_version",
 ]  # fmt: skip
 """The record columns, in file order: :class:`AgentRunRecord`'s fields, with ``phase`` as
 ``error_phase`` and ``phases`` as one column per lifecycle phase."""
@@ -821,7 +821,7 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
         "agent_id", "versions", "workflows", "runs", "skipped", "attempts", "success_rate",
         "retry_rate", "fallback_rate", "cache_hit_rate", "p50_wall_s", "p95_wall_s",
         "p95_peak_memory_mb", "tokens_allocated_mean", "tokens_delivered_mean",
-        "llm_input_tokens", "llm_output_tokens", "context_efficiency",
+        "llm_input_tokens", "llm_output_tokens", "cost_usd", "context_efficiency",
     ]  # fmt: skip
     if records.empty:
         return pd.DataFrame(columns=columns)
@@ -851,10 +851,68 @@ def summarize(records: pd.DataFrame) -> pd.DataFrame:
                 "tokens_delivered_mean": _mean(mine["tokens_delivered"]),
                 "llm_input_tokens": _sum_or_none(mine["llm_input_tokens"]),
                 "llm_output_tokens": _sum_or_none(mine["llm_output_tokens"]),
+                "cost_usd": _cost_or_none(mine["cost_usd"]),
                 "context_efficiency": _ratio(
                     float(useful["tokens_referenced"].sum()),
                     float(useful["tokens_delivered"].sum()),
                 ),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cost_or_none(values: pd.Series) -> float | None:
+    """The sum of the known costs; None when none is known (unknown, not free)."""
+    values = values.dropna()
+    return round(float(values.sum()), 9) if len(values) else None
+
+
+def _llm_calls(records: pd.DataFrame) -> pd.Series:
+    """Executed attempts that called a model (they name it, or report LLM tokens)."""
+    executed = records["executed"].fillna(False).astype(bool)
+    called = (
+        records["llm_model"].notna()
+        | records["llm_input_tokens"].notna()
+        | records["llm_output_tokens"].notna()
+    )
+    return executed & called
+
+
+def cost_summary(
+    records: pd.DataFrame, by: Literal["workflow", "agent"] = "workflow"
+) -> pd.DataFrame:
+    """What LLM calls cost, per workflow (``by="workflow"``) or per agent: runs, LLM calls
+    (executed attempts that called a model), their input and output tokens, ``cost_usd``
+    (the sum of the priced calls; null when no call was priced) and ``cost_per_run``, and
+    ``unpriced_calls``: calls whose model has no known price (their tokens count, their
+    cost is not in ``cost_usd``). Rows for workflows or agents without LLM calls too (0
+    calls, null cost). Empty in, empty out."""
+    import pandas as pd
+
+    key = "workflow" if by == "workflow" else "agent_id"
+    columns = [
+        key, "runs", "llm_calls", "llm_input_tokens", "llm_output_tokens", "cost_usd",
+        "cost_per_run", "unpriced_calls", "models",
+    ]  # fmt: skip
+    if records.empty:
+        return pd.DataFrame(columns=columns)
+    llm = _llm_calls(records)
+    rows = []
+    for name, mine in records.groupby(key, sort=True):
+        calls = mine[llm.loc[mine.index]]
+        runs = int(mine["flow_run_id"].astype("object").fillna("").nunique())
+        cost = _cost_or_none(calls["cost_usd"])
+        rows.append(
+            {
+                key: name,
+                "runs": runs,
+                "llm_calls": len(calls),
+                "llm_input_tokens": _sum_or_none(calls["llm_input_tokens"]),
+                "llm_output_tokens": _sum_or_none(calls["llm_output_tokens"]),
+                "cost_usd": cost,
+                "cost_per_run": round(cost / runs, 9) if cost is not None and runs else None,
+                "unpriced_calls": int(calls["cost_usd"].isna().sum()),
+                "models": ", ".join(sorted(calls["llm_model"].dropna().unique())),
             }
         )
     return pd.DataFrame(rows, columns=columns)
@@ -1288,7 +1346,7 @@ _ARTIFACT_COLUMNS = [
     "step", "agent_id", "agent_version", "attempt", "state", "step_state", "wall_seconds",
     "cpu_seconds", "peak_memory_mb", "tokens_allocated", "tokens_delivered",
     "tokens_referenced", "context_efficiency", "llm_input_tokens", "llm_output_tokens",
-    "cache_hit", "fallback_for", "error_type",
+    "llm_model", "cost_usd", "cache_hit", "fallback_for", "error_type",
 ]  # fmt: skip
 
 

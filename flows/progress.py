@@ -55,8 +55,8 @@ class LiveProgress:
                     self.notes[step] = result.reason
             elif state != "pending":
                 self.ended[step] = now
-                if result is not None and result.reason and state != "completed":
-                    self.notes[step] = result.reason
+                if result is not None and result.note and state != "completed":
+                    self.notes[step] = result.note
         if self._live is not None:
             self._live.update(self.render())
 
@@ -110,13 +110,16 @@ def render_summary(result: RunResult) -> Table:
     table.add_column("tokens", justify="right")
     table.add_column("note", overflow="fold")
     for step in result.steps.values():
-        tokens = step.tokens_delivered or step.tokens_allocated
+        # What it delivered; its grant when it did not say (0: it said it delivered none).
+        tokens = (
+            step.tokens_delivered if step.tokens_delivered is not None else step.tokens_allocated
+        )
         table.add_row(
             step.used_agent or step.agent,
             Text(step.state, STYLE.get(step.state, "")),
             str(step.attempts),
             f"{step.duration_seconds:.1f}s",
             f"{tokens:,}" if tokens else "",
-            step.reason or "",
+            step.note,
         )
     return table

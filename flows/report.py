@@ -4,7 +4,9 @@ Each agent's section comes from the ``render_markdown(output)`` function next to
 entrypoint (a convention of the built-in agents); agents without one get their output as
 JSON. The report is written for failed runs too, with the error reports first.
 
-An output with a ``language_coverage`` list (the built-in analysers':
+A step whose agent has the ``summary`` capability (``analysis_summary``) is rendered first,
+under the run's header: the page a reader starts from. An output with a
+``language_coverage`` list (the built-in analysers':
 :class:`agentrt.agents.builtin.coverage.ToolCoverage`) also gets its lines in the report's
 Coverage section, one per tool, under the summary table: which files each tool read, by
 language, and which code files it left out.
@@ -94,6 +96,26 @@ def _render_step(plan: Plan, step_id: str, output: Any, agent_key: str) -> str:
     return _as_json(output)
 
 
+#: Steps whose agent has this capability are the report's page for a reader: rendered
+#: first, under the run's header, instead of among the steps' sections.
+SUMMARY_CAPABILITY = "summary"
+
+
+def _summary_pages(plan: Plan, result: RunResult) -> list[str]:
+    """The steps with output whose agent (the one that produced it) has the ``summary``
+    capability, e.g. ``analysis_summary``."""
+    pages = []
+    for sid, step in result.steps.items():
+        if step.output is None or sid not in plan.steps:
+            continue
+        planned = plan.steps[sid]
+        key = step.used_agent or step.agent
+        agent = next((a for a in [planned.agent, *planned.fallbacks] if a.key == key), None)
+        if agent is not None and SUMMARY_CAPABILITY in agent.manifest.capabilities:
+            pages.append(sid)
+    return pages
+
+
 def _as_json(output: Any) -> str:
     text = json.dumps(output, indent=2, default=str)
     if len(text) > 20_000:
@@ -112,7 +134,7 @@ def summary_rows(result: RunResult) -> list[dict[str, Any]]:
             "tokens_allocated": s.tokens_allocated or 0,
             "tokens_delivered": s.tokens_delivered or 0,
             "findings": count_findings(s.output),
-            "note": s.reason or "",
+            "note": s.note,
         }
         for sid, s in result.steps.items()
     ]
@@ -139,8 +161,12 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
     ]
     if repo:
         lines.append(f"- repository: `{repo}`")
+    if result.no_model_line:
+        lines.append(f"- {result.no_model_line}")
     if result.fallbacks:
-        fell_back = ", ".join(s for s, r in result.steps.items() if r.state == "fallback")
+        fell_back = ", ".join(
+            s for s, r in result.steps.items() if r.state == "fallback" and not r.no_model
+        )
         lines.append(
             f"- fallbacks: {fell_back} got their output from a fallback agent (their own "
             "agent failed; see the notes); `agentrt run --strict` fails such a run"
@@ -148,6 +174,10 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
     if result.interrupted:
         lines.append(f"- **interrupted**: {result.interrupted}")
     lines += [f"- **warning**: {w.render()}" for w in efficiency]
+    pages = _summary_pages(plan, result)
+    for sid in pages:
+        step = result.steps[sid]
+        lines += ["", _render_step(plan, sid, step.output, step.used_agent or step.agent)]
     lines += [
         "",
         "| step | agent | state | time | findings | note |",
@@ -182,6 +212,8 @@ def _render(plan: Plan, result: RunResult, efficiency: Sequence[EfficiencyWarnin
             for e in result.errors
         ]
     for sid, step in result.steps.items():
+        if sid in pages:
+            continue
         lines += ["", f"## {sid} ({step.used_agent or step.agent})", ""]
         if step.output is not None:
             lines.append(_render_step(plan, sid, step.output, step.used_agent or step.agent))

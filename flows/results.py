@@ -103,6 +103,33 @@ class StepResult(BaseModel):
     budget_reason: str | None = None
     task_run_ids: list[str] = Field(default_factory=list)
     chunks: int | None = Field(None, description="Chunks the step's work ran in (chunking).")
+    from_cache: bool = Field(
+        False,
+        description="The output was served from Prefect's result cache (the step's own "
+        "agent's, or its fallback's).",
+    )
+    not_run: list[str] = Field(
+        default_factory=list,
+        description="LLM agents (id@version) of the step not run because no model is "
+        "configured (agentrt.agents.llm.model_not_configured): the step went straight to "
+        "their fallback, without an attempt.",
+    )
+    fallback_cause: Literal["failure", "no_model"] | None = Field(
+        None,
+        description="Why a fallback produced the output: an agent before it failed, or only "
+        "that no model is configured (not_run); None when the step's own agent did.",
+    )
+
+    @property
+    def no_model(self) -> bool:
+        """The output came from a fallback only because no model is configured."""
+        return self.state == "fallback" and self.fallback_cause == "no_model"
+
+    @property
+    def note(self) -> str:
+        """The step's reason as tables show it: the no-model sentence is said once per run
+        (:attr:`RunResult.no_model_line`), so its steps say only ``no model configured``."""
+        return "no model configured" if self.no_model else self.reason or ""
 
 
 class RunResult(BaseModel):
@@ -129,13 +156,31 @@ class RunResult(BaseModel):
 
     @property
     def fallbacks(self) -> int:
-        """Steps whose output came from a fallback agent (their own agent failed)."""
-        return sum(1 for s in self.steps.values() if s.state == "fallback")
+        """Steps whose output came from a fallback agent because their own agent failed
+        (not those whose LLM agent was not run for want of a model: :attr:`no_model_line`)."""
+        return sum(1 for s in self.steps.values() if s.state == "fallback" and not s.no_model)
+
+    @property
+    def not_run(self) -> list[str]:
+        """LLM agents (id@version) not run because no model is configured, in step order."""
+        return list(dict.fromkeys(a for s in self.steps.values() for a in s.not_run))
+
+    @property
+    def no_model_line(self) -> str | None:
+        """``no model configured: llm_review was not run (set AGENTRT_MODEL and a key)``
+        when a step's LLM agent was not run for want of a model, else None; the report and
+        ``agentrt run`` say it once."""
+        if not self.not_run:
+            return None
+        from agentrt.agents.llm import no_model_message
+
+        return no_model_message(self.not_run)
 
     @property
     def outcome(self) -> str:
         """The state as summaries say it: ``completed with 2 fallbacks`` when steps got their
-        output only through a fallback (``agentrt run --strict`` fails such a run)."""
+        output only through a fallback because their agent failed (``agentrt run --strict``
+        fails such a run); a fallback for want of a model is not counted."""
         n = self.fallbacks
         if self.state == "completed" and n:
             return f"completed with {n} fallback{'s' if n != 1 else ''}"

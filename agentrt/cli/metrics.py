@@ -91,18 +91,54 @@ def _absent(value: Any) -> bool:
     return value is None or bool(pd.isna(value))
 
 
+def _usd(value: Any) -> str:
+    """``$0.0123``: enough digits for a cheap model's cents; ``—`` when unknown."""
+    if _absent(value):
+        return "—"
+    value = float(value)
+    return (
+        f"${value:,.2f}" if value >= 100 else f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+    )
+
+
+def _cost_cell(cost: Any, calls: Any, unpriced: Any = 0) -> str:
+    """The cost of an agent's or workflow's LLM calls: ``—`` without calls, ``unpriced``
+    when no call's model has a known price, the known sum otherwise (``+N unpriced``)."""
+    if _absent(calls) or not int(calls):
+        return "—"
+    if _absent(cost):
+        return "unpriced"
+    more = f" (+{int(unpriced)} unpriced)" if not _absent(unpriced) and int(unpriced) else ""
+    return _usd(cost) + more
+
+
 @app.command("summary")
 def summary_command(
     since: SinceOpt = None,
     workflow: WorkflowOpt = None,
     path: PathOpt = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="agent: everything per agent (default); workflow: LLM calls, tokens and cost "
+            "per workflow.",
+        ),
+    ] = "agent",
     as_json: JsonOpt = False,
 ) -> None:
-    """Per agent: runs, success rate, p50/p95 wall time, tokens, cache hits, efficiency."""
-    from agentrt.flows.metrics import jsonable, low_efficiency, summarize
+    """Per agent: runs, success rate, p50/p95 wall time, tokens, LLM cost, cache hits,
+    efficiency; then the LLM cost per workflow (``--by workflow`` for that table alone)."""
+    from agentrt.flows.metrics import cost_summary, jsonable, low_efficiency, summarize
 
+    if by not in ("agent", "workflow"):
+        raise fail(f"--by {by!r}: use agent or workflow", ExitCode.BAD_INPUT)
     frame = _load(path, since, workflow)
+    if by == "workflow":
+        _workflow_costs(cost_summary(frame, by="workflow"), as_json)
+        return
     table = summarize(frame)
+    costs = cost_summary(frame, by="agent").set_index("agent_id")
     low = low_efficiency(frame)
     if as_json:
         print_json(jsonable(table))
@@ -122,7 +158,7 @@ def summary_command(
     )
     headers = [
         "agent", "runs", "success", "retried", "fell back", "p50 s", "p95 s",
-        "ctx tokens", "LLM in/out", "cache hits", "efficiency",
+        "ctx tokens", "LLM in/out", "LLM cost", "cache hits", "efficiency",
     ]  # fmt: skip
     out.add_column(headers[0], no_wrap=True)
     for header in headers[1:]:
@@ -143,13 +179,57 @@ def summary_command(
             _num(row["p95_wall_s"], ".2f"),
             _num(row["tokens_delivered_mean"]),
             llm,
+            _cost_cell(
+                row["cost_usd"],
+                costs.at[row["agent_id"], "llm_calls"],
+                costs.at[row["agent_id"], "unpriced_calls"],
+            ),
             _pct(row["cache_hit_rate"]),
             _pct(row["context_efficiency"]),
         )
     console = Console()
     console.print(out)
+    by_workflow = cost_summary(frame, by="workflow")
+    if int(by_workflow["llm_calls"].sum()):
+        console.print(_cost_table(by_workflow))
     for warning in low:
         console.print(f"[yellow]warning:[/yellow] {warning.render()}", highlight=False)
+
+
+def _cost_table(costs: pd.DataFrame) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        title="LLM cost per workflow",
+        caption="US dollars from the models' prices (agentrt/agents/prices.toml, "
+        "AGENTRT_PRICES); unpriced: calls to models without a known price",
+    )
+    table.add_column("workflow", no_wrap=True)
+    for header in ("runs", "LLM calls", "LLM in/out", "cost", "per run", "models"):
+        table.add_column(header, justify="left" if header == "models" else "right")
+    for row in costs.to_dict(orient="records"):
+        calls = row["llm_calls"]
+        table.add_row(
+            str(row["workflow"]),
+            str(row["runs"]),
+            str(calls),
+            f"{_num(row['llm_input_tokens'])}/{_num(row['llm_output_tokens'])}" if calls else "—",
+            _cost_cell(row["cost_usd"], calls, row["unpriced_calls"]),
+            _usd(row["cost_per_run"]) if calls else "—",
+            row["models"] or "",
+        )
+    return table
+
+
+def _workflow_costs(costs: pd.DataFrame, as_json: bool) -> None:
+    from agentrt.flows.metrics import jsonable
+
+    if as_json:
+        print_json(jsonable(costs))
+        return
+    from rich.console import Console
+
+    Console().print(_cost_table(costs))
 
 
 @app.command("export")

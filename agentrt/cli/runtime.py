@@ -546,7 +546,11 @@ def _closing_summary(result: Any) -> str:
 
     counts = result.counts()
     total = len(result.steps)
-    cached = counts.get("cached", 0)
+    # A step whose LLM agent was not run (no model) and whose fallback came from the cache
+    # ran nothing either.
+    cached = counts.get("cached", 0) + sum(
+        1 for s in result.steps.values() if s.no_model and s.from_cache
+    )
     findings = sum(count_findings(s.output) for s in result.steps.values())
     # With a workflow budget: the context it paid for (steps with a grant). Agents that read
     # another step's context (ctx.upstream) record it as delivered to them too, for their
@@ -562,6 +566,8 @@ def _closing_summary(result: Any) -> str:
         f"{tokens:,} context tokens",
     ]
     line = f"{head}: " + " · ".join(parts)
+    if result.no_model_line:  # said once: the steps' notes say only "no model configured"
+        line += f"\n{result.no_model_line}"
     coverage = coverage_lines(result)
     blind = [row for row in coverage if row["unread_languages"]]
     if blind:

@@ -21,6 +21,7 @@ PROVIDER_ENV = (
     "ANTHROPIC_BASE_URL",
     "OLLAMA_BASE_URL",
     "OLLAMA_API_KEY",
+    "AGENTRT_PRICES",
 )
 
 #: A key-shaped value tests plant in the environment and then look for everywhere.

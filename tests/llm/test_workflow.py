@@ -160,8 +160,17 @@ def test_no_model_configured_falls_back_and_says_what_to_set(
     assert result.state == "completed", result.errors
     step = result.steps["review"]
     assert step.state == "fallback" and step.used_agent == "code_review@1.0.0"
+    # No attempt of the LLM agent: its fallback ran at once (one task run), and the run
+    # says why once, not as a failure.
+    assert step.not_run == ["llm_nomodel@1.0.0"] and len(step.task_run_ids) == 1
+    line = "no model configured: llm_nomodel was not run (set AGENTRT_MODEL and a key)"
+    assert step.reason == line and result.no_model_line == line
+    assert result.fallbacks == 0 and result.outcome == "completed"
     markdown = Path(result.report_paths["markdown"]).read_text()
-    assert "llm_nomodel@1.0.0 failed (LLMUnavailableError: " in markdown
-    assert "; fallback code_review@1.0.0 succeeded" in markdown
-    written = everything_written(result)
-    assert "no model configured for LLM agent llm_nomodel@1.0.0: set AGENTRT_MODEL" in written
+    assert markdown.count(line) == 1
+    assert "LLMUnavailableError" not in Path(result.report_paths["json"]).read_text()
+    import pandas as pd
+
+    rows = pd.read_parquet(result.report_paths["metrics"])
+    assert list(rows["agent_id"]) == ["code_review"]  # no record of an llm_nomodel attempt
+    assert list(rows["fallback_for"]) == ["llm_nomodel@1.0.0"]

@@ -79,6 +79,8 @@ def recorded(
     data.write_text("hello")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AGENTRT_METRICS_DIR", str(root))
+        for name in ("AGENTRT_PRICES", "AGENTRT_LLM_BASE_URL", "OPENAI_BASE_URL"):
+            mp.delenv(name, raising=False)  # the built-in price of openai:gpt-4o-mini
         mixed = run(
             registry,
             work / "mixed",
@@ -93,6 +95,7 @@ def recorded(
                         "output_tokens": {"value": 80},
                         "delivered": {"value": 1000},
                         "referenced": {"value": 250},
+                        "model": {"value": "openai:gpt-4o-mini"},  # 0.15/0.60 $ per M
                     },
                 },
                 step("alpha"),

@@ -49,8 +49,12 @@ def test_notebook_on_real_runs(recorded: Recorded, monkeypatch: pytest.MonkeyPat
     nb = execute(recorded.root, monkeypatch)
     text, images = outputs(nb)
     assert "17 records (14 executions) of 4 runs" in text
-    # tokens per agent, tokens over time, latency (2), rates, cache, efficiency, budget
-    assert images == 8
+    # tokens per agent, tokens over time, LLM cost per day, latency (2), rates, cache,
+    # efficiency, budget
+    assert images == 9
+    # The cost per workflow and per agent: `usage`'s 1,200 + 80 tokens of openai:gpt-4o-mini.
+    assert "LLM cost per workflow:" in text and "LLM cost per agent:" in text
+    assert "0.000228" in text and "metrics-mixed" in text
     assert "flaky" in text and "retries failed" in text  # the recommendation table
 
 
@@ -59,3 +63,4 @@ def test_notebook_on_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyP
     text, images = outputs(nb)
     assert images == 0
     assert "0 records" in text and "No changes to propose from 0 records" in text
+    assert "No LLM calls in these records yet." in text

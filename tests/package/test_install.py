@@ -65,6 +65,7 @@ def test_the_wheel_has_one_top_level_package_and_its_data(wheel: Path) -> None:
     assert "agentrt/py.typed" in names
     assert "agentrt/agents/manifests/code_review.yaml" in names
     assert "agentrt/flows/workflows/code-analysis.yaml" in names
+    assert "agentrt/agents/prices.toml" in names  # the model price table (agents/prices.py)
     # Every package folder of the repository is in the wheel (pyproject lists them by hand).
     for folder, prefix in (
         ("agentrt", "agentrt"),

@@ -34,5 +34,5 @@ def test_the_public_api_example_runs(
     assert out[0] == "['shop/retry.py']"
     assert out[1].startswith("code_review@1.")
     assert out[2].startswith(
-        "completed ['architecture_analysis', 'code_review', 'context_gathering'"
+        "completed ['analysis_summary', 'architecture_analysis', 'code_review', 'context_gathering'"
     )

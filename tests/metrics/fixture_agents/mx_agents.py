@@ -58,6 +58,7 @@ class UsageIn(BaseModel):
     output_tokens: int
     delivered: int
     referenced: int
+    model: str | None = None
 
 
 class UsageOut(BaseModel):
@@ -71,6 +72,7 @@ def usage(inputs: UsageIn, ctx: Any = None) -> UsageOut:
         ctx.llm_output_tokens = inputs.output_tokens
         ctx.tokens_delivered = inputs.delivered
         ctx.tokens_referenced = inputs.referenced
+        ctx.llm_model = inputs.model  # the runtime prices the tokens (cost_usd)
     return UsageOut(summary="ok")
 
 
