@@ -8,6 +8,10 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
    the most useful files and spans for the task (:func:`task_of`; paths listed in ``files``
    are added to the query, so those files are delivered themselves rather than outlined),
    inside the agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
+   when the manifest's ``context.change`` names an input holding a git revision and it is
+   set, the context is the change's impact instead (:func:`agentrt.context.impact.select_impact`:
+   the hunks, then callers, tests, importers, callees). Context and upstream outputs are fenced
+   as untrusted data (:func:`agentrt.context.untrusted.fence_untrusted`);
 2. renders the manifest's ``prompt`` with :func:`render_prompt`: ``{task}``, ``{context}``,
    ``{query}`` and the input's fields, by plain name only (nothing is evaluated). Whatever
    the template does not place (context, task, other inputs) goes into the user message;
@@ -66,7 +70,7 @@ import os
 import string
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -245,16 +249,29 @@ class Prompt:
     user: str
 
 
+#: How the repository context and the upstream outputs are labelled in prompts.
+CONTEXT_SOURCE = "code of the repository under review"
+UPSTREAM_SOURCE = "outputs of earlier steps"
+
+
 def build_prompt(
     template: str, inputs: Mapping[str, Any], task: str, context: str, upstream: str = ""
 ) -> Prompt:
     """The instructions from ``template``; what it does not place goes in the user message.
 
+    The context and the upstream outputs are fenced as untrusted data
+    (:func:`agentrt.context.untrusted.fence_untrusted`), wherever they are placed.
+
     The user message holds, in order: the task (unless the template has ``{task}``), the
     upstream outputs (unless it has ``{upstream}``), the context (unless it has
     ``{context}``) and the remaining input fields as JSON.
     """
+    from agentrt.context.untrusted import fence_untrusted
+
     used = set(template_fields(template))
+    # Repository content and what earlier steps made of it are data, not instructions.
+    context = fence_untrusted(context, CONTEXT_SOURCE) if context else ""
+    upstream = fence_untrusted(upstream, UPSTREAM_SOURCE) if upstream else ""
     fields = {**inputs, "task": task, "query": task, "context": context, "upstream": upstream}
     instructions = render_prompt(template, fields)
     sections = []
@@ -422,6 +439,9 @@ class LLMCall:
     model: str
     context_tokens: int
     context_paths: tuple[str, ...]
+    #: The upstream outputs the prompt was given (``context.sources``), by step id, so a
+    #: hook can check that the answer refers to what was really there.
+    upstream: Mapping[str, Any] = field(default_factory=dict)
 
 
 OutputHook = Callable[[Any, Any, LLMCall], Any]
@@ -520,6 +540,12 @@ def _select_context(
 
     files = inputs.get("files")
     files = [str(f) for f in files] if isinstance(files, list) and files else None
+    change = manifest.context.change
+    since = inputs.get(change) if change else None
+    if isinstance(since, str) and since.strip():
+        impact = _impact_context(repo, since.strip(), budget)
+        if impact is not None:
+            return impact
     # A path in the query makes the context manager deliver that file itself (within budget)
     # instead of only its outline: what a reviewer of those files needs.
     query = " ".join([task, *(files or [])]).strip()
@@ -530,6 +556,23 @@ def _select_context(
     paths = tuple(dict.fromkeys(item.path for item in selection.items))
     markdown = selection.to_markdown() if selection.items else ""
     return _Context(markdown, selection.tokens, paths, budget, tuple(selection.items))
+
+
+def _impact_context(repo: str, since: str, budget: int) -> _Context | None:
+    """The change's impact since ``since`` (hunks first, then callers, tests, ...), or None
+    when the change cannot be read or is empty (the query selection is used instead)."""
+    from agentrt.context.impact import ChangeError, select_impact
+
+    try:
+        selection = select_impact(repo, budget, since=since)
+    except ChangeError:
+        return None
+    if not selection.items:
+        return None
+    paths = tuple(dict.fromkeys(item.path for item in selection.items))
+    return _Context(
+        selection.to_markdown(), selection.tokens, paths, budget, tuple(selection.items)
+    )
 
 
 def _schema_tokens(output_schema: type[BaseModel] | dict | None) -> int:
@@ -744,7 +787,10 @@ def fit_prompt(
     minimum = measure(shrunk_inputs(levels - 1), "")[1]
     prompt, tokens = measure(ins, up)
     context = _Context("", 0, (), 0)
-    room = target - tokens - 16  # the "## Context" heading that comes with the context
+    from agentrt.context.untrusted import fence_untrusted
+
+    # The "## Context" heading and the untrusted-data fence that come with the context.
+    room = target - tokens - 16 - count_tokens(fence_untrusted("", CONTEXT_SOURCE))
     task = task_of(manifest, inputs)  # the whole task steers the selection
     for _ in range(3):
         if room <= 0:
@@ -816,7 +862,7 @@ def run_llm_agent(
             "raise the workflow's budget.total_tokens or the agent's context.min_tokens, or "
             "shorten its prompt"
         )
-    call = LLMCall(manifest.key, spec, context.tokens, context.paths)
+    call = LLMCall(manifest.key, spec, context.tokens, context.paths, dict(upstream))
 
     from pydantic_ai import Agent, ModelRetry, RunUsage
 

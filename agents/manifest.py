@@ -158,6 +158,15 @@ class ContextSpec(_Strict):
         ),
     )
     query: str | None = Field(None, description="What to look for; defaults to the workflow task.")
+    change: str | None = Field(
+        None,
+        description=(
+            "Input field holding a git revision (e.g. since): when that input is set, an LLM "
+            "agent's repository context is the change's impact since that revision (its hunks, "
+            "callers, tests, importers, callees: agentrt.context.impact.select_impact) instead "
+            "of a selection for the query."
+        ),
+    )
     min_tokens: Annotated[int, Field(ge=0)] = 0
     optimal_tokens: Annotated[int, Field(ge=0)] = 0
     delivered: str | None = Field(

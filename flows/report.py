@@ -54,8 +54,11 @@ def coverage_lines(result: RunResult) -> list[dict[str, Any]]:
     """One row per analyser tool of the run: ``step``, ``tool``, ``line`` (what it read and
     left out), ``skipped_files`` and ``unread_languages`` (languages of skipped files the tool
     does not read at all, as opposed to files it left out on purpose), from the outputs'
-    ``language_coverage`` lists."""
+    ``language_coverage`` lists. A tool that read the same as in an earlier step (a fallback
+    running the same analyser again, e.g. code_review standing in for llm_review) is listed
+    once."""
     rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
     for sid, step in result.steps.items():
         output = step.output
         entries = output.get("language_coverage") if isinstance(output, dict) else None
@@ -63,6 +66,10 @@ def coverage_lines(result: RunResult) -> list[dict[str, Any]]:
             continue
         for entry in entries:
             if isinstance(entry, dict) and isinstance(entry.get("line"), str):
+                key = (str(entry.get("tool", "")), entry["line"])
+                if key in seen:
+                    continue
+                seen.add(key)
                 skipped = entry.get("skipped_files")
                 unread = [
                     str(s.get("language"))

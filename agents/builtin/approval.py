@@ -16,6 +16,14 @@ The change is approved when every check passes:
 Findings below ``min_confidence`` (when set) are reported but not counted; findings without a
 confidence always count. Each reason names the count against its threshold and the worst
 findings behind it, as ``file:line rule message``.
+
+**The LLM verdict** (``llm_review``, the output of agent ``llm_review``, when a workflow has
+one): its findings count with the static ones, so a model can make the gate stricter. Its
+``triage`` of the static findings is reported (a line under the checks) but never discounts
+a finding: a static finding the model calls a likely false positive still counts. An LLM
+verdict can lower the gate's decision, never raise it — a change the static gate blocks stays
+blocked whatever the model says (the model reads repository content, which may hold text
+written to steer it).
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ class Input(BaseModel):
     performance: dict[str, Any] | None = Field(
         default=None, description="The performance_validation agent's output."
     )
+    llm_review: dict[str, Any] | None = Field(
+        default=None,
+        description="The llm_review agent's output (or its fallback's): its findings count; "
+        "its triage is reported, never used to discount a finding.",
+    )
     max_critical: int = Field(default=0, ge=0)
     max_high: int = Field(default=0, ge=0)
     max_medium: int | None = Field(default=None, ge=0, description="None: not limited.")
@@ -75,7 +88,7 @@ class Input(BaseModel):
             return [f for item in value for f in (item if isinstance(item, list) else [item])]
         return value
 
-    @field_validator("code_review", "security", "performance")
+    @field_validator("code_review", "security", "performance", "llm_review")
     @classmethod
     def _has_findings_list(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None and not isinstance(value.get("findings", []), list):
@@ -85,7 +98,7 @@ class Input(BaseModel):
     def merged_findings(self) -> list[Finding]:
         """All findings, from every source, each once, sorted by place."""
         merged = set(self.findings)
-        for upstream in (self.code_review, self.security, self.performance):
+        for upstream in (self.code_review, self.security, self.performance, self.llm_review):
             if upstream:
                 merged.update(Finding.model_validate(f) for f in upstream.get("findings", []))
         return sort_findings(merged)
@@ -101,6 +114,11 @@ class Output(BaseModel):
     total_findings: int = Field(description="All findings received, counted or not.")
     ignored_low_confidence: int
     blocking: list[Finding] = Field(description="The findings that failed a check, worst first.")
+    llm_triage: str = Field(
+        default="",
+        description="What the LLM reviewer said of the static findings, and that its verdict "
+        "did not discount any (empty without an LLM triage).",
+    )
 
 
 def _worst(findings: list[Finding]) -> str:
@@ -143,6 +161,7 @@ def run(inputs: Input) -> Output:
         else:
             passed.append(f"rule {pattern}: none found")
 
+    llm_triage = _triage_note(inputs.llm_review, blocking)
     ignored = len(received) - len(counted)
     approved = not failed
     verdict = "approved" if approved else "rejected"
@@ -159,7 +178,28 @@ def run(inputs: Input) -> Output:
         total_findings=len(received),
         ignored_low_confidence=ignored,
         blocking=sort_findings(blocking, worst_first=True),
+        llm_triage=llm_triage,
     )
+
+
+def _triage_note(review: dict[str, Any] | None, blocking: set[Finding]) -> str:
+    """One line on the LLM's triage of the static findings; empty when there is none."""
+    triage = [t for t in (review or {}).get("triage") or [] if isinstance(t, dict)]
+    if not triage:
+        return ""
+    doubted = [t for t in triage if t.get("verdict") == "likely_false_positive"]
+    blocked = {(f.path, f.line, f.rule) for f in blocking}
+    still = sum(1 for t in doubted if (t.get("path"), t.get("line"), t.get("rule")) in blocked)
+    note = (
+        f"LLM triage: {len(triage) - len(doubted)} static findings confirmed, "
+        f"{len(doubted)} likely false positives"
+    )
+    if doubted:
+        note += (
+            " — still counted: an LLM verdict can make the gate stricter, never more permissive"
+            + (f" ({still} of them block)" if still else "")
+        )
+    return note
 
 
 def render_markdown(output: Output) -> str:
@@ -180,6 +220,8 @@ def render_markdown(output: Output) -> str:
         "",
         *[f"- {reason}" for reason in output.reasons],
     ]
+    if output.llm_triage:
+        parts += ["", output.llm_triage]
     if output.blocking:
         parts += ["", "### Blocking findings", "", findings_table(output.blocking, limit=20)]
     return "\n".join(parts) + "\n"

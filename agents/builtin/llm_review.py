@@ -19,8 +19,9 @@ Nothing here imports pydantic-ai: the report imports this module for :func:`rend
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.json_schema import SkipJsonSchema
@@ -37,7 +38,7 @@ from agentrt.agents.builtin.common import (
 if TYPE_CHECKING:
     from agentrt.agents.llm import LLMCall
 
-__all__ = ["TOOL", "Input", "Output", "finish", "render_markdown"]
+__all__ = ["TOOL", "Input", "Output", "Triage", "finish", "render_markdown", "upstream_findings"]
 
 #: The ``tool`` of every finding this agent reports.
 TOOL = "llm_review"
@@ -59,6 +60,23 @@ class Input(BaseModel):
         description="What the change is about (an issue, a pull request description); it "
         "steers which code is selected as context and what the review focuses on.",
     )
+    since: str = Field(
+        default="",
+        description="Git revision: when set, the context is the change since it (its hunks, "
+        "then callers, tests, importers and callees: the manifest's context.change).",
+    )
+
+
+class Triage(BaseModel):
+    """The reviewer's verdict on one finding of the static analysers (upstream)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="The static finding's path, exactly as given upstream.")
+    line: int = Field(ge=0, description="The static finding's line.")
+    rule: str = Field(description="The static finding's rule, exactly as given upstream.")
+    verdict: Literal["confirmed", "likely_false_positive"]
+    reason: str = Field(description="Why, in one sentence, from the code you were shown.")
 
 
 class Output(BaseModel):
@@ -76,6 +94,11 @@ class Output(BaseModel):
         le=1,
         description="0 to 1: how sure you are that the review is correct and complete, given "
         "how much of the relevant code the context showed.",
+    )
+    triage: list[Triage] = Field(
+        default_factory=list,
+        description="Your verdict on findings of the static analysers (the upstream outputs), "
+        "each named by its path, line and rule.",
     )
     # Set by the runtime, not by the model (kept out of the schema the model is shown).
     model: SkipJsonSchema[str | None] = None
@@ -105,14 +128,45 @@ def _line_count(file: Path) -> int:
         return sum(1 for _ in handle)
 
 
+def upstream_findings(upstream: Mapping[str, Any]) -> set[tuple[str, int, str]]:
+    """``(path, line, rule)`` of every finding in the upstream outputs (their ``findings``)."""
+    keys: set[tuple[str, int, str]] = set()
+    for value in upstream.values():
+        data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        found = data.get("findings") if isinstance(data, Mapping) else None
+        for finding in found if isinstance(found, list) else []:
+            if isinstance(finding, Mapping) and {"path", "line", "rule"} <= set(finding):
+                keys.add((str(finding["path"]), int(finding["line"]), str(finding["rule"])))
+    return keys
+
+
+def _checked_triage(
+    triage: Iterable[Triage], known: set[tuple[str, int, str]], root: Path
+) -> tuple[list[Triage], list[str]]:
+    """The entries that name a real upstream finding (one verdict each), and the problems."""
+    kept: dict[tuple[str, int, str], Triage] = {}
+    problems = []
+    for index, entry in enumerate(triage):
+        key = (_relative(entry.path, root), entry.line, entry.rule.strip())
+        if key not in known:
+            problems.append(
+                f"triage[{index}] ({entry.path}:{entry.line} {entry.rule}) names no finding of "
+                "the upstream outputs"
+            )
+            continue
+        kept.setdefault(key, entry.model_copy(update={"path": key[0], "rule": key[2]}))
+    return list(kept.values()), problems
+
+
 def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
     """Check and normalise the model's review; reject findings at places that do not exist.
 
     Paths become repository-relative, ``tool`` becomes ``llm_review`` and findings are sorted
     by place. A finding whose file is not in the repository, or whose line is past the end of
     the file, raises :class:`~agentrt.agents.llm.OutputRejected`, which sends the model back
-    with the
-    reason (the manifest's output retries bound how often).
+    with the reason (the manifest's output retries bound how often). So does a ``triage``
+    entry that names no upstream finding (path, line and rule); a finding triaged twice keeps
+    its first verdict.
     """
     from agentrt.agents.llm import OutputRejected
 
@@ -137,15 +191,19 @@ def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
             )
             continue
         findings.append(finding.model_copy(update={"path": path, "tool": TOOL}))
+    triage, triage_problems = _checked_triage(output.triage, upstream_findings(call.upstream), root)
+    problems += triage_problems
     if problems:
         raise OutputRejected(
             "; ".join(problems[:5])
             + ". Use the paths and line numbers shown in the context headers "
-            "(`## path:start-end`), or leave out findings you cannot place."
+            "(`## path:start-end`), or leave out findings you cannot place; triage only "
+            "findings listed in the upstream outputs, by their path, line and rule."
         )
     return output.model_copy(
         update={
             "findings": sort_findings(findings),
+            "triage": sorted(triage, key=lambda t: (t.path, t.line, t.rule)),
             "model": call.model,
             "context_files": list(call.context_paths),
         }
@@ -169,4 +227,15 @@ def render_markdown(output: Output) -> str:
         seen = f", having seen {len(output.context_files)} files" if output.context_files else ""
         parts += ["", f"Reviewed by `{output.model}`{seen}."]
     parts += ["", "### Findings (worst first)", "", findings_table(output.findings)]
+    if output.triage:
+        rows = [
+            (f"`{t.path}:{t.line}`", t.rule, t.verdict.replace("_", " "), t.reason)
+            for t in output.triage
+        ]
+        parts += [
+            "",
+            "### Triage of the static findings",
+            "",
+            md_table(["Where", "Rule", "Verdict", "Reason"], rows),
+        ]
     return "\n".join(parts) + "\n"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from agentrt.agents.llm import (
+    CONTEXT_SOURCE,
     PromptTemplateError,
     build_prompt,
     render_prompt,
     template_fields,
 )
 from agentrt.agents.redact import REDACTED, redact
+from agentrt.context.untrusted import fence_untrusted
 from tests.llm.conftest import PLANTED_KEY
 
 
@@ -69,14 +71,17 @@ def test_build_prompt_puts_what_the_template_does_not_place_in_the_user_message(
         "You review code.", {"repo": "/r", "files": ["a.py"], "task": "t"}, "fix it", "CODE"
     )
     assert prompt.instructions == "You review code."
-    assert prompt.user.index("## Task\n\nfix it") < prompt.user.index("## Context\n\nCODE")
+    assert prompt.user.index("## Task\n\nfix it") < prompt.user.index("## Context\n\n")
+    fenced = fence_untrusted("CODE", CONTEXT_SOURCE)
+    assert prompt.user.index("## Context\n\n" + fenced) > 0  # repository code is data
     assert '"files": [\n    "a.py"\n  ]' in prompt.user and '"repo": "/r"' in prompt.user
     assert '"task"' not in prompt.user  # the task has its own section
 
 
 def test_build_prompt_respects_fields_the_template_places() -> None:
     prompt = build_prompt("Task: {task}\n{context}\nRepo {repo}", {"repo": "/r"}, "t", "CODE")
-    assert prompt.instructions == "Task: t\nCODE\nRepo /r"
+    fenced = fence_untrusted("CODE", CONTEXT_SOURCE)
+    assert prompt.instructions == f"Task: t\n{fenced}\nRepo /r"  # fenced where placed
     assert prompt.user == "Answer according to your instructions."
 
 

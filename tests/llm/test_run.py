@@ -143,7 +143,7 @@ def test_the_prompt_holds_the_selected_context_and_the_instructions(
     assert ctx.tokens_delivered <= count_tokens(user)
     tool = info.output_tools[0]
     properties = tool.parameters_json_schema["properties"]
-    assert set(properties) == {"summary", "findings", "confidence"}  # not counts/model
+    assert set(properties) == {"summary", "findings", "confidence", "triage"}  # not counts/model
 
 
 def test_a_task_that_matches_nothing_gets_the_overview(
@@ -322,7 +322,8 @@ def test_context_placed_by_the_template_keeps_its_braces(repo: Path, tmp_path: P
     )
     messages, info = recorder.calls[0]
     assert info.instructions is not None
-    assert info.instructions.startswith(f"Summarise {repo} for: Cache get items\n\nCode:\n## ")
+    assert info.instructions.startswith(f"Summarise {repo} for: Cache get items\n\nCode:\n")
+    assert "<untrusted-data" in info.instructions  # the code, fenced as data
     assert "self.items = {}" in info.instructions  # code braces are not a template
     assert "## Context" not in recorder.user_text()  # placed once, by the template
     assert not any(

@@ -274,6 +274,7 @@ def test_review_chain_since_revision_reviews_only_changed_files(tmp_path: Path) 
         "code_review": "cached",
         "security_validation": "completed",
         "performance_validation": "cached",
+        "llm_review": "fallback",  # no model configured: code_review stands in
         "final_approval": "cached",
     }
 
