@@ -94,6 +94,9 @@ def run_chain(
     from agentrt.flows.run import run_workflow
 
     monkeypatch.setenv("AGENTRT_LLM_OUTPUT_RETRIES", "1")
+    # A model the runtime counts as configured (no provider key needed); resolve_model below
+    # hands the agent the FunctionModel.
+    monkeypatch.setenv("AGENTRT_MODEL", "function:review")
     monkeypatch.setattr(llm, "resolve_model", lambda spec: FunctionModel(recorder))
     return run_workflow("review-chain", {"repo": str(repo), "since": base})
 
