@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from agentrt.context.compress import FileStructure, Unit, analyze, split_lines
+from agentrt.context.compress import DEFINITION_KINDS, FileStructure, Unit, analyze
 
 if TYPE_CHECKING:
     from agentrt.context.sources import RepoScan, SourceFile
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["rank_passages", "split_identifier", "tokenize"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT_OR_NEWLINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\n")
 # camelCase / PascalCase / acronyms: "HTTPServerError2" -> HTTP, Server, Error2
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
 
@@ -76,6 +77,8 @@ def split_identifier(identifier: str) -> tuple[str, ...]:
     >>> split_identifier("getUserName")
     ('getusername', 'get', 'user', 'name')
     """
+    if identifier.isalpha() and identifier.islower():  # most identifiers: nothing to split
+        return () if identifier in STOPWORDS else (identifier,)
     whole = identifier.lower().strip("_")
     if not whole:
         return ()
@@ -114,6 +117,30 @@ def term_id(term: str) -> int:
 def identifier_ids(identifier: str) -> tuple[int, ...]:
     """Term ids of one identifier (see :func:`split_identifier`)."""
     return tuple(map(term_id, split_identifier(identifier)))
+
+
+_INFO: dict[str, tuple[int, tuple[int, ...]]] = {"\n": (-1, ())}
+
+
+def _identifier_infos(identifiers: Iterable[str]) -> list[tuple[int, tuple[int, ...]]]:
+    """For each identifier: its own term id (graph edges) and its BM25 term ids.
+
+    A plain dict rather than ``lru_cache``: a bounded LRU's bookkeeping cost more than
+    the splitting it saved, over the ~10^6 distinct identifiers per file of a large tree.
+    ``"\n"`` maps to (-1, ()).
+    """
+    cache = _INFO
+    if len(cache) > 500_000:
+        cache.clear()
+        cache["\n"] = (-1, ())
+    get = cache.get
+    out = []
+    for identifier in identifiers:
+        info = get(identifier)
+        if info is None:
+            info = cache[identifier] = (term_id(identifier), identifier_ids(identifier))
+        out.append(info)
+    return out
 
 
 def text_ids(text: str) -> np.ndarray:
@@ -211,7 +238,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -256,42 +283,71 @@ def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return (pairs >> 32).astype(np.int32), pairs & 0xFFFFFFFF, tf.astype(np.int32)
 
 
+def _ranges_gather(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``starts[k]..stops[k]-1`` for every k, concatenated, and their k."""
+    lengths = np.maximum(stops - starts, 0)
+    total = int(lengths.sum())
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    first = np.cumsum(lengths) - lengths
+    return starts[owner] + (np.arange(total, dtype=np.int64) - first[owner]), owner
+
+
 def analyze_file(path: str, text: str) -> FileRecord:
     """Parse and tokenise one file: the expensive step that the index caches per content."""
     structure = analyze(path, text)
-    lines = split_lines(text)
-    # Identifiers are found once per line; unit and file documents are slices of their
-    # term ids. offsets[i] is where line i + 1's ids start in ``flat``.
-    line_idents = [_IDENT.findall(line) for line in lines]
-    id_tuples = list(map(identifier_ids, chain.from_iterable(line_idents)))
-    ident_len = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(id_tuples))
-    flat = np.fromiter(chain.from_iterable(id_tuples), dtype=np.int64, count=int(ident_len.sum()))
-    idents_per_line = np.fromiter(map(len, line_idents), dtype=np.int64, count=len(lines))
-    ends = np.concatenate(([0], np.cumsum(ident_len)))
-    offsets = ends[np.concatenate(([0], np.cumsum(idents_per_line)))]
+    n_lines = structure.n_lines
+    # One pass of the identifier regex over the whole text (newlines are tokens too, to
+    # number lines); each distinct identifier is split once. ``flat`` holds the term ids
+    # of every identifier occurrence in order; offsets[i] is where line i + 1's ids start.
+    tokens = _IDENT_OR_NEWLINE.findall(text)
+    index = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    distinct = list(index)
+    codes = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    newline = index.get("\n", -1)
+    is_newline = codes == newline
+    line_of = np.cumsum(is_newline) - is_newline
+    occurrence = codes[~is_newline]
+    occurrence_line = line_of[~is_newline]
+    info = _identifier_infos(distinct)
+    id_tuples = [ids for _, ids in info]
+    lengths = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(distinct))
+    distinct_ids = np.fromiter(
+        chain.from_iterable(id_tuples), dtype=np.int64, count=int(lengths.sum())
+    )
+    first = np.cumsum(lengths) - lengths
+    positions, _ = _ranges_gather(first[occurrence], first[occurrence] + lengths[occurrence])
+    flat = distinct_ids[positions]
+    per_line = np.bincount(occurrence_line, weights=lengths[occurrence], minlength=n_lines)
+    offsets = np.concatenate(([0], np.cumsum(per_line[:n_lines]))).astype(np.int64)
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
-    n_lines = len(lines)
-    parts: list[np.ndarray] = []
-    for unit in structure.units:
-        segment = flat[
-            offsets[min(unit.start_line, n_lines + 1) - 1] : offsets[min(unit.end_line, n_lines)]
-        ]
-        if unit.kind in ("function", "method", "class"):
-            # The unit's own name counts twice: a unit is most about what it is called.
-            name = np.asarray(identifier_ids(unit.name.rsplit(".", 1)[-1]), dtype=np.int64)
-            parts.append(np.concatenate((segment, name, p_ids)))
-        else:
-            parts.append(np.concatenate((segment, p_ids)))
-    unit_len = np.asarray([len(part) for part in parts], dtype=np.int32)
+
+    units = structure.units
+    starts = np.asarray([u.start_line for u in units], dtype=np.int64)
+    stops = np.asarray([u.end_line for u in units], dtype=np.int64)
+    segment, segment_doc = _ranges_gather(
+        offsets[np.minimum(starts, n_lines + 1) - 1], offsets[np.minimum(stops, n_lines)]
+    )
+    # The unit's own name counts twice: a unit is most about what it is called.
+    name_tuples = [
+        identifier_ids(u.name.rsplit(".", 1)[-1]) if u.kind in DEFINITION_KINDS else ()
+        for u in units
+    ]
+    name_len = np.fromiter(map(len, name_tuples), dtype=np.int64, count=len(units))
+    names = np.fromiter(chain.from_iterable(name_tuples), dtype=np.int64, count=int(name_len.sum()))
+    unit_numbers = np.arange(len(units), dtype=np.int64)
+    unit_len = (np.bincount(segment_doc, minlength=len(units)) + name_len + len(p_ids)).astype(
+        np.int32
+    )
     unit_doc, unit_term, unit_tf = _counted(
-        np.repeat(np.arange(len(parts), dtype=np.int64), unit_len),
-        np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
+        np.concatenate(
+            (segment_doc, np.repeat(unit_numbers, name_len), np.repeat(unit_numbers, len(p_ids)))
+        ),
+        np.concatenate((flat[segment], names, np.tile(p_ids, len(units)))),
     )
     file_ids = np.concatenate((flat, p_ids, p_ids))
     file_terms, file_tf = np.unique(file_ids, return_counts=True)
-    identifiers = np.unique(
-        np.fromiter(map(term_id, set(chain.from_iterable(line_idents))), dtype=np.int64)
-    )
+    raw = np.fromiter((raw_id for raw_id, _ in info), dtype=np.int64, count=len(info))
+    identifiers = np.unique(raw[raw >= 0])
     return FileRecord(
         structure,
         file_terms,
