@@ -283,7 +283,19 @@ def _analyze_text(path: str, text: str) -> FileStructure:
         ):
             keep.append((max(1, i - 1), i) if _RST_UNDERLINE.match(line) else (i, i))
     structure.skeleton = merge_ranges(keep)
+    manifest = _MANIFESTS.get(path.rsplit("/", 1)[-1])
+    if manifest is not None:
+        match = manifest.search(text)
+        structure.module = match.group(1) if match else ""
     return structure
+
+
+#: Manifests that name the module or package of their folder (imports resolve against it).
+_MANIFESTS = {
+    "go.mod": re.compile(r"^module\s+\"?([^\s\"]+)", re.M),
+    "package.json": re.compile(r'\A\s*\{[^{]*?"name"\s*:\s*"([^"]+)"', re.S),
+    "Cargo.toml": re.compile(r"^\[package\][^\[]*?^name\s*=\s*\"([^\"]+)\"", re.M | re.S),
+}
 
 
 def _body_start(node: ast.AST) -> int:

@@ -36,7 +36,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from agentrt.context.compress import DEFINITION_KINDS, FileStructure, Unit, analyze
+from agentrt.context.graph import RepoFiles, import_graph, reference_graph
 
 if TYPE_CHECKING:
     from agentrt.context.sources import RepoScan, SourceFile
@@ -119,28 +120,29 @@ def identifier_ids(identifier: str) -> tuple[int, ...]:
     return tuple(map(term_id, split_identifier(identifier)))
 
 
-_INFO: dict[str, tuple[int, tuple[int, ...]]] = {"\n": (-1, ())}
+class _Cache(dict):  # type: ignore[type-arg]
+    """A dict that computes a missing value with ``function`` (hits stay in C)."""
+
+    def __init__(self, function: Callable[[str], object], newline: object) -> None:
+        super().__init__()
+        self.function = function
+        self.newline = newline
+        self["\n"] = newline
+
+    def __missing__(self, key: str) -> object:
+        if len(self) > 500_000:  # bounded: a process indexes many repositories
+            self.clear()
+            self["\n"] = self.newline
+        value = self[key] = self.function(key)
+        return value
 
 
-def _identifier_infos(identifiers: Iterable[str]) -> list[tuple[int, tuple[int, ...]]]:
-    """For each identifier: its own term id (graph edges) and its BM25 term ids.
-
-    A plain dict rather than ``lru_cache``: a bounded LRU's bookkeeping cost more than
-    the splitting it saved, over the ~10^6 distinct identifiers per file of a large tree.
-    ``"\n"`` maps to (-1, ()).
-    """
-    cache = _INFO
-    if len(cache) > 500_000:
-        cache.clear()
-        cache["\n"] = (-1, ())
-    get = cache.get
-    out = []
-    for identifier in identifiers:
-        info = get(identifier)
-        if info is None:
-            info = cache[identifier] = (term_id(identifier), identifier_ids(identifier))
-        out.append(info)
-    return out
+#: Per identifier, as ``map(cache.__getitem__, …)`` looks them up: the term id of the
+#: identifier itself (graph edges; -1 for the "\n" token that numbers lines), and the term
+#: ids of its BM25 terms (see :func:`split_identifier`). Plain dicts rather than
+#: ``lru_cache``: a bounded LRU's bookkeeping cost more than the splitting it saved.
+_RAW_IDS = _Cache(term_id, -1)
+_TERM_IDS = _Cache(identifier_ids, ())
 
 
 def text_ids(text: str) -> np.ndarray:
@@ -171,7 +173,9 @@ class Bm25:
         import scipy.sparse as sp
 
         self.n_docs = n_docs
-        self.terms, row = np.unique(term, return_inverse=True)
+        # Term ids are 31-bit: sorting them as int32 takes half the time of int64.
+        terms, row = np.unique(term.astype(np.int32), return_inverse=True)
+        self.terms = terms.astype(np.int64)
         df = np.bincount(row, minlength=len(self.terms)).astype(np.float64)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avg = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
@@ -275,6 +279,10 @@ class FileRecord:
     unit_len: np.ndarray
     #: Distinct identifiers the file uses, as term ids of the raw identifier (graph edges).
     identifiers: np.ndarray
+    #: Per unit (windows excepted), the distinct identifiers of 3+ characters it contains,
+    #: flattened: local unit number, term id of the raw identifier (the reference graph).
+    unit_ref_doc: np.ndarray
+    unit_ref_id: np.ndarray
 
 
 def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,8 +316,7 @@ def analyze_file(path: str, text: str) -> FileRecord:
     line_of = np.cumsum(is_newline) - is_newline
     occurrence = codes[~is_newline]
     occurrence_line = line_of[~is_newline]
-    info = _identifier_infos(distinct)
-    id_tuples = [ids for _, ids in info]
+    id_tuples = list(map(_TERM_IDS.__getitem__, distinct))
     lengths = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(distinct))
     distinct_ids = np.fromiter(
         chain.from_iterable(id_tuples), dtype=np.int64, count=int(lengths.sum())
@@ -346,8 +353,20 @@ def analyze_file(path: str, text: str) -> FileRecord:
     )
     file_ids = np.concatenate((flat, p_ids, p_ids))
     file_terms, file_tf = np.unique(file_ids, return_counts=True)
-    raw = np.fromiter((raw_id for raw_id, _ in info), dtype=np.int64, count=len(info))
+    raw = np.fromiter(map(_RAW_IDS.__getitem__, distinct), dtype=np.int64, count=len(distinct))
     identifiers = np.unique(raw[raw >= 0])
+    # Identifiers each unit uses: slices of the occurrences, by line.
+    long_enough = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct)) >= 3
+    occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
+    per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
+    occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
+    not_window = np.asarray([u.kind != "window" for u in units], dtype=bool)
+    ref_positions, ref_owner = _ranges_gather(
+        np.where(not_window, occ_offsets[np.minimum(starts, n_lines + 1) - 1], 0),
+        np.where(not_window, occ_offsets[np.minimum(stops, n_lines)], 0),
+    )
+    ref_ids = occurrence_raw[ref_positions]
+    ref_keys = np.unique(ref_owner[ref_ids >= 0] << 32 | ref_ids[ref_ids >= 0])
     return FileRecord(
         structure,
         file_terms,
@@ -358,6 +377,8 @@ def analyze_file(path: str, text: str) -> FileRecord:
         unit_tf,
         unit_len,
         identifiers,
+        (ref_keys >> 32).astype(np.int32),
+        (ref_keys & 0xFFFFFFFF).astype(np.int32),
     )
 
 
@@ -414,6 +435,14 @@ class RepoIndex:
     centrality: np.ndarray
     #: Prior weight of each file by its path (see :func:`path_prior`).
     priors: np.ndarray
+    #: File import graph, every language resolved its own way: a scipy sparse matrix,
+    #: ``imports[a, b] > 0`` when file a imports file b (1 per import naming b, 1/n when an
+    #: import names a package of n files); see :func:`agentrt.context.graph.import_graph`.
+    imports: object = None
+    #: Unit reference graph (a call graph by name): a scipy sparse matrix over global unit
+    #: numbers, ``references[u, v] > 0`` when unit u uses the name unit v defines (1 / the
+    #: number of units it may mean); see :func:`agentrt.context.graph.reference_graph`.
+    references: object = None
     records: dict[str, FileRecord] | None = None
 
     def __getstate__(self) -> dict[str, object]:
@@ -436,30 +465,18 @@ class RepoIndex:
         return range(start, stop)
 
 
-def module_name(path: str) -> str | None:
-    """Dotted module of a Python path (``a/b/__init__.py`` -> ``a.b``), else None."""
-    if not path.endswith(".py"):
-        return None
-    parts = path[:-3].split("/")
-    if parts[-1] == "__init__":
-        parts.pop()
-    # Source trees often live under src/ or lib/; strip those so imports resolve.
-    if len(parts) > 1 and parts[0] in ("src", "lib"):
-        parts = parts[1:]
-    return ".".join(parts) if parts else None
-
-
 def _build_graph(
     paths: Sequence[str],
     structures: Sequence[FileStructure],
     records: Sequence[FileRecord],
-    modules: dict[str, int],
+    imports: object,
 ) -> object:
     """File graph as a column-stochastic sparse matrix (edge u -> v: u imports or uses v).
 
-    Import edges weigh 1. Reference edges link a file to the files defining an identifier
-    it uses (as in Aider's repository map), weighted 1 / number of defining files; names
-    defined in more than a handful of files (``get``, ``save``) link nothing.
+    Import edges come from ``imports`` (see :func:`agentrt.context.graph.import_graph`).
+    Reference edges link a file to the files defining an identifier it uses (as in Aider's
+    repository map), weighted 1 / number of defining files; names defined in more than a
+    handful of files (``get``, ``save``) link nothing.
     """
     import scipy.sparse as sp
 
@@ -468,27 +485,18 @@ def _build_graph(
     cols: list[np.ndarray] = []
     weights: list[np.ndarray] = []
 
-    imports_from: list[int] = []
-    imports_to: list[int] = []
+    coo = sp.coo_matrix(imports)  # type: ignore[arg-type]
+    rows.append(coo.row.astype(np.int64))
+    cols.append(coo.col.astype(np.int64))
+    weights.append(coo.data.astype(np.float64))
+
     def_ids: list[int] = []
     def_files: list[int] = []
-    for f, (path, structure) in enumerate(zip(paths, structures, strict=True)):
-        package = (module_name(path) or "").split(".")
-        if not path.endswith("__init__.py"):
-            package = package[:-1]
-        for imported in structure.imports:
-            target = _resolve_import(imported, package, modules)
-            if target is not None:
-                imports_from.append(f)
-                imports_to.append(target)
+    for f, structure in enumerate(structures):
         for name in {d.rsplit(".", 1)[-1] for d in structure.definitions}:
             if len(name) > 3 and not name.startswith("__"):
                 def_ids.append(term_id(name))
                 def_files.append(f)
-    rows.append(np.asarray(imports_from, dtype=np.int64))
-    cols.append(np.asarray(imports_to, dtype=np.int64))
-    weights.append(np.ones(len(imports_from)))
-
     if def_ids:
         d_id = np.asarray(def_ids, dtype=np.int64)
         d_file = np.asarray(def_files, dtype=np.int64)
@@ -515,19 +523,6 @@ def _build_graph(
     out_degree = np.asarray(matrix.sum(axis=1)).ravel()
     inv = np.divide(1.0, out_degree, out=np.zeros_like(out_degree), where=out_degree > 0)
     return sp.csr_matrix(sp.diags(inv) @ matrix).T.tocsr()
-
-
-def _resolve_import(imported: str, package: list[str], modules: dict[str, int]) -> int | None:
-    if imported.startswith("."):
-        level = len(imported) - len(imported.lstrip("."))
-        base = package[: len(package) - (level - 1)] if level > 1 else package
-        imported = ".".join([*base, imported.lstrip(".")]).strip(".")
-    while imported:
-        target = modules.get(imported)
-        if target is not None:
-            return target
-        imported = imported.rpartition(".")[0]
-    return None
 
 
 def pagerank(
@@ -774,22 +769,34 @@ def _assemble(
         np.asarray([r.file_len for r in file_records], dtype=np.float64),
     )
     definitions: dict[str, list[int]] = {}
+    unit_names: list[str] = []
+    unit_kinds: list[str] = []
     for f, structure in enumerate(structures):
         for local, unit in enumerate(structure.units):
-            if unit.kind in ("function", "method", "class"):
+            unit_names.append(unit.name)
+            unit_kinds.append(unit.kind)
+            if unit.kind in DEFINITION_KINDS:
                 k = int(base[f]) + local
                 definitions.setdefault(unit.name, []).append(k)
                 short = unit.name.rsplit(".", 1)[-1]
                 if short != unit.name:
                     definitions.setdefault(short, []).append(k)
-    modules: dict[str, int] = {}
-    basenames: dict[str, list[int]] = {}
-    for f, path in enumerate(paths):
-        module = module_name(path)
-        if module and module not in modules:
-            modules[module] = f
-        basenames.setdefault(path.rsplit("/", 1)[-1], []).append(f)
-    transition = _build_graph(paths, structures, file_records, modules)
+    files = RepoFiles(paths, structures)
+    imports = import_graph(files)
+    references = reference_graph(
+        structures,
+        unit_file,
+        unit_names,
+        unit_kinds,
+        cat(
+            [r.unit_ref_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)],
+            np.int64,
+        ),
+        cat([r.unit_ref_id for r in file_records], np.int64),
+        _NameIds(),
+        imports,
+    )
+    transition = _build_graph(paths, structures, file_records, imports)
     return RepoIndex(
         root=root,
         digest=digest,
@@ -801,12 +808,22 @@ def _assemble(
         file_bm25=file_bm25,
         unit_bm25=unit_bm25,
         definitions=definitions,
-        modules=modules,
-        basenames=basenames,
+        modules=files.modules,
+        basenames=files.basenames,
         transition=transition,
         centrality=pagerank(transition),
         priors=np.asarray([path_prior(p) for p in paths], dtype=np.float32),
+        imports=imports,
+        references=references,
     )
+
+
+class _NameIds(dict):  # type: ignore[type-arg]
+    """Term id of a name, computed on first use (see :func:`term_id`)."""
+
+    def __missing__(self, name: str) -> int:
+        value = self[name] = term_id(name)
+        return value
 
 
 # --------------------------------------------------------------------------- ranking

@@ -895,9 +895,7 @@ class _Walker:
         return FileStructure(
             n_lines=n,
             units=units,
-            skeleton=merge_ranges(
-                (max(1, s), min(e, n)) for s, e in self.keep if s <= e and s <= n
-            ),
+            skeleton=[(s, min(e, n)) for s, e in merge_ranges(self.keep) if s <= n],
             imports=list(dict.fromkeys(self.imports)),
             definitions=list(dict.fromkeys(self.definitions)),
             parsed=True,
@@ -907,29 +905,24 @@ class _Walker:
 
     def _gap_blocks(self, n: int) -> list[Unit]:
         """Block units for runs of lines that no definition covers and that hold code."""
-        covered = bytearray(n + 2)
-        for unit in self.units:
-            if unit.kind != "window":
-                covered[unit.start_line : unit.end_line + 1] = b"\1" * (
-                    unit.end_line - unit.start_line + 1
-                )
+        spans = sorted((u.start_line, u.end_line) for u in self.units if u.kind != "window")
+        lines = self.lines
+        trivial = _TRIVIAL.fullmatch
         blocks: list[Unit] = []
         line = 1
-        while line <= n:
-            if covered[line]:
-                line += 1
-                continue
-            first = last = 0
-            while line <= n and not covered[line]:
-                if not _TRIVIAL.fullmatch(self.lines[line - 1]):
-                    first = first or line
-                    last = line
-                line += 1
-            if first:
-                if last - first + 1 <= BLOCK_LINES:
-                    blocks.append(Unit(f"<module>:{first}", "block", first, last))
-                else:
-                    blocks.extend(line_windows(first, last, "block", "<module>"))
+        for start, end in [*spans, (n + 1, n + 1)]:
+            if start > line:  # lines line..start-1 are uncovered: trim trivial ones
+                first, last = line, min(start - 1, n)
+                while first <= last and trivial(lines[first - 1]):
+                    first += 1
+                while last >= first and trivial(lines[last - 1]):
+                    last -= 1
+                if first <= last:
+                    if last - first + 1 <= BLOCK_LINES:
+                        blocks.append(Unit(f"<module>:{first}", "block", first, last))
+                    else:
+                        blocks.extend(line_windows(first, last, "block", "<module>"))
+            line = max(line, end + 1)
         return blocks
 
 
