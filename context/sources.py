@@ -510,9 +510,13 @@ class _Walker:
         # Deeper .gitignore files override shallower ones, as in git.
         for base, spec in specs:
             local = rel[len(base) + 1 :] if base else rel
-            include = spec.check_file(local + suffix).include
-            if include is not None:
-                ignored = include
+            result = spec.check_file(local + suffix)
+            if result.include is not None:
+                ignored = result.include
+                if is_dir and ignored and getattr(spec, "dirs_unignored_at", -1) > result.index:
+                    ignored = False
+            elif is_dir and getattr(spec, "dirs_unignored_at", -1) >= 0:
+                ignored = False
         return ignored
 
     def _in_tree_target(self, path: str, rel: str) -> str | None:
@@ -549,7 +553,14 @@ class _Walker:
         except OSError as exc:
             self._skip(self._rel(path), f"unreadable ignore file: {_strerror(exc)}")
             return None
-        return GitIgnoreSpec.from_lines(lines) if lines else None
+        if not lines:
+            return None
+        spec = GitIgnoreSpec.from_lines(lines)
+        # pathspec does not apply "!*/" (re-include every directory, as in "ignore all but
+        # files with extensions": "*", "!*.*", "!*/"), so that case is handled here.
+        unignored = [i for i, line in enumerate(lines) if line.strip() in ("!*/", "!**/")]
+        spec.dirs_unignored_at = unignored[-1] if unignored else -1  # type: ignore[attr-defined]
+        return spec
 
     def _skip(self, rel: str, reason: str) -> None:
         self.skipped.append(SkippedFile(rel, reason))
