@@ -29,7 +29,14 @@ import numpy as np
 
 from agentrt.context.compress import DEFINITION_KINDS, FileStructure
 
-__all__ = ["MAX_DEFINING_UNITS", "RepoFiles", "import_graph", "reference_graph", "resolve_import"]
+__all__ = [
+    "IMPORT_LANGUAGES",
+    "MAX_DEFINING_UNITS",
+    "RepoFiles",
+    "import_graph",
+    "reference_graph",
+    "resolve_import",
+]
 
 #: A name defined by more units than this is too common to link anything by reference.
 MAX_DEFINING_UNITS = 8
@@ -102,6 +109,34 @@ class RepoFiles:
                 elif structure.language:
                     key = (_FAMILY.get(structure.language, structure.language), structure.module)
                     self.packages.setdefault(key, []).append(f)
+
+    def mention_modules(self) -> dict[str, int]:
+        """Dotted names an issue may use for files of languages other than Python.
+
+        Java and Kotlin: ``package.File`` (``com.x.Item``); Rust: the module path in its
+        crate (``discount``, ``tax.rates``), also behind ``crate.`` and the crate's name.
+        """
+        out: dict[str, int] = {}
+        for f, (path, structure) in enumerate(zip(self.paths, self.structures, strict=True)):
+            language = structure.language
+            if language in ("java", "kotlin") and structure.module:
+                stem = path.rpartition("/")[2].rpartition(".")[0]
+                out.setdefault(f"{structure.module}.{stem}", f)
+            elif language == "rust":
+                crate, src = _rust_crate(self, path)
+                if not (path.startswith(src + "/") or not src):
+                    continue
+                parts = path[len(src) + 1 if src else 0 : -3].split("/")
+                if parts[-1] in ("mod", "lib", "main"):
+                    parts.pop()
+                if not parts:
+                    continue
+                name = ".".join(parts)
+                out.setdefault(name, f)
+                out.setdefault(f"crate.{name}", f)
+                if crate in self.crates:
+                    out.setdefault(f"{self.crates[crate]}.{name}", f)
+        return out
 
     def file(self, path: str) -> int | None:
         return self.index.get(path)
@@ -415,6 +450,10 @@ _RESOLVERS = {
     "ruby": _ruby,
     "php": _php,
 }
+
+
+#: Languages whose imports are resolved to files.
+IMPORT_LANGUAGES = frozenset(_RESOLVERS)
 
 
 def resolve_import(files: RepoFiles, f: int, imported: str) -> list[int]:

@@ -777,10 +777,11 @@ def _assemble(
             unit_kinds.append(unit.kind)
             if unit.kind in DEFINITION_KINDS:
                 k = int(base[f]) + local
-                definitions.setdefault(unit.name, []).append(k)
-                short = unit.name.rsplit(".", 1)[-1]
-                if short != unit.name:
-                    definitions.setdefault(short, []).append(k)
+                # Every dotted suffix: ``ns.Class.method`` is found as ``Class.method`` and
+                # ``method`` (a Python method's ``Class.method`` has only those two).
+                parts = unit.name.split(".")
+                for cut in range(len(parts)):
+                    definitions.setdefault(".".join(parts[cut:]), []).append(k)
     files = RepoFiles(paths, structures)
     imports = import_graph(files)
     references = reference_graph(
@@ -808,7 +809,7 @@ def _assemble(
         file_bm25=file_bm25,
         unit_bm25=unit_bm25,
         definitions=definitions,
-        modules=files.modules,
+        modules={**files.mention_modules(), **files.modules},
         basenames=files.basenames,
         transition=transition,
         centrality=pagerank(transition),
@@ -830,8 +831,13 @@ class _NameIds(dict):  # type: ignore[type-arg]
 
 _TRACEBACK = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
 _PATHLIKE = re.compile(
-    r"[\w.\-/\\]*\w\.(?:py|pyi|pyx|rst|txt|md|cfg|toml|ini|json|ya?ml|js|css|html)\b"
+    r"[\w.\-/\\]*\w\.(?:py|pyi|pyx|rst|txt|md|cfg|toml|ini|json|ya?ml|js|css|html"
+    r"|[cm]?jsx?|[cm]?tsx?|go|rs|java|kt|kts|c|h|cc|cpp|cxx|hh|hpp|hxx|ipp|inl|cs|rb|php"
+    r"|swift|scala)\b(?::(\d+))?"
 )
+#: ``Class::method``, ``crate::mod::fn``, ``obj->member`` read as dotted names (but not a
+#: pytest node id's ``test_x.py::TestCase``, which names a file first).
+_QUALIFIER = re.compile(r"(?<!\.py)::|->")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
 #: HTML comments: issue templates' hidden instructions ("please check the guidelines").
@@ -864,13 +870,27 @@ W_UNIT_TITLE = 0.5
 #: Query terms weigh (count in the query) ** this: a long issue names its subject many times
 #: and incidental words once. A square root keeps one repeated term from dominating.
 QUERY_TF_POWER = 0.5
+#: A unit used by the best units (see :attr:`RepoIndex.references`) gains this times its
+#: share of their (squared) scores. Off: at 0.3 it cost Python 2 of 39 gold files at 13k
+#: (`bench.context_selection --quick`) for 1-2 more of 75 polyglot issues; at 0.1, 1. A
+#: signal for a learned ranker (``bench.context_ranks --variant 'refs:W_UNIT_CALLEE=0.3'``).
+W_UNIT_CALLEE = 0.0
 #: A unit's score is its own evidence scaled by FLOOR + (1 - FLOOR) * its file's score.
 UNIT_FILE_FLOOR = 0.0
 #: Prior by kind of path: tests and prose are context, but rarely where a change goes.
 TEST_PRIOR = 0.5
 DOC_PRIOR = 0.6
-_TEST_PATH = re.compile(r"(^|/)(tests?|testing)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$")
-_CODE_SUFFIXES = (".py", ".pyi", ".pyx", ".js", ".ts", ".c", ".h", ".cpp", ".go", ".rs", ".java")
+_TEST_PATH = re.compile(
+    r"(^|/)(tests?|testing|__tests__)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$"
+    # Other languages' conventions: x_test.go, x_test.cc, x.test.ts, x.spec.js, XTest.java.
+    r"|_(test|unittest)\.(go|c|cc|cpp|cxx|rs)$|[.\-](test|spec)\.[cm]?[jt]sx?$"
+    r"|[a-z0-9]Tests?\.(java|kt|cs)$"
+)
+_CODE_SUFFIXES = (
+    ".py", ".pyi", ".pyx", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts",
+    ".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".ipp", ".inl", ".go", ".rs",
+    ".java", ".kt", ".kts", ".cs", ".rb", ".php", ".swift", ".scala",
+)  # fmt: skip
 
 
 def path_prior(path: str) -> float:
@@ -933,11 +953,19 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
                     ] == match.group(3):
                         units[k] = max(units.get(k, 0.0), 1.0)
     for match in _PATHLIKE.finditer(query):
-        matched = _match_path(index, match.group())
+        line = match.group(1)
+        mention = match.group()[: match.start(1) - match.end() - 1] if line else match.group()
+        matched = _match_path(index, mention)
         for f in matched:
             add_file(f, 1.0 / len(matched) ** 0.5)
+            # ``file.rs:120`` (a compiler error, a panic, a stack frame) pins a unit down;
+            # Python's locations come from tracebacks (above).
+            if line and len(matched) == 1 and index.structures[f].language != "python":
+                k = _unit_at(index, f, int(line))
+                if k is not None:
+                    units[k] = max(units.get(k, 0.0), 1.0)
     code_spans = " ".join(m.group(0) for m in _CODE.finditer(query))
-    for match in _DOTTED.finditer(query):
+    for match in _DOTTED.finditer(_QUALIFIER.sub(".", query)):
         parts = match.group().split(".")
         for cut in range(len(parts), 0, -1):
             f = index.modules.get(".".join(parts[:cut]))
@@ -960,6 +988,19 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
         f = int(index.unit_file[k])
         files[f] = max(files.get(f, 0.0), 0.8 * w)
     return Mentions(files, units)
+
+
+def _unit_at(index: RepoIndex, f: int, line: int) -> int | None:
+    """The smallest definition unit of file ``f`` that holds ``line`` (else any unit)."""
+    best: int | None = None
+    best_key = (True, 0)
+    for k in index.file_units(f):
+        unit = index.structures[f].units[int(index.unit_local[k])]
+        if unit.start_line <= line <= unit.end_line:
+            key = (unit.kind not in DEFINITION_KINDS, unit.n_lines)
+            if best is None or key < best_key:
+                best, best_key = k, key
+    return best
 
 
 def _is_camel(ident: str) -> bool:
@@ -1033,8 +1074,13 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)
     unit_file_score = file_scores[index.unit_file]
-    unit_scores = _norm(
-        (unit_lex + W_UNIT_MENTION * unit_mention)
-        * (UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score)
-    )
+    factor = UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score
+    own = unit_lex + W_UNIT_MENTION * unit_mention
+    if W_UNIT_CALLEE and index.references is not None and n_units:
+        # What the best units use (a macro, a helper, a type) is context for them: a unit
+        # gains from the units referencing it, in proportion to their squared scores.
+        hits = _norm(own * factor) ** 2
+        callees = np.asarray(index.references.T @ hits, dtype=np.float32).ravel()  # type: ignore[attr-defined]
+        own = own + W_UNIT_CALLEE * _norm(callees)
+    unit_scores = _norm(own * factor)
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), mentions)

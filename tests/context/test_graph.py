@@ -12,7 +12,8 @@ import pytest
 
 from agentrt.context.compress import analyze
 from agentrt.context.graph import RepoFiles, resolve_import
-from agentrt.context.relevance import RepoIndex, build_index
+from agentrt.context.relevance import RepoIndex, build_index, rank
+from agentrt.context.select import select
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
 
@@ -151,3 +152,77 @@ def test_file_graph_pagerank_sees_imports(index: RepoIndex) -> None:
         > index.centrality[index.paths.index("web/scripts/report.mjs")]
     )
     assert central != "web/scripts/report.mjs"
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+@pytest.mark.parametrize(
+    ("query", "path", "unit"),
+    [
+        (
+            "Cart.Total returns the wrong sum\nWith more than ten items the bulk discount "
+            "is applied twice.",
+            "internal/cart/total.go",
+            "cart.Cart.Total",
+        ),
+        (
+            "crate::discount::Discount::apply rounds down\nA 15% discount on 999 cents gives "
+            "849 instead of 850.",
+            "engine/src/discount.rs",
+            "Discount.apply",
+        ),
+        (
+            "fetchCart ignores the base URL\nApiClient requests /carts/me on the page's origin.",
+            "web/src/api/client.ts",
+            "ApiClient.fetchCart",
+        ),
+        (
+            "`PriceTable::lookup` returns a negative bucket for long names",
+            "native/src/table.cpp",
+            "shop.PriceTable.lookup",
+        ),
+        (
+            "thread 'main' panicked at engine/src/tax/mod.rs:5:5: attempt to multiply "
+            "with overflow",
+            "engine/src/tax/mod.rs",
+            "with_vat",
+        ),
+        (
+            "Checkout total is wrong\njava.lang.NullPointerException\n"
+            "    at com.shop.service.Checkout.total(Checkout.java:11)",
+            "java/src/main/java/com/shop/service/Checkout.java",
+            "Checkout.total",
+        ),
+    ],
+)
+def test_rank_finds_the_unit_a_query_names(
+    index: RepoIndex, query: str, path: str, unit: str
+) -> None:
+    ranking = rank(index, query)
+    best_file = index.paths[int(ranking.file_scores.argmax())]
+    best_path, best_unit = index.unit(int(ranking.unit_scores.argmax()))
+    assert (best_file, best_path, best_unit.name) == (path, path, unit)
+
+
+def test_select_delivers_the_named_go_function(tmp_path: Path) -> None:
+    store = ContextStore(tmp_path / "store")
+    selection = select(
+        POLYGLOT, "applyBulkDiscount gives 10% off at exactly ten items", 300, store=store
+    )
+    spans = [(i.path, i.kind, i.text) for i in selection.items]
+    assert spans[0][0] == "internal/cart/total.go"
+    assert "func applyBulkDiscount(sum int, count int) int {" in spans[0][2]
+    assert selection.tokens <= 300
+
+
+def test_callee_boost_lifts_what_the_best_unit_uses(
+    index: RepoIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = "Cart.Total is wrong for big carts"
+    k = next(
+        k for k in range(len(index.unit_file)) if index.unit(k)[1].name == "cart.applyBulkDiscount"
+    )
+    without = rank(index, query).unit_scores[k]
+    monkeypatch.setattr("agentrt.context.relevance.W_UNIT_CALLEE", 0.3)
+    assert rank(index, query).unit_scores[k] > without
