@@ -665,8 +665,8 @@ def _build_index(root: Path, scan: RepoScan, store: ContextStore, stats: IndexSt
             todo[digest] = path
     by_path = {s.path: s for s in scan.files}
     for batch in _batched(_analyze_many(todo, texts, by_path), _WRITE_BATCH):
-        store.set_many((_record_key(store, digest), record) for digest, record in batch)
-        records.update(batch)
+        store.set_many((_record_key(store, digest), stored) for digest, _, stored in batch)
+        records.update((digest, record) for digest, record, _ in batch)
         stats.parsed += len(batch)
 
     index = _assemble(root_key, repo_digest, paths, hashes, records)
@@ -687,8 +687,15 @@ _PARALLEL_MIN_FILES = 400
 
 def _analyze_many(
     todo: dict[str, str], texts: dict[str, str], sources: dict[str, SourceFile]
-) -> Iterator[tuple[str, FileRecord]]:
-    """Analyse files (content hash -> path), in worker processes when there are many."""
+) -> Iterator[tuple[str, FileRecord, object]]:
+    """Analyse files (content hash -> path), in worker processes when there are many.
+
+    Yields (content hash, record, what to store): workers send their records encoded for
+    the store (:func:`~agentrt.context.store.encode_value`), so the pickling and compressing
+    happen in parallel and this process only decodes them.
+    """
+    from agentrt.context.store import Encoded, decode_value
+
     jobs = [(digest, path, texts.get(digest)) for digest, path in todo.items()]
     workers = min(os.cpu_count() or 1, 4)
     if len(jobs) >= _PARALLEL_MIN_FILES and workers > 1:
@@ -704,14 +711,18 @@ def _analyze_many(
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 for batch in pool.map(_analyze_batch, batches):
-                    yield from batch
+                    for digest, frame, raw_size in batch:
+                        encoded = Encoded(frame)
+                        encoded.raw_size = raw_size
+                        yield digest, decode_value(frame), encoded
             return
         except (OSError, RuntimeError, ValueError):
             pass  # no fork here (or no processes allowed): analyse in this process
     for digest, path, text in jobs:
         if text is None:
             text = sources[path].read_text()
-        yield digest, analyze_file(path, text)
+        record = analyze_file(path, text)
+        yield digest, record, record
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -721,15 +732,18 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, FileRecord]]:
-    out: list[tuple[str, FileRecord]] = []
+def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, bytes, int]]:
+    from agentrt.context.store import encode_value
+
+    out: list[tuple[str, bytes, int]] = []
     for digest, path, abs_path in batch:
         data = Path(abs_path).read_bytes()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             text = data.decode("latin-1")  # as SourceFile.read_text does
-        out.append((digest, analyze_file(path, text)))
+        frame = encode_value(analyze_file(path, text))
+        out.append((digest, bytes(frame), frame.raw_size))
     return out
 
 
