@@ -36,7 +36,41 @@ __all__ = [
     "split_lines",
 ]
 
-UnitKind = Literal["function", "method", "class", "block", "window"]
+UnitKind = Literal[
+    "function",
+    "method",
+    "class",
+    "struct",
+    "enum",
+    "interface",
+    "trait",
+    "impl",
+    "namespace",
+    "module",
+    "type",
+    "macro",
+    "variable",
+    "block",
+    "window",
+]
+#: Kinds of units that define a name (a function, a type…): the targets of mentions and
+#: references. Blocks and windows are pieces of text; namespaces and modules only qualify
+#: the names inside them.
+DEFINITION_KINDS = frozenset(
+    {
+        "function",
+        "method",
+        "class",
+        "struct",
+        "enum",
+        "interface",
+        "trait",
+        "impl",
+        "type",
+        "macro",
+        "variable",
+    }
+)
 
 #: Non-Python text is cut into windows of this many lines, overlapping by WINDOW_OVERLAP.
 WINDOW_LINES = 40
@@ -75,11 +109,19 @@ class FileStructure:
     units: list[Unit] = field(default_factory=list)
     #: Lines of the skeleton, as sorted, disjoint, inclusive ranges.
     skeleton: list[tuple[int, int]] = field(default_factory=list)
-    #: Imported module names (absolute, or relative with leading dots), Python only.
+    #: What the file imports, as written: Python module names (absolute, or relative with
+    #: leading dots); for other languages see :data:`agentrt.context.syntax.IMPORT_FORMS`.
     imports: list[str] = field(default_factory=list)
-    #: Names of top-level classes and functions and of methods (``Class.method``).
+    #: Qualified names of the file's definition units (``Class.method``, ``ns.Type.fn``).
     definitions: list[str] = field(default_factory=list)
+    #: Parsed by a grammar (Python's ``ast`` or tree-sitter), not cut into line windows.
     parsed: bool = False
+    #: Language whose grammar parsed the file ("python", "go", "cpp"…; "" if none did).
+    language: str = ""
+    #: The package or namespace the file declares (Go, Java, Kotlin, C#, PHP), or the
+    #: module a manifest names (``go.mod``'s module path, ``package.json``'s and
+    #: ``Cargo.toml``'s package name); "" if none.
+    module: str = ""
 
 
 # --------------------------------------------------------------------------- rendering
@@ -124,7 +166,7 @@ def render_lines(
     last = last or len(lines)
     out: list[str] = []
     cursor = first
-    for start, end in _merge(visible):
+    for start, end in merge_ranges(visible):
         start, end = max(start, first), min(end, last)
         if start > end:
             continue
@@ -156,7 +198,7 @@ def _hidden(lines: Sequence[str], start: int, end: int) -> str:
     )
 
 
-def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sort and merge overlapping or touching inclusive ranges."""
     merged: list[tuple[int, int]] = []
     for start, end in sorted(ranges):
@@ -180,8 +222,10 @@ def skeleton(text: str, structure: FileStructure | None = None, path: str = "") 
 def analyze(path: str, text: str) -> FileStructure:
     """Units, skeleton lines, imports and definitions of one file.
 
-    Python files are parsed with :mod:`ast`; other text (and Python that does not parse)
-    is cut into overlapping line windows with a heuristic skeleton.
+    Python files are parsed with :mod:`ast`; source files of the languages in
+    :data:`agentrt.context.syntax.LANGUAGES` with their tree-sitter grammars; other text
+    (and Python that does not parse) is cut into overlapping line windows with a heuristic
+    skeleton.
     """
     if path.endswith((".py", ".pyi")):
         try:
@@ -190,10 +234,19 @@ def analyze(path: str, text: str) -> FileStructure:
             pass
         else:
             return _analyze_python(tree, text)
+    else:
+        from agentrt.context.syntax import analyze_syntax
+
+        try:
+            structure = analyze_syntax(path, text)
+        except (RecursionError, MemoryError, ValueError):
+            structure = None
+        if structure is not None:
+            return structure
     return _analyze_text(path, text)
 
 
-def _line_windows(start: int, end: int, kind: UnitKind, name: str) -> list[Unit]:
+def line_windows(start: int, end: int, kind: UnitKind, name: str) -> list[Unit]:
     units: list[Unit] = []
     step = WINDOW_LINES - WINDOW_OVERLAP
     line = start
@@ -219,7 +272,7 @@ def _analyze_text(path: str, text: str) -> FileStructure:
     structure = FileStructure(n_lines=n)
     if n == 0:
         return structure
-    structure.units = _line_windows(1, n, "window", path)
+    structure.units = line_windows(1, n, "window", path)
     keep: list[tuple[int, int]] = [(1, min(n, 3))]
     is_markdown = path.endswith((".md", ".markdown"))
     for i, line in enumerate(lines, start=1):
@@ -229,8 +282,20 @@ def _analyze_text(path: str, text: str) -> FileStructure:
             or (i > 1 and _RST_UNDERLINE.match(line) and lines[i - 2].strip())
         ):
             keep.append((max(1, i - 1), i) if _RST_UNDERLINE.match(line) else (i, i))
-    structure.skeleton = _merge(keep)
+    structure.skeleton = merge_ranges(keep)
+    manifest = _MANIFESTS.get(path.rsplit("/", 1)[-1])
+    if manifest is not None:
+        match = manifest.search(text)
+        structure.module = match.group(1) if match else ""
     return structure
+
+
+#: Manifests that name the module or package of their folder (imports resolve against it).
+_MANIFESTS = {
+    "go.mod": re.compile(r"^module\s+\"?([^\s\"]+)", re.M),
+    "package.json": re.compile(r'\A\s*\{[^{]*?"name"\s*:\s*"([^"]+)"', re.S),
+    "Cargo.toml": re.compile(r"^\[package\][^\[]*?^name\s*=\s*\"([^\"]+)\"", re.M | re.S),
+}
 
 
 def _body_start(node: ast.AST) -> int:
@@ -264,7 +329,7 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 def _analyze_python(tree: ast.Module, text: str) -> FileStructure:
     n = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-    structure = FileStructure(n_lines=n, parsed=True)
+    structure = FileStructure(n_lines=n, parsed=True, language="python")
     keep: list[tuple[int, int]] = []
     units: list[Unit] = []
 
@@ -305,7 +370,7 @@ def _analyze_python(tree: ast.Module, text: str) -> FileStructure:
         else:
             units.append(Unit(name, "method" if in_class else "function", start, end))
             if end - start + 1 > LONG_UNIT_LINES:
-                units.extend(_line_windows(body_start, end, "window", name))
+                units.extend(line_windows(body_start, end, "window", name))
 
     block: list[ast.stmt] = []
 
@@ -316,7 +381,7 @@ def _analyze_python(tree: ast.Module, text: str) -> FileStructure:
         if end - start + 1 <= BLOCK_LINES:
             units.append(Unit(f"<module>:{start}", "block", start, end))
         else:
-            units.extend(_line_windows(start, end, "block", "<module>"))
+            units.extend(line_windows(start, end, "block", "<module>"))
         block.clear()
 
     keep_docstring(tree)
@@ -346,7 +411,7 @@ def _analyze_python(tree: ast.Module, text: str) -> FileStructure:
     for match in _NESTED_IMPORT.finditer(text):
         structure.imports.append(match.group(1) or match.group(2))
     structure.units = units
-    structure.skeleton = _merge(keep)
+    structure.skeleton = merge_ranges(keep)
     return structure
 
 

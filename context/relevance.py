@@ -36,7 +36,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from agentrt.context.compress import FileStructure, Unit, analyze, split_lines
+from agentrt.context.compress import DEFINITION_KINDS, FileStructure, Unit, analyze
+from agentrt.context.graph import RepoFiles, import_graph, module_name, reference_graph
 
 if TYPE_CHECKING:
     from agentrt.context.sources import RepoScan, SourceFile
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["rank_passages", "split_identifier", "tokenize"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENT_OR_NEWLINE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\n")
 # camelCase / PascalCase / acronyms: "HTTPServerError2" -> HTTP, Server, Error2
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
 
@@ -76,6 +78,8 @@ def split_identifier(identifier: str) -> tuple[str, ...]:
     >>> split_identifier("getUserName")
     ('getusername', 'get', 'user', 'name')
     """
+    if identifier.isalpha() and identifier.islower():  # most identifiers: nothing to split
+        return () if identifier in STOPWORDS else (identifier,)
     whole = identifier.lower().strip("_")
     if not whole:
         return ()
@@ -116,6 +120,31 @@ def identifier_ids(identifier: str) -> tuple[int, ...]:
     return tuple(map(term_id, split_identifier(identifier)))
 
 
+class _Cache(dict):  # type: ignore[type-arg]
+    """A dict that computes a missing value with ``function`` (hits stay in C)."""
+
+    def __init__(self, function: Callable[[str], object], newline: object) -> None:
+        super().__init__()
+        self.function = function
+        self.newline = newline
+        self["\n"] = newline
+
+    def __missing__(self, key: str) -> object:
+        if len(self) > 500_000:  # bounded: a process indexes many repositories
+            self.clear()
+            self["\n"] = self.newline
+        value = self[key] = self.function(key)
+        return value
+
+
+#: Per identifier, as ``map(cache.__getitem__, …)`` looks them up: the term id of the
+#: identifier itself (graph edges; -1 for the "\n" token that numbers lines), and the term
+#: ids of its BM25 terms (see :func:`split_identifier`). Plain dicts rather than
+#: ``lru_cache``: a bounded LRU's bookkeeping cost more than the splitting it saved.
+_RAW_IDS = _Cache(term_id, -1)
+_TERM_IDS = _Cache(identifier_ids, ())
+
+
 def text_ids(text: str) -> np.ndarray:
     """Term ids of ``text`` (code-aware tokenisation)."""
     ids = list(chain.from_iterable(map(identifier_ids, _IDENT.findall(text))))
@@ -144,7 +173,9 @@ class Bm25:
         import scipy.sparse as sp
 
         self.n_docs = n_docs
-        self.terms, row = np.unique(term, return_inverse=True)
+        # Term ids are 31-bit: sorting them as int32 takes half the time of int64.
+        terms, row = np.unique(term.astype(np.int32), return_inverse=True)
+        self.terms = terms.astype(np.int64)
         df = np.bincount(row, minlength=len(self.terms)).astype(np.float64)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avg = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
@@ -211,7 +242,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -248,6 +279,10 @@ class FileRecord:
     unit_len: np.ndarray
     #: Distinct identifiers the file uses, as term ids of the raw identifier (graph edges).
     identifiers: np.ndarray
+    #: Per unit (windows excepted), the distinct identifiers of 3+ characters it contains,
+    #: flattened: local unit number, term id of the raw identifier (the reference graph).
+    unit_ref_doc: np.ndarray
+    unit_ref_id: np.ndarray
 
 
 def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,42 +291,82 @@ def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return (pairs >> 32).astype(np.int32), pairs & 0xFFFFFFFF, tf.astype(np.int32)
 
 
+def _ranges_gather(starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``starts[k]..stops[k]-1`` for every k, concatenated, and their k."""
+    lengths = np.maximum(stops - starts, 0)
+    total = int(lengths.sum())
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    first = np.cumsum(lengths) - lengths
+    return starts[owner] + (np.arange(total, dtype=np.int64) - first[owner]), owner
+
+
 def analyze_file(path: str, text: str) -> FileRecord:
     """Parse and tokenise one file: the expensive step that the index caches per content."""
     structure = analyze(path, text)
-    lines = split_lines(text)
-    # Identifiers are found once per line; unit and file documents are slices of their
-    # term ids. offsets[i] is where line i + 1's ids start in ``flat``.
-    line_idents = [_IDENT.findall(line) for line in lines]
-    id_tuples = list(map(identifier_ids, chain.from_iterable(line_idents)))
-    ident_len = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(id_tuples))
-    flat = np.fromiter(chain.from_iterable(id_tuples), dtype=np.int64, count=int(ident_len.sum()))
-    idents_per_line = np.fromiter(map(len, line_idents), dtype=np.int64, count=len(lines))
-    ends = np.concatenate(([0], np.cumsum(ident_len)))
-    offsets = ends[np.concatenate(([0], np.cumsum(idents_per_line)))]
+    n_lines = structure.n_lines
+    # One pass of the identifier regex over the whole text (newlines are tokens too, to
+    # number lines); each distinct identifier is split once. ``flat`` holds the term ids
+    # of every identifier occurrence in order; offsets[i] is where line i + 1's ids start.
+    tokens = _IDENT_OR_NEWLINE.findall(text)
+    index = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    distinct = list(index)
+    codes = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    newline = index.get("\n", -1)
+    is_newline = codes == newline
+    line_of = np.cumsum(is_newline) - is_newline
+    occurrence = codes[~is_newline]
+    occurrence_line = line_of[~is_newline]
+    id_tuples = list(map(_TERM_IDS.__getitem__, distinct))
+    lengths = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(distinct))
+    distinct_ids = np.fromiter(
+        chain.from_iterable(id_tuples), dtype=np.int64, count=int(lengths.sum())
+    )
+    first = np.cumsum(lengths) - lengths
+    positions, _ = _ranges_gather(first[occurrence], first[occurrence] + lengths[occurrence])
+    flat = distinct_ids[positions]
+    per_line = np.bincount(occurrence_line, weights=lengths[occurrence], minlength=n_lines)
+    offsets = np.concatenate(([0], np.cumsum(per_line[:n_lines]))).astype(np.int64)
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
-    n_lines = len(lines)
-    parts: list[np.ndarray] = []
-    for unit in structure.units:
-        segment = flat[
-            offsets[min(unit.start_line, n_lines + 1) - 1] : offsets[min(unit.end_line, n_lines)]
-        ]
-        if unit.kind in ("function", "method", "class"):
-            # The unit's own name counts twice: a unit is most about what it is called.
-            name = np.asarray(identifier_ids(unit.name.rsplit(".", 1)[-1]), dtype=np.int64)
-            parts.append(np.concatenate((segment, name, p_ids)))
-        else:
-            parts.append(np.concatenate((segment, p_ids)))
-    unit_len = np.asarray([len(part) for part in parts], dtype=np.int32)
+
+    units = structure.units
+    starts = np.asarray([u.start_line for u in units], dtype=np.int64)
+    stops = np.asarray([u.end_line for u in units], dtype=np.int64)
+    segment, segment_doc = _ranges_gather(
+        offsets[np.minimum(starts, n_lines + 1) - 1], offsets[np.minimum(stops, n_lines)]
+    )
+    # The unit's own name counts twice: a unit is most about what it is called.
+    name_tuples = [
+        identifier_ids(u.name.rsplit(".", 1)[-1]) if u.kind in DEFINITION_KINDS else ()
+        for u in units
+    ]
+    name_len = np.fromiter(map(len, name_tuples), dtype=np.int64, count=len(units))
+    names = np.fromiter(chain.from_iterable(name_tuples), dtype=np.int64, count=int(name_len.sum()))
+    unit_numbers = np.arange(len(units), dtype=np.int64)
+    unit_len = (np.bincount(segment_doc, minlength=len(units)) + name_len + len(p_ids)).astype(
+        np.int32
+    )
     unit_doc, unit_term, unit_tf = _counted(
-        np.repeat(np.arange(len(parts), dtype=np.int64), unit_len),
-        np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64),
+        np.concatenate(
+            (segment_doc, np.repeat(unit_numbers, name_len), np.repeat(unit_numbers, len(p_ids)))
+        ),
+        np.concatenate((flat[segment], names, np.tile(p_ids, len(units)))),
     )
     file_ids = np.concatenate((flat, p_ids, p_ids))
     file_terms, file_tf = np.unique(file_ids, return_counts=True)
-    identifiers = np.unique(
-        np.fromiter(map(term_id, set(chain.from_iterable(line_idents))), dtype=np.int64)
+    raw = np.fromiter(map(_RAW_IDS.__getitem__, distinct), dtype=np.int64, count=len(distinct))
+    identifiers = np.unique(raw[raw >= 0])
+    # Identifiers each unit uses: slices of the occurrences, by line.
+    long_enough = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct)) >= 3
+    occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
+    per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
+    occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
+    not_window = np.asarray([u.kind != "window" for u in units], dtype=bool)
+    ref_positions, ref_owner = _ranges_gather(
+        np.where(not_window, occ_offsets[np.minimum(starts, n_lines + 1) - 1], 0),
+        np.where(not_window, occ_offsets[np.minimum(stops, n_lines)], 0),
     )
+    ref_ids = occurrence_raw[ref_positions]
+    ref_keys = np.unique(ref_owner[ref_ids >= 0] << 32 | ref_ids[ref_ids >= 0])
     return FileRecord(
         structure,
         file_terms,
@@ -302,6 +377,8 @@ def analyze_file(path: str, text: str) -> FileRecord:
         unit_tf,
         unit_len,
         identifiers,
+        (ref_keys >> 32).astype(np.int32),
+        (ref_keys & 0xFFFFFFFF).astype(np.int32),
     )
 
 
@@ -358,6 +435,14 @@ class RepoIndex:
     centrality: np.ndarray
     #: Prior weight of each file by its path (see :func:`path_prior`).
     priors: np.ndarray
+    #: File import graph, every language resolved its own way: a scipy sparse matrix,
+    #: ``imports[a, b] > 0`` when file a imports file b (1 per import naming b, 1/n when an
+    #: import names a package of n files); see :func:`agentrt.context.graph.import_graph`.
+    imports: object = None
+    #: Unit reference graph (a call graph by name): a scipy sparse matrix over global unit
+    #: numbers, ``references[u, v] > 0`` when unit u uses the name unit v defines (1 / the
+    #: number of units it may mean); see :func:`agentrt.context.graph.reference_graph`.
+    references: object = None
     records: dict[str, FileRecord] | None = None
 
     def __getstate__(self) -> dict[str, object]:
@@ -380,30 +465,18 @@ class RepoIndex:
         return range(start, stop)
 
 
-def module_name(path: str) -> str | None:
-    """Dotted module of a Python path (``a/b/__init__.py`` -> ``a.b``), else None."""
-    if not path.endswith(".py"):
-        return None
-    parts = path[:-3].split("/")
-    if parts[-1] == "__init__":
-        parts.pop()
-    # Source trees often live under src/ or lib/; strip those so imports resolve.
-    if len(parts) > 1 and parts[0] in ("src", "lib"):
-        parts = parts[1:]
-    return ".".join(parts) if parts else None
-
-
 def _build_graph(
     paths: Sequence[str],
     structures: Sequence[FileStructure],
     records: Sequence[FileRecord],
-    modules: dict[str, int],
+    imports: object,
 ) -> object:
     """File graph as a column-stochastic sparse matrix (edge u -> v: u imports or uses v).
 
-    Import edges weigh 1. Reference edges link a file to the files defining an identifier
-    it uses (as in Aider's repository map), weighted 1 / number of defining files; names
-    defined in more than a handful of files (``get``, ``save``) link nothing.
+    Import edges come from ``imports`` (see :func:`agentrt.context.graph.import_graph`).
+    Reference edges link a file to the files defining an identifier it uses (as in Aider's
+    repository map), weighted 1 / number of defining files; names defined in more than a
+    handful of files (``get``, ``save``) link nothing.
     """
     import scipy.sparse as sp
 
@@ -412,27 +485,18 @@ def _build_graph(
     cols: list[np.ndarray] = []
     weights: list[np.ndarray] = []
 
-    imports_from: list[int] = []
-    imports_to: list[int] = []
+    coo = sp.coo_matrix(imports)  # type: ignore[arg-type]
+    rows.append(coo.row.astype(np.int64))
+    cols.append(coo.col.astype(np.int64))
+    weights.append(coo.data.astype(np.float64))
+
     def_ids: list[int] = []
     def_files: list[int] = []
-    for f, (path, structure) in enumerate(zip(paths, structures, strict=True)):
-        package = (module_name(path) or "").split(".")
-        if not path.endswith("__init__.py"):
-            package = package[:-1]
-        for imported in structure.imports:
-            target = _resolve_import(imported, package, modules)
-            if target is not None:
-                imports_from.append(f)
-                imports_to.append(target)
+    for f, structure in enumerate(structures):
         for name in {d.rsplit(".", 1)[-1] for d in structure.definitions}:
             if len(name) > 3 and not name.startswith("__"):
                 def_ids.append(term_id(name))
                 def_files.append(f)
-    rows.append(np.asarray(imports_from, dtype=np.int64))
-    cols.append(np.asarray(imports_to, dtype=np.int64))
-    weights.append(np.ones(len(imports_from)))
-
     if def_ids:
         d_id = np.asarray(def_ids, dtype=np.int64)
         d_file = np.asarray(def_files, dtype=np.int64)
@@ -479,7 +543,13 @@ def _resolve_import(imported: str, package: list[str], modules: dict[str, int]) 
 
 
 def imported_files(index: RepoIndex, f: int) -> list[int]:
-    """The files of ``index`` that file ``f`` imports (its import edges), in order, once each."""
+    """The files of ``index`` that file ``f`` imports (its import edges), in order, once each.
+
+    Every language's resolved imports (:func:`agentrt.context.graph.import_graph`) when the
+    index has them; else Python's, resolved here."""
+    if index.imports is not None:
+        row = index.imports.getrow(f)  # type: ignore[attr-defined]
+        return [int(t) for t in row.indices if int(t) != f]
     path = index.paths[f]
     package = (module_name(path) or "").split(".")
     if not path.endswith("__init__.py"):
@@ -661,8 +731,8 @@ def _build_index(root: Path, scan: RepoScan, store: ContextStore, stats: IndexSt
             todo[digest] = path
     by_path = {s.path: s for s in scan.files}
     for batch in _batched(_analyze_many(todo, texts, by_path), _WRITE_BATCH):
-        store.set_many((_record_key(store, digest), record) for digest, record in batch)
-        records.update(batch)
+        store.set_many((_record_key(store, digest), stored) for digest, _, stored in batch)
+        records.update((digest, record) for digest, record, _ in batch)
         stats.parsed += len(batch)
 
     index = _assemble(root_key, repo_digest, paths, hashes, records)
@@ -683,8 +753,15 @@ _PARALLEL_MIN_FILES = 400
 
 def _analyze_many(
     todo: dict[str, str], texts: dict[str, str], sources: dict[str, SourceFile]
-) -> Iterator[tuple[str, FileRecord]]:
-    """Analyse files (content hash -> path), in worker processes when there are many."""
+) -> Iterator[tuple[str, FileRecord, object]]:
+    """Analyse files (content hash -> path), in worker processes when there are many.
+
+    Yields (content hash, record, what to store): workers send their records encoded for
+    the store (:func:`~agentrt.context.store.encode_value`), so the pickling and compressing
+    happen in parallel and this process only decodes them.
+    """
+    from agentrt.context.store import Encoded, decode_value
+
     jobs = [(digest, path, texts.get(digest)) for digest, path in todo.items()]
     workers = min(os.cpu_count() or 1, 4)
     if len(jobs) >= _PARALLEL_MIN_FILES and workers > 1:
@@ -700,14 +777,18 @@ def _analyze_many(
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 for batch in pool.map(_analyze_batch, batches):
-                    yield from batch
+                    for digest, frame, raw_size in batch:
+                        encoded = Encoded(frame)
+                        encoded.raw_size = raw_size
+                        yield digest, decode_value(frame), encoded
             return
         except (OSError, RuntimeError, ValueError):
             pass  # no fork here (or no processes allowed): analyse in this process
     for digest, path, text in jobs:
         if text is None:
             text = sources[path].read_text()
-        yield digest, analyze_file(path, text)
+        record = analyze_file(path, text)
+        yield digest, record, record
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -717,15 +798,18 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, FileRecord]]:
-    out: list[tuple[str, FileRecord]] = []
+def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, bytes, int]]:
+    from agentrt.context.store import encode_value
+
+    out: list[tuple[str, bytes, int]] = []
     for digest, path, abs_path in batch:
         data = Path(abs_path).read_bytes()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             text = data.decode("latin-1")  # as SourceFile.read_text does
-        out.append((digest, analyze_file(path, text)))
+        frame = encode_value(analyze_file(path, text))
+        out.append((digest, bytes(frame), frame.raw_size))
     return out
 
 
@@ -765,22 +849,35 @@ def _assemble(
         np.asarray([r.file_len for r in file_records], dtype=np.float64),
     )
     definitions: dict[str, list[int]] = {}
+    unit_names: list[str] = []
+    unit_kinds: list[str] = []
     for f, structure in enumerate(structures):
         for local, unit in enumerate(structure.units):
-            if unit.kind in ("function", "method", "class"):
+            unit_names.append(unit.name)
+            unit_kinds.append(unit.kind)
+            if unit.kind in DEFINITION_KINDS:
                 k = int(base[f]) + local
-                definitions.setdefault(unit.name, []).append(k)
-                short = unit.name.rsplit(".", 1)[-1]
-                if short != unit.name:
-                    definitions.setdefault(short, []).append(k)
-    modules: dict[str, int] = {}
-    basenames: dict[str, list[int]] = {}
-    for f, path in enumerate(paths):
-        module = module_name(path)
-        if module and module not in modules:
-            modules[module] = f
-        basenames.setdefault(path.rsplit("/", 1)[-1], []).append(f)
-    transition = _build_graph(paths, structures, file_records, modules)
+                # Every dotted suffix: ``ns.Class.method`` is found as ``Class.method`` and
+                # ``method`` (a Python method's ``Class.method`` has only those two).
+                parts = unit.name.split(".")
+                for cut in range(len(parts)):
+                    definitions.setdefault(".".join(parts[cut:]), []).append(k)
+    files = RepoFiles(paths, structures)
+    imports = import_graph(files)
+    references = reference_graph(
+        structures,
+        unit_file,
+        unit_names,
+        unit_kinds,
+        cat(
+            [r.unit_ref_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)],
+            np.int64,
+        ),
+        cat([r.unit_ref_id for r in file_records], np.int64),
+        _NameIds(),
+        imports,
+    )
+    transition = _build_graph(paths, structures, file_records, imports)
     return RepoIndex(
         root=root,
         digest=digest,
@@ -792,20 +889,35 @@ def _assemble(
         file_bm25=file_bm25,
         unit_bm25=unit_bm25,
         definitions=definitions,
-        modules=modules,
-        basenames=basenames,
+        modules={**files.mention_modules(), **files.modules},
+        basenames=files.basenames,
         transition=transition,
         centrality=pagerank(transition),
         priors=np.asarray([path_prior(p) for p in paths], dtype=np.float32),
+        imports=imports,
+        references=references,
     )
+
+
+class _NameIds(dict):  # type: ignore[type-arg]
+    """Term id of a name, computed on first use (see :func:`term_id`)."""
+
+    def __missing__(self, name: str) -> int:
+        value = self[name] = term_id(name)
+        return value
 
 
 # --------------------------------------------------------------------------- ranking
 
 _TRACEBACK = re.compile(r'File "([^"]+)", line (\d+)(?:, in ([A-Za-z_]\w*))?')
 _PATHLIKE = re.compile(
-    r"[\w.\-/\\]*\w\.(?:py|pyi|pyx|rst|txt|md|cfg|toml|ini|json|ya?ml|js|css|html)\b"
+    r"[\w.\-/\\]*\w\.(?:py|pyi|pyx|rst|txt|md|cfg|toml|ini|json|ya?ml|js|css|html"
+    r"|[cm]?jsx?|[cm]?tsx?|go|rs|java|kt|kts|c|h|cc|cpp|cxx|hh|hpp|hxx|ipp|inl|cs|rb|php"
+    r"|swift|scala)\b(?::(\d+))?"
 )
+#: ``Class::method``, ``crate::mod::fn``, ``obj->member`` read as dotted names (but not a
+#: pytest node id's ``test_x.py::TestCase``, which names a file first).
+_QUALIFIER = re.compile(r"(?<!\.py)::|->")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _CODE = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
 #: HTML comments: issue templates' hidden instructions ("please check the guidelines").
@@ -838,13 +950,27 @@ W_UNIT_TITLE = 0.5
 #: Query terms weigh (count in the query) ** this: a long issue names its subject many times
 #: and incidental words once. A square root keeps one repeated term from dominating.
 QUERY_TF_POWER = 0.5
+#: A unit used by the best units (see :attr:`RepoIndex.references`) gains this times its
+#: share of their (squared) scores. Off: at 0.3 it cost Python 2 of 39 gold files at 13k
+#: (`bench.context_selection --quick`) for 1-2 more of 75 polyglot issues; at 0.1, 1. A
+#: signal for a learned ranker (``bench.context_ranks --variant 'refs:W_UNIT_CALLEE=0.3'``).
+W_UNIT_CALLEE = 0.0
 #: A unit's score is its own evidence scaled by FLOOR + (1 - FLOOR) * its file's score.
 UNIT_FILE_FLOOR = 0.0
 #: Prior by kind of path: tests and prose are context, but rarely where a change goes.
 TEST_PRIOR = 0.5
 DOC_PRIOR = 0.6
-_TEST_PATH = re.compile(r"(^|/)(tests?|testing)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$")
-_CODE_SUFFIXES = (".py", ".pyi", ".pyx", ".js", ".ts", ".c", ".h", ".cpp", ".go", ".rs", ".java")
+_TEST_PATH = re.compile(
+    r"(^|/)(tests?|testing|__tests__)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$"
+    # Other languages' conventions: x_test.go, x_test.cc, x.test.ts, x.spec.js, XTest.java.
+    r"|_(test|unittest)\.(go|c|cc|cpp|cxx|rs)$|[.\-](test|spec)\.[cm]?[jt]sx?$"
+    r"|[a-z0-9]Tests?\.(java|kt|cs)$"
+)
+_CODE_SUFFIXES = (
+    ".py", ".pyi", ".pyx", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts",
+    ".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".ipp", ".inl", ".go", ".rs",
+    ".java", ".kt", ".kts", ".cs", ".rb", ".php", ".swift", ".scala",
+)  # fmt: skip
 
 
 def path_prior(path: str) -> float:
@@ -907,11 +1033,19 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
                     ] == match.group(3):
                         units[k] = max(units.get(k, 0.0), 1.0)
     for match in _PATHLIKE.finditer(query):
-        matched = _match_path(index, match.group())
+        line = match.group(1)
+        mention = match.group()[: match.start(1) - match.end() - 1] if line else match.group()
+        matched = _match_path(index, mention)
         for f in matched:
             add_file(f, 1.0 / len(matched) ** 0.5)
+            # ``file.rs:120`` (a compiler error, a panic, a stack frame) pins a unit down;
+            # Python's locations come from tracebacks (above).
+            if line and len(matched) == 1 and index.structures[f].language != "python":
+                k = _unit_at(index, f, int(line))
+                if k is not None:
+                    units[k] = max(units.get(k, 0.0), 1.0)
     code_spans = " ".join(m.group(0) for m in _CODE.finditer(query))
-    for match in _DOTTED.finditer(query):
+    for match in _DOTTED.finditer(_QUALIFIER.sub(".", query)):
         parts = match.group().split(".")
         for cut in range(len(parts), 0, -1):
             f = index.modules.get(".".join(parts[:cut]))
@@ -934,6 +1068,19 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
         f = int(index.unit_file[k])
         files[f] = max(files.get(f, 0.0), 0.8 * w)
     return Mentions(files, units)
+
+
+def _unit_at(index: RepoIndex, f: int, line: int) -> int | None:
+    """The smallest definition unit of file ``f`` that holds ``line`` (else any unit)."""
+    best: int | None = None
+    best_key = (True, 0)
+    for k in index.file_units(f):
+        unit = index.structures[f].units[int(index.unit_local[k])]
+        if unit.start_line <= line <= unit.end_line:
+            key = (unit.kind not in DEFINITION_KINDS, unit.n_lines)
+            if best is None or key < best_key:
+                best, best_key = k, key
+    return best
 
 
 def _is_camel(ident: str) -> bool:
@@ -1007,8 +1154,13 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)
     unit_file_score = file_scores[index.unit_file]
-    unit_scores = _norm(
-        (unit_lex + W_UNIT_MENTION * unit_mention)
-        * (UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score)
-    )
+    factor = UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score
+    own = unit_lex + W_UNIT_MENTION * unit_mention
+    if W_UNIT_CALLEE and index.references is not None and n_units:
+        # What the best units use (a macro, a helper, a type) is context for them: a unit
+        # gains from the units referencing it, in proportion to their squared scores.
+        hits = _norm(own * factor) ** 2
+        callees = np.asarray(index.references.T @ hits, dtype=np.float32).ravel()  # type: ignore[attr-defined]
+        own = own + W_UNIT_CALLEE * _norm(callees)
+    unit_scores = _norm(own * factor)
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), mentions)

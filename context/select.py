@@ -77,7 +77,34 @@ DEFAULT_EXCLUDES = (
     "*.tsv",
 )
 
-_LANGUAGES = {".py": "python", ".pyi": "python", ".md": "markdown", ".rst": "rst"}
+#: Language tags of the Markdown code fences items are delivered in.
+_LANGUAGES = {
+    ".py": "python",
+    ".pyi": "python",
+    ".md": "markdown",
+    ".rst": "rst",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "jsx",
+    ".ts": "typescript",
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+}
 
 
 @dataclass(slots=True)

@@ -110,7 +110,18 @@ _LANGUAGES = {
     ".h": "c",
     ".cc": "cpp",
     ".cpp": "cpp",
+    ".cxx": "cpp",
     ".hpp": "cpp",
+    ".hh": "cpp",
+    ".hxx": "cpp",
+    ".ipp": "cpp",
+    ".inl": "cpp",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".cs": "csharp",
+    ".swift": "swift",
+    ".kts": "kotlin",
+    ".scala": "scala",
     ".rs": "rust",
     ".go": "go",
     ".java": "java",
@@ -125,13 +136,6 @@ _LANGUAGES = {
     ".csv": "csv",
     ".ipynb": "jupyter",
     # More languages the analysers read (lizard): complexity and function length.
-    ".cxx": "cpp",
-    ".hh": "cpp",
-    ".hxx": "cpp",
-    ".kts": "kotlin",
-    ".cs": "csharp",
-    ".swift": "swift",
-    ".scala": "scala",
     ".m": "objective-c",
     ".mm": "objective-c",
     ".lua": "lua",
@@ -567,7 +571,9 @@ class _Walker:
         except OSError as exc:
             self._skip(self._rel(path), f"unreadable ignore file: {_strerror(exc)}")
             return None
-        return GitIgnoreSpec.from_lines(lines) if lines else None
+        if not lines:
+            return None
+        return GitIgnoreSpec.from_lines(lines)
 
     def _skip(self, rel: str, reason: str) -> None:
         self.skipped.append(SkippedFile(rel, reason))

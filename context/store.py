@@ -106,6 +106,33 @@ def _canonical(value: object) -> object:
     )
 
 
+class Encoded(bytes):
+    """A value already encoded as a store frame (:func:`encode_value`): written as is.
+
+    Lets worker processes do the pickling and compressing of what they computed, in
+    parallel, instead of the process that writes to the store.
+    """
+
+    raw_size: int = 0
+
+
+def encode_value(value: object, compression_level: int = 3) -> Encoded:
+    """``value`` as :class:`ZstdDisk` stores a pickled value (decode with :func:`decode_value`)."""
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    compressed = zstandard.ZstdCompressor(level=compression_level).compress(payload)
+    frame = Encoded(b"pz" + compressed if len(compressed) < len(payload) else b"pn" + payload)
+    frame.raw_size = len(payload)
+    return frame
+
+
+def decode_value(frame: bytes) -> Any:
+    """The value of a frame made by :func:`encode_value`."""
+    payload = frame[2:]
+    if frame[1:2] == b"z":
+        payload = zstandard.ZstdDecompressor().decompress(payload)
+    return pickle.loads(payload)
+
+
 class ZstdDisk(diskcache.Disk):
     """diskcache serialisation with zstandard-compressed values.
 
@@ -144,6 +171,9 @@ class ZstdDisk(diskcache.Disk):
         if type(value) is float or (type(value) is int and -(2**63) <= value < 2**63):
             self._local.sizes = (0, 0)
             return super().store(value, read, key=key)
+        if type(value) is Encoded:  # a frame made by encode_value: already compressed
+            self._local.sizes = (value.raw_size, len(value))
+            return super().store(bytes(value), False, key=key)
         if read:  # a file-like object
             value = value.read()
         if type(value) is bytes:

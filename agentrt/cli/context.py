@@ -142,7 +142,8 @@ def stats_command(
         str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
     ] = None,
 ) -> None:
-    """Files, tokens, skipped files (with reasons), and index and cache state of a repository."""
+    """Files, tokens and code units per language and what agentrt understands of each
+    (structure, skeleton, graph), skipped files (with reasons), index and cache state."""
     _repo_dir(repo)
     from agentrt.context.stats import repository_stats
 
@@ -163,9 +164,28 @@ def stats_command(
         f"[bold]{report['repo']}[/]: {report['files']} files, {report['tokens']:,} tokens "
         f"({report['encoding']}), {len(report['skipped'])} skipped"
     )
-    languages = Table("language", "files", "tokens", title="By language")
+    languages = Table(
+        "language",
+        "files",
+        "tokens",
+        "units",
+        "structure",
+        "skeleton",
+        "graph",
+        "imports resolved",
+        title="By language: what agentrt understands",
+    )
     for row in report["languages"]:
-        languages.add_row(row["language"], str(row["files"]), f"{row['tokens']:,}")
+        languages.add_row(
+            row["language"],
+            str(row["files"]),
+            f"{row['tokens']:,}",
+            f"{row['units']:,}",
+            row["structure"],
+            row["skeleton"],
+            row["graph"],
+            f"{row['imports_resolved']:,} of {row['imports']:,}" if row["imports"] else "",
+        )
     console.print(languages)
     if report["skipped"]:
         reasons = Counter(s["reason"] for s in report["skipped"])

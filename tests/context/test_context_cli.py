@@ -98,6 +98,41 @@ def test_stats_json(repo: Path) -> None:
     assert data["index"]["source"] in {"built", "store", "memory"}
 
 
+POLYGLOT = Path(__file__).parent / "fixtures" / "polyglot"
+
+
+def test_stats_per_language_says_what_agentrt_understands() -> None:
+    result = runner.invoke(app, ["stats", "--repo", str(POLYGLOT), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["language"]: row for row in json.loads(result.stdout)["languages"]}
+    assert rows["go"] == {
+        "language": "go",
+        "files": 3,
+        "tokens": rows["go"]["tokens"],
+        "units": 10,
+        "definitions": 7,
+        "parsed": 3,
+        "structure": "tree-sitter",
+        "skeleton": "signatures",
+        "graph": "imports+references",
+        "imports": 2,
+        "imports_resolved": 1,  # the cart package; "fmt" is the standard library's
+    }
+    assert rows["go"]["tokens"] > 0
+    for language in ("typescript", "javascript", "rust", "java", "c", "cpp", "csharp", "ruby",
+                     "php", "kotlin", "swift"):  # fmt: skip
+        assert rows[language]["structure"] == "tree-sitter", language
+        assert rows[language]["parsed"] == rows[language]["files"], language
+    assert rows["swift"]["graph"] == "references"  # its imports name modules, not files
+    assert (rows["markdown"]["structure"], rows["markdown"]["skeleton"]) == ("lines", "headings")
+    assert rows["toml"]["graph"] == "none"
+
+    human = runner.invoke(app, ["stats", "--repo", str(POLYGLOT)], env={"COLUMNS": "160"})
+    assert human.exit_code == 0, human.output
+    go_line = next(line for line in human.stdout.splitlines() if line.startswith("│ go "))
+    assert "tree-sitter" in go_line and "imports+references" in go_line and "1 of 2" in go_line
+
+
 def test_stats_human(repo: Path) -> None:
     result = runner.invoke(app, ["stats", "--repo", str(repo)])
     assert result.exit_code == 0, result.output

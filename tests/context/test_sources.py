@@ -37,6 +37,20 @@ def skipped(scan: RepoScan) -> dict[str, str]:
     return {s.path: s.reason for s in scan.skipped}
 
 
+def test_gitignore_ignore_all_but_directories_and_files_with_extensions(tmp_path: Path) -> None:
+    # go-zero's .gitignore: "*" then "!*.*" and "!*/" (git re-includes every directory).
+    write(tmp_path, ".gitignore", "# Ignore all\n*\n\n!*.*\n!*/\n!**/Makefile\n")
+    write(tmp_path, "core/mapping/unmarshaler.go")
+    write(tmp_path, "core/mapping/README")  # no extension: still ignored
+    write(tmp_path, "tools/Makefile")
+    write(tmp_path, "LICENSE")
+    assert paths(scan_repository(tmp_path)) == [
+        ".gitignore",
+        "core/mapping/unmarshaler.go",
+        "tools/Makefile",
+    ]
+
+
 def test_gitignore_root_nested_and_negation(tmp_path: Path) -> None:
     write(tmp_path, ".gitignore", "*.log\n!keep.log\nsecret/\n/top_only.txt\n")
     write(tmp_path, "a.py")

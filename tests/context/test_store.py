@@ -291,3 +291,16 @@ def test_fingerprint_reuses_hashes_from_store(
     )
     assert scan_repository(repo).fingerprint(store) == first
     assert hashed == []
+
+
+def test_encoded_values_are_written_as_is_and_read_back(tmp_path: Path) -> None:
+    from agentrt.context.store import decode_value, encode_value
+
+    store = ContextStore(tmp_path / "s")
+    value = {"units": list(range(1000)), "name": "x" * 500}
+    frame = encode_value(value)
+    assert decode_value(frame) == value
+    store.set_many([("k", frame)])
+    assert store.get("k") == value
+    stats = store.stats()
+    assert stats.bytes_raw >= frame.raw_size and stats.bytes_compressed >= len(frame)
