@@ -201,7 +201,11 @@ def review_chain_agents() -> set[str]:
 
     plan, _ = prepare("review-chain", strict=False)
     # An LLM agent without a configured model gets no task run: its fallback stands in.
-    return {step.agent.key for step in plan.steps.values() if not model_not_configured(step.agent)}
+    return {
+        step.agent.key
+        for step in plan.steps.values()
+        if step.agent.manifest.kind != "llm" or not model_not_configured(step.agent)
+    }
 
 
 def check_outcome(outcome: Outcome, repo: SmallRepo, expected_agents: set[str]) -> None:
