@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from agentrt.context.compress import DEFINITION_KINDS, FileStructure, Unit, analyze
+from agentrt.context.compress import DEFINITION_KINDS, TEST_PATH, FileStructure, Unit, analyze
 from agentrt.context.graph import RepoFiles, import_graph, module_name, reference_graph
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class FileRecord:
     unit_len: np.ndarray
     #: Distinct identifiers the file uses, as term ids of the raw identifier (graph edges).
     identifiers: np.ndarray
-    #: Per unit (windows excepted), the distinct identifiers of 3+ characters it contains,
+    #: Per unit (windows of parsed files excepted), the distinct identifiers of 3+ characters,
     #: flattened: local unit number, term id of the raw identifier (the reference graph).
     unit_ref_doc: np.ndarray
     unit_ref_id: np.ndarray
@@ -360,7 +360,8 @@ def analyze_file(path: str, text: str) -> FileRecord:
     occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
     per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
     occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
-    not_window = np.asarray([u.kind != "window" for u in units], dtype=bool)
+    # In a parsed file windows repeat the functions they cut; in text they are the units.
+    not_window = np.asarray([u.kind != "window" or not structure.parsed for u in units], dtype=bool)
     ref_positions, ref_owner = _ranges_gather(
         np.where(not_window, occ_offsets[np.minimum(starts, n_lines + 1) - 1], 0),
         np.where(not_window, occ_offsets[np.minimum(stops, n_lines)], 0),
@@ -960,12 +961,6 @@ UNIT_FILE_FLOOR = 0.0
 #: Prior by kind of path: tests and prose are context, but rarely where a change goes.
 TEST_PRIOR = 0.5
 DOC_PRIOR = 0.6
-_TEST_PATH = re.compile(
-    r"(^|/)(tests?|testing|__tests__)(/|$)|(^|/)test_[^/]*$|_tests?\.py$|conftest\.py$"
-    # Other languages' conventions: x_test.go, x_test.cc, x.test.ts, x.spec.js, XTest.java.
-    r"|_(test|unittest)\.(go|c|cc|cpp|cxx|rs)$|[.\-](test|spec)\.[cm]?[jt]sx?$"
-    r"|[a-z0-9]Tests?\.(java|kt|cs)$"
-)
 _CODE_SUFFIXES = (
     ".py", ".pyi", ".pyx", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".mts", ".cts",
     ".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".ipp", ".inl", ".go", ".rs",
@@ -975,7 +970,7 @@ _CODE_SUFFIXES = (
 
 def path_prior(path: str) -> float:
     """Prior weight of a file by its path (1 for source code)."""
-    if _TEST_PATH.search(path):
+    if TEST_PATH.search(path):
         return TEST_PRIOR
     if not path.endswith(_CODE_SUFFIXES):
         return DOC_PRIOR

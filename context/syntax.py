@@ -115,7 +115,7 @@ _C = LanguageSpec(
         "type_definition": "c_typedef",
         "declaration": "c_declaration",
         "field_declaration": "c_declaration",
-        "preproc_function_def": "c_macro",
+        "preproc_function_def": "macro",
     },
 )
 
@@ -138,7 +138,7 @@ _CPP = LanguageSpec(
         "type_definition": "c_typedef",
         "declaration": "c_declaration",
         "field_declaration": "c_declaration",
-        "preproc_function_def": "c_macro",
+        "preproc_function_def": "macro",
     },
 )
 
@@ -595,7 +595,9 @@ class _Walker:
                     self.keep.append((_start(node), _start(target) - 1))
                 return self.visit(target, prefix, lead, in_type)
             return False
-        if kind in spec.scopes or (kind in spec.member_scopes and in_type):
+        # A region the grammar could not parse (a macro it does not know, say) still holds
+        # definitions: its children are visited as items.
+        if kind in spec.scopes or kind == "ERROR" or (kind in spec.member_scopes and in_type):
             return self.visit_items(node.named_children, prefix, in_type) is not None
         self.keep_statement(lead, _end(node))
         return False
@@ -720,9 +722,6 @@ class _Walker:
         self.add_unit(prefix + name, "macro", lead, _end(node))
         self.keep.append((_start(node), _start(node)))
         return True
-
-    def on_c_macro(self, node: Node, prefix: str, lead: int, in_type: str | None) -> bool:
-        return self.on_macro(node, prefix, lead, in_type)
 
     def on_type_alias(self, node: Node, prefix: str, lead: int, in_type: str | None) -> bool:
         self.add_unit(prefix + self.name_of(node), "type", lead, _end(node))

@@ -144,6 +144,16 @@ def test_ambiguous_names_prefer_imported_files(tmp_path: Path) -> None:
     assert referenced(index, "main.main") == {"a.Render": 0.5, "b.Render": 0.5}
 
 
+def test_test_windows_reference_what_they_test(tmp_path: Path) -> None:
+    (tmp_path / "cart.go").write_text("package cart\n\nfunc AddItem() int {\n\treturn 1\n}\n")
+    (tmp_path / "cart_test.go").write_text(
+        "package cart\n\nfunc TestAddItem(t *testing.T) {\n\tAddItem()\n}\n"
+    )
+    scan = scan_repository(tmp_path)
+    index = build_index(scan.root, scan, ContextStore(tmp_path / ".store"))
+    assert referenced(index, "cart_test.go:1") == {"cart.AddItem": 1.0}
+
+
 def test_file_graph_pagerank_sees_imports(index: RepoIndex) -> None:
     central = index.paths[int(index.centrality.argmax())]
     # The most imported and used files are central; a leaf script is not.

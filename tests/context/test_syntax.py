@@ -291,6 +291,14 @@ def test_skeleton_keeps_signatures_and_elides_bodies(
     assert "...  # lines " in outline  # the same markers as Python's skeletons
 
 
+def test_tests_keep_line_windows() -> None:
+    text = "package cart\n\nfunc TestTotal(t *testing.T) {\n\tNew().Total()\n}\n"
+    assert analyze("internal/cart/cart.go", text).language == "go"
+    for path in ("internal/cart/cart_test.go", "web/src/a.test.ts", "src/test/java/ATest.java"):
+        structure = analyze(path, text)
+        assert not structure.parsed and [u.kind for u in structure.units] == ["window"], path
+
+
 def test_broken_code_still_gives_units() -> None:
     text = "func Good() {\n}\n\nfunc Broken( {\n\nfunc Later() int {\n  return 1\n}\n"
     structure = analyze("x.go", text)
