@@ -449,7 +449,9 @@ def run_agent(
         _price(ctx)
         cpu_seconds = time.thread_time() - cpu0 + sum(agent_cpu)
         if error is None:
-            log_end(log, manifest, budget_tokens, ctx.usage, now - t0, cpu_seconds, counted)
+            log_end(
+                log, manifest, budget_tokens, ctx.usage, now - t0, cpu_seconds, counted, ctx.notes
+            )
         record = AttemptRecord(
             workflow=run.workflow,
             flow_run_id=flow_run_id,

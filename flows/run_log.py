@@ -17,7 +17,8 @@ console. The error message of a failed attempt is redacted before it is logged.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from agentrt.agents.redact import redact
 
@@ -175,9 +176,11 @@ def log_end(
     wall: float,
     cpu: float,
     counted: int | None = None,
+    notes: Mapping[str, Any] | None = None,
 ) -> None:
     """A completed attempt's last line: tokens delivered (of the budget) and time taken.
-    ``counted``: the delivered tokens as the runtime counted them (with a total budget)."""
+    ``counted``: the delivered tokens as the runtime counted them (with a total budget);
+    ``notes``: the agent's ``ctx.notes`` (an LLM prompt's ``prompt_shrunk`` is said here)."""
     if log is None:
         return
     delivered = max(counted or 0, usage.tokens_delivered or 0)
@@ -191,4 +194,7 @@ def log_end(
         tokens += (
             f", LLM {_tokens(usage.llm_input_tokens)} in / {_tokens(usage.llm_output_tokens)} out"
         )
+    shrunk = (notes or {}).get("prompt_shrunk")
+    if shrunk:
+        tokens += "; prompt shrunk to fit the grant: " + ", ".join(map(str, shrunk))
     log.info("done %s in %.2f s (CPU %.2f s): %s", manifest.key, wall, cpu, tokens)

@@ -181,3 +181,22 @@ def test_on_the_process_runner_prefects_timeout_stays_and_does_not_warn(
     assert "done fault_timeout@1.0.0 in" in timed, timed
     every = [m for lines in logs.values() for m in lines]
     assert not [m for m in every if "Timeout of" in m or "worker thread" in m], every
+
+
+def test_the_end_line_says_what_an_llm_prompt_shrank(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from agentrt.agents.agent_context import TokenUsage
+    from agentrt.flows.run_log import log_end
+
+    manifest = Registry.discover([FAULT_AGENTS], builtin=False).get("steady").manifest
+    log = logging.LoggerAdapter(logging.getLogger("test.run_log"), {})
+    usage = TokenUsage(tokens_delivered=900)
+    with caplog.at_level(logging.INFO, logger="test.run_log"):
+        log_end(log, manifest, 1000, usage, 1.0, 0.5, notes={"prompt_shrunk": ["findings"]})
+        log_end(log, manifest, 1000, usage, 1.0, 0.5, notes={})
+    shrunk, plain = (r.getMessage() for r in caplog.records)
+    assert shrunk.endswith(
+        "900 context tokens delivered of 1,000 granted; prompt shrunk to fit the grant: findings"
+    )
+    assert "shrunk" not in plain
