@@ -21,7 +21,7 @@ import ast
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import tiktoken
@@ -56,21 +56,12 @@ UnitKind = Literal[
 #: Kinds of units that define a name (a function, a type…): the targets of mentions and
 #: references. Blocks and windows are pieces of text; namespaces and modules only qualify
 #: the names inside them.
-DEFINITION_KINDS = frozenset(
-    {
-        "function",
-        "method",
-        "class",
-        "struct",
-        "enum",
-        "interface",
-        "trait",
-        "impl",
-        "type",
-        "macro",
-        "variable",
-    }
-)
+DEFINITION_KINDS: frozenset[str] = frozenset(get_args(UnitKind)) - {
+    "namespace",
+    "module",
+    "block",
+    "window",
+}
 
 #: Non-Python text is cut into windows of this many lines, overlapping by WINDOW_OVERLAP.
 WINDOW_LINES = 40

@@ -55,7 +55,7 @@ from agentrt.context.relevance import (
     module_name,
     resolve_module,
 )
-from agentrt.context.select import _LANGUAGES, DEFAULT_EXCLUDES, Selection, _views
+from agentrt.context.select import DEFAULT_EXCLUDES, Selection, _packed, _views
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
 from agentrt.errors import AgentrtError
@@ -638,23 +638,7 @@ class ImpactSelection(Selection):
 
     def to_markdown(self) -> str:
         """One ``## path:start-end (kind) — why`` header and fenced block per item."""
-        return _render(
-            [
-                (
-                    PackedItem(
-                        i.path,
-                        i.start_line,
-                        i.end_line,
-                        i.kind,  # type: ignore[arg-type]
-                        i.score,
-                        i.text,
-                        _LANGUAGES.get(Path(i.path).suffix, ""),
-                    ),
-                    getattr(i, "why", ""),
-                )
-                for i in self.items
-            ]
-        )
+        return _render([(_packed(i), getattr(i, "why", "")) for i in self.items])
 
 
 def _render(items: Iterable[tuple[PackedItem, str]]) -> str:

@@ -107,6 +107,19 @@ _LANGUAGES = {
 }
 
 
+def _packed(item: SelectionItem) -> PackedItem:
+    """A delivered item as the packer renders it (its code fence's language by suffix)."""
+    return PackedItem(
+        item.path,
+        item.start_line,
+        item.end_line,
+        item.kind,  # type: ignore[arg-type]
+        item.score,
+        item.text,
+        _LANGUAGES.get(Path(item.path).suffix, ""),
+    )
+
+
 @dataclass(slots=True)
 class Selection:
     """The result of a selection.
@@ -136,20 +149,7 @@ class Selection:
 
     def to_markdown(self) -> str:
         """One ``## path:start-end (kind)`` header and fenced block per item."""
-        return render_markdown(
-            [
-                PackedItem(
-                    i.path,
-                    i.start_line,
-                    i.end_line,
-                    i.kind,  # type: ignore[arg-type]
-                    i.score,
-                    i.text,
-                    _LANGUAGES.get(Path(i.path).suffix, ""),
-                )
-                for i in self.items
-            ]
-        )
+        return render_markdown([_packed(i) for i in self.items])
 
     @property
     def text(self) -> str:

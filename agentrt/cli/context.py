@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,6 +30,41 @@ def _repo_dir(repo: Path) -> Path:
     if not repo.is_dir():
         raise fail(f"--repo {repo}: not a directory (pass the repository root)", ExitCode.BAD_INPUT)
     return repo
+
+
+def _check_budget_and_format(budget: int, output_format: str) -> None:
+    if budget <= 0:
+        raise fail(
+            f"--budget must be a positive number of tokens, got {budget}", ExitCode.BAD_INPUT
+        )
+    if output_format not in ("json", "markdown"):
+        raise fail(f"--format must be json or markdown, got {output_format!r}", ExitCode.BAD_INPUT)
+
+
+def _read_text_option(option: str, path: Path) -> str:
+    """The text of a file option ('-': stdin); a file that cannot be read is bad input."""
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{option} {path}: {exc}", ExitCode.BAD_INPUT) from None
+
+
+def _print_selection(make: Callable[[], Any], what: str, output_format: str) -> None:
+    """Run a selection (``select`` or ``select_impact``) and print it in ``output_format``."""
+    from agentrt.context.sources import SourceError
+
+    try:
+        selection = make()
+    except (SourceError, ValueError) as exc:  # ChangeError is a ValueError
+        raise fail(str(exc), ExitCode.BAD_INPUT) from None
+    except Exception as exc:  # report, don't dump a traceback on the user
+        raise fail(f"{what} failed: {type(exc).__name__}: {exc}", ExitCode.FAILURE) from None
+    if selection.message:  # stderr: the JSON shape stays as documented
+        typer.echo(f"warning: {selection.message}", err=True)
+    if output_format == "json":
+        print_json(selection.to_json(), indent=None, ensure_ascii=False)
+    else:
+        typer.echo(selection.to_markdown(), nl=False)
 
 
 @app.command("select")
@@ -51,32 +87,14 @@ def select_command(
     _repo_dir(repo)
     if (query is None) == (query_file is None):
         raise fail("give exactly one of --query TEXT or --query-file FILE", ExitCode.BAD_INPUT)
-    if budget <= 0:
-        raise fail(
-            f"--budget must be a positive number of tokens, got {budget}", ExitCode.BAD_INPUT
-        )
-    if output_format not in ("json", "markdown"):
-        raise fail(f"--format must be json or markdown, got {output_format!r}", ExitCode.BAD_INPUT)
+    _check_budget_and_format(budget, output_format)
     if query_file is not None:
-        try:
-            query = sys.stdin.read() if str(query_file) == "-" else query_file.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise fail(f"--query-file {query_file}: {exc}", ExitCode.BAD_INPUT) from None
+        query = _read_text_option("--query-file", query_file)
     from agentrt.context.select import select
-    from agentrt.context.sources import SourceError
 
-    try:
-        selection = select(repo, query or "", budget, encoding=encoding)
-    except (SourceError, ValueError) as exc:
-        raise fail(str(exc), ExitCode.BAD_INPUT) from None
-    except Exception as exc:  # report, don't dump a traceback on the user
-        raise fail(f"selection failed: {type(exc).__name__}: {exc}", ExitCode.FAILURE) from None
-    if selection.message:  # stderr: the JSON shape stays as documented
-        typer.echo(f"warning: {selection.message}", err=True)
-    if output_format == "json":
-        print_json(selection.to_json(), indent=None, ensure_ascii=False)
-    else:
-        typer.echo(selection.to_markdown(), nl=False)
+    _print_selection(
+        lambda: select(repo, query or "", budget, encoding=encoding), "selection", output_format
+    )
 
 
 @app.command("impact")
@@ -105,33 +123,15 @@ def impact_command(
         raise fail(
             "give exactly one of --since REV or --diff FILE ('-': stdin)", ExitCode.BAD_INPUT
         )
-    if budget <= 0:
-        raise fail(
-            f"--budget must be a positive number of tokens, got {budget}", ExitCode.BAD_INPUT
-        )
-    if output_format not in ("json", "markdown"):
-        raise fail(f"--format must be json or markdown, got {output_format!r}", ExitCode.BAD_INPUT)
-    diff: str | None = None
-    if diff_file is not None:
-        try:
-            diff = sys.stdin.read() if str(diff_file) == "-" else diff_file.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise fail(f"--diff {diff_file}: {exc}", ExitCode.BAD_INPUT) from None
+    _check_budget_and_format(budget, output_format)
+    diff = _read_text_option("--diff", diff_file) if diff_file is not None else None
     from agentrt.context.impact import select_impact
-    from agentrt.context.sources import SourceError
 
-    try:
-        selection = select_impact(repo, budget, since=since, diff=diff, encoding=encoding)
-    except (SourceError, ValueError) as exc:  # ChangeError is a ValueError
-        raise fail(str(exc), ExitCode.BAD_INPUT) from None
-    except Exception as exc:  # report, don't dump a traceback on the user
-        raise fail(f"impact failed: {type(exc).__name__}: {exc}", ExitCode.FAILURE) from None
-    if selection.message:  # stderr: the JSON shape stays as documented
-        typer.echo(f"warning: {selection.message}", err=True)
-    if output_format == "json":
-        print_json(selection.to_json(), indent=None, ensure_ascii=False)
-    else:
-        typer.echo(selection.to_markdown(), nl=False)
+    _print_selection(
+        lambda: select_impact(repo, budget, since=since, diff=diff, encoding=encoding),
+        "impact",
+        output_format,
+    )
 
 
 @app.command("stats")

@@ -30,13 +30,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from agentrt.agents.builtin.common import Severity, md_code, md_table, resolve_repo, severity_rank
+from agentrt.agents.builtin.common import (
+    Severity,
+    md_code,
+    md_table,
+    repo_relative,
+    resolve_repo,
+    severity_rank,
+)
 
 if TYPE_CHECKING:
     from agentrt.agents.agent_context import AgentContext
@@ -229,15 +236,8 @@ class Output(BaseModel):
 def _relative(path: str, root: Path) -> str:
     """A repository-relative POSIX path for what the model wrote (``./a.py``, ``/abs/a.py``,
     ``a.py:12``, ```a.py```)."""
-    clean = path.strip().strip("`").replace("\\", "/")
-    clean = re.sub(r":\d+(?::\d+)?$", "", clean)  # a line (and column) after the path
-    pure = PurePosixPath(clean)
-    if pure.is_absolute():
-        try:
-            return pure.relative_to(root.as_posix()).as_posix()
-        except ValueError:
-            return clean
-    return pure.as_posix().removeprefix("./")
+    clean = re.sub(r":\d+(?::\d+)?$", "", path.strip().strip("`"))  # a line (and column)
+    return repo_relative(clean, root)
 
 
 def _exists(root: Path, path: str, *, folder: bool) -> bool:

@@ -53,6 +53,7 @@ __all__ = [
     "md_code",
     "md_table",
     "parse_python",
+    "repo_relative",
     "resolve_repo",
     "scan_files",
     "select_files",
@@ -169,6 +170,18 @@ class AnalyserInput(BaseModel):
 
 # --------------------------------------------------------------------------------------------
 # Selecting and parsing files
+
+
+def repo_relative(path: str, root: Path) -> str:
+    """A repository-relative POSIX path for a path a model wrote (``./a.py``, ``/abs/a.py``)."""
+    clean = path.strip().replace("\\", "/")
+    pure = PurePosixPath(clean)
+    if pure.is_absolute():
+        try:
+            return pure.relative_to(root.as_posix()).as_posix()
+        except ValueError:
+            return clean
+    return pure.as_posix().removeprefix("./")
 
 
 def resolve_repo(repo: str | os.PathLike[str]) -> Path:

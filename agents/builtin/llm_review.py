@@ -20,7 +20,7 @@ Nothing here imports pydantic-ai: the report imports this module for :func:`rend
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -31,6 +31,7 @@ from agentrt.agents.builtin.common import (
     SeverityCounts,
     findings_table,
     md_table,
+    repo_relative,
     resolve_repo,
     sort_findings,
 )
@@ -111,18 +112,6 @@ class Output(BaseModel):
         return SeverityCounts.of(self.findings)
 
 
-def _relative(path: str, root: Path) -> str:
-    """A repository-relative POSIX path for what the model wrote (``./a.py``, ``/abs/a.py``)."""
-    clean = path.strip().replace("\\", "/")
-    pure = PurePosixPath(clean)
-    if pure.is_absolute():
-        try:
-            return pure.relative_to(root.as_posix()).as_posix()
-        except ValueError:
-            return clean
-    return pure.as_posix().removeprefix("./")
-
-
 def _line_count(file: Path) -> int:
     with file.open("rb") as handle:
         return sum(1 for _ in handle)
@@ -147,7 +136,7 @@ def _checked_triage(
     kept: dict[tuple[str, int, str], Triage] = {}
     problems = []
     for index, entry in enumerate(triage):
-        key = (_relative(entry.path, root), entry.line, entry.rule.strip())
+        key = (repo_relative(entry.path, root), entry.line, entry.rule.strip())
         if key not in known:
             problems.append(
                 f"triage[{index}] ({entry.path}:{entry.line} {entry.rule}) names no finding of "
@@ -175,7 +164,7 @@ def finish(output: Output, inputs: Input, call: LLMCall) -> Output:
     findings: list[Finding] = []
     lengths: dict[str, int] = {}
     for index, finding in enumerate(output.findings):
-        path = _relative(finding.path, root)
+        path = repo_relative(finding.path, root)
         file = (root / path).resolve()
         if not file.is_relative_to(root) or not file.is_file():
             problems.append(
