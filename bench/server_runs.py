@@ -144,7 +144,11 @@ def _agentrt_run(repo: Path, env: dict[str, str]) -> dict:
     command = [sys.executable, "-m", "agentrt.cli", "run", "code-analysis", "-p", f"repo={repo}"]
     wall, cpu, out = _timed([*command, "--json"], env)
     result = json.loads(out)
-    states = {s["state"] for s in result["steps"].values()}
+    # A kind: llm step with no model configured is a fallback served from the cache.
+    states = {
+        "cached" if s["state"] == "cached" or s.get("from_cache") else s["state"]
+        for s in result["steps"].values()
+    }
     if states != {"cached"}:
         raise SystemExit(f"expected every agent cached, got {states}")
     return {"wall": wall, "cpu": cpu, "flow": result["duration_seconds"]}
