@@ -42,7 +42,11 @@ from agentrt.flows.attempt import RunInfo, UpstreamOutput, failure_of, mark_fail
 from agentrt.flows.chunking import run_chunks, split_inputs
 from agentrt.flows.lifecycle import agent_spec, spool_record
 from agentrt.flows.plan import InputRef, Plan, PlannedStep
-from agentrt.flows.prefect_compat import dont_wait_for_dead_workers, passes_opaque
+from agentrt.flows.prefect_compat import (
+    dont_wait_for_dead_workers,
+    finished_result,
+    passes_opaque,
+)
 from agentrt.flows.resources import Admission, step_demand
 from agentrt.flows.results import AttemptRecord, ErrorReport, RunEvents, StepResult
 from agentrt.flows.retry_policy import failure_hint, infrastructure_failure
@@ -253,7 +257,7 @@ class Driver:
             if passes_opaque(wrap):
                 # Thread runner (parameters passed opaque): the finished task run left its
                 # result in memory, so no hop to a thread just to read it.
-                value = future.result(raise_on_failure=False)
+                value = finished_result(future)
             else:
                 value = await asyncio.to_thread(future.result, raise_on_failure=False)
             return future.state, value, str(future.task_run_id)

@@ -63,6 +63,13 @@ The touches:
    (``_send_with_retry``: 5 retries, 2^n s apart), and at exit Prefect drains every queued
    event and log line against it, each failing after seconds of reconnecting, with a
    traceback each on the console: minutes of output after the run has ended.
+10. :func:`finished_result` reads a finished thread-runner future's result from the
+    ``prefect.results.ResultRecord`` its final state holds in memory (``state.data.result``)
+    when the future's ``wrapped_future`` (a ``concurrent.futures.Future``) returned a
+    Completed ``State``; otherwise it calls ``future.result``. Why: ``future.result`` goes
+    through ``State.result`` → ``run_coro_as_sync``, a blocking round trip to Prefect's
+    event-loop thread, which on the driver's loop waits for the GIL behind the running
+    agents' threads once per step (`python -m bench.orchestration`).
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ __all__ = [
     "PrefectCompatError",
     "call_sync",
     "dont_wait_for_dead_workers",
+    "finished_result",
     "guard_embedded_server_command",
     "keep_tag_limit_cache",
     "parameter_wrapper",
@@ -485,3 +493,21 @@ def resume_talking_to_server() -> None:
     else:
         EventsWorker.set_client_override(override[0], **dict(override[1]))
     _talking = None
+
+
+# -- 10. a finished thread-runner future's in-memory result ------------------------------
+def finished_result(future: Any) -> Any:
+    """The result of a finished ``PrefectConcurrentFuture`` (``raise_on_failure=False``),
+    read from memory when its state holds it; any other future or state goes through
+    ``future.result``."""
+    from prefect.client.schemas.objects import State
+    from prefect.results import ResultRecord
+
+    wrapped = getattr(future, "wrapped_future", None)
+    if wrapped is not None and wrapped.done() and wrapped.exception() is None:
+        state = wrapped.result()
+        if isinstance(state, State) and state.is_completed():
+            future.wait(0)  # sets the future's final state (no API call, it is done)
+            if isinstance(state.data, ResultRecord):
+                return state.data.result
+    return future.result(raise_on_failure=False)

@@ -355,3 +355,33 @@ def test_run_info_and_a_marked_failure_survive_pickling() -> None:
     failure = failure_of(back)
     assert failure is not None and (failure.phase, failure.attempt) == ("execute", 2)
     assert failure_of(ValueError("unmarked")) is None and failure_of(None) is None
+
+
+# -- 10. a finished thread-runner future's in-memory result -----------------------------
+def test_a_finished_futures_result_is_read_from_memory_without_a_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uuid
+    from concurrent.futures import Future
+
+    from prefect.client.schemas.objects import State
+    from prefect.futures import PrefectConcurrentFuture
+    from prefect.results import ResultStore
+    from prefect.states import Completed
+
+    # What the thread runner's wrapped future holds once the task run ended: its final state.
+    done: Future[Any] = Future()
+    done.set_result(Completed(data=ResultStore().create_result_record({"x": 1})))
+    future = PrefectConcurrentFuture(uuid.uuid4(), done)
+
+    def round_trip(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("State.result was called (run_coro_as_sync)")
+
+    monkeypatch.setattr(State, "result", round_trip)
+    assert prefect_compat.finished_result(future) == {"x": 1}
+    assert future.state.is_completed()  # the final state is set: no API call to read it
+    # Anything else goes through future.result, which here meets the patched State.result.
+    with pytest.raises(AssertionError, match=r"State\.result"):
+        done_other: Future[Any] = Future()
+        done_other.set_result(Completed(data=None))
+        prefect_compat.finished_result(PrefectConcurrentFuture(uuid.uuid4(), done_other))
