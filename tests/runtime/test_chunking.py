@@ -212,6 +212,27 @@ def test_chunk_limit_follows_the_grant_when_the_workflow_sets_a_budget() -> None
     assert [x for c in chunks for x in c["items"]] == items
 
 
+def test_a_measure_and_a_share_of_the_grant_decide_the_chunks() -> None:
+    """``measure``: what each piece costs (not its own text); ``share``: the part of the
+    grant the pieces of one chunk may take."""
+    spec = ChunkingSpec(split="items", chunk_tokens=1000, share=0.5)
+    assert chunk_limit(spec, 400) == (200, 200)
+    assert chunk_limit(spec, None) == (1000, 1000)  # no grant: chunk_tokens, as before
+    items = ["a", "b", "c", "d", "e"]
+    weights = {"a": 90, "b": 90, "c": 90, "d": 10, "e": 10}
+
+    def measure(inputs: dict, pieces: list) -> list[int]:
+        assert inputs["items"] == items
+        return [weights[p] for p in pieces]
+
+    chunks = split_inputs(spec, {"items": items}, 400, measure)
+    assert [c["items"] for c in chunks or []] == [["a", "b"], ["c", "d", "e"]]
+    assert split_inputs(spec, {"items": items}, 1000, measure) is None  # 290 fits 500
+    # A measure that fails, or miscounts, leaves the work whole.
+    assert split_inputs(spec, {"items": items}, 400, lambda i, p: [1]) is None
+    assert split_inputs(spec, {"items": items}, 400, lambda i, p: 1 / 0) is None
+
+
 def test_builtin_merges(registry: Registry) -> None:
     agent = registry.get("chunk_items")
     outs = [
