@@ -380,7 +380,12 @@ class Driver:
                 continue
             upstream = self._upstream(step, agent)
             fallback_for = step.agent.key if index else None
-            chunks = self._chunks(step, agent, inputs)
+            spec = agent.manifest.chunking
+            if spec is not None and spec.measure is not None:
+                # A measure may read the repository (llm_review's runs git): off the loop.
+                chunks = await asyncio.to_thread(self._chunks, step, agent, inputs)
+            else:
+                chunks = self._chunks(step, agent, inputs)
             if chunks:
                 state, value, task_run_ids = await self._run_chunks(
                     step, agent, chunks, provenance, fallback_for, upstream, result
