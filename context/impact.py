@@ -776,8 +776,9 @@ def select_impact(
             code most related to it by content (``related by content``).
         paths: review only these files of the change (repository-relative): the other
             changed files' hunks are left out, and so are their callers, tests, importers
-            and callees (they may still appear as neighbours of these). A chunked review
-            reviews each group of files with the impact of that group alone.
+            and callees, and the other changed files are not offered as related by content
+            (they may still appear as callers, tests or importers of these). A chunked
+            review reviews each group of files with the impact of that group alone.
 
     Raises:
         ValueError: ``budget`` is not positive, or not exactly one of ``since``/``diff``.
@@ -810,15 +811,17 @@ def select_impact(
             raise ChangeError("the diff is empty")
         changes = locate_changes(root, diff or "")
         message = None
+    others: set[str] = set()
     if paths is not None:
         wanted = set(paths)
+        others = {c.path for c in changes if c.path not in wanted}
         changes = [c for c in changes if c.path in wanted]
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(root, scan, store, index_stats)
     files = {f.path: f for f in scan.files}
     graph = _Graph(index, files, store)
     candidates = _Candidates()
-    counts = _collect(graph, changes, candidates, related)
+    counts = _collect(graph, changes, candidates, related, others)
     views = _views(index, candidates.paths(), files, counter, store)
     packed = _pack(views, candidates, budget, counter)
     items = [
@@ -918,7 +921,11 @@ def _pack(
 
 
 def _collect(
-    graph: _Graph, changes: list[FileChange], out: _Candidates, related: bool
+    graph: _Graph,
+    changes: list[FileChange],
+    out: _Candidates,
+    related: bool,
+    others: set[str],
 ) -> dict[str, int]:
     targets: list[_Target] = []
     changed_units: set[int] = set()
@@ -947,7 +954,7 @@ def _collect(
     tests = _tests(graph, changed_files, targets, out)
     importers = _importers(graph, changed_files, targets, out)
     callees = _callees(graph, call_names, changed_units, out)
-    related_count = _related(graph, changes, out) if related and changes else 0
+    related_count = _related(graph, changes, out, others) if related and changes else 0
     return {
         "changed_files": len(changes),
         "changed_units": len(changed_units),
@@ -1359,8 +1366,10 @@ def _subclasses(graph: _Graph, base: str) -> list[tuple[int, str]]:
     return out
 
 
-def _related(graph: _Graph, changes: list[FileChange], out: _Candidates) -> int:
-    """The code most related to the change by content, at scaled-down scores."""
+def _related(graph: _Graph, changes: list[FileChange], out: _Candidates, others: set[str]) -> int:
+    """The code most related to the change by content, at scaled-down scores; not the
+    ``others`` (files of the change left to another group's review: they are alike, and
+    reviewed there)."""
     from agentrt.context.relevance import rank
     from agentrt.context.select import DEFAULT_THRESHOLD, _candidates
 
@@ -1371,6 +1380,7 @@ def _related(graph: _Graph, changes: list[FileChange], out: _Candidates) -> int:
     candidates = _candidates(
         graph.index, ranking.file_scores, ranking.unit_scores, ranking.overview, DEFAULT_THRESHOLD
     )
+    candidates = [c for c in candidates if c.path not in others]
     for c in candidates:
         out.add(c.path, c.kind, c.score * SCORE_RELATED, ("related", "by content"),
                 c.start_line, c.end_line)  # fmt: skip

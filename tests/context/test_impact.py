@@ -489,4 +489,6 @@ def test_a_group_of_the_changed_files_with_its_own_impact(repo: Path, store: Con
     assert any("changed: parse_header" in w for w in whys["pkg/utils.py"])
     assert any("caller of parse_header" in w for w in whys["pkg/client.py"])
     assert not any("changed" in w for w in whys.get("pkg/other.py", []))
+    related = select_impact(repo, 6000, since="HEAD", store=store, paths=["pkg/utils.py"])
+    assert not any("related" in w for w in _whys(related).get("pkg/other.py", []))
     assert "name.strip().lower()" in _delivered(group, "pkg/utils.py")

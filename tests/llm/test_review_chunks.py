@@ -186,6 +186,9 @@ def test_a_change_bigger_than_the_grant_is_reviewed_in_chunks_and_merged(
         hunks = {path for path, _a, _b in HUNK.findall(user)}
         static = upstream_findings(user)
         assert static and {f["path"] for f in static} <= hunks
+        # The modules are unrelated: no other group's file is shown at all.
+        shown = set(re.findall(r"^## (\S+?):\d+-\d+ \(", user, re.M))
+        assert shown <= hunks | {"ledger/__init__.py"}, shown - hunks
         seen += sorted(hunks)
     assert sorted(seen) == changed
 
