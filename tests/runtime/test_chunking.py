@@ -272,6 +272,10 @@ def test_unknown_merge_name_is_a_manifest_problem(tmp_path: Path) -> None:
     AgentManifest.model_validate({**_base(), "chunking": ok})
     with pytest.raises(ValueError, match="chunk_tokens"):
         AgentManifest.model_validate({**_base(), "chunking": {**ok, "chunk_tokens": 0}})
+    with pytest.raises(ValueError, match="share"):
+        AgentManifest.model_validate({**_base(), "chunking": {**ok, "share": 1.5}})
+    with pytest.raises(ValueError, match="not 'module:function'"):
+        AgentManifest.model_validate({**_base(), "chunking": {**ok, "measure": "weigh"}})
 
 
 def _base() -> dict[str, Any]:
@@ -285,13 +289,14 @@ def test_split_and_merge_fields_must_exist(tmp_path: Path) -> None:
         tmp_path / "bad.yaml",
         BASE.replace("ck_agents", "ck_bad")
         + "chunking: {split: files, chunk_tokens: 10, merge: {totals: sum, "
-        "upper: 'ck_bad:nowhere'}}\n",
+        "upper: 'ck_bad:nowhere'}, measure: 'ck_bad:weigh'}\n",
     )
     registry = Registry.discover([tmp_path], builtin=False, entry_points=False)
     problems = [str(p) for p in registry.validate()]
     assert any("'files' is not a field of the input" in p for p in problems), problems
     assert any("'totals' is not a field of the output" in p for p in problems), problems
     assert any("merge function for 'upper'" in p for p in problems), problems
+    assert any("measure function: " in p for p in problems), problems
     # Inline schemas are checked without imports too.
     write(
         tmp_path / "bad.yaml",
