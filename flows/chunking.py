@@ -105,7 +105,9 @@ def split_inputs(
         try:
             sizes = [int(n) for n in measure(dict(inputs), list(pieces))]
         except Exception as exc:
-            _log.warning("chunking.measure failed, the work runs whole: %s", exc)
+            from agentrt.agents.redact import redact
+
+            _log.warning("chunking.measure failed, the work runs whole: %s", redact(str(exc)))
             return None
         if len(sizes) != len(pieces):
             _log.warning("chunking.measure gave %d counts for %d pieces", len(sizes), len(pieces))
