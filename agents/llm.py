@@ -96,7 +96,9 @@ __all__ = [
     "PromptFit",
     "PromptTemplateError",
     "build_prompt",
+    "change_reserve",
     "fit_prompt",
+    "focus_upstream",
     "model_not_configured",
     "no_model_message",
     "rank_findings",
@@ -514,6 +516,28 @@ def upstream_sources(
     return {sid: upstream[sid] for sid in wanted if inputs.get(sid) in (None, "", [], {})}
 
 
+def focus_upstream(upstream: Mapping[str, Any], files: list[str]) -> dict[str, Any]:
+    """What a reviewer of ``files`` is shown of the upstream outputs: of each output that
+    has ``findings``, those on ``files`` (unset fields left out), and nothing else of it (its
+    summary, counts and per-file tables describe the whole change); other outputs as they
+    are."""
+    wanted = set(files)
+    out: dict[str, Any] = {}
+    for sid, value in upstream.items():
+        data = _jsonable(value)
+        found = data.get("findings") if isinstance(data, dict) else None
+        if isinstance(found, list):
+            data = {
+                "findings": [
+                    {k: v for k, v in f.items() if v is not None}
+                    for f in found
+                    if isinstance(f, dict) and f.get("path") in wanted
+                ]
+            }
+        out[sid] = data
+    return out
+
+
 def render_upstream(outputs: Mapping[str, Any]) -> str:
     """Upstream outputs, compactly: one ``### step`` heading and one line of JSON each."""
     return "\n\n".join(
@@ -543,7 +567,7 @@ def _select_context(
     change = manifest.context.change
     since = inputs.get(change) if change else None
     if isinstance(since, str) and since.strip():
-        impact = _impact_context(repo, since.strip(), budget)
+        impact = _impact_context(repo, since.strip(), budget, files)
         if impact is not None:
             return impact
     # A path in the query makes the context manager deliver that file itself (within budget)
@@ -558,13 +582,39 @@ def _select_context(
     return _Context(markdown, selection.tokens, paths, budget, tuple(selection.items))
 
 
-def _impact_context(repo: str, since: str, budget: int) -> _Context | None:
+def change_reserve(manifest: AgentManifest, inputs: Mapping[str, Any]) -> int:
+    """The tokens a review of a change keeps for the change's hunks before the inputs and
+    upstream outputs are fitted (:func:`fit_prompt`'s ``reserve``): for an agent whose
+    ``context.change`` names an input holding a revision, about what the hunks of its
+    ``files`` (all of the change without them) cost
+    (:func:`agentrt.context.impact.change_sizes`); 0 otherwise or when the change cannot
+    be read."""
+    change = manifest.context.change
+    since = inputs.get(change) if change else None
+    repo = _repo_of(manifest, inputs)
+    if not (isinstance(since, str) and since.strip() and repo):
+        return 0
+    from agentrt.context.impact import ChangeError, change_sizes
+
+    files = inputs.get("files")
+    paths = [str(f) for f in files] if isinstance(files, list) else None
+    try:
+        return sum(change_sizes(repo, since=since.strip(), paths=paths).values())
+    except (ChangeError, OSError, ValueError):
+        return 0
+
+
+def _impact_context(
+    repo: str, since: str, budget: int, files: list[str] | None = None
+) -> _Context | None:
     """The change's impact since ``since`` (hunks first, then callers, tests, ...), or None
-    when the change cannot be read or is empty (the query selection is used instead)."""
+    when the change cannot be read or is empty (the query selection is used instead).
+    ``files``: only these files of the change are reviewed, with their own impact (a chunk
+    of a chunked review)."""
     from agentrt.context.impact import ChangeError, select_impact
 
     try:
-        selection = select_impact(repo, budget, since=since)
+        selection = select_impact(repo, budget, since=since, paths=files)
     except ChangeError:
         return None
     if not selection.items:
@@ -729,6 +779,7 @@ def fit_prompt(
     output_schema: type[BaseModel] | dict | None,
     target: int,
     upstream: Mapping[str, Any] | None = None,
+    reserve: int = 0,
 ) -> PromptFit:
     """The prompt within ``target`` tokens, counted as the runtime counts it.
 
@@ -738,8 +789,10 @@ def fit_prompt(
     then long texts cut with :func:`~agentrt.context.tokens.truncate_to_tokens`) until the
     prompt fits. Then the upstream outputs ``context.sources`` asks for, shrunk the same
     way only when the inputs are at their smallest, and left out as a last resort. The
-    repository context gets what is left. ``tokens`` above ``target`` means even the
-    minimum does not fit.
+    repository context gets what is left. ``reserve`` tokens (at most what the minimum
+    leaves) are kept for the context before the inputs and upstream outputs are fitted: a
+    review's change (its hunks) comes before the analysers' findings about it. ``tokens``
+    above ``target`` means even the minimum does not fit.
     """
     from agentrt.context.tokens import count_tokens
 
@@ -765,14 +818,16 @@ def fit_prompt(
 
     levels = len(SHRINK_LADDER)
     notes: list[str] = []
+    minimum = measure(shrunk_inputs(levels - 1), "")[1]
+    fit_target = target - min(max(reserve, 0), max(target - minimum, 0))
     full_up = shrunk_upstream(0)
-    in_level = _first_fit(levels, lambda lv: measure(shrunk_inputs(lv), full_up)[1] <= target)
+    in_level = _first_fit(levels, lambda lv: measure(shrunk_inputs(lv), full_up)[1] <= fit_target)
     up_level: int | None = 0
     if in_level is None:
         in_level = levels - 1
         floor = shrunk_inputs(in_level)
         up_level = (
-            _first_fit(levels, lambda lv: measure(floor, shrunk_upstream(lv))[1] <= target)
+            _first_fit(levels, lambda lv: measure(floor, shrunk_upstream(lv))[1] <= fit_target)
             if ups
             else 0
         )
@@ -784,7 +839,6 @@ def fit_prompt(
         notes.append(_describe("upstream outputs", up_level))
     ins = shrunk_inputs(in_level)
     up = shrunk_upstream(up_level)
-    minimum = measure(shrunk_inputs(levels - 1), "")[1]
     prompt, tokens = measure(ins, up)
     context = _Context("", 0, (), 0)
     from agentrt.context.untrusted import fence_untrusted
@@ -835,7 +889,13 @@ def run_llm_agent(
     budget = grant if grant is not None else manifest.context.optimal_tokens or DEFAULT_BUDGET
     limit = ctx.token_limit if ctx is not None else None
     upstream = upstream_sources(manifest, inputs, ctx.upstream) if ctx is not None else {}
-    fit = fit_prompt(manifest, inputs, output_schema, limit or budget, upstream)
+    files = inputs.get("files")
+    if manifest.context.change and upstream and isinstance(files, list):
+        # A review of these files (a chunk of a bigger change, or the whole change) is shown
+        # the analysers' findings on them, and may triage only those.
+        upstream = focus_upstream(upstream, [str(f) for f in files])
+    reserve = change_reserve(manifest, inputs)
+    fit = fit_prompt(manifest, inputs, output_schema, limit or budget, upstream, reserve)
     prompt, context = fit.prompt, fit.context
     parts = prompt_parts(prompt, output_schema)
     if ctx is not None:

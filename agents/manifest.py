@@ -246,6 +246,29 @@ class ChunkingSpec(_Strict):
         "kept), first, or 'module:function' (called with the list of values). Fields not "
         "named here take the first chunk's value.",
     )
+    measure: str | None = Field(
+        default=None,
+        description="'module:function' called as measure(inputs, pieces) -> one token count "
+        "per piece of the split field: what each piece costs the agent's work (e.g. a changed "
+        "file's hunks), when that is not the piece's own text. Default: the piece's tokens.",
+    )
+    share: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="The share of the step's grant one chunk's pieces may take; the rest "
+            "is left for what every chunk needs besides them (instructions, context around "
+            "the pieces). Default 1.",
+        ),
+    ] = 1.0
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, value: str | None) -> str | None:
+        if value is not None and not _ENTRYPOINT.match(value):
+            raise ValueError(f"measure {value!r} is not 'module:function'")
+        return value
 
     @field_validator("split")
     @classmethod

@@ -391,7 +391,10 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
         problems.extend(check_delivered(agent, output_model))
     if m.chunking is not None:
         problems.extend(check_chunking(agent, input_model, output_model))
-        for name, rule in m.chunking.merge.items():
+        functions = [(f"merge function for {n!r}", r) for n, r in m.chunking.merge.items()]
+        if m.chunking.measure is not None:
+            functions.append(("measure function", m.chunking.measure))
+        for what, rule in functions:
             if ":" not in rule:
                 continue
             try:
@@ -402,7 +405,7 @@ def check_agent_imports(agent: RegisteredAgent) -> list[Problem]:
                         agent.source,
                         _field_line(agent, "chunking"),
                         "chunking",
-                        f"merge function for {name!r}: {exc}",
+                        f"{what}: {exc}",
                     )
                 )
     return problems

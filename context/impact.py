@@ -70,6 +70,7 @@ __all__ = [
     "FileChange",
     "ImpactItem",
     "ImpactSelection",
+    "change_sizes",
     "diff_since",
     "locate_changes",
     "select_impact",
@@ -756,6 +757,7 @@ def select_impact(
     store: ContextStore | None = None,
     include: Sequence[str] | None = None,
     related: bool = True,
+    paths: Sequence[str] | None = None,
 ) -> ImpactSelection:
     """Select what a reviewer of a change in ``repo`` must see, within ``budget`` tokens.
 
@@ -772,6 +774,11 @@ def select_impact(
         include: gitignore-style patterns restricting which files are considered.
         related: fill what the change's structural neighbours leave of the budget with the
             code most related to it by content (``related by content``).
+        paths: review only these files of the change (repository-relative): the other
+            changed files' hunks are left out, and so are their callers, tests, importers
+            and callees, and the other changed files are not offered as related by content
+            (they may still appear as callers, tests or importers of these). A chunked
+            review reviews each group of files with the impact of that group alone.
 
     Raises:
         ValueError: ``budget`` is not positive, or not exactly one of ``since``/``diff``.
@@ -804,12 +811,17 @@ def select_impact(
             raise ChangeError("the diff is empty")
         changes = locate_changes(root, diff or "")
         message = None
+    others: set[str] = set()
+    if paths is not None:
+        wanted = set(paths)
+        others = {c.path for c in changes if c.path not in wanted}
+        changes = [c for c in changes if c.path in wanted]
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(root, scan, store, index_stats)
     files = {f.path: f for f in scan.files}
     graph = _Graph(index, files, store)
     candidates = _Candidates()
-    counts = _collect(graph, changes, candidates, related)
+    counts = _collect(graph, changes, candidates, related, others)
     views = _views(index, candidates.paths(), files, counter, store)
     packed = _pack(views, candidates, budget, counter)
     items = [
@@ -837,6 +849,53 @@ def select_impact(
     )
 
 
+#: About what the header of one delivered hunk piece costs (``## path:a-b (span) — changed:
+#: name`` and the code fence), for :func:`change_sizes`.
+HUNK_HEADER_TOKENS = 24
+
+
+def change_sizes(
+    repo: str | Path, *, since: str, paths: Sequence[str] | None = None
+) -> dict[str, int]:
+    """About how many tokens each changed file's hunks take when :func:`select_impact`
+    delivers them (changed lines, ``HUNK_PADDING`` lines around them, a header per piece of
+    ``HUNK_PIECE_LINES`` lines): the part of a review's prompt that a file of the change
+    costs before any of its neighbours. Files of the change that are not in the working
+    tree (deleted) count 0; ``paths`` limits the answer to those files.
+
+    Raises:
+        ChangeError: as :func:`diff_since`.
+    """
+    from agentrt.context.tokens import count_batch
+
+    root = Path(repo).resolve()
+    text, untracked = diff_since(root, since)
+    changes = locate_changes(root, text, untracked=untracked, applied=True)
+    wanted = set(paths) if paths is not None else None
+    sizes: dict[str, int] = {}
+    texts: list[str] = []
+    owners: list[str] = []
+    for change in changes:
+        if wanted is not None and change.path not in wanted:
+            continue
+        sizes.setdefault(change.path, 0)
+        if not change.lines:
+            continue
+        try:
+            lines = split_lines((root / change.path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        for a, b in change.lines:
+            start, end = max(1, a - HUNK_PADDING), min(len(lines), b + HUNK_PADDING)
+            pieces = -(-(end - start + 1) // HUNK_PIECE_LINES)
+            sizes[change.path] += pieces * HUNK_HEADER_TOKENS
+            texts.append("".join(lines[start - 1 : end]))
+            owners.append(change.path)
+    for path, n in zip(owners, count_batch(texts), strict=True):
+        sizes[path] += n
+    return sizes
+
+
 def _pack(
     views: dict[str, FileView], candidates: _Candidates, budget: int, counter: TokenCounter
 ) -> list[tuple[PackedItem, str]]:
@@ -862,7 +921,11 @@ def _pack(
 
 
 def _collect(
-    graph: _Graph, changes: list[FileChange], out: _Candidates, related: bool
+    graph: _Graph,
+    changes: list[FileChange],
+    out: _Candidates,
+    related: bool,
+    others: set[str],
 ) -> dict[str, int]:
     targets: list[_Target] = []
     changed_units: set[int] = set()
@@ -891,7 +954,7 @@ def _collect(
     tests = _tests(graph, changed_files, targets, out)
     importers = _importers(graph, changed_files, targets, out)
     callees = _callees(graph, call_names, changed_units, out)
-    related_count = _related(graph, changes, out) if related and changes else 0
+    related_count = _related(graph, changes, out, others) if related and changes else 0
     return {
         "changed_files": len(changes),
         "changed_units": len(changed_units),
@@ -1303,8 +1366,10 @@ def _subclasses(graph: _Graph, base: str) -> list[tuple[int, str]]:
     return out
 
 
-def _related(graph: _Graph, changes: list[FileChange], out: _Candidates) -> int:
-    """The code most related to the change by content, at scaled-down scores."""
+def _related(graph: _Graph, changes: list[FileChange], out: _Candidates, others: set[str]) -> int:
+    """The code most related to the change by content, at scaled-down scores; not the
+    ``others`` (files of the change left to another group's review: they are alike, and
+    reviewed there)."""
     from agentrt.context.relevance import rank
     from agentrt.context.select import DEFAULT_THRESHOLD, _candidates
 
@@ -1315,6 +1380,7 @@ def _related(graph: _Graph, changes: list[FileChange], out: _Candidates) -> int:
     candidates = _candidates(
         graph.index, ranking.file_scores, ranking.unit_scores, ranking.overview, DEFAULT_THRESHOLD
     )
+    candidates = [c for c in candidates if c.path not in others]
     for c in candidates:
         out.add(c.path, c.kind, c.score * SCORE_RELATED, ("related", "by content"),
                 c.start_line, c.end_line)  # fmt: skip

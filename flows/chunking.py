@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from agentrt.agents.registry import RegisteredAgent
 
 __all__ = ["MergeError", "chunk_limit", "merge_outputs", "run_chunks", "split_inputs"]
+
+_log = logging.getLogger("agentrt.chunking")
 
 
 class MergeError(AgentrtError, ValueError):
@@ -37,10 +40,14 @@ class MergeError(AgentrtError, ValueError):
 
 def chunk_limit(spec: ChunkingSpec, token_limit: int | None) -> tuple[int, int]:
     """(threshold, size): work of more tokens than ``threshold`` is chunked, into chunks of
-    at most ``size`` tokens. The threshold is the step's enforced token limit when the
-    workflow sets a budget, else the manifest's chunk size; a chunk is never bigger than
+    at most ``size`` tokens. The threshold is ``chunking.share`` of the step's token limit
+    (the grant when the workflow sets a budget; an LLM agent's prompt is fitted to its
+    grant either way), else the manifest's chunk size; a chunk is never bigger than
     either."""
-    threshold = token_limit if token_limit is not None else spec.chunk_tokens
+    if token_limit is not None:
+        threshold = max(1, int(token_limit * spec.share))
+    else:
+        threshold = spec.chunk_tokens
     return threshold, max(1, min(spec.chunk_tokens, threshold))
 
 
@@ -72,9 +79,16 @@ def _pack(pieces: list[Any], sizes: list[int], size: int) -> list[list[Any]]:
 
 
 def split_inputs(
-    spec: ChunkingSpec, inputs: dict[str, Any], token_limit: int | None
+    spec: ChunkingSpec,
+    inputs: dict[str, Any],
+    token_limit: int | None,
+    measure: Callable[[dict[str, Any], list[Any]], list[int]] | None = None,
 ) -> list[dict[str, Any]] | None:
-    """The inputs of each chunk, or None when the work fits in one (run it unchanged)."""
+    """The inputs of each chunk, or None when the work fits in one (run it unchanged).
+
+    Each piece weighs its own tokens, or what ``measure(inputs, pieces)`` (the manifest's
+    ``chunking.measure``) says it costs; a measure that fails or answers with anything but
+    one count per piece leaves the work whole (the agent meets the same problem itself)."""
     value = inputs.get(spec.split)
     if isinstance(value, str):
         pieces: list[Any] = value.splitlines(keepends=True)
@@ -85,7 +99,19 @@ def split_inputs(
     if len(pieces) < 2:
         return None
     threshold, size = chunk_limit(spec, token_limit)
-    sizes = _token_counts(pieces)
+    if measure is None:
+        sizes = _token_counts(pieces)
+    else:
+        try:
+            sizes = [int(n) for n in measure(dict(inputs), list(pieces))]
+        except Exception as exc:
+            from agentrt.agents.redact import redact
+
+            _log.warning("chunking.measure failed, the work runs whole: %s", redact(str(exc)))
+            return None
+        if len(sizes) != len(pieces):
+            _log.warning("chunking.measure gave %d counts for %d pieces", len(sizes), len(pieces))
+            return None
     if sum(sizes) <= threshold:
         return None
     groups = _pack(pieces, sizes, size)

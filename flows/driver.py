@@ -319,7 +319,19 @@ class Driver:
         spec = agent.manifest.chunking
         if spec is None:
             return None
-        return split_inputs(spec, inputs, token_limit(self.plan, self.grants.get(step.id)))
+        grant = self.grants.get(step.id)
+        limit = token_limit(self.plan, grant)
+        if limit is None and grant is not None and agent.manifest.kind == "llm":
+            limit = grant.tokens  # an LLM agent's prompt is fitted to its grant regardless
+        measure = None
+        if spec.measure is not None:
+            from agentrt.agents.imports import load_callable
+
+            try:
+                measure = load_callable(spec.measure, agent.policy)
+            except Exception:  # `agents validate` reports it; the work runs whole
+                return None
+        return split_inputs(spec, inputs, limit, measure)
 
     async def _run_chunks(self, step, agent, chunks, provenance, fallback_for, upstream, result):
         """One attempt per chunk (flows/chunking.py), progress as ``chunk i of N`` events."""
@@ -372,7 +384,12 @@ class Driver:
                 continue
             upstream = self._upstream(step, agent)
             fallback_for = step.agent.key if index else None
-            chunks = self._chunks(step, agent, inputs)
+            spec = agent.manifest.chunking
+            if spec is not None and spec.measure is not None:
+                # A measure may read the repository (llm_review's runs git): off the loop.
+                chunks = await asyncio.to_thread(self._chunks, step, agent, inputs)
+            else:
+                chunks = self._chunks(step, agent, inputs)
             if chunks:
                 state, value, task_run_ids = await self._run_chunks(
                     step, agent, chunks, provenance, fallback_for, upstream, result

@@ -14,6 +14,13 @@ at a real line of a real file of the repository, or sends the model back to fix 
 model never gets to invent locations. Severity counts are computed from the findings, never
 taken from the model.
 
+**Chunks.** A change bigger than the grant is reviewed in groups of files (the manifest's
+``chunking``: ``files`` split by :func:`change_tokens`, what each file's hunks cost the
+prompt), each group a model call of its own that sees that group's hunks and impact and the
+analysers' findings on that group's files, so a static finding is triaged only by the call
+that holds its file. :func:`merge_findings` and :func:`merge_triage` merge the calls'
+answers (duplicates dropped).
+
 Nothing here imports pydantic-ai: the report imports this module for :func:`render_markdown`.
 """
 
@@ -39,7 +46,18 @@ from agentrt.agents.builtin.common import (
 if TYPE_CHECKING:
     from agentrt.agents.llm import LLMCall
 
-__all__ = ["TOOL", "Input", "Output", "Triage", "finish", "render_markdown", "upstream_findings"]
+__all__ = [
+    "TOOL",
+    "Input",
+    "Output",
+    "Triage",
+    "change_tokens",
+    "finish",
+    "merge_findings",
+    "merge_triage",
+    "render_markdown",
+    "upstream_findings",
+]
 
 #: The ``tool`` of every finding this agent reports.
 TOOL = "llm_review"
@@ -145,6 +163,50 @@ def _checked_triage(
             continue
         kept.setdefault(key, entry.model_copy(update={"path": key[0], "rule": key[2]}))
     return list(kept.values()), problems
+
+
+def change_tokens(inputs: Mapping[str, Any], files: list[str]) -> list[int]:
+    """What each of ``files`` costs a review's prompt, in tokens (``chunking.measure``):
+    its hunks as the change's impact context delivers them when the input has a revision
+    in ``since`` (:func:`agentrt.context.impact.change_sizes`), else the whole file (what
+    a review without a change is shown of it)."""
+    from agentrt.context.tokens import count_batch
+
+    root = resolve_repo(str(inputs.get("repo") or "."))
+    since = str(inputs.get("since") or "").strip()
+    if since:
+        from agentrt.context.impact import change_sizes
+
+        sizes = change_sizes(root, since=since, paths=files)
+        return [sizes.get(str(f), 0) for f in files]
+    texts = []
+    for rel in files:
+        try:
+            texts.append((root / str(rel)).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            texts.append("")
+    return count_batch(texts)
+
+
+def _place(entry: Mapping[str, Any]) -> tuple[str, int, str]:
+    return (str(entry.get("path")), int(entry.get("line") or 0), str(entry.get("rule")))
+
+
+def merge_findings(values: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The chunks' findings as one list by place, each (path, line, rule) once: two chunks
+    can see the same code (a caller of both groups' changes) and report it alike."""
+    kept: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for findings in values:
+        for finding in findings:
+            kept.setdefault(_place(finding), finding)
+    return [kept[key] for key in sorted(kept)]
+
+
+def merge_triage(values: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The chunks' triage as one list by place. Each chunk may triage only the findings on
+    its own files (the rest are not in its prompt), so no finding gets two verdicts; were
+    it to, the first chunk's is kept."""
+    return merge_findings(values)
 
 
 def finish(output: Output, inputs: Input, call: LLMCall) -> Output:

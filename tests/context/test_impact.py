@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentrt.cli.context import app
-from agentrt.context.impact import ChangeError, ImpactSelection, select_impact
+from agentrt.context.impact import ChangeError, ImpactSelection, change_sizes, select_impact
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import count_tokens
 
@@ -467,3 +467,28 @@ def test_the_public_api_exports_it() -> None:
     assert agentrt.select_impact is select_impact
     assert agentrt.context.select_impact is select_impact
     assert issubclass(agentrt.context.ChangeError, agentrt.AgentrtError)
+
+
+def test_a_group_of_the_changed_files_with_its_own_impact(repo: Path, store: ContextStore) -> None:
+    """``paths``: one group of a bigger change (a chunk of a review) and its neighbours;
+    change_sizes: what each changed file's hunks cost."""
+    _change_parse_header(repo)
+    _edit(repo, "pkg/other.py", "def other():", "def other(flag=False):")
+    both = change_sizes(repo, since="HEAD")
+    assert set(both) == {"pkg/utils.py", "pkg/other.py"} and all(n > 0 for n in both.values())
+    assert change_sizes(repo, since="HEAD", paths=["pkg/other.py"]) == {
+        "pkg/other.py": both["pkg/other.py"]
+    }
+    whole = select_impact(repo, 6000, since="HEAD", store=store, related=False)
+    assert {c.path for c in whole.changes} == set(both)
+    group = select_impact(
+        repo, 6000, since="HEAD", store=store, related=False, paths=["pkg/utils.py"]
+    )
+    assert [c.path for c in group.changes] == ["pkg/utils.py"]
+    whys = _whys(group)
+    assert any("changed: parse_header" in w for w in whys["pkg/utils.py"])
+    assert any("caller of parse_header" in w for w in whys["pkg/client.py"])
+    assert not any("changed" in w for w in whys.get("pkg/other.py", []))
+    related = select_impact(repo, 6000, since="HEAD", store=store, paths=["pkg/utils.py"])
+    assert not any("related" in w for w in _whys(related).get("pkg/other.py", []))
+    assert "name.strip().lower()" in _delivered(group, "pkg/utils.py")

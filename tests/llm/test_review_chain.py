@@ -132,7 +132,8 @@ def test_llm_review_triage_cannot_approve_what_the_static_gate_blocks(
 
     # What the model saw: the change's impact (hunk, caller, test) and the analysers'
     # findings, each fenced as untrusted data, the injected text inside a fence.
-    assert len(recorder.calls) == 1
+    assert len(recorder.calls) == 1  # a change well within the grant: one call, no chunks
+    assert result.steps["llm_review"].chunks is None
     user = recorder.user_text()
     blocks = re.findall(r"<untrusted-data id=\"(\w+)\".*?</untrusted-data id=\"\1\">", user, re.S)
     assert len(blocks) == 2  # upstream outputs, context

@@ -54,6 +54,28 @@ def test_cost_from_tokens_and_the_builtin_table() -> None:
     assert all(p.input >= 0 and p.output >= 0 for p in table.values())
 
 
+def test_the_builtin_table_names_models_as_pydantic_ai_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each key is a model string pydantic-ai resolves, to that provider and that model
+    (what AGENTRT_MODEL takes and the metrics record as the model), and the table says
+    when its prices were taken and how to override them."""
+    from pydantic_ai.models import infer_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    table, _override = load_prices(None)
+    assert len(table) >= 10
+    for key in table:
+        provider, _sep, name = key.partition(":")
+        model = infer_model(key)
+        assert (model.system, model.model_name) == (provider, name), key
+    from agentrt.agents.prices import BUILTIN_PRICES
+
+    header = BUILTIN_PRICES.read_text()
+    assert "Taken 2025-11" in header and "AGENTRT_PRICES" in header
+
+
 def test_the_override_adds_and_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prices = write_prices(
         tmp_path / "prices.toml",

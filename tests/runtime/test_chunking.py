@@ -212,6 +212,27 @@ def test_chunk_limit_follows_the_grant_when_the_workflow_sets_a_budget() -> None
     assert [x for c in chunks for x in c["items"]] == items
 
 
+def test_a_measure_and_a_share_of_the_grant_decide_the_chunks() -> None:
+    """``measure``: what each piece costs (not its own text); ``share``: the part of the
+    grant the pieces of one chunk may take."""
+    spec = ChunkingSpec(split="items", chunk_tokens=1000, share=0.5)
+    assert chunk_limit(spec, 400) == (200, 200)
+    assert chunk_limit(spec, None) == (1000, 1000)  # no grant: chunk_tokens, as before
+    items = ["a", "b", "c", "d", "e"]
+    weights = {"a": 90, "b": 90, "c": 90, "d": 10, "e": 10}
+
+    def measure(inputs: dict, pieces: list) -> list[int]:
+        assert inputs["items"] == items
+        return [weights[p] for p in pieces]
+
+    chunks = split_inputs(spec, {"items": items}, 400, measure)
+    assert [c["items"] for c in chunks or []] == [["a", "b"], ["c", "d", "e"]]
+    assert split_inputs(spec, {"items": items}, 1000, measure) is None  # 290 fits 500
+    # A measure that fails, or miscounts, leaves the work whole.
+    assert split_inputs(spec, {"items": items}, 400, lambda i, p: [1]) is None
+    assert split_inputs(spec, {"items": items}, 400, lambda i, p: 1 / 0) is None
+
+
 def test_builtin_merges(registry: Registry) -> None:
     agent = registry.get("chunk_items")
     outs = [
@@ -251,6 +272,10 @@ def test_unknown_merge_name_is_a_manifest_problem(tmp_path: Path) -> None:
     AgentManifest.model_validate({**_base(), "chunking": ok})
     with pytest.raises(ValueError, match="chunk_tokens"):
         AgentManifest.model_validate({**_base(), "chunking": {**ok, "chunk_tokens": 0}})
+    with pytest.raises(ValueError, match="share"):
+        AgentManifest.model_validate({**_base(), "chunking": {**ok, "share": 1.5}})
+    with pytest.raises(ValueError, match="not 'module:function'"):
+        AgentManifest.model_validate({**_base(), "chunking": {**ok, "measure": "weigh"}})
 
 
 def _base() -> dict[str, Any]:
@@ -264,13 +289,14 @@ def test_split_and_merge_fields_must_exist(tmp_path: Path) -> None:
         tmp_path / "bad.yaml",
         BASE.replace("ck_agents", "ck_bad")
         + "chunking: {split: files, chunk_tokens: 10, merge: {totals: sum, "
-        "upper: 'ck_bad:nowhere'}}\n",
+        "upper: 'ck_bad:nowhere'}, measure: 'ck_bad:weigh'}\n",
     )
     registry = Registry.discover([tmp_path], builtin=False, entry_points=False)
     problems = [str(p) for p in registry.validate()]
     assert any("'files' is not a field of the input" in p for p in problems), problems
     assert any("'totals' is not a field of the output" in p for p in problems), problems
     assert any("merge function for 'upper'" in p for p in problems), problems
+    assert any("measure function: " in p for p in problems), problems
     # Inline schemas are checked without imports too.
     write(
         tmp_path / "bad.yaml",
