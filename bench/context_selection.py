@@ -760,7 +760,7 @@ def run_rerank(
 ) -> RerankResults:
     """Recall of the issue context with and without the re-ranker's picks (``model``: a
     pydantic-ai model instead of the configured one, as tests pass a FunctionModel)."""
-    from agentrt.agents.builtin.issue_context import Candidates, picks_of, rerank
+    from agentrt.agents.builtin.issue_context import as_candidates, picks_of, rerank
     from agentrt.agents.llm import LLMUnavailableError
     from agentrt.context.issue import issue_candidates, select_issue
 
@@ -777,7 +777,7 @@ def run_rerank(
                 continue
             results.issues += 1
             found = issue_candidates(tree, issue.query, store=store)
-            candidates = Candidates.model_validate({"summary": "", **found.to_json()})
+            candidates = as_candidates(found)
             try:
                 picks = picks_of(rerank(issue.query, candidates, model=model))
             except LLMUnavailableError as exc:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from agentrt.agents.agent_context import AgentContext
     from agentrt.agents.llm import LLMCall
     from agentrt.agents.registry import Registry
-    from agentrt.context.issue import IssuePicks
+    from agentrt.context.issue import IssueCandidates, IssuePicks
 
 __all__ = [
     "BASIC",
@@ -48,6 +48,7 @@ __all__ = [
     "IssueContext",
     "Picks",
     "RerankInput",
+    "as_candidates",
     "candidates",
     "finish",
     "keep_ranking",
@@ -74,13 +75,13 @@ class CandidatesInput(BaseModel):
 
     repo: str = Field(description="Path to the repository root.")
     issue: str = Field(min_length=1, description="The issue or task text (the query).")
-    max_files: int = Field(15, gt=0, le=100, description="Ranked files to offer.")
-    max_units: int = Field(25, gt=0, le=200, description="Ranked units to offer.")
+    max_files: int = Field(12, gt=0, le=100, description="Ranked files to offer.")
+    max_units: int = Field(20, gt=0, le=200, description="Ranked units to offer.")
+    outline_tokens: int = Field(100, ge=0, description="Tokens of each file's outline.")
 
 
 class CandidateFile(BaseModel):
     path: str = Field(description="Repository-relative path.")
-    score: float = Field(description="Relevance in [0, 1] (neighbours: scaled).")
     why: str = Field(description="Why it is a candidate.")
     outline: str = Field("", description="Its skeleton: signatures, docstrings, bodies elided.")
 
@@ -89,14 +90,13 @@ class CandidateUnit(BaseModel):
     path: str
     name: str = Field(description="Qualified name: parse_header, Header.parse, <module>:1.")
     kind: str = Field(description="function, method, class, block or window.")
-    start_line: int
-    end_line: int
-    score: float
+    lines: str = Field(description="start-end, 1-based, inclusive.")
     why: str
 
 
 class Candidates(BaseModel):
-    """The candidates, most relevant first; neighbours (callers, tests, importers) last."""
+    """The candidates, most relevant first; neighbours (callers, tests, importers) last.
+    Compact (no scores, lines as ``start-end``): the re-ranker reads them in its prompt."""
 
     summary: str
     files: list[CandidateFile]
@@ -108,17 +108,31 @@ def candidates(inputs: CandidatesInput, ctx: AgentContext | None = None) -> Cand
     from agentrt.context.issue import issue_candidates
 
     found = issue_candidates(
-        inputs.repo, inputs.issue, max_files=inputs.max_files, max_units=inputs.max_units
+        inputs.repo,
+        inputs.issue,
+        max_files=inputs.max_files,
+        max_units=inputs.max_units,
+        outline_tokens=inputs.outline_tokens,
     )
-    data = found.to_json()
+    return as_candidates(found)
+
+
+def as_candidates(found: IssueCandidates) -> Candidates:
+    """The context manager's candidates as this agent's compact output."""
     neighbours = found.stats.get("neighbours_of") or []
     around = f"; neighbours of {', '.join(neighbours)}" if neighbours else ""
     return Candidates(
         summary=f"{len(found.files)} files and {len(found.units)} units ranked for the "
         f"issue{around}",
-        files=[CandidateFile.model_validate(f) for f in data["files"]],
-        units=[CandidateUnit.model_validate(u) for u in data["units"]],
-    )
+        files=[CandidateFile(path=f.path, why=f.why, outline=f.outline) for f in found.files],
+        units=[
+            CandidateUnit(
+                path=u.path, name=u.name, kind=u.kind, lines=f"{u.start_line}-{u.end_line}",
+                why=u.why,
+            )
+            for u in found.units
+        ],
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,6 +312,22 @@ class ContextItem(BaseModel):
     text: str
 
 
+class RankedFile(BaseModel):
+    path: str
+    score: float = Field(description="The ranking's relevance in [0, 1] (neighbours: scaled).")
+    why: str
+
+
+class RankedUnit(BaseModel):
+    path: str
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    score: float
+    why: str
+
+
 class IssueContext(BaseModel):
     """What a fixing agent reads: ranked files and units, and the packed context."""
 
@@ -309,8 +339,8 @@ class IssueContext(BaseModel):
     reranked_by: str | None = Field(
         None, description="The model whose picks came first; None: the ranking's order."
     )
-    files: list[CandidateFile] = Field(description="Ranked files, picks first (no outlines).")
-    units: list[CandidateUnit] = Field(description="Ranked units and neighbours, picks first.")
+    files: list[RankedFile] = Field(description="Ranked files and neighbours, picks first.")
+    units: list[RankedUnit] = Field(description="Ranked units and neighbours, picks first.")
     items: list[ContextItem] = Field(description="The packed context, within budget.")
 
 
@@ -336,8 +366,8 @@ def pack(inputs: ContextInput, ctx: AgentContext | None = None) -> IssueContext:
         tokens=selection.tokens,
         encoding=selection.encoding,
         reranked_by=by,
-        files=[CandidateFile.model_validate({**f, "outline": ""}) for f in data["files"]],
-        units=[CandidateUnit.model_validate(u) for u in data["units"]],
+        files=[RankedFile.model_validate(f) for f in data["files"]],
+        units=[RankedUnit.model_validate(u) for u in data["units"]],
         items=[ContextItem.model_validate(i) for i in data["items"]],
     )
 
@@ -346,17 +376,20 @@ def pack(inputs: ContextInput, ctx: AgentContext | None = None) -> IssueContext:
 # The report
 
 
-def _files_table(files: list[CandidateFile]) -> str:
+def _files_table(files: list[CandidateFile] | list[RankedFile]) -> str:
     return md_table(
         ["#", "file", "why"], [(n, md_code(f.path), f.why) for n, f in enumerate(files, 1)]
     )
 
 
-def _units_table(units: list[CandidateUnit]) -> str:
+def _units_table(units: list[CandidateUnit] | list[RankedUnit]) -> str:
+    def lines(u: CandidateUnit | RankedUnit) -> str:
+        return u.lines if isinstance(u, CandidateUnit) else f"{u.start_line}-{u.end_line}"
+
     return md_table(
         ["#", "unit", "lines", "kind", "why"],
         [
-            (n, md_code(f"{u.path}:{u.name}"), f"{u.start_line}-{u.end_line}", u.kind, u.why)
+            (n, md_code(f"{u.path}:{u.name}"), lines(u), u.kind, u.why)
             for n, u in enumerate(units, 1)
         ],
     )

@@ -74,10 +74,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run(registry: Registry, repo: Path, budget: int = 2000) -> RunResult:
+def run(registry: Registry, repo: Path, budget: int = 2000, issue: str = ISSUE) -> RunResult:
     from agentrt.flows.run import run_workflow
 
-    params = {"repo": str(repo), "issue": ISSUE, "budget": budget}
+    params = {"repo": str(repo), "issue": issue, "budget": budget}
     return run_workflow("issue-context", params, registry=registry)
 
 
@@ -252,6 +252,22 @@ def test_a_local_server_within_the_grant(
     row = rows.loc["issue_rerank"]
     assert row["tokens_allocated"] == 4000 and row["prompt_tokens"] == recount <= 4000
     assert row["llm_model"] == "openai:rerank-happy"
+
+
+def test_a_long_issue_is_cut_to_fit_the_grant(
+    registry: Registry, shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_issue = ISSUE + "The traceback, pasted whole:\n" + "  File shop/tax.py, in rate\n" * 900
+    assert count_tokens(long_issue) > 8000
+    with FakeOpenAI(tool_call(PICKS)) as fake:
+        with_model(monkeypatch, "openai:rerank-long", fake.base_url)
+        result = run(registry, shop, issue=long_issue)
+    assert result.steps["issue_rerank"].state == "completed"
+    (request,) = fake.requests
+    system, user = (m["content"] for m in request.body["messages"])
+    assert "KeyError for an unknown region" in user and "### issue_candidates" in user
+    row = pd.read_parquet(result.report_paths["metrics"]).set_index("step").loc["issue_rerank"]
+    assert count_tokens(system) + count_tokens(user) < row["prompt_tokens"] <= 4000
 
 
 def test_invalid_output_then_valid(
