@@ -54,6 +54,9 @@ _EXPORTS: dict[str, str] = {
     "Selection": "agentrt.context.select",
     "select_impact": "agentrt.context.impact",
     "ImpactSelection": "agentrt.context.impact",
+    "select_issue": "agentrt.context.issue",
+    "IssuePicks": "agentrt.context.issue",
+    "IssueSelection": "agentrt.context.issue",
     "SelectionItem": "agentrt.context.items",
     "count_tokens": "agentrt.context.tokens",
 }
@@ -66,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from agentrt.agents.manifest import AgentManifest, load_manifest
     from agentrt.agents.registry import AgentNotFound, RegisteredAgent, Registry, ResolutionError
     from agentrt.context.impact import ImpactSelection, select_impact
+    from agentrt.context.issue import IssuePicks, IssueSelection, select_issue
     from agentrt.context.items import SelectionItem
     from agentrt.context.select import Selection, select
     from agentrt.context.tokens import count_tokens

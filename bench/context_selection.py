@@ -27,6 +27,14 @@ Run: ``python -m bench.context_selection [--set python|polyglot] [--mirrors DIR]
 [--language X] [--quick] [--limit N] [--no-write]``. ``--quick`` takes 40 issues (a fixed,
 hash-ordered sample); it, ``--limit``, ``--language`` and ``--store`` leave docs/benchmarks.md
 alone.
+
+``--rerank llm`` measures the issue-context workflow's LLM re-ranking instead, with whatever
+model is configured (``AGENTRT_MODEL`` and its key; without one: one line, exit 2): per issue,
+the candidates of :func:`agentrt.context.issue.issue_candidates`, the model's picks through
+:func:`agentrt.agents.builtin.issue_context.rerank` (the ``issue_rerank`` agent's own manifest,
+prompt, grant and output hook), and file and hunk recall of
+:func:`agentrt.context.issue.select_issue` with and without the picks, side by side. The
+numbers depend on the model, so they are printed, never written to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentrt.context import relevance
 from agentrt.context.select import DEFAULT_EXCLUDES, select
@@ -55,6 +64,9 @@ from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import count_tokens
 from bench.trees import MIRRORS_ENV, NoTree, TreeInfo, cached_tree
+
+if TYPE_CHECKING:
+    from pydantic_ai.models import Model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 DATA = SHARED / "swe_dev.jsonl"
@@ -714,9 +726,137 @@ def issues_from_args(
     return issue_set, trees, issues[:limit] if limit else issues
 
 
+# --------------------------------------------------------------------------- --rerank llm
+
+
+@dataclass
+class RerankResults:
+    """Per budget, issues with every gold file (hunk) delivered, by the ranking and with the
+    model's picks first; the re-ranks that failed (the ranking stands in for them)."""
+
+    model: str
+    budgets: tuple[int, ...]
+    issues: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    ranked_files: Counter[int] = field(default_factory=Counter)
+    ranked_hunks: Counter[int] = field(default_factory=Counter)
+    picked_files: Counter[int] = field(default_factory=Counter)
+    picked_hunks: Counter[int] = field(default_factory=Counter)
+    #: Issues whose first picked file is a gold file, and whose best-ranked file is.
+    top_picked: int = 0
+    top_ranked: int = 0
+    failures: list[str] = field(default_factory=list)
+    over_budget: int = 0
+
+
+def run_rerank(
+    issues: Sequence[Issue],
+    trees: Callable[[Issue], Path],
+    *,
+    model: Model | None = None,
+    budgets: Sequence[int] = BUDGETS,
+    store_dir: Path | None = None,
+    verbose: bool = True,
+) -> RerankResults:
+    """Recall of the issue context with and without the re-ranker's picks (``model``: a
+    pydantic-ai model instead of the configured one, as tests pass a FunctionModel)."""
+    from agentrt.agents.builtin.issue_context import as_candidates, picks_of, rerank
+    from agentrt.agents.llm import LLMUnavailableError
+    from agentrt.context.issue import issue_candidates, select_issue
+
+    name = getattr(model, "model_name", None) or _configured_model() or "?"
+    results = RerankResults(str(name), tuple(budgets))
+    store_root = store_dir or Path(tempfile.mkdtemp(prefix="agentrt-bench-rerank-"))
+    try:
+        store = ContextStore(store_root)
+        for issue in issues:
+            try:
+                tree = trees(issue)
+            except NoTree as exc:
+                results.skipped[issue.instance_id] = str(exc)
+                continue
+            results.issues += 1
+            found = issue_candidates(tree, issue.query, store=store)
+            candidates = as_candidates(found)
+            try:
+                picks = picks_of(rerank(issue.query, candidates, model=model))
+            except LLMUnavailableError as exc:
+                results.failures.append(f"{issue.instance_id}: {exc}")
+                picks = None
+            first = picks.files[0] if picks and picks.files else None
+            top = found.files[0].path if found.files else None
+            results.top_picked += _is_gold(first, issue)
+            results.top_ranked += _is_gold(top, issue)
+            targets = hunk_targets(issue, tree)
+            marks = []
+            for budget in budgets:
+                for picked, files, hunks in (
+                    (None, results.ranked_files, results.ranked_hunks),
+                    (picks, results.picked_files, results.picked_hunks),
+                ):
+                    selection = select_issue(tree, issue.query, budget, picks=picked, store=store)
+                    results.over_budget += count_tokens(selection.to_markdown()) > budget
+                    got = delivered_lines((i.path, i.start_line, i.text) for i in selection.items)
+                    files_ok, hunks_ok = score(issue, targets, got)
+                    files[budget] += files_ok
+                    hunks[budget] += hunks_ok
+                    marks.append(f"{'F' if files_ok else '.'}{'H' if hunks_ok else '.'}")
+            if verbose:
+                print(f"  {issue.instance_id:40s} {' '.join(marks)}", flush=True)
+    finally:
+        if store_dir is None:
+            shutil.rmtree(store_root, ignore_errors=True)
+    return results
+
+
+def _is_gold(path: str | None, issue: Issue) -> bool:
+    return path is not None and _resolve(path, issue.gold_files) is not None
+
+
+def _configured_model() -> str | None:
+    """The model ``issue_rerank`` would call, or None when none is configured."""
+    from agentrt.agents.llm import model_not_configured
+    from agentrt.agents.registry import Registry
+
+    agent = Registry.discover(env=False, entry_points=False).get("issue_rerank")
+    if model_not_configured(agent) is not None:
+        return None
+    return os.environ.get("AGENTRT_MODEL") or agent.manifest.model
+
+
+def rerank_table(results: RerankResults) -> str:
+    n = results.issues
+    lines = [
+        f"Model: `{results.model}`. {n} issues ({_skip_note(results.skipped)}); re-ranks "
+        f"that failed (the ranking stands in): {len(results.failures)}. First file a gold "
+        f"file: ranking {_pct(results.top_ranked, n)}, model's first pick "
+        f"{_pct(results.top_picked, n)}.",
+        "",
+        "| budget | file recall (ranking) | file recall (re-ranked) | hunk recall (ranking) "
+        "| hunk recall (re-ranked) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for budget in results.budgets:
+        label = f"{budget // 1000}k" if budget >= 1000 else str(budget)
+        lines.append(
+            f"| {label} | {_pct(results.ranked_files[budget], n)} "
+            f"| {_pct(results.picked_files[budget], n)} "
+            f"| {_pct(results.ranked_hunks[budget], n)} "
+            f"| {_pct(results.picked_hunks[budget], n)} |"
+        )
+    lines.append(f"Deliveries over budget: {results.over_budget} (must be 0).")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_set_options(parser)
+    parser.add_argument(
+        "--rerank",
+        choices=["llm"],
+        default=None,
+        help="measure the issue-context LLM re-ranking with the configured model (AGENTRT_MODEL)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
@@ -727,6 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latencies are then not cold)",
     )
     args = parser.parse_args(argv)
+    if args.rerank:
+        return _main_rerank(parser, args)
     issue_set, trees, issues = issues_from_args(parser, args)
     started = time.perf_counter()
     results = run(
@@ -744,6 +886,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if issue_set.name != "python":
             command += f" --set {issue_set.name} --mirrors {args.mirrors}"
         write_section(issue_set.section, issue_set.title, body, command)
+    return 0
+
+
+def _main_rerank(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if _configured_model() is None:
+        print(
+            "error: --rerank llm needs a model: no model configured: issue_rerank cannot run "
+            "(set AGENTRT_MODEL and a key)",
+            file=sys.stderr,
+        )
+        return 2
+    _issue_set, trees, issues = issues_from_args(parser, args)
+    started = time.perf_counter()
+    results = run_rerank(issues, trees, store_dir=args.store, verbose=not args.quiet)
+    print(rerank_table(results))
+    for failure in results.failures[:5]:
+        print(f"  re-rank failed: {failure}", file=sys.stderr)
+    print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 
 

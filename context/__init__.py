@@ -10,6 +10,10 @@ Public API::
     from agentrt.context import select_impact
     impact = select_impact("path/to/repo", 4000, since="HEAD~1")
 
+    # The context of an issue: ranked files and units, their callers, tests and importers.
+    from agentrt.context import select_issue
+    context = select_issue("path/to/repo", "KeyError in rate() for an unknown region", 8000)
+
 Token counting (``count_tokens``, ``TokenCounter``), budgets shared by priority
 (``TokenBudgetManager``, ``BudgetRequest``, ``Grant``) and the compressed store
 (``ContextStore``) are the building blocks. Names are loaded on first use, so importing this
@@ -33,6 +37,11 @@ _EXPORTS = {
     "ImpactItem": "agentrt.context.impact",
     "ImpactSelection": "agentrt.context.impact",
     "select_impact": "agentrt.context.impact",
+    "IssueCandidates": "agentrt.context.issue",
+    "IssuePicks": "agentrt.context.issue",
+    "IssueSelection": "agentrt.context.issue",
+    "issue_candidates": "agentrt.context.issue",
+    "select_issue": "agentrt.context.issue",
     "Selection": "agentrt.context.select",
     "SelectionItem": "agentrt.context.select",
     "select": "agentrt.context.select",

@@ -949,22 +949,46 @@ def _collect(
                     receiver, name = match.group(1) or "", match.group(2)
                     kind = "attr_call" if receiver else "call"
                     call_names.append((f, Ref(name, 0, kind, receiver)))  # type: ignore[arg-type]
-    sites = _callers(graph, targets, changed_units, out)
-    overrides = _overrides(graph, targets, out)
-    tests = _tests(graph, changed_files, targets, out)
-    importers = _importers(graph, changed_files, targets, out)
+    counts = neighbours(graph, targets, changed_units, changed_files, out)
     callees = _callees(graph, call_names, changed_units, out)
     related_count = _related(graph, changes, out, others) if related and changes else 0
     return {
         "changed_files": len(changes),
         "changed_units": len(changed_units),
-        "caller_sites": sites,
-        "overrides": overrides,
-        "test_files": tests,
-        "importers": importers,
+        **counts,
         "callees": callees,
         "related": related_count,
     }
+
+
+def neighbours(
+    graph: _Graph,
+    targets: list[_Target],
+    units: set[int],
+    files: list[int],
+    out: _Candidates,
+) -> dict[str, int]:
+    """The code around ``targets`` (definitions: changed ones, or the units an issue is
+    about) offered to ``out``: their callers and users, overrides, tests, and the importers of
+    ``files`` (their modules); uses inside ``units`` (the targets' own code) are not callers.
+    How many of each were found."""
+    return {
+        "caller_sites": _callers(graph, targets, units, out),
+        "overrides": _overrides(graph, targets, out),
+        "test_files": _tests(graph, files, targets, out),
+        "importers": _importers(graph, files, targets, out),
+    }
+
+
+def unit_targets(graph: _Graph, units: Iterable[int]) -> list[_Target]:
+    """The definitions (functions, methods, classes) among ``units`` (global unit numbers),
+    as targets of :func:`neighbours`."""
+    targets = []
+    for k in units:
+        f, unit = int(graph.index.unit_file[k]), graph.unit(k)
+        if unit.kind in _DEF_KINDS:
+            targets.append(_Target(unit.name, unit.name.rsplit(".", 1)[-1], f, k, unit.kind))
+    return targets
 
 
 def _in_ranges(line: int, ranges: Sequence[tuple[int, int]]) -> bool:

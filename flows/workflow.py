@@ -42,7 +42,9 @@ __all__ = [
 BUILTIN_WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 _STEP_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-ParamType = Literal["str", "int", "float", "bool", "path", "list"]
+#: ``text`` is a string too; on the command line (``agentrt run -p NAME=FILE|-``) its value
+#: names a file, or ``-`` for standard input, whose text becomes the value.
+ParamType = Literal["str", "int", "float", "bool", "path", "list", "text"]
 
 
 class _Strict(BaseModel):
@@ -83,6 +85,9 @@ class Param(_Strict):
     default: Any = None
     description: str = ""
     required: bool = False
+    minimum: float | None = Field(
+        None, description="The smallest value an int or float parameter accepts."
+    )
 
     @field_validator("default")
     @classmethod
@@ -95,12 +100,25 @@ class Param(_Strict):
                 raise ValueError(f"{exc}; change the default or the type") from None
         return value
 
+    @model_validator(mode="after")
+    def _minimum(self) -> Param:
+        if self.minimum is not None and self.type not in ("int", "float"):
+            raise ValueError(f"minimum applies to int and float parameters, not {self.type}")
+        return self
+
     def convert(self, name: str, raw: Any) -> Any:
-        """Convert a command-line or API value to this parameter's type."""
+        """Convert a command-line or API value to this parameter's type, and check it: at
+        least ``minimum``; a required ``text`` not blank."""
         try:
-            return _convert(self.type, raw)
+            value = _convert(self.type, raw)
         except ValueError as exc:
             raise ValueError(f"parameter {name!r} {exc}") from None
+        if self.minimum is not None and isinstance(value, int | float) and value < self.minimum:
+            least = int(self.minimum) if self.minimum.is_integer() else self.minimum
+            raise ValueError(f"parameter {name!r} must be at least {least}, got {raw!r}")
+        if self.type == "text" and self.required and raw is not None and not value.strip():
+            raise ValueError(f"parameter {name!r} is empty; give the text it needs")
+        return value
 
 
 class Budget(_Strict):

@@ -6,7 +6,6 @@ on stderr, no traceback). This module must stay light: it never imports prefect.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentrt.cli.output import ExitCode, fail, print_json
+from agentrt.cli.output import ExitCode, fail, print_json, read_text_file
 
 app = typer.Typer(
     name="context",
@@ -43,10 +42,7 @@ def _check_budget_and_format(budget: int, output_format: str) -> None:
 
 def _read_text_option(option: str, path: Path) -> str:
     """The text of a file option ('-': stdin); a file that cannot be read is bad input."""
-    try:
-        return sys.stdin.read() if str(path) == "-" else path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"{option} {path}: {exc}", ExitCode.BAD_INPUT) from None
+    return read_text_file(option, str(path))
 
 
 def _print_selection(make: Callable[[], Any], what: str, output_format: str) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["ExitCode", "fail", "print_json"]
+__all__ = ["ExitCode", "fail", "print_json", "read_text_file"]
 
 
 class ExitCode(IntEnum):
@@ -48,3 +48,20 @@ def fail(message: str | Iterable[object], code: ExitCode) -> typer.Exit:
 def print_json(data: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> None:
     """Write ``data`` as JSON to stdout, one document followed by a newline."""
     sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=ensure_ascii, default=str) + "\n")
+
+
+def read_text_file(option: str, path: str) -> str:
+    """The text of the file a command-line value names (``-``: standard input); a file that
+    cannot be read is bad input (one line, exit 2, through :func:`fail`). ``option`` names
+    it in the message (``--diff``, or ``--param issue=`` written against the value)."""
+    from pathlib import Path
+
+    where = f"{option}{path}" if option.endswith("=") else f"{option} {path}"
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail(f"{where}: no such file", ExitCode.BAD_INPUT) from None
+    except IsADirectoryError:
+        raise fail(f"{where}: a directory, not a file", ExitCode.BAD_INPUT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"{where}: {exc}", ExitCode.BAD_INPUT) from None

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from agentrt.agents.diagnostics import ManifestError
 from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
-from agentrt.cli.output import ExitCode, fail, print_json
+from agentrt.cli.output import ExitCode, fail, print_json, read_text_file
 from agentrt.errors import AgentrtError
 
 agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
@@ -351,6 +351,25 @@ def _parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
+def _read_text_params(workflow: str, params: dict[str, str]) -> dict[str, str]:
+    """``params`` with the value of each ``text`` parameter of ``workflow`` (a file, or
+    ``-`` for standard input) replaced by that file's text, read here, before the flow
+    starts; an unreadable file is bad input. A workflow that cannot be found is left to
+    :func:`~agentrt.flows.run.prepare` to report."""
+    from agentrt.flows.workflow import find_workflow
+
+    try:
+        _source, manifest = find_workflow(workflow)
+    except (ManifestError, ValueError):
+        return params
+    return {
+        name: read_text_file(f"--param {name}=", value)
+        if name in manifest.params and manifest.params[name].type == "text"
+        else value
+        for name, value in params.items()
+    }
+
+
 def run(
     workflow: Annotated[str, typer.Argument(help="Workflow name or path to its YAML file.")],
     param: Annotated[
@@ -383,7 +402,7 @@ def run(
     # Prefect API (and UI), and what Prefect would print goes to .agentrt/logs/prefect.log.
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     configure_prefect()
-    params = _parse_params(param)
+    params = _read_text_params(workflow, _parse_params(param))
     try:
         plan, _values = prepare(workflow, params, registry=_registry(agent_path))
     except ManifestError as exc:

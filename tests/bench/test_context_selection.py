@@ -234,3 +234,51 @@ def test_run_on_a_snapshot_tree_scores_each_language(tmp_path: Path) -> None:
     assert "| C | 1 | 100 / 100 / 100 % |" in body
     assert "| JavaScript | 1 |" in body
     assert "2 issues (1 skipped: base commit not in the snapshot of owner/tiny)" in body
+
+
+# ------------------------------------------------------------------------- --rerank llm
+
+
+def test_rerank_without_a_model_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AGENTRT_MODEL", "OPENAI_API_KEY", "AGENTRT_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert cs.main(["--rerank", "llm", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: --rerank llm needs a model: no model configured: issue_rerank cannot run "
+        "(set AGENTRT_MODEL and a key)"
+    ]
+
+
+def test_rerank_measures_recall_through_the_agents_rerank(tmp_path: Path) -> None:
+    """A FunctionModel that picks the gold file the ranking puts last: recall with the
+    picks, and without them, at budgets too small for everything (a tiny fixture)."""
+    from pydantic_ai.models.function import FunctionModel
+
+    from tests.llm.test_issue_context import FILES, ISSUE
+    from tests.llm.test_run import Recorder
+
+    for rel, text in FILES.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    gold = "    print(discount(10.0, 5))"
+    hunks = [("shop/cli.py", [gold], [])]
+    issue = cs.Issue("shop-1", "o/shop", "abc", ISSUE, ["shop/cli.py"], hunks)
+    recorder = Recorder({"files": ["shop/cli.py"], "units": [], "reason": "The entry point."})
+    results = cs.run_rerank(
+        [issue], lambda _issue: tmp_path, model=FunctionModel(recorder), budgets=(100,),
+        verbose=False,
+    )  # fmt: skip
+    assert results.issues == 1 and results.failures == [] and results.over_budget == 0
+    assert (results.ranked_files[100], results.picked_files[100]) == (0, 1)
+    assert (results.ranked_hunks[100], results.picked_hunks[100]) == (0, 1)
+    assert (results.top_ranked, results.top_picked) == (0, 1)
+    # The agent's own prompt: the candidates fenced as untrusted data, the issue as the task.
+    assert len(recorder.calls) == 1
+    shown = recorder.user_text(0)
+    assert "<untrusted-data" in shown and "### issue_candidates" in shown
+    assert "KeyError for an unknown region" in shown
+    table = cs.rerank_table(results)
+    assert "| 100 | 0.0% | 100.0% | 0.0% | 100.0% |" in table and "function:" in table

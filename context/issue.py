@@ -1,0 +1,571 @@
+"""Issue context: what an agent fixing an issue must see, within a hard token budget.
+
+An issue (or any task text) is the query. :func:`issue_candidates` ranks the repository
+for it — files (with their outlines) and code units, by the ranking of
+:func:`agentrt.context.select.select` (:func:`agentrt.context.relevance.rank`) — and adds
+the *impact neighbours* of the best definitions: their callers and users, overrides, tests
+and their modules' importers, found by the machinery of :mod:`agentrt.context.impact`
+(:func:`~agentrt.context.impact.neighbours`), each with a ``why``. These candidates are
+what a localisation step chooses from (an LLM re-ranker sees them as paths and outlines).
+
+:func:`select_issue` packs the same candidates within the budget, in the order of the
+ranking or, given :class:`IssuePicks` (files and units chosen in order, e.g. by a model),
+picks first: the picked units, then the rest of the picked files, then everything else.
+Every delivered item says why it is there (``matches the issue: parse_header``,
+``named in the issue: app.py``, ``caller of parse_header``, ``re-ranked #1``); the
+Markdown, whys included, never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agentrt.context.compress import render_lines, split_lines
+from agentrt.context.impact import (
+    ImpactItem,
+    _Candidates,
+    _Graph,
+    _pack,
+    _render,
+    format_reasons,
+    neighbours,
+    unit_targets,
+)
+from agentrt.context.relevance import IndexStats, Ranking, build_index, rank
+from agentrt.context.select import (
+    DEFAULT_EXCLUDES,
+    DEFAULT_THRESHOLD,
+    FULL_FILE_WEIGHT,
+    SKELETON_WEIGHT,
+    SMALL_FILE_LINES,
+    SPAN_PADDING,
+    Selection,
+    _candidates,
+    _packed,
+    _views,
+)
+from agentrt.context.sources import scan_repository
+from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
+
+if TYPE_CHECKING:
+    from agentrt.context.store import ContextStore
+
+__all__ = [
+    "IssueCandidates",
+    "IssueFile",
+    "IssuePicks",
+    "IssueSelection",
+    "IssueUnit",
+    "issue_candidates",
+    "select_issue",
+]
+
+#: How many ranked files and units are candidates, and how many neighbours are added.
+MAX_FILES = 15
+MAX_UNITS = 25
+MAX_NEIGHBOUR_FILES = 5
+MAX_NEIGHBOUR_UNITS = 10
+#: The best definitions (or the picked ones) whose callers, tests and importers are offered.
+NEIGHBOURS_OF = 3
+#: Neighbours' scores (``agentrt.context.impact``'s, relative to a changed hunk) are scaled
+#: by this and by the score of the definition they are neighbours of (1 for a pick).
+NEIGHBOUR_WEIGHT = 0.5
+#: Tokens of each file's outline among the candidates.
+OUTLINE_TOKENS = 120
+#: With picks, the file ranked r-th (picked files, then the files of picked units) has the
+#: band of scores below PICKED - r * PICKED_FILE_STEP: the spans of its i-th picked unit
+#: score the top less i * PICK_STEP, its other candidates 0.03 to 0.05 less (by their own
+#: score); everything else its own score times UNPICKED_WEIGHT, below every band. Picks come
+#: first, in their order. At most MAX_PICKS files and MAX_PICKS units count.
+PICKED = 1.0
+PICKED_FILE_STEP = 0.06
+PICK_STEP = 0.002
+UNPICKED_WEIGHT = 0.3
+MAX_PICKS = 10
+#: A file path the issue names weighs at least this in the ranking's mentions (a definition
+#: it names gives its file less).
+_NAMED_FILE = 0.8
+
+
+@dataclass(slots=True)
+class IssueFile:
+    """A candidate file: its score (in [0, 1]), why it is a candidate, and its outline."""
+
+    path: str
+    score: float
+    why: str
+    outline: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "score": round(float(self.score), 4)}
+        out["why"] = self.why
+        if self.outline:
+            out["outline"] = self.outline
+        return out
+
+
+@dataclass(slots=True)
+class IssueUnit:
+    """A candidate code unit (function, method, class, block, window) at its lines."""
+
+    path: str
+    name: str
+    kind: str
+    start_line: int
+    end_line: int
+    score: float
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "name": self.name,
+            "kind": self.kind,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "score": round(float(self.score), 4),
+            "why": self.why,
+        }
+
+
+@dataclass(slots=True)
+class IssuePicks:
+    """Files and units chosen for an issue, in order (e.g. by an LLM re-ranker): paths, and
+    ``(path, name)`` pairs of units by their qualified name."""
+
+    files: list[str] = field(default_factory=list)
+    units: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IssueCandidates:
+    """What :func:`issue_candidates` ranks: files and units, most relevant first."""
+
+    files: list[IssueFile]
+    units: list[IssueUnit]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [f.to_json() for f in self.files],
+            "units": [u.to_json() for u in self.units],
+        }
+
+
+@dataclass(slots=True)
+class IssueSelection(Selection):
+    """The context of an issue: :class:`~agentrt.context.select.Selection` whose items are
+    :class:`~agentrt.context.impact.ImpactItem` (with ``why``), plus the ranked ``files`` and
+    ``units`` in the order they were packed (picks first), and whether picks were applied."""
+
+    files: list[IssueFile] = field(default_factory=list)
+    units: list[IssueUnit] = field(default_factory=list)
+    picked: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """``Selection.to_json()`` (items with a ``why`` each) plus ``files`` and ``units``."""
+        out = Selection.to_json(self)
+        out["files"] = [f.to_json() for f in self.files]
+        out["units"] = [u.to_json() for u in self.units]
+        out["picked"] = self.picked
+        return out
+
+    def to_markdown(self) -> str:
+        """One ``## path:start-end (kind) — why`` header and fenced block per item."""
+        return _render([(_packed(i), getattr(i, "why", "")) for i in self.items])
+
+
+def issue_candidates(
+    repo: str | Path,
+    issue: str,
+    *,
+    max_files: int = MAX_FILES,
+    max_units: int = MAX_UNITS,
+    outline_tokens: int = OUTLINE_TOKENS,
+    encoding: str | None = None,
+    store: ContextStore | None = None,
+    include: Sequence[str] | None = None,
+) -> IssueCandidates:
+    """The files (with outlines of at most ``outline_tokens`` tokens) and units of ``repo``
+    most relevant to ``issue``, then the impact neighbours of the best definitions (callers,
+    tests, importers), each with a ``why``.
+
+    Raises:
+        agentrt.context.sources.SourceError: ``repo`` is not a directory.
+    """
+    started = time.perf_counter()
+    ranked = _Ranked.build(repo, issue, encoding, store, include)
+    out = ranked.offer(None)
+    files, units = ranked.listing(out, max_files, max_units, None)
+    if outline_tokens > 0:
+        from agentrt.context.tokens import truncate_to_tokens
+
+        for entry in files:
+            outline = ranked.outline(entry.path)
+            if outline:
+                cut = truncate_to_tokens(outline, outline_tokens, ranked.counter.encoding_name)
+                entry.outline = cut if cut == outline else cut.rstrip() + "\n…\n"
+    stats = {**ranked.stats, "seconds": round(time.perf_counter() - started, 4)}
+    return IssueCandidates(files, units, stats)
+
+
+def select_issue(
+    repo: str | Path,
+    issue: str,
+    budget: int,
+    *,
+    picks: IssuePicks | None = None,
+    max_files: int = MAX_FILES,
+    max_units: int = MAX_UNITS,
+    encoding: str | None = None,
+    store: ContextStore | None = None,
+    include: Sequence[str] | None = None,
+) -> IssueSelection:
+    """Pack the candidates of :func:`issue_candidates` within ``budget`` tokens: in the
+    ranking's order, or with ``picks`` first (the picked units, then the picked files, in
+    their order; the neighbours are then those of the picked definitions). Picks that name
+    nothing in the repository are ignored.
+
+    Raises:
+        ValueError: ``budget`` is not positive.
+        agentrt.context.sources.SourceError: ``repo`` is not a directory.
+    """
+    started = time.perf_counter()
+    if budget <= 0:
+        raise ValueError(f"budget must be a positive number of tokens, got {budget}")
+    ranked = _Ranked.build(repo, issue, encoding, store, include)
+    resolved = ranked.resolve(picks) if picks is not None else None
+    out = ranked.offer(resolved)
+    files, units = ranked.listing(out, max_files, max_units, resolved)
+    views = _views(ranked.index, out.paths(), ranked.files, ranked.counter, ranked.store)
+    packed = _pack(views, out, budget, ranked.counter)
+    count = ranked.counter.count
+    items = [
+        ImpactItem(p.path, p.start_line, p.end_line, p.kind, p.score, count(p.text), p.text, why)
+        for p, why in packed
+    ]
+    stats = {**ranked.stats, "seconds": round(time.perf_counter() - started, 4)}
+    return IssueSelection(
+        budget=budget,
+        tokens=sum(item.tokens for item in items),
+        encoding=ranked.counter.encoding_name,
+        items=items,  # type: ignore[arg-type]
+        repo=str(ranked.root),
+        stats=stats,
+        message=ranked.message,
+        files=files,
+        units=units,
+        picked=bool(resolved and (resolved.files or resolved.units)),
+    )
+
+
+@dataclass(slots=True)
+class _Resolved:
+    """Picks as index numbers: files (in order) and units (global unit numbers, in order)."""
+
+    files: list[int]
+    units: list[int]
+
+
+@dataclass(slots=True)
+class _Ranked:
+    """One repository's index, graph and ranking for one issue."""
+
+    root: Path
+    graph: _Graph
+    ranking: Ranking
+    counter: TokenCounter
+    store: ContextStore
+    files: dict[str, Any]
+    stats: dict[str, Any]
+    message: str | None
+
+    @property
+    def index(self) -> Any:
+        return self.graph.index
+
+    @classmethod
+    def build(
+        cls,
+        repo: str | Path,
+        issue: str,
+        encoding: str | None,
+        store: ContextStore | None,
+        include: Sequence[str] | None,
+    ) -> _Ranked:
+        encoding = encoding or default_encoding_name()
+        get_encoding(encoding)  # fail early (ValueError) on an unknown encoding name
+        if store is None:
+            from agentrt.context.store import ContextStore, default_store_dir
+
+            store = ContextStore(default_store_dir())
+        scan = scan_repository(
+            repo, include=include, extra_ignores=() if include else DEFAULT_EXCLUDES
+        )
+        index_stats = IndexStats(skipped=len(scan.skipped))
+        index = build_index(scan.root, scan, store, index_stats)
+        files = {f.path: f for f in scan.files}
+        graph = _Graph(index, files, store)
+        stats = {"files": len(scan.files), "index": index_stats.as_dict()}
+        return cls(
+            scan.root,
+            graph,
+            rank(index, issue),
+            TokenCounter(encoding, store),
+            store,
+            files,
+            stats,
+            scan.message,
+        )
+
+    # ---------------------------------------------------------------- units and files
+
+    def _unit_of_span(self, f: int, start: int, end: int) -> int | None:
+        """The unit whose padded span (as :func:`~agentrt.context.select.select` offers
+        it) is ``start..end`` of file ``f``, else the innermost unit holding ``start``."""
+        n = self.index.structures[f].n_lines
+        base = self.index.file_units(f).start
+        for local, unit in enumerate(self.graph.units(f)):
+            if (max(1, unit.start_line - SPAN_PADDING), min(n, unit.end_line + SPAN_PADDING)) == (
+                start,
+                end,
+            ):
+                return base + local
+        return self.graph.enclosing(f, start)
+
+    def _named(self, f: int) -> bool:
+        return self.ranking.mentions.files.get(f, 0.0) > _NAMED_FILE
+
+    def resolve(self, picks: IssuePicks) -> _Resolved:
+        files: list[int] = []
+        for path in picks.files[:MAX_PICKS]:
+            f = self.graph.position.get(path)
+            if f is not None and f not in files:
+                files.append(f)
+        units: list[int] = []
+        for path, name in picks.units[:MAX_PICKS]:
+            f = self.graph.position.get(path)
+            if f is None:
+                continue
+            base = self.index.file_units(f).start
+            for local, unit in enumerate(self.graph.units(f)):
+                if unit.name == name and base + local not in units:
+                    units.append(base + local)
+                    break
+        return _Resolved(files, units)
+
+    def _top_units(self, limit: int) -> list[int]:
+        scores = self.ranking.unit_scores
+        if self.ranking.overview or not len(scores):
+            return []
+        top = np.argsort(-scores, kind="stable")[:limit]
+        return [int(k) for k in top if scores[k] >= DEFAULT_THRESHOLD]
+
+    def _top_files(self, limit: int) -> list[int]:
+        scores = self.ranking.file_scores
+        top = np.argsort(-scores, kind="stable")[:limit]
+        return [int(f) for f in top if scores[f] >= DEFAULT_THRESHOLD]
+
+    # ---------------------------------------------------------------- candidates
+
+    def offer(self, picks: _Resolved | None) -> _Candidates:
+        """The packing candidates with their reasons: the ranking's (as ``select`` offers
+        them), the neighbours of the best (or picked) definitions, re-scored by ``picks``."""
+        index, graph = self.index, self.graph
+        out = _Candidates()
+        base = _candidates(
+            index,
+            self.ranking.file_scores,
+            self.ranking.unit_scores,
+            self.ranking.overview,
+            DEFAULT_THRESHOLD,
+        )
+        for c in base:
+            f = graph.position[c.path]
+            if c.kind == "span":
+                k = self._unit_of_span(f, c.start_line, c.end_line)
+                subject = graph.unit(k).name if k is not None else f"{c.start_line}-{c.end_line}"
+                named = k is not None and k in self.ranking.mentions.units
+            else:
+                subject, named = PurePosixPath(c.path).name, self._named(f)
+            label = "named in the issue:" if named else "matches the issue:"
+            out.add(c.path, c.kind, c.score, (label, subject), c.start_line, c.end_line)
+        if picks is not None:
+            self._offer_picks(picks, out)
+        around = [k for k in (picks.units if picks else []) if graph.unit(k).kind != "window"]
+        for k in self._top_units(MAX_UNITS):
+            if len(unit_targets(graph, around)) >= NEIGHBOURS_OF:
+                break
+            if k not in around:
+                around.append(k)
+        targets = unit_targets(graph, around)[:NEIGHBOURS_OF]
+        picked = set(picks.units) if picks is not None else set()
+        totals: dict[str, int] = {}
+        for target in targets:
+            # Each definition's neighbours, weighed by how much it matters for the issue.
+            found = _Candidates()
+            own = {target.unit} if target.unit is not None else set()
+            counts = neighbours(graph, [target], own, [target.file], found)
+            for name, n in counts.items():
+                totals[name] = totals.get(name, 0) + n
+            weight = NEIGHBOUR_WEIGHT * (
+                1.0 if target.unit in picked else float(self.ranking.unit_scores[target.unit])
+            )
+            for (path, kind, start, end), reasons in found.reasons.items():
+                for why, score in reasons.items():
+                    out.add(path, kind, score * weight, why, start, end)
+        self.stats.update(neighbours_of=[t.name for t in targets], **totals)
+        if picks is not None:
+            self._rescore(picks, out)
+        return out
+
+    def _offer_picks(self, picks: _Resolved, out: _Candidates) -> None:
+        """Candidates for what was picked, whether or not the ranking offered them."""
+        index = self.index
+        for f in picks.files:
+            path, structure = index.paths[f], index.structures[f]
+            why = ("re-ranked:", PurePosixPath(path).name)
+            if structure.skeleton:
+                out.add(path, "skeleton", SKELETON_WEIGHT, why)
+            if structure.n_lines <= SMALL_FILE_LINES:
+                out.add(path, "file", FULL_FILE_WEIGHT, why)
+        for k in picks.units:
+            f, unit = int(index.unit_file[k]), self.graph.unit(k)
+            n = index.structures[f].n_lines
+            start = max(1, unit.start_line - SPAN_PADDING)
+            end = min(n, unit.end_line + SPAN_PADDING)
+            out.add(index.paths[f], "span", 1.0, ("re-ranked:", unit.name), start, end)
+
+    def file_order(self, picks: _Resolved) -> list[int]:
+        """The picked files, then the files of picked units that are not among them."""
+        order = list(picks.files)
+        for k in picks.units:
+            f = int(self.index.unit_file[k])
+            if f not in order:
+                order.append(f)
+        return order
+
+    def _rescore(self, picks: _Resolved, out: _Candidates) -> None:
+        """The candidates of picked files first, in the files' order, and in each file its
+        picked units first; then the rest, in their order."""
+        index = self.index
+        file_rank = {index.paths[f]: i for i, f in enumerate(self.file_order(picks))}
+        unit_spans = []
+        for k in picks.units:
+            f, unit = int(index.unit_file[k]), self.graph.unit(k)
+            unit_spans.append((index.paths[f], unit.start_line, unit.end_line))
+        for key, candidate in list(out.rest.items()):
+            path, kind, start, end = key
+            score = candidate.score * UNPICKED_WEIGHT
+            if path in file_rank:
+                top = PICKED - PICKED_FILE_STEP * file_rank[path]
+                score = top - 0.05 + 0.02 * min(candidate.score, 1.0)
+                if kind == "span":
+                    for i, (p, a, b) in enumerate(unit_spans):
+                        if p == path and start <= b and a <= (end or b):
+                            score = top - PICK_STEP * i
+                            break
+            out.rest[key] = replace(candidate, score=score)
+
+    # ---------------------------------------------------------------- listings
+
+    def listing(
+        self, out: _Candidates, max_files: int, max_units: int, picks: _Resolved | None
+    ) -> tuple[list[IssueFile], list[IssueUnit]]:
+        """The ranked files and units (picks first), then the neighbours not among them;
+        an entry's why has its neighbour reasons too (a test that matches the issue)."""
+        index, graph = self.index, self.graph
+        file_scores = self.ranking.file_scores
+        # The neighbours' reasons: of units (callers, tests that use them) and of files
+        # (tests, importers), with their best (scaled) score.
+        unit_reasons: dict[int, dict[Any, float]] = {}
+        file_reasons: dict[str, dict[Any, float]] = {}
+        for (path, kind, start, _end), reasons in out.reasons.items():
+            near = {why: s for why, s in reasons.items() if why[0] not in _RANKING_LABELS}
+            if not near:
+                continue
+            if kind == "span":
+                k = graph.enclosing(graph.position[path], start)
+                if k is not None:
+                    unit_reasons.setdefault(k, {}).update(near)
+            else:
+                file_reasons.setdefault(path, {}).update(near)
+
+        def why(own: dict[Any, float], near: dict[Any, float] | None) -> str:
+            return format_reasons({**own, **(near or {})})
+
+        file_order = self.file_order(picks) if picks else []
+        files: list[IssueFile] = []
+        seen_files: set[str] = set()
+        for position, f in enumerate(file_order):
+            path = index.paths[f]
+            own = {("re-ranked", f"#{position + 1}"): 2.0}
+            files.append(IssueFile(path, float(file_scores[f]), why(own, file_reasons.get(path))))
+            seen_files.add(path)
+        for f in self._top_files(max_files):
+            path = index.paths[f]
+            if path in seen_files:
+                continue
+            label = "named in the issue:" if self._named(f) else "matches the issue:"
+            own = {(label, PurePosixPath(path).name): 2.0}
+            files.append(IssueFile(path, float(file_scores[f]), why(own, file_reasons.get(path))))
+            seen_files.add(path)
+        units: list[IssueUnit] = []
+        seen_units: set[int] = set()
+        for position, k in enumerate(picks.units if picks else []):
+            own = {("re-ranked", f"#{position + 1}"): 2.0}
+            units.append(self._unit_entry(k, why(own, unit_reasons.get(k))))
+            seen_units.add(k)
+        for k in self._top_units(max_units):
+            if k in seen_units:
+                continue
+            named = k in self.ranking.mentions.units
+            label = "named in the issue:" if named else "matches the issue:"
+            own = {(label, graph.unit(k).name): 2.0}
+            units.append(self._unit_entry(k, why(own, unit_reasons.get(k))))
+            seen_units.add(k)
+        extra_files = [(p, r) for p, r in file_reasons.items() if p not in seen_files]
+        extra_files.sort(key=lambda pr: -max(pr[1].values()))
+        for path, reasons in extra_files[:MAX_NEIGHBOUR_FILES]:
+            files.append(IssueFile(path, max(reasons.values()), format_reasons(reasons)))
+        extra_units = [(k, r) for k, r in unit_reasons.items() if k not in seen_units]
+        extra_units.sort(key=lambda kr: -max(kr[1].values()))
+        for k, reasons in extra_units[:MAX_NEIGHBOUR_UNITS]:
+            entry = self._unit_entry(k, format_reasons(reasons))
+            entry.score = max(reasons.values())
+            units.append(entry)
+        return files, units
+
+    def _unit_entry(self, k: int, why: str) -> IssueUnit:
+        f, unit = int(self.index.unit_file[k]), self.graph.unit(k)
+        score = float(self.ranking.unit_scores[k])
+        return IssueUnit(
+            self.index.paths[f], unit.name, unit.kind, unit.start_line, unit.end_line, score, why
+        )
+
+    def outline(self, path: str) -> str:
+        """The skeleton of ``path`` (its first lines when it has none)."""
+        f = self.graph.position.get(path)
+        source = self.files.get(path)
+        if f is None or source is None:
+            return ""
+        try:
+            lines = split_lines(source.read_text())
+        except OSError:
+            return ""
+        skeleton = self.index.structures[f].skeleton
+        if not skeleton:
+            return "".join(lines[:20])
+        return render_lines(lines, skeleton)
+
+
+#: Reasons the ranking gives (the rest are the neighbours'); see :meth:`_Ranked.offer`.
+_RANKING_LABELS = frozenset(
+    {"matches the issue:", "named in the issue:", "re-ranked", "re-ranked:"}
+)
