@@ -602,12 +602,25 @@ def _no_model(agent: RegisteredAgent) -> bool:
 
 
 def _mapping(step: PlannedStep) -> str:
-    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part."""
+    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part.
+    Made once per planned step (a plan does not change while it runs)."""
+    made = _MAPPINGS.get(id(step))
+    if made is not None and made[0] is step:
+        return made[1]
     mapping = {
         name: [[ref.source, list(ref.path), ref.value] for ref in refs]
         for name, refs in sorted(step.inputs.items())
     }
-    return json.dumps(mapping, sort_keys=True, default=repr)
+    text = json.dumps(mapping, sort_keys=True, default=repr)
+    if len(_MAPPINGS) > 10_000:
+        _MAPPINGS.clear()
+    _MAPPINGS[id(step)] = (step, text)
+    return text
+
+
+#: id(planned step) → (the step, its inputs mapping as JSON); the step is kept so that its
+#: id is not reused by another object while the entry lives.
+_MAPPINGS: dict[int, tuple[PlannedStep, str]] = {}
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
