@@ -64,6 +64,11 @@ OVERVIEW_FILES = 60
 
 #: Files never worth their tokens as context: translation catalogs, vector images, minified
 #: or bundled code, lock files, data dumps. Used unless ``include`` is given.
+#: Files left out of a selection unless ``include`` is given: translations, vector images,
+#: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
+#: purpose although fixes touch them (6 of the 260 polyglot issues change a ``Cargo.lock``):
+#: their hunks are what ``cargo update``/``npm install`` write after the manifest changes,
+#: and their package names would match issue words all over hundreds of kilobytes.
 DEFAULT_EXCLUDES = (
     "*.po",
     "*.pot",
