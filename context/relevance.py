@@ -276,7 +276,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -444,6 +444,54 @@ class IndexStats:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
 
 
+class Definitions:
+    """Definition name -> global unit numbers (``get`` and ``in``, as a dict's).
+
+    Kept as one array of unit numbers with offsets per name: a stored index of a large
+    repository holds ~10^5 names, and unpickling them as a dict of lists took a third of
+    loading the index; the lists are made when a name is looked up.
+    """
+
+    __slots__ = ("_names", "_offsets", "_units", "_where")
+
+    def __init__(self, table: dict[str, list[int]]) -> None:
+        lengths = np.fromiter(map(len, table.values()), dtype=np.int64, count=len(table))
+        offsets = np.zeros(len(table) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        units = np.fromiter(chain.from_iterable(table.values()), np.int32, int(offsets[-1]))
+        self.__setstate__((list(table), offsets, units))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Definitions):
+            return NotImplemented
+        return (
+            self._names == other._names
+            and np.array_equal(self._offsets, other._offsets)
+            and np.array_equal(self._units, other._units)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def get(self, name: str, default: Sequence[int] | None = None) -> Sequence[int] | None:
+        i = self._where.get(name)
+        if i is None:
+            return default
+        return self._units[self._offsets[i] : self._offsets[i + 1]].tolist()  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getstate__(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        return self._names, self._offsets, self._units
+
+    def __setstate__(self, state: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+        self._names, self._offsets, self._units = state
+        self._where = dict(zip(self._names, range(len(self._names)), strict=True))
+
+
 @dataclass
 class RepoIndex:
     """Lexical and structural index of one repository state (picklable, without records)."""
@@ -459,7 +507,7 @@ class RepoIndex:
     file_bm25: Bm25
     unit_bm25: Bm25
     #: Definition name (``name`` and ``Class.method``) -> global unit numbers.
-    definitions: dict[str, list[int]]
+    definitions: Definitions
     #: Dotted module name -> file number.
     modules: dict[str, int]
     #: File name -> file numbers (for mentions of a path suffix).
@@ -811,7 +859,12 @@ def _analyze_many(
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for batch in pool.map(_analyze_batch, batches):
+                results = pool.map(_analyze_batch, batches)
+                # While the workers parse: what assembling the index imports (half a second
+                # in a fresh process) would otherwise wait until they are done.
+                import scipy.sparse  # noqa: F401
+
+                for batch in results:
                     for digest, frame, raw_size in batch:
                         encoded = Encoded(frame)
                         encoded.raw_size = raw_size
@@ -923,7 +976,7 @@ def _assemble(
         unit_local=unit_local,
         file_bm25=file_bm25,
         unit_bm25=unit_bm25,
-        definitions=definitions,
+        definitions=Definitions(definitions),
         modules={**files.mention_modules(), **files.modules},
         basenames=files.basenames,
         transition=transition,
