@@ -852,9 +852,12 @@ def _analyze_many(
         from concurrent.futures import ProcessPoolExecutor
 
         # Workers read files themselves: shipping texts through pipes would cost more.
+        # Many small batches: when the last one finishes, the other worker (and this
+        # process, which decodes and stores each batch as it comes) waits less.
+        n_batches = workers * 16
         batches = [
-            [(d, p, str(sources[p].abs_path)) for d, p, _ in jobs[i :: workers * 4]]
-            for i in range(workers * 4)
+            [(d, p, str(sources[p].abs_path)) for d, p, _ in jobs[i::n_batches]]
+            for i in range(n_batches)
         ]
         try:
             context = multiprocessing.get_context("fork")
