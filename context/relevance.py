@@ -925,13 +925,25 @@ def _assemble(
     def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
 
-    unit_bm25 = Bm25(
-        total_units,
-        cat([r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)], np.int64),
-        cat([r.unit_term for r in file_records], np.int64),
-        cat([r.unit_tf for r in file_records], np.int64),
-        cat([r.unit_len for r in file_records], np.float64),
+    # The unit BM25 matrix (the largest part: sorts of millions of entries, which release
+    # the GIL) is built in a thread while this one builds the rest: the workers are done,
+    # so the second core is free.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    pending_unit_bm25 = pool.submit(
+        lambda: Bm25(
+            total_units,
+            cat(
+                [r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)],
+                np.int64,
+            ),
+            cat([r.unit_term for r in file_records], np.int64),
+            cat([r.unit_tf for r in file_records], np.int64),
+            cat([r.unit_len for r in file_records], np.float64),
+        )
     )
+    pool.shutdown(wait=False)
     file_bm25 = Bm25(
         len(paths),
         np.repeat(np.arange(len(paths), dtype=np.int64), [len(r.file_terms) for r in file_records]),
@@ -969,6 +981,7 @@ def _assemble(
         imports,
     )
     transition = _build_graph(paths, structures, file_records, imports)
+    unit_bm25 = pending_unit_bm25.result()
     return RepoIndex(
         root=root,
         digest=digest,
