@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.trees import MIRRORS_ENV, cached_tree
+from bench.trees import MIRRORS_ENV, NoTree, cached_tree
 
 CACHE = Path(os.environ.get("AGENTRT_BENCH_CACHE", Path.home() / ".cache" / "agentrt-bench"))
 
@@ -180,15 +180,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in TREES:
         if args.tree and spec.label not in args.tree:
             continue
-        tree, _ = cached_tree(
-            Path(args.mirrors), spec.repo, spec.commit, CACHE / "index-cost", spec.folders
-        )
+        try:
+            tree, _ = cached_tree(
+                Path(args.mirrors), spec.repo, spec.commit, CACHE / "index-cost", spec.folders
+            )
+        except NoTree as exc:
+            print(f"  {spec.label}: no tree ({exc}; fetch github:{spec.repo})", file=sys.stderr)
+            continue
         for n in range(args.rounds):
             load = os.getloadavg()[0]
             row = _measure_in_child(tree, spec)
             row["load"] = max(load, os.getloadavg()[0])
             print(f"  {spec.label} round {n + 1}: {json.dumps(row)}", flush=True)
             results.setdefault(spec.label, []).append(row)
+    if not results:
+        return 1
     body = table(results)
     print(body)
     if not (args.no_write or args.tree):
