@@ -206,16 +206,30 @@ class Bm25:
         # Term ids are 31-bit: sorting them as int32 takes half the time of int64. The
         # distinct terms by a sort and each entry's row by a binary search: 3x faster than
         # ``np.unique(..., return_inverse=True)``, whose argsort dominated building the index.
-        term32 = term.astype(np.int32)
+        term32 = term.astype(np.int32, copy=False)
         terms = np.unique(term32)
         row = np.searchsorted(terms, term32)
         self.terms = terms.astype(np.int64)
         df = np.bincount(row, minlength=len(self.terms)).astype(np.float64)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avg = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
+        # idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)), evaluated in place in
+        # the same order (the same float64 values): a unit index has millions of entries,
+        # and each temporary array of them weighed 25 MB at the peak of building an index.
+        norm = doc_len[doc]
+        norm *= b
+        norm /= avg
+        norm += 1.0 - b
+        norm *= k1
+        weight = idf[row]
         tf = tf.astype(np.float64)
-        norm = k1 * (1.0 - b + b * doc_len[doc] / avg)
-        weight = (idf[row] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
+        weight *= tf
+        weight *= k1 + 1.0
+        tf += norm
+        del norm
+        weight /= tf
+        del tf
+        weight = weight.astype(np.float32)
         self.matrix = sp.csr_matrix((weight, (row, doc)), shape=(len(self.terms), n_docs))
 
     @classmethod
@@ -934,12 +948,14 @@ def _assemble(
     pending_unit_bm25 = pool.submit(
         lambda: Bm25(
             total_units,
+            # int32 (unit numbers and 31-bit term ids fit): the thread's arrays are alive
+            # at the same time as the graphs', so their size is the peak memory's.
             cat(
                 [r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)],
-                np.int64,
+                np.int32,
             ),
-            cat([r.unit_term for r in file_records], np.int64),
-            cat([r.unit_tf for r in file_records], np.int64),
+            cat([r.unit_term for r in file_records], np.int32),
+            cat([r.unit_tf for r in file_records], np.int32),
             cat([r.unit_len for r in file_records], np.float64),
         )
     )
