@@ -13,6 +13,7 @@ BENCHES = [
     ["bench.context_selection"],
     # The polyglot issues need the repositories' git snapshots, which no package index has.
     *([["bench.context_selection", "--set", "polyglot"]] if os.environ.get(MIRRORS_ENV) else []),
+    *([["bench.index_cost"]] if os.environ.get(MIRRORS_ENV) else []),
     ["bench.impact"],
     ["bench.transcripts"],
     ["bench.hook_context"],

@@ -86,9 +86,10 @@ def _entries(git_dir: Path, commit: str) -> list[tuple[str, str, str, str]]:
     return entries
 
 
-def extract_tree(git_dir: Path, commit: str, dest: Path) -> TreeInfo:
+def extract_tree(git_dir: Path, commit: str, dest: Path, folders: tuple[str, ...] = ()) -> TreeInfo:
     """Write the tree of ``commit`` from the bare repository ``git_dir`` into ``dest``.
 
+    ``folders``: write only the files under these top-level folders (default: all).
     ``dest`` must not exist; the tree is written into a temporary folder beside it and moved
     into place when complete, so an interrupted run leaves no partial tree behind.
 
@@ -101,6 +102,8 @@ def extract_tree(git_dir: Path, commit: str, dest: Path) -> TreeInfo:
     info = TreeInfo()
     blobs = []
     for mode, kind, sha, path in entries:
+        if folders and path.split("/", 1)[0] not in folders:
+            continue
         if kind == "commit":
             info.submodules.append(path)
         elif kind == "blob":
@@ -149,8 +152,12 @@ def _write(root: Path, path: str, mode: str, content: bytes, info: TreeInfo) -> 
         info.files += 1
 
 
-def cached_tree(mirrors: Path, repo: str, commit: str, cache: Path) -> tuple[Path, TreeInfo]:
+def cached_tree(
+    mirrors: Path, repo: str, commit: str, cache: Path, folders: tuple[str, ...] = ()
+) -> tuple[Path, TreeInfo]:
     """The tree of ``repo`` (``owner/name``) at ``commit``, extracted into ``cache`` on first use.
+
+    ``folders``: only these top-level folders (the tree is then ``<commit>-<folders>``).
 
     The tree is ``cache/<owner>+<name>/<commit>/`` and what extraction wrote (files, missing
     blobs) ``cache/<owner>+<name>/<commit>.json``; nothing is written inside the tree.
@@ -159,8 +166,9 @@ def cached_tree(mirrors: Path, repo: str, commit: str, cache: Path) -> tuple[Pat
         NoTree: no snapshot of ``repo`` under ``mirrors``, or it lacks ``commit``.
     """
     slug = repo.removeprefix("github:").replace("/", "+")
-    tree = cache / slug / commit
-    manifest = cache / slug / f"{commit}.json"
+    name = commit + "".join(f"-{f}" for f in folders)
+    tree = cache / slug / name
+    manifest = cache / slug / f"{name}.json"
     if tree.is_dir() and manifest.is_file():
         return tree, TreeInfo(**json.loads(manifest.read_text()))
     git_dir = find_mirror(mirrors, repo)
@@ -168,7 +176,7 @@ def cached_tree(mirrors: Path, repo: str, commit: str, cache: Path) -> tuple[Pat
         raise NoTree(f"no snapshot of {repo.removeprefix('github:')} in {mirrors}")
     shutil.rmtree(tree, ignore_errors=True)
     try:
-        info = extract_tree(git_dir, commit, tree)
+        info = extract_tree(git_dir, commit, tree, folders)
     except NoTree as exc:
         raise NoTree(f"{exc} of {repo.removeprefix('github:')}") from None
     manifest.write_text(json.dumps(asdict(info)))

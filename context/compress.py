@@ -126,6 +126,22 @@ class FileStructure:
     #: ``Cargo.toml``'s package name); "" if none.
     module: str = ""
 
+    def __reduce__(self) -> tuple[type[FileStructure], tuple[object, ...]]:
+        # As Unit's: the slots dataclass default goes through ``fields()`` per object.
+        return (
+            FileStructure,
+            (
+                self.n_lines,
+                self.units,
+                self.skeleton,
+                self.imports,
+                self.definitions,
+                self.parsed,
+                self.language,
+                self.module,
+            ),
+        )
+
 
 # --------------------------------------------------------------------------- rendering
 

@@ -84,14 +84,22 @@ class RepoFiles:
     js_packages: dict[str, str] = field(init=False)
     crates: dict[str, str] = field(init=False)
     crate_names: dict[str, str] = field(init=False)
+    #: Swift module -> its files: Swift Package Manager's ``Sources/<Module>/`` (at any
+    #: depth, subfolders included).
+    swift_modules: dict[str, list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = {path: f for f, path in enumerate(self.paths)}
         self.folders, self.basenames, self.modules = {}, {}, {}
         self.packages, self.go_modules, self.js_packages = {}, {}, {}
         self.crates, self.crate_names = {}, {}
+        self.swift_modules = {}
         for f, (path, structure) in enumerate(zip(self.paths, self.structures, strict=True)):
             folder, _, name = path.rpartition("/")
+            if name.endswith(".swift"):
+                _, sources, rest = ("/" + folder).rpartition("/Sources/")
+                if sources and rest:
+                    self.swift_modules.setdefault(rest.split("/", 1)[0], []).append(f)
             self.folders.setdefault(folder, []).append(f)
             self.basenames.setdefault(name, []).append(f)
             module = module_name(path)
@@ -410,6 +418,13 @@ def _include(files: RepoFiles, f: int, spec: str) -> list[int]:
     return _closest(found, files.paths, path)[:4]
 
 
+def _swift(files: RepoFiles, f: int, spec: str) -> list[int]:
+    """``import Module`` (or ``import struct Module.Type``): the files of the module's
+    ``Sources/<Module>/`` folder (Swift Package Manager); system modules resolve to nothing."""
+    module = files.swift_modules.get(spec.split(".", 1)[0], [])
+    return module if len(module) <= MAX_PACKAGE_FILES else []
+
+
 def _ruby(files: RepoFiles, f: int, spec: str) -> list[int]:
     path = files.paths[f]
     name = spec if spec.endswith(".rb") else spec + ".rb"
@@ -449,6 +464,7 @@ _RESOLVERS = {
     "cpp": _include,
     "ruby": _ruby,
     "php": _php,
+    "swift": _swift,
 }
 
 

@@ -36,7 +36,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -120,29 +120,59 @@ def identifier_ids(identifier: str) -> tuple[int, ...]:
     return tuple(map(term_id, split_identifier(identifier)))
 
 
-class _Cache(dict):  # type: ignore[type-arg]
-    """A dict that computes a missing value with ``function`` (hits stay in C)."""
+class _Vocabulary(dict):  # type: ignore[type-arg]
+    """Every identifier this process has tokenised, numbered in order of first sight.
 
-    def __init__(self, function: Callable[[str], object], newline: object) -> None:
+    Per number, in arrays: the term id of the identifier itself (graph edges; -1 for the
+    "\\n" token that numbers lines), whether it has 3+ characters, and where its BM25 term
+    ids (see :func:`split_identifier`) sit in one flat array. A file's distinct identifiers
+    are looked up once each (``map(vocabulary.__getitem__, …)``, hits stay in C) and
+    everything else is numpy indexing: per-identifier tuples of ids cost more to build and
+    flatten than the splitting they cached.
+    """
+
+    #: Bounded: a process indexes many repositories. Reset only between files.
+    LIMIT = 500_000
+
+    def __init__(self) -> None:
         super().__init__()
-        self.function = function
-        self.newline = newline
-        self["\n"] = newline
+        self.reset()
 
-    def __missing__(self, key: str) -> object:
-        if len(self) > 500_000:  # bounded: a process indexes many repositories
-            self.clear()
-            self["\n"] = self.newline
-        value = self[key] = self.function(key)
-        return value
+    def reset(self) -> None:
+        self.clear()
+        self.raw = np.empty(4096, dtype=np.int64)
+        self.long = np.empty(4096, dtype=bool)
+        self.start = np.empty(4096, dtype=np.int64)
+        self.length = np.empty(4096, dtype=np.int64)
+        self.flat = np.empty(16384, dtype=np.int64)
+        self.flat_size = 0
+        self["\n"]  # number 0: no terms, raw id -1
+
+    def __missing__(self, key: str) -> int:
+        n = len(self)
+        if n == len(self.raw):
+            for name in ("raw", "long", "start", "length"):
+                old = getattr(self, name)
+                grown = np.empty(2 * len(old), dtype=old.dtype)
+                grown[:n] = old
+                setattr(self, name, grown)
+        ids = () if key == "\n" else identifier_ids(key)
+        end = self.flat_size + len(ids)
+        if end > len(self.flat):
+            grown = np.empty(max(2 * len(self.flat), end), dtype=np.int64)
+            grown[: self.flat_size] = self.flat[: self.flat_size]
+            self.flat = grown
+        self.flat[self.flat_size : end] = ids
+        self.raw[n] = -1 if key == "\n" else term_id(key)
+        self.long[n] = len(key) >= 3
+        self.start[n] = self.flat_size
+        self.length[n] = len(ids)
+        self.flat_size = end
+        self[key] = n
+        return n
 
 
-#: Per identifier, as ``map(cache.__getitem__, …)`` looks them up: the term id of the
-#: identifier itself (graph edges; -1 for the "\n" token that numbers lines), and the term
-#: ids of its BM25 terms (see :func:`split_identifier`). Plain dicts rather than
-#: ``lru_cache``: a bounded LRU's bookkeeping cost more than the splitting it saved.
-_RAW_IDS = _Cache(term_id, -1)
-_TERM_IDS = _Cache(identifier_ids, ())
+_VOCABULARY = _Vocabulary()
 
 
 def text_ids(text: str) -> np.ndarray:
@@ -173,15 +203,33 @@ class Bm25:
         import scipy.sparse as sp
 
         self.n_docs = n_docs
-        # Term ids are 31-bit: sorting them as int32 takes half the time of int64.
-        terms, row = np.unique(term.astype(np.int32), return_inverse=True)
+        # Term ids are 31-bit: sorting them as int32 takes half the time of int64. The
+        # distinct terms by a sort and each entry's row by a binary search: 3x faster than
+        # ``np.unique(..., return_inverse=True)``, whose argsort dominated building the index.
+        term32 = term.astype(np.int32, copy=False)
+        terms = np.unique(term32)
+        row = np.searchsorted(terms, term32)
         self.terms = terms.astype(np.int64)
         df = np.bincount(row, minlength=len(self.terms)).astype(np.float64)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avg = float(doc_len.mean()) if n_docs and doc_len.sum() > 0 else 1.0
+        # idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg)), evaluated in place in
+        # the same order (the same float64 values): a unit index has millions of entries,
+        # and each temporary array of them weighed 25 MB at the peak of building an index.
+        norm = doc_len[doc]
+        norm *= b
+        norm /= avg
+        norm += 1.0 - b
+        norm *= k1
+        weight = idf[row]
         tf = tf.astype(np.float64)
-        norm = k1 * (1.0 - b + b * doc_len[doc] / avg)
-        weight = (idf[row] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
+        weight *= tf
+        weight *= k1 + 1.0
+        tf += norm
+        del norm
+        weight /= tf
+        del tf
+        weight = weight.astype(np.float32)
         self.matrix = sp.csr_matrix((weight, (row, doc)), shape=(len(self.terms), n_docs))
 
     @classmethod
@@ -242,7 +290,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -316,14 +364,14 @@ def analyze_file(path: str, text: str) -> FileRecord:
     line_of = np.cumsum(is_newline) - is_newline
     occurrence = codes[~is_newline]
     occurrence_line = line_of[~is_newline]
-    id_tuples = list(map(_TERM_IDS.__getitem__, distinct))
-    lengths = np.fromiter(map(len, id_tuples), dtype=np.int64, count=len(distinct))
-    distinct_ids = np.fromiter(
-        chain.from_iterable(id_tuples), dtype=np.int64, count=int(lengths.sum())
-    )
-    first = np.cumsum(lengths) - lengths
+    vocabulary = _VOCABULARY
+    if len(vocabulary) > vocabulary.LIMIT:
+        vocabulary.reset()
+    numbers = np.fromiter(map(vocabulary.__getitem__, distinct), np.int64, len(distinct))
+    lengths = vocabulary.length[numbers]
+    first = vocabulary.start[numbers]
     positions, _ = _ranges_gather(first[occurrence], first[occurrence] + lengths[occurrence])
-    flat = distinct_ids[positions]
+    flat = vocabulary.flat[positions]
     per_line = np.bincount(occurrence_line, weights=lengths[occurrence], minlength=n_lines)
     offsets = np.concatenate(([0], np.cumsum(per_line[:n_lines]))).astype(np.int64)
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
@@ -353,10 +401,10 @@ def analyze_file(path: str, text: str) -> FileRecord:
     )
     file_ids = np.concatenate((flat, p_ids, p_ids))
     file_terms, file_tf = np.unique(file_ids, return_counts=True)
-    raw = np.fromiter(map(_RAW_IDS.__getitem__, distinct), dtype=np.int64, count=len(distinct))
+    raw = vocabulary.raw[numbers]
     identifiers = np.unique(raw[raw >= 0])
     # Identifiers each unit uses: slices of the occurrences, by line.
-    long_enough = np.fromiter(map(len, distinct), dtype=np.int64, count=len(distinct)) >= 3
+    long_enough = vocabulary.long[numbers]
     occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
     per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
     occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
@@ -410,6 +458,54 @@ class IndexStats:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
 
 
+class Definitions:
+    """Definition name -> global unit numbers (``get`` and ``in``, as a dict's).
+
+    Kept as one array of unit numbers with offsets per name: a stored index of a large
+    repository holds ~10^5 names, and unpickling them as a dict of lists took a third of
+    loading the index; the lists are made when a name is looked up.
+    """
+
+    __slots__ = ("_names", "_offsets", "_units", "_where")
+
+    def __init__(self, table: dict[str, list[int]]) -> None:
+        lengths = np.fromiter(map(len, table.values()), dtype=np.int64, count=len(table))
+        offsets = np.zeros(len(table) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        units = np.fromiter(chain.from_iterable(table.values()), np.int32, int(offsets[-1]))
+        self.__setstate__((list(table), offsets, units))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Definitions):
+            return NotImplemented
+        return (
+            self._names == other._names
+            and np.array_equal(self._offsets, other._offsets)
+            and np.array_equal(self._units, other._units)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def get(self, name: str, default: Sequence[int] | None = None) -> Sequence[int] | None:
+        i = self._where.get(name)
+        if i is None:
+            return default
+        return self._units[self._offsets[i] : self._offsets[i + 1]].tolist()  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getstate__(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        return self._names, self._offsets, self._units
+
+    def __setstate__(self, state: tuple[list[str], np.ndarray, np.ndarray]) -> None:
+        self._names, self._offsets, self._units = state
+        self._where = dict(zip(self._names, range(len(self._names)), strict=True))
+
+
 @dataclass
 class RepoIndex:
     """Lexical and structural index of one repository state (picklable, without records)."""
@@ -425,7 +521,7 @@ class RepoIndex:
     file_bm25: Bm25
     unit_bm25: Bm25
     #: Definition name (``name`` and ``Class.method``) -> global unit numbers.
-    definitions: dict[str, list[int]]
+    definitions: Definitions
     #: Dotted module name -> file number.
     modules: dict[str, int]
     #: File name -> file numbers (for mentions of a path suffix).
@@ -770,14 +866,22 @@ def _analyze_many(
         from concurrent.futures import ProcessPoolExecutor
 
         # Workers read files themselves: shipping texts through pipes would cost more.
+        # Many small batches: when the last one finishes, the other worker (and this
+        # process, which decodes and stores each batch as it comes) waits less.
+        n_batches = workers * 16
         batches = [
-            [(d, p, str(sources[p].abs_path)) for d, p, _ in jobs[i :: workers * 4]]
-            for i in range(workers * 4)
+            [(d, p, str(sources[p].abs_path)) for d, p, _ in jobs[i::n_batches]]
+            for i in range(n_batches)
         ]
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for batch in pool.map(_analyze_batch, batches):
+                results = pool.map(_analyze_batch, batches)
+                # While the workers parse: what assembling the index imports (half a second
+                # in a fresh process) would otherwise wait until they are done.
+                import scipy.sparse  # noqa: F401
+
+                for batch in results:
                     for digest, frame, raw_size in batch:
                         encoded = Encoded(frame)
                         encoded.raw_size = raw_size
@@ -835,13 +939,27 @@ def _assemble(
     def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
         return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
 
-    unit_bm25 = Bm25(
-        total_units,
-        cat([r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)], np.int64),
-        cat([r.unit_term for r in file_records], np.int64),
-        cat([r.unit_tf for r in file_records], np.int64),
-        cat([r.unit_len for r in file_records], np.float64),
+    # The unit BM25 matrix (the largest part: sorts of millions of entries, which release
+    # the GIL) is built in a thread while this one builds the rest: the workers are done,
+    # so the second core is free.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    pending_unit_bm25 = pool.submit(
+        lambda: Bm25(
+            total_units,
+            # int32 (unit numbers and 31-bit term ids fit): the thread's arrays are alive
+            # at the same time as the graphs', so their size is the peak memory's.
+            cat(
+                [r.unit_doc.astype(np.int64) + base[f] for f, r in enumerate(file_records)],
+                np.int32,
+            ),
+            cat([r.unit_term for r in file_records], np.int32),
+            cat([r.unit_tf for r in file_records], np.int32),
+            cat([r.unit_len for r in file_records], np.float64),
+        )
     )
+    pool.shutdown(wait=False)
     file_bm25 = Bm25(
         len(paths),
         np.repeat(np.arange(len(paths), dtype=np.int64), [len(r.file_terms) for r in file_records]),
@@ -879,6 +997,7 @@ def _assemble(
         imports,
     )
     transition = _build_graph(paths, structures, file_records, imports)
+    unit_bm25 = pending_unit_bm25.result()
     return RepoIndex(
         root=root,
         digest=digest,
@@ -889,7 +1008,7 @@ def _assemble(
         unit_local=unit_local,
         file_bm25=file_bm25,
         unit_bm25=unit_bm25,
-        definitions=definitions,
+        definitions=Definitions(definitions),
         modules={**files.mention_modules(), **files.modules},
         basenames=files.basenames,
         transition=transition,

@@ -64,6 +64,11 @@ OVERVIEW_FILES = 60
 
 #: Files never worth their tokens as context: translation catalogs, vector images, minified
 #: or bundled code, lock files, data dumps. Used unless ``include`` is given.
+#: Files left out of a selection unless ``include`` is given: translations, vector images,
+#: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
+#: purpose although fixes touch them (6 of the 260 polyglot issues change a ``Cargo.lock``):
+#: their hunks are what ``cargo update``/``npm install`` write after the manifest changes,
+#: and their package names would match issue words all over hundreds of kilobytes.
 DEFAULT_EXCLUDES = (
     "*.po",
     "*.pot",
@@ -385,6 +390,35 @@ def _views(
     return views
 
 
+#: Per encoding (by identity): the byte length of every token id, or None (see below).
+_TOKEN_BYTES: dict[int, tuple[object, np.ndarray | None]] = {}
+
+
+def _token_byte_lengths(enc: Any) -> np.ndarray | None:
+    """The length in bytes of each token id of ``enc``, as an array indexed by id.
+
+    Read from the encoding's ranks once, so a file's token lengths are one array lookup
+    rather than a bytes object per token (``decode_tokens_bytes``: most of the time of
+    counting a large file). None when the encoding does not expose its ranks.
+    """
+    cached = _TOKEN_BYTES.get(id(enc))
+    if cached is not None and cached[0] is enc:
+        return cached[1]
+    ranks = getattr(enc, "_mergeable_ranks", None)
+    specials = getattr(enc, "_special_tokens", None) or {}
+    table: np.ndarray | None = None
+    if isinstance(ranks, dict) and ranks:
+        size = max(max(ranks.values()), max(specials.values(), default=0)) + 1
+        table = np.zeros(size, dtype=np.int64)
+        table[np.fromiter(ranks.values(), np.int64, len(ranks))] = np.fromiter(
+            map(len, ranks), np.int64, len(ranks)
+        )
+        for name, rank in specials.items():
+            table[rank] = len(name.encode("utf-8"))
+    _TOKEN_BYTES[id(enc)] = (enc, table)
+    return table
+
+
 def line_token_counts(lines: Sequence[str], counter: TokenCounter) -> np.ndarray:
     """Tokens of each line, from one encoding of the whole text.
 
@@ -396,11 +430,15 @@ def line_token_counts(lines: Sequence[str], counter: TokenCounter) -> np.ndarray
     enc = counter.encoding
     try:
         tokens = enc.encode_ordinary("".join(lines))
-        byte_lengths = [len(b) for b in enc.decode_tokens_bytes(tokens)]
         line_bytes = [len(line.encode("utf-8")) for line in lines]
     except UnicodeError:  # lone surrogates: count line by line instead
         return np.asarray(counter.count_batch(lines), dtype=np.int32)
-    token_starts = np.cumsum([0, *byte_lengths[:-1]])
+    table = _token_byte_lengths(enc)
+    if table is not None:
+        byte_lengths = table[np.asarray(tokens, dtype=np.int64)]
+    else:
+        byte_lengths = np.asarray([len(b) for b in enc.decode_tokens_bytes(tokens)], np.int64)
+    token_starts = np.cumsum(byte_lengths) - byte_lengths
     line_ends = np.cumsum(line_bytes)
     line_of = np.searchsorted(line_ends, token_starts, side="right")
     return np.bincount(line_of, minlength=len(lines))[: len(lines)].astype(np.int32)

@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING
 
 from pathspec import GitIgnoreSpec, PathSpec
 
+from agentrt.context.git import git_stdout
 from agentrt.errors import AgentrtError
 
 if TYPE_CHECKING:
     from agentrt.context.store import ContextStore
 
 __all__ = [
+    "AMBIGUOUS_DIRS",
+    "BUILD_OUTPUT_MARKERS",
     "DEFAULT_IGNORED_DIRS",
     "RepoScan",
     "SkippedFile",
@@ -56,7 +59,6 @@ DEFAULT_IGNORED_DIRS = frozenset(
         "venv",
         "node_modules",
         "__pycache__",
-        "build",
         "dist",
         ".tox",
         ".nox",
@@ -68,6 +70,26 @@ DEFAULT_IGNORED_DIRS = frozenset(
         "site-packages",
     }
 )
+
+#: Directory names that hold build output in most projects and build scripts or sources in
+#: some (zstd's ``build/`` holds its CMake, Meson and Visual Studio projects, bat's its Rust
+#: build script). Skipped when ``.gitignore`` ignores them, as any path; otherwise scanned
+#: when git tracks files in them, and else skipped only if they look like build output (one
+#: of :data:`BUILD_OUTPUT_MARKERS` directly inside).
+AMBIGUOUS_DIRS = frozenset({"build"})
+
+#: Names whose presence directly inside an :data:`AMBIGUOUS_DIRS` folder marks it as build
+#: output: CMake, Ninja, Meson, autotools, setuptools (``lib``, ``lib.<platform>``,
+#: ``temp.<platform>``, ``bdist.<platform>``), Gradle/Android, Sphinx, Create React App.
+BUILD_OUTPUT_MARKERS = frozenset(
+    (  # noqa: SIM905 - one word per name reads better than 30 quoted strings
+        "CMakeCache.txt CMakeFiles cmake_install.cmake build.ninja .ninja_log .ninja_deps "
+        "compile_commands.json meson-private meson-info meson-logs config.log config.status "
+        "lib bdist classes libs tmp intermediates generated outputs reports test-results "
+        "kotlin doctrees html asset-manifest.json"
+    ).split()
+)
+_BUILD_OUTPUT_PREFIXES = ("lib.", "temp.", "bdist.")
 
 # Suffixes that are binary by format: skipped without opening the file.
 _BINARY_SUFFIXES = frozenset(
@@ -411,8 +433,13 @@ class _Walker:
         self.skipped: list[SkippedFile] = []
         self.visited: set[str] = set()
         self._dir_specs: dict[int, PathSpec] = {}
+        #: Files git tracks although a .gitignore rule matches them (added before the rule,
+        #: or forced), and their folders: a .gitignore does not hide them (see walk).
+        self.tracked_ignored: set[str] = set()
+        self.tracked_ignored_dirs: set[str] = set()
 
     def walk(self) -> tuple[list[SourceFile], list[SkippedFile]]:
+        self._find_tracked_ignored()
         root_specs: list[tuple[str, GitIgnoreSpec]] = []
         exclude = self._read_ignore_file(os.path.join(self.root_str, ".git", "info", "exclude"))
         if exclude is not None:
@@ -519,7 +546,53 @@ class _Walker:
             return True
         if os.path.exists(os.path.join(path, "pyvenv.cfg")):  # a virtualenv of any name
             return True
-        return self._ignored(rel, specs, is_dir=True)
+        if self._ignored(rel, specs, is_dir=True):
+            return True
+        return name in AMBIGUOUS_DIRS and self._build_output(path, rel)
+
+    def _find_tracked_ignored(self) -> None:
+        """Ask git (in a git work tree only) which tracked files its ignore rules match.
+
+        A .gitignore only keeps untracked files out of git: zstd's ``build/.gitignore``
+        lists ``VS2008/`` whose project files git tracks all the same. One ``git ls-files``
+        call, made only when a ``.git`` is found at or above the root.
+        """
+        here = self.root_str
+        while not os.path.exists(os.path.join(here, ".git")):
+            parent = os.path.dirname(here)
+            if parent == here:
+                return
+            here = parent
+        listed = git_stdout(
+            self.root_str, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard",
+            timeout=10.0,
+        )  # fmt: skip
+        for rel in (listed or "").split("\0"):
+            if not rel:
+                continue
+            self.tracked_ignored.add(rel)
+            folder = rel.rpartition("/")[0]
+            while folder and folder not in self.tracked_ignored_dirs:
+                self.tracked_ignored_dirs.add(folder)
+                folder = folder.rpartition("/")[0]
+
+    def _build_output(self, path: str, rel: str) -> bool:
+        """Whether the folder ``rel`` (named like build output) holds build output.
+
+        No if git tracks a file in it; else yes if one of :data:`BUILD_OUTPUT_MARKERS` is
+        directly inside (an untracked folder without them, or a tree outside git, is read:
+        a tracked, text, source-like file is never skipped by its folder's name alone).
+        """
+        tracked = git_stdout(
+            self.root_str, "--literal-pathspecs", "ls-files", "-z", "--", f"{rel}/", timeout=10.0
+        )
+        if tracked:
+            return False
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return False  # _walk_dir records why it cannot be read
+        return any(n in BUILD_OUTPUT_MARKERS or n.startswith(_BUILD_OUTPUT_PREFIXES) for n in names)
 
     def _ignored(
         self, rel: str, specs: tuple[tuple[str, GitIgnoreSpec], ...], *, is_dir: bool
@@ -527,6 +600,8 @@ class _Walker:
         suffix = "/" if is_dir else ""  # lets "build/"-style patterns match directories
         if self.extra is not None and self.extra.match_file(rel + suffix):
             return True
+        if rel in (self.tracked_ignored_dirs if is_dir else self.tracked_ignored):
+            return False  # tracked by git: no .gitignore rule hides it
         ignored = False
         # Deeper .gitignore files override shallower ones, as in git.
         for base, spec in specs:

@@ -19,7 +19,7 @@ optionally, a :class:`~agentrt.context.store.ContextStore` shared by processes.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import os
 import tempfile
@@ -216,13 +216,15 @@ def _file_has_hash(path: Path, expected_hash: str | None) -> bool:
 def _parse_tiktoken_bpe(data: bytes, origin: Path) -> dict[bytes, int]:
     # Same format and parsing as tiktoken.load.load_tiktoken_bpe, which we do not call
     # for local files because it would copy them into tiktoken's cache directory.
+    # binascii.a2b_base64 is what base64.b64decode calls, without its per-call argument
+    # checks: a third of the time of loading an encoding (100k lines) in a fresh process.
     ranks: dict[bytes, int] = {}
     for line in data.splitlines():
         if not line:
             continue
         try:
             token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
+            ranks[binascii.a2b_base64(token)] = int(rank)
         except ValueError as exc:
             raise ValueError(f"malformed line {line[:80]!r} in BPE file {origin}") from exc
     return ranks

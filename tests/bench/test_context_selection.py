@@ -125,6 +125,18 @@ def test_cached_tree_is_extracted_once(tmp_path: Path) -> None:
     assert info_again.missing == ["README.md"]
 
 
+def test_cached_tree_of_some_folders_writes_only_them(tmp_path: Path) -> None:
+    # bench.index_cost's C++ tree: DuckDB's source folders without its tests and data.
+    _, commit = _snapshot(tmp_path / "mirrors")
+    tree, info = cached_tree(
+        tmp_path / "mirrors", "owner/tiny", commit, tmp_path / "cache", ("lib", "src")
+    )
+    assert tree == tmp_path / "cache" / "owner+tiny" / f"{commit}-lib-src"
+    written = sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+    assert written == ["lib/index.js", "src/parse.c"]
+    assert info.files == 2
+
+
 # ------------------------------------------------------------------ issues, scoring, tables
 
 

@@ -123,7 +123,7 @@ def test_stats_per_language_says_what_agentrt_understands() -> None:
                      "php", "kotlin", "swift"):  # fmt: skip
         assert rows[language]["structure"] == "tree-sitter", language
         assert rows[language]["parsed"] == rows[language]["files"], language
-    assert rows["swift"]["graph"] == "references"  # its imports name modules, not files
+    assert rows["swift"]["graph"] == "imports+references"  # modules by Sources/<Module>/
     assert (rows["markdown"]["structure"], rows["markdown"]["skeleton"]) == ("lines", "headings")
     assert rows["toml"]["graph"] == "none"
 

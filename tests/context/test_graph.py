@@ -91,6 +91,28 @@ def test_include_picks_the_closest_of_same_named_headers() -> None:
     assert resolve_import(files, 3, "b/config.h") == [1]  # by the path's tail
 
 
+def test_swift_import_names_the_module_folder_of_swift_package_manager() -> None:
+    paths = [
+        "Package.swift",
+        "Sources/Cart/Cart.swift",
+        "Sources/Cart/Model/Item.swift",
+        "Sources/App/main.swift",
+        "Tests/CartTests/CartTests.swift",
+    ]
+    texts = [
+        'import PackageDescription\nlet package = Package(name: "Shop")\n',
+        "public struct Cart { var items: [Item] = [] }\n",
+        "public struct Item { let price: Int }\n",
+        "import Foundation\nimport struct Cart.Cart\nlet cart = Cart()\n",
+        "import XCTest\n@testable import Cart\nfinal class CartTests: XCTestCase {}\n",
+    ]
+    files = RepoFiles(paths, [analyze(p, t) for p, t in zip(paths, texts, strict=True)])
+    assert files.structures[3].imports == ["Foundation", "Cart.Cart"]
+    assert resolve_import(files, 3, "Cart.Cart") == [1, 2]
+    assert resolve_import(files, 3, "Foundation") == []  # a system module
+    assert resolve_import(files, 4, files.structures[4].imports[1]) == [1, 2]
+
+
 def referenced(index: RepoIndex, name: str) -> dict[str, float]:
     """Units that the unit ``name`` references, with weights."""
     k = next(k for k in range(len(index.unit_file)) if index.unit(k)[1].name == name)

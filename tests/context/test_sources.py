@@ -141,6 +141,51 @@ def test_default_ignores(tmp_path: Path) -> None:
     assert paths(scan_repository(tmp_path)) == ["src/app.py", "src/env/settings.py"]
 
 
+def test_build_folder_of_build_scripts_is_scanned_and_build_output_is_not(tmp_path: Path) -> None:
+    # zstd keeps its CMake and Visual Studio projects in build/, bat its build script.
+    write(tmp_path, "build/cmake/CMakeLists.txt", "project(zstd)\n")
+    write(tmp_path, "build/main.rs", "fn main() {}\n")
+    write(tmp_path, "app/build/CMakeCache.txt", "CMAKE_BUILD_TYPE:STRING=Release\n")
+    write(tmp_path, "app/build/gen.cpp", "int x;\n")
+    write(tmp_path, "py/build/lib.linux-x86_64-cpython-311/m.py")  # setuptools output
+    write(tmp_path, "src/a.c", "int a;\n")
+    assert paths(scan_repository(tmp_path)) == [
+        "build/cmake/CMakeLists.txt",
+        "build/main.rs",
+        "src/a.c",
+    ]
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_tracked_files_are_scanned_though_a_gitignore_matches_them(tmp_path: Path) -> None:
+    # zstd's build/.gitignore lists VS2008/, whose project files git tracks all the same;
+    # a tracked build/ with output markers is scanned too, an untracked one is not.
+    write(tmp_path, "build/.gitignore", "VS2008/\n")
+    write(tmp_path, "build/VS2008/fuzzer.vcproj", "<VisualStudioProject/>\n")
+    write(tmp_path, "tools/build/CMakeCache.txt", "tracked\n")
+    write(tmp_path, "src/a.c", "int a;\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-f", ".")
+    _git(tmp_path, "commit", "-qm", "init")
+    write(tmp_path, "build/VS2008/local.user", "untracked and ignored\n")
+    write(tmp_path, "out/build/CMakeCache.txt", "untracked build output\n")
+    assert paths(scan_repository(tmp_path)) == [
+        "build/.gitignore",
+        "build/VS2008/fuzzer.vcproj",
+        "src/a.c",
+        "tools/build/CMakeCache.txt",
+    ]
+
+
 def test_root_named_like_a_default_ignore_is_scanned(tmp_path: Path) -> None:
     write(tmp_path, "build/x.py")
     assert paths(scan_repository(tmp_path / "build")) == ["x.py"]
