@@ -1197,6 +1197,8 @@ FILE_FEATURES = (
     "unit_mention_max",  # the most mentioned definition it holds
     "name_cover",  # share of the file name's terms the query uses
     "dir_cover",  # share of its directories' terms the query uses
+    "pair_hand",  # best hand-set score of its pair (x.h for x.c: the same path but the suffix)
+    "sibling_hand",  # best hand-set score of another file in its directory
     "centrality",  # log(1 + n * global PageRank)
     "test",  # a test path
     "doc",  # neither code nor test (prose, config, data)
@@ -1219,8 +1221,10 @@ def file_features(index: RepoIndex, signals: Signals) -> np.ndarray:
         for values in (signals.unit_lex, signals.unit_title, signals.unit_mention)
     ]
     name_cover, dir_cover = _path_cover(index, signals.query_terms)
+    hand = hand_file_scores(index, signals)
+    pair_group, dir_group = _index_features(index)[2]
     columns = (
-        hand_file_scores(index, signals),
+        hand,
         signals.file_lex,
         _reciprocal_rank(signals.file_lex),
         signals.file_title,
@@ -1232,6 +1236,8 @@ def file_features(index: RepoIndex, signals: Signals) -> np.ndarray:
         *unit_max,
         name_cover,
         dir_cover,
+        _best_of_others(pair_group, hand),
+        _best_of_others(dir_group, hand),
     )
     out = np.empty((n, len(FILE_FEATURES)), dtype=np.float32)
     for j, column in enumerate(columns):
@@ -1260,11 +1266,37 @@ def _per_file_max(index: RepoIndex, values: np.ndarray) -> np.ndarray:
     return out
 
 
-#: Per index digest: the query-independent features and the path terms (see below).
-_FEATURE_CACHE: OrderedDict[str, tuple[np.ndarray, tuple[np.ndarray, ...]]] = OrderedDict()
+def _best_of_others(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per file, the largest of ``values`` over the other files of its group (0: none)."""
+    n = len(values)
+    out = np.zeros(n, dtype=np.float32)
+    if n < 2:
+        return out
+    order = np.lexsort((-values, group))
+    sorted_group = group[order]
+    head = np.ones(n, dtype=bool)
+    head[1:] = sorted_group[1:] != sorted_group[:-1]
+    first = np.maximum.accumulate(np.where(head, np.arange(n), 0))  # the group's best
+    best = values[order][first]
+    second_pos = first + 1
+    has_second = (second_pos < n) & (sorted_group[np.minimum(second_pos, n - 1)] == sorted_group)
+    second = np.where(has_second, values[order][np.minimum(second_pos, n - 1)], 0.0)
+    out[order] = np.where(head, second, best)
+    return out
 
 
-def _index_features(index: RepoIndex) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+#: Per index digest: the query-independent features, the path terms and the file groups
+#: (see :func:`_index_features`).
+_FEATURE_CACHE: OrderedDict[
+    str, tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]
+] = OrderedDict()
+
+
+def _index_features(
+    index: RepoIndex,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]:
+    """Per file: the query-independent features; (file, term id) pairs of its name's and
+    its directories' terms; its pair group (its path without the suffix) and directory."""
     cached = _FEATURE_CACHE.get(index.digest)
     if cached is not None and len(cached[0]) == index.n_files:
         return cached
@@ -1293,10 +1325,21 @@ def _index_features(index: RepoIndex) -> tuple[np.ndarray, tuple[np.ndarray, ...
             dir_file.append(f)
             dir_ids.append(term_id(term))
     arrays = tuple(np.asarray(a, dtype=np.int64) for a in (name_file, name_ids, dir_file, dir_ids))
-    _FEATURE_CACHE[index.digest] = (static, arrays)
+    stems: dict[str, int] = {}
+    dirs: dict[str, int] = {}
+    pair_group = np.asarray(
+        [stems.setdefault(p.rsplit(".", 1)[0] if "." in p.rpartition("/")[2] else p, len(stems))
+         for p in index.paths],
+        dtype=np.int64,
+    )  # fmt: skip
+    dir_group = np.asarray(
+        [dirs.setdefault(p.rpartition("/")[0], len(dirs)) for p in index.paths], dtype=np.int64
+    )
+    cached = (static, arrays, (pair_group, dir_group))
+    _FEATURE_CACHE[index.digest] = cached
     while len(_FEATURE_CACHE) > _MEMORY_SIZE:
         _FEATURE_CACHE.popitem(last=False)
-    return static, arrays
+    return cached
 
 
 def _static_features(index: RepoIndex) -> np.ndarray:
