@@ -13,6 +13,11 @@ Signals, combined in :func:`rank`:
   lexical and mention hits (as in Aider's repository map), and a path prior that ranks tests
   and prose below source code.
 
+:func:`query_signals` computes them for a query; :func:`hand_file_scores` mixes a file's
+with the hand-set ``W_*`` weights, and :func:`file_features` turns them into the feature
+matrix of the learned ranker (:mod:`agentrt.context.ranker`, ``AGENTRT_RANKER=learned``),
+the one function both its training (``bench.train_ranker``) and :func:`rank` use.
+
 The index (:func:`build_index`) is built once per repository state and kept in a
 :class:`~agentrt.context.store.ContextStore`: per file, the analysis (structure and term-id arrays)
 is cached by content hash; per repository state, the assembled index. A refresh stats every
