@@ -15,7 +15,7 @@ first, second, 3rd-10th, lower, or not indexed (the buckets of :mod:`bench.conte
 for the hand-set ranking, for the learned ranking held out (the honest figure), and for the
 shipped model, fitted on every repository (in-sample: it has seen these issues).
 
-    python -m bench.train_ranker --mirrors /work/.mirror --store /tmp/ranker-stores
+    python -m bench.train_ranker --mirrors /work/.mirror --store /tmp/ranker-stores [--packing]
 
 writes ``context/ranker.json`` and the table into docs/benchmarks.md (``--store`` keeps each
 set's indexes in a store of its own, ``python`` and ``polyglot``, for cheap re-runs);
@@ -43,7 +43,9 @@ from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
 from bench.context_ranks import BUCKETS, bucket
 from bench.context_selection import (
+    BUDGETS,
     LANGUAGE_NAMES,
+    QUICK_ISSUES,
     SETS,
     GitTrees,
     Issue,
@@ -52,6 +54,7 @@ from bench.context_selection import (
     load_issues,
     sdist_tree,
 )
+from bench.context_selection import run as run_selection
 from bench.trees import MIRRORS_ENV, NoTree
 
 DEFAULT_L2 = 1e-3
@@ -256,6 +259,63 @@ def table(
     return "\n".join(lines)
 
 
+def held_out_packing(
+    queries: Sequence[Query],
+    issues: dict[str, list[Issue]],
+    trees: dict[str, object],
+    stores: Path,
+    folds: int,
+    l2: float,
+) -> str:
+    """Hunk and file recall of packed selections with the learned ranker, repositories held out.
+
+    Each fold's issues are selected (``bench.context_selection.run``) with a model fitted
+    without that fold's repositories; the Python set's issues are its ``--quick`` sample.
+    Slow (three selections per issue): ``--packing`` asks for it.
+    """
+    from agentrt.context import ranker
+
+    fold_of = folds_by_repo(queries, folds)
+    scratch = Path(tempfile.mkdtemp(prefix="agentrt-ranker-folds-"))
+    lines = [
+        "| set | issues | hunk recall 4k / 13k / 27k | file recall 4k / 13k / 27k |",
+        "|---|---:|---|---|",
+    ]
+    saved = ranker.RANKER, ranker.RANKER_FILE
+    try:
+        ranker.RANKER = "learned"
+        for name, set_issues in issues.items():
+            sample = set_issues[:QUICK_ISSUES] if name == "python" else set_issues
+            outcomes = []
+            for fold in range(folds):
+                chosen = [i for i in sample if fold_of.get(i.repo) == fold]
+                if not chosen:
+                    continue
+                weights = fit([q for q in queries if fold_of[q.repo] != fold], l2)
+                path = scratch / f"{name}-{fold}.json"
+                path.write_text(LinearRanker(relevance.FILE_FEATURES, weights).to_json())
+                ranker.RANKER_FILE = path
+                results = run_selection(
+                    chosen,
+                    verbose=False,
+                    store_dir=stores / name,
+                    issue_set=SETS[name],
+                    trees=trees[name],  # type: ignore[arg-type]
+                )
+                outcomes += results.outcomes
+            hunks = " / ".join(f"{_recall(outcomes, 'hunks', b)}" for b in BUDGETS)
+            files = " / ".join(f"{_recall(outcomes, 'files', b)}" for b in BUDGETS)
+            lines.append(f"| {name} | {len(outcomes)} | {hunks} % | {files} % |")
+    finally:
+        ranker.RANKER, ranker.RANKER_FILE = saved
+    return "\n".join(lines)
+
+
+def _recall(outcomes: Sequence[object], kind: str, budget: int) -> str:
+    hits = sum(getattr(o, kind)[budget] for o in outcomes)
+    return f"{100 * hits / max(len(outcomes), 1):.1f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -275,6 +335,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the weights here")
     parser.add_argument("--no-write", action="store_true", help="write neither weights nor docs")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--packing",
+        action="store_true",
+        help="also pack selections with fold models (repositories held out): slow",
+    )
     args = parser.parse_args(argv)
     names = sorted(SETS) if args.set == "both" else [args.set]
     if "polyglot" in names and (args.mirrors is None or not Path(args.mirrors).is_dir()):
@@ -288,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     stores = args.store or Path(tempfile.mkdtemp(prefix="agentrt-train-"))
     queries: list[Query] = []
+    issues_by_set: dict[str, list[Issue]] = {}
+    trees_by_set: dict[str, object] = {}
     for name in names:
         issue_set = SETS[name]
         if not issue_set.data.is_file():
@@ -296,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         issues.sort(key=lambda i: hashlib.blake2b(i.instance_id.encode()).hexdigest())
         issues = issues[: args.limit] if args.limit else issues
         trees = GitTrees(Path(args.mirrors)) if name == "polyglot" else sdist_tree
+        issues_by_set[name], trees_by_set[name] = issues, trees
         queries += collect(issues, trees, ContextStore(stores / name), verbose=not args.quiet)
     collected = time.perf_counter()
     hand = [worst_rank(q, q.features[:, 0]) for q in queries]
@@ -309,6 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"repositories; L2 {args.l2:g}. Features: `agentrt.context.relevance.FILE_FEATURES` "
         f"({len(relevance.FILE_FEATURES)}). Shipped weights: `context/ranker.json`."
     )
+    if args.packing:
+        body += (
+            "\n\nPacked selections (`bench.context_selection`'s measure; the Python set's "
+            "--quick sample), each fold's issues with a model fitted without its "
+            "repositories:\n\n"
+            + held_out_packing(queries, issues_by_set, trees_by_set, stores, args.folds, args.l2)
+        )
     print(body)
     print(
         f"({collected - started:.0f} s collecting features, "
@@ -334,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.no_write or partial):
         from bench.report import write_section
 
-        write_section("ranker", "Learned file ranker (trained on both issue sets)", body, COMMAND)
+        write_section("ranker", "Learned file ranker (trained on both issue sets)", body)
     return 0
 
 

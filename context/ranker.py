@@ -108,14 +108,18 @@ class LinearRanker:
         return json.dumps(data, indent=1) + "\n"
 
 
-@lru_cache(maxsize=4)
-def load_ranker(path: Path = RANKER_FILE) -> LinearRanker:
-    """The ranker whose weights are in ``path`` (the shipped one by default).
+def load_ranker(path: Path | None = None) -> LinearRanker:
+    """The ranker whose weights are in ``path`` (by default :data:`RANKER_FILE`, the shipped one).
 
     Raises :class:`RankerError` when the file is missing or unreadable, or when its features
     are not :data:`agentrt.context.relevance.FILE_FEATURES`, in order (weights fitted on other
     features would rank at random).
     """
+    return _load(path or RANKER_FILE)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> LinearRanker:
     from agentrt.context.relevance import FILE_FEATURES
 
     try:
