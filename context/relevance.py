@@ -1182,7 +1182,7 @@ def hand_file_scores(index: RepoIndex, signals: Signals) -> np.ndarray:
         + W_FILE_MENTION * signals.file_mention
         + W_FILE_PAGERANK * signals.ppr
     ) * index.priors
-    return _norm((scores * (1 + W_TITLE_BOOST * signals.file_title)).astype(np.float32))
+    return _norm(scores * (1 + W_TITLE_BOOST * signals.file_title))
 
 
 #: Names of the columns of :func:`file_features`, in order. The learned ranker's weights
