@@ -14,6 +14,8 @@ BENCHES = [
     # The polyglot issues need the repositories' git snapshots, which no package index has.
     *([["bench.context_selection", "--set", "polyglot"]] if os.environ.get(MIRRORS_ENV) else []),
     *([["bench.index_cost"]] if os.environ.get(MIRRORS_ENV) else []),
+    # Refits the learned ranker on both sets (deterministic: the same data, the same weights).
+    *([["bench.train_ranker"]] if os.environ.get(MIRRORS_ENV) else []),
     ["bench.impact"],
     ["bench.transcripts"],
     ["bench.hook_context"],

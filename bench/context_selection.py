@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentrt.context import relevance
+from agentrt.context.ranker import ranker_mode
 from agentrt.context.select import DEFAULT_EXCLUDES, select
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
@@ -672,6 +673,7 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
         lines.append(line + ".")
     lines.append(f"Peak memory (RSS, process or a worker): {peak_memory_mb():.0f} MB.")
     lines.append(f"Deliveries over budget: {results.over_budget} (must be 0).")
+    lines.append(f"File ranker: {ranker_mode()} (`AGENTRT_RANKER`, `agentrt.context.ranker`).")
     return "\n".join(lines)
 
 

@@ -13,6 +13,11 @@ Signals, combined in :func:`rank`:
   lexical and mention hits (as in Aider's repository map), and a path prior that ranks tests
   and prose below source code.
 
+:func:`query_signals` computes them for a query; :func:`hand_file_scores` mixes a file's
+with the hand-set ``W_*`` weights, and :func:`file_features` turns them into the feature
+matrix of the learned ranker (:mod:`agentrt.context.ranker`, ``AGENTRT_RANKER=learned``),
+the one function both its training (``bench.train_ranker``) and :func:`rank` use.
+
 The index (:func:`build_index`) is built once per repository state and kept in a
 :class:`~agentrt.context.store.ContextStore`: per file, the analysis (structure and term-id arrays)
 is cached by content hash; per repository state, the assembled index. A refresh stats every
@@ -1228,23 +1233,35 @@ def _norm(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def rank(index: RepoIndex, query: str) -> Ranking:
-    """Score every file and unit of ``index`` for ``query`` (scores normalised to [0, 1]).
+@dataclass(slots=True)
+class Signals:
+    """The evidence :func:`rank` combines for one query, each array normalised to [0, 1].
 
-    A file's score mixes its BM25 score, the query's exact mentions of it, and personalised
-    PageRank over the import/reference graph seeded with those two (files next to the hits
-    matter too), scaled up by its BM25 score for the query's title alone (see :func:`split_title`).
-    A unit's score mixes its own BM25 score and mentions with its file's score. An empty query
-    ranks files by global centrality and units by nothing.
+    The raw material of both rankers: the hand-set mix (:func:`hand_file_scores`) and the
+    learned one (:func:`file_features` then :mod:`agentrt.context.ranker`).
     """
+
+    mentions: Mentions
+    #: Per file: BM25 of the query (without its title line's own weight), BM25 of the title
+    #: alone (zeros: no title), exact mentions, personalised PageRank seeded with those.
+    file_lex: np.ndarray
+    file_title: np.ndarray
+    file_mention: np.ndarray
+    ppr: np.ndarray
+    #: Per unit: BM25 of the query, of the title alone, exact mentions.
+    unit_lex: np.ndarray
+    unit_title: np.ndarray
+    unit_mention: np.ndarray
+    #: Distinct term ids of the whole query (title included).
+    query_terms: np.ndarray
+
+
+def query_signals(index: RepoIndex, query: str) -> Signals | None:
+    """The ranking signals of ``query`` over ``index`` (None: the query has no terms)."""
     title, query = split_title(query)
     terms = text_ids(query)
-    n_units = len(index.unit_file)
     if not len(terms):
-        overview = _norm((index.centrality * index.priors).astype(np.float32))
-        return Ranking(
-            overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}), overview=True
-        )
+        return None
     mentions = find_mentions(index, query)
     file_lex = _norm(index.file_bm25.scores(terms, QUERY_TF_POWER))
     file_mention = np.zeros(index.n_files, dtype=np.float32)
@@ -1252,24 +1269,246 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         file_mention[f] = min(1.0, w)
     seed = file_lex**2 + file_mention
     ppr = _norm(pagerank(index.transition, seed)) if seed.sum() > 0 else np.zeros(index.n_files)
-    priors = index.priors
-    file_scores = (
-        W_FILE_BM25 * file_lex + W_FILE_MENTION * file_mention + W_FILE_PAGERANK * ppr
-    ) * priors
+    n_units = len(index.unit_file)
     unit_lex = _norm(index.unit_bm25.scores(terms, QUERY_TF_POWER))
     title_terms = text_ids(title)
     if len(title_terms):
         file_title = _norm(index.file_bm25.scores(title_terms, QUERY_TF_POWER))
-        file_scores = file_scores * (1 + W_TITLE_BOOST * file_title)
         unit_title = _norm(index.unit_bm25.scores(title_terms, QUERY_TF_POWER))
-        unit_lex = unit_lex + W_UNIT_TITLE * unit_title
-    file_scores = _norm(file_scores)
+    else:
+        file_title = np.zeros(index.n_files, dtype=np.float32)
+        unit_title = np.zeros(n_units, dtype=np.float32)
     unit_mention = np.zeros(n_units, dtype=np.float32)
     for k, w in mentions.units.items():
         unit_mention[k] = min(1.0, w)
+    return Signals(
+        mentions,
+        file_lex,
+        file_title,
+        file_mention,
+        ppr,
+        unit_lex,
+        unit_title,
+        unit_mention,
+        np.unique(np.concatenate((terms, title_terms))),
+    )
+
+
+def hand_file_scores(index: RepoIndex, signals: Signals) -> np.ndarray:
+    """The hand-set mix of the file signals (the W_* constants), normalised to [0, 1]."""
+    scores = (
+        W_FILE_BM25 * signals.file_lex
+        + W_FILE_MENTION * signals.file_mention
+        + W_FILE_PAGERANK * signals.ppr
+    ) * index.priors
+    return _norm(scores * (1 + W_TITLE_BOOST * signals.file_title))
+
+
+#: Names of the columns of :func:`file_features`, in order. The learned ranker's weights
+#: (``context/ranker.json``) name them too, and it refuses weights for other features.
+FILE_FEATURES = (
+    "hand",  # the hand-set score (hand_file_scores)
+    "lex",  # BM25 of the query
+    "lex_rank",  # 1 / (1 + the file's rank by lex); 0 without lexical evidence
+    "title",  # BM25 of the title line
+    "title_rank",
+    "lex_x_title",
+    "mention",  # exact mentions (paths, modules, definitions)
+    "ppr",  # personalised PageRank seeded with lex and mentions
+    "ppr_rank",
+    "unit_lex_max",  # the best unit's BM25
+    "unit_title_max",
+    "unit_mention_max",  # the most mentioned definition it holds
+    "name_cover",  # share of the file name's terms the query uses
+    "dir_cover",  # share of its directories' terms the query uses
+    "pair_hand",  # best hand-set score of its pair (x.h for x.c: the same path but the suffix)
+    "sibling_hand",  # best hand-set score of another file in its directory
+    "centrality",  # log(1 + n * global PageRank)
+    "test",  # a test path
+    "doc",  # neither code nor test (prose, config, data)
+    "log_lines",
+    "log_units",
+    "parsed",  # parsed by a grammar (units are definitions, not windows)
+)
+
+
+def file_features(index: RepoIndex, signals: Signals) -> np.ndarray:
+    """The features of every file for one query: shape (files, len(FILE_FEATURES)), float32.
+
+    One function for training (``bench.train_ranker``) and inference (:func:`rank`), so the
+    shipped weights always see the features they were fitted on.
+    """
+    n = index.n_files
+    static = _static_features(index)
+    unit_max = [
+        _per_file_max(index, values)
+        for values in (signals.unit_lex, signals.unit_title, signals.unit_mention)
+    ]
+    name_cover, dir_cover = _path_cover(index, signals.query_terms)
+    hand = hand_file_scores(index, signals)
+    pair_group, dir_group = _index_features(index)[2]
+    columns = (
+        hand,
+        signals.file_lex,
+        _reciprocal_rank(signals.file_lex),
+        signals.file_title,
+        _reciprocal_rank(signals.file_title),
+        signals.file_lex * signals.file_title,
+        signals.file_mention,
+        signals.ppr,
+        _reciprocal_rank(signals.ppr),
+        *unit_max,
+        name_cover,
+        dir_cover,
+        _best_of_others(pair_group, hand),
+        _best_of_others(dir_group, hand),
+    )
+    out = np.empty((n, len(FILE_FEATURES)), dtype=np.float32)
+    for j, column in enumerate(columns):
+        out[:, j] = column
+    out[:, len(columns) :] = static
+    return out
+
+
+def _reciprocal_rank(values: np.ndarray) -> np.ndarray:
+    """1 / (1 + rank) of each value (best = 1), 0 where the value is 0."""
+    order = np.argsort(-values, kind="stable")
+    out = np.empty(len(values), dtype=np.float32)
+    out[order] = 1.0 / (1.0 + np.arange(len(values), dtype=np.float32))
+    return np.where(values > 0, out, 0.0).astype(np.float32)
+
+
+def _per_file_max(index: RepoIndex, values: np.ndarray) -> np.ndarray:
+    """The largest of ``values`` (one per unit) over each file's units (0: no unit)."""
+    out = np.zeros(index.n_files, dtype=np.float32)
+    if not len(values):
+        return out
+    counts = np.bincount(index.unit_file, minlength=index.n_files)
+    starts = np.cumsum(counts) - counts
+    some = counts > 0
+    out[some] = np.maximum.reduceat(values, starts[some])
+    return out
+
+
+def _best_of_others(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per file, the largest of ``values`` over the other files of its group (0: none)."""
+    n = len(values)
+    out = np.zeros(n, dtype=np.float32)
+    if n < 2:
+        return out
+    order = np.lexsort((-values, group))
+    sorted_group = group[order]
+    head = np.ones(n, dtype=bool)
+    head[1:] = sorted_group[1:] != sorted_group[:-1]
+    first = np.maximum.accumulate(np.where(head, np.arange(n), 0))  # the group's best
+    best = values[order][first]
+    second_pos = first + 1
+    has_second = (second_pos < n) & (sorted_group[np.minimum(second_pos, n - 1)] == sorted_group)
+    second = np.where(has_second, values[order][np.minimum(second_pos, n - 1)], 0.0)
+    out[order] = np.where(head, second, best)
+    return out
+
+
+#: Per index digest: the query-independent features, the path terms and the file groups
+#: (see :func:`_index_features`).
+_FEATURE_CACHE: OrderedDict[
+    str, tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]
+] = OrderedDict()
+
+
+def _index_features(
+    index: RepoIndex,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]:
+    """Per file: the query-independent features; (file, term id) pairs of its name's and
+    its directories' terms; its pair group (its path without the suffix) and directory."""
+    cached = _FEATURE_CACHE.get(index.digest)
+    if cached is not None and len(cached[0]) == index.n_files:
+        return cached
+    n = index.n_files
+    counts = np.bincount(index.unit_file, minlength=n).astype(np.float32)
+    static = np.empty((n, 6), dtype=np.float32)
+    static[:, 0] = np.log1p(n * np.asarray(index.centrality, dtype=np.float64))
+    test = [bool(TEST_PATH.search(p)) for p in index.paths]
+    static[:, 1] = test
+    static[:, 2] = [
+        not (t or p.endswith(_CODE_SUFFIXES)) for p, t in zip(index.paths, test, strict=True)
+    ]
+    static[:, 3] = np.log1p([s.n_lines for s in index.structures])
+    static[:, 4] = np.log1p(counts)
+    static[:, 5] = [s.parsed for s in index.structures]
+    name_file: list[int] = []
+    name_ids: list[int] = []
+    dir_file: list[int] = []
+    dir_ids: list[int] = []
+    for f, path in enumerate(index.paths):
+        directory, _, name = path.rpartition("/")
+        for term in path_terms(name):
+            name_file.append(f)
+            name_ids.append(term_id(term))
+        for term in dict.fromkeys(path_terms(directory)):
+            dir_file.append(f)
+            dir_ids.append(term_id(term))
+    arrays = tuple(np.asarray(a, dtype=np.int64) for a in (name_file, name_ids, dir_file, dir_ids))
+    stems: dict[str, int] = {}
+    dirs: dict[str, int] = {}
+    pair_group = np.asarray(
+        [stems.setdefault(p.rsplit(".", 1)[0] if "." in p.rpartition("/")[2] else p, len(stems))
+         for p in index.paths],
+        dtype=np.int64,
+    )  # fmt: skip
+    dir_group = np.asarray(
+        [dirs.setdefault(p.rpartition("/")[0], len(dirs)) for p in index.paths], dtype=np.int64
+    )
+    cached = (static, arrays, (pair_group, dir_group))
+    _FEATURE_CACHE[index.digest] = cached
+    while len(_FEATURE_CACHE) > _MEMORY_SIZE:
+        _FEATURE_CACHE.popitem(last=False)
+    return cached
+
+
+def _static_features(index: RepoIndex) -> np.ndarray:
+    """The query-independent columns of :func:`file_features` (the last six)."""
+    return _index_features(index)[0]
+
+
+def _path_cover(index: RepoIndex, query_terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per file, the share of its name's and of its directories' terms in ``query_terms``."""
+    name_file, name_ids, dir_file, dir_ids = _index_features(index)[1]
+    n = index.n_files
+    out = []
+    for owner, ids in ((name_file, name_ids), (dir_file, dir_ids)):
+        total = np.bincount(owner, minlength=n)
+        hit = np.bincount(owner, weights=np.isin(ids, query_terms), minlength=n)
+        out.append((hit / np.maximum(total, 1)).astype(np.float32))
+    return out[0], out[1]
+
+
+def rank(index: RepoIndex, query: str) -> Ranking:
+    """Score every file and unit of ``index`` for ``query`` (scores normalised to [0, 1]).
+
+    A file's score mixes its BM25 score, the query's exact mentions of it, and personalised
+    PageRank over the import/reference graph seeded with those two (files next to the hits
+    matter too), scaled up by its BM25 score for the query's title alone (see :func:`split_title`):
+    by the hand-set weights (W_*), or by the learned ranker (:mod:`agentrt.context.ranker`,
+    ``AGENTRT_RANKER``). A unit's score mixes its own BM25 score and mentions with its file's
+    score. An empty query ranks files by global centrality and units by nothing.
+    """
+    n_units = len(index.unit_file)
+    signals = query_signals(index, query)
+    if signals is None:
+        overview = _norm((index.centrality * index.priors).astype(np.float32))
+        return Ranking(
+            overview, np.zeros(n_units, dtype=np.float32), Mentions({}, {}), overview=True
+        )
+    file_scores = hand_file_scores(index, signals)
+    from agentrt.context import ranker
+
+    if ranker.ranker_mode() == "learned":
+        file_scores = ranker.load_ranker().file_scores(file_features(index, signals), file_scores)
+    unit_lex = signals.unit_lex + W_UNIT_TITLE * signals.unit_title
     unit_file_score = file_scores[index.unit_file]
     factor = UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score
-    own = unit_lex + W_UNIT_MENTION * unit_mention
+    own = unit_lex + W_UNIT_MENTION * signals.unit_mention
     if W_UNIT_CALLEE and index.references is not None and n_units:
         # What the best units use (a macro, a helper, a type) is context for them: a unit
         # gains from the units referencing it, in proportion to their squared scores.
@@ -1277,4 +1516,4 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         callees = np.asarray(index.references.T @ hits, dtype=np.float32).ravel()  # type: ignore[attr-defined]
         own = own + W_UNIT_CALLEE * _norm(callees)
     unit_scores = _norm(own * factor)
-    return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), mentions)
+    return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), signals.mentions)

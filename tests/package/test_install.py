@@ -66,6 +66,7 @@ def test_the_wheel_has_one_top_level_package_and_its_data(wheel: Path) -> None:
     assert "agentrt/agents/manifests/code_review.yaml" in names
     assert "agentrt/flows/workflows/code-analysis.yaml" in names
     assert "agentrt/agents/prices.toml" in names  # the model price table (agents/prices.py)
+    assert "agentrt/context/ranker.json" in names  # the learned ranker's weights
     # Every package folder of the repository is in the wheel (pyproject lists them by hand).
     for folder, prefix in (
         ("agentrt", "agentrt"),

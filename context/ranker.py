@@ -1,0 +1,137 @@
+"""The learned file ranker: a linear model over the ranking features, shipped as data.
+
+:func:`agentrt.context.relevance.rank` scores files either with the hand-set mix of its
+signals (the ``W_*`` constants of :mod:`agentrt.context.relevance`) or with this model: a
+weight per feature of :func:`agentrt.context.relevance.file_features`, fitted by
+``python -m bench.train_ranker`` on the issues of both benchmark sets (a listwise softmax
+over each issue's files, the gold files as the targets) and stored in ``ranker.json`` beside
+this module. Inference is one matrix-vector product in numpy: no learning library is
+imported at run time.
+
+The model decides the *order* of the files. Their scores, which the packer compares with
+its thresholds and scales units by, keep the hand-set ranking's values: the k-th file in the
+learned order gets the k-th largest hand-set score, so a selection's shape (how many files
+pass the threshold, how a file's units weigh against each other) is unchanged.
+
+``AGENTRT_RANKER=hand|learned`` (or :data:`RANKER`) chooses; :data:`DEFAULT_RANKER` is what
+applies when neither says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from agentrt.errors import AgentrtError
+
+__all__ = [
+    "DEFAULT_RANKER",
+    "RANKER",
+    "RANKER_ENV",
+    "RANKER_FILE",
+    "LinearRanker",
+    "RankerError",
+    "load_ranker",
+    "ranker_mode",
+]
+
+RankerMode = Literal["hand", "learned"]
+RANKER_ENV = "AGENTRT_RANKER"
+#: The ranker used when neither :data:`RANKER` nor ``$AGENTRT_RANKER`` says.
+DEFAULT_RANKER: RankerMode = "hand"
+#: Overrides the environment when set (benchmarks switch rankers in one process).
+RANKER: RankerMode | None = None
+#: The shipped weights (written by ``python -m bench.train_ranker``).
+RANKER_FILE = Path(__file__).with_name("ranker.json")
+
+
+class RankerError(AgentrtError):
+    """The ranker asked for is unknown, or its weights cannot be used."""
+
+    retryable = False
+    hint = (
+        "set AGENTRT_RANKER to 'hand' or 'learned'; if the weights file is the problem, "
+        "retrain it with `python -m bench.train_ranker` or reinstall agentrt"
+    )
+
+
+def ranker_mode() -> RankerMode:
+    """``"hand"`` or ``"learned"``: :data:`RANKER`, else ``$AGENTRT_RANKER``, else the default."""
+    mode = RANKER or os.environ.get(RANKER_ENV, "").strip().lower() or DEFAULT_RANKER
+    if mode not in ("hand", "learned"):
+        raise RankerError(f"{RANKER_ENV}={mode!r}: expected 'hand' or 'learned'")
+    return mode  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LinearRanker:
+    """A weight per feature: a file's learned score is ``features @ weights``."""
+
+    features: tuple[str, ...]
+    weights: np.ndarray
+    #: How the weights were made (command, data, held-out metrics): shown, never used.
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The learned score of each row of ``features`` (files x features)."""
+        if features.shape[1] != len(self.weights):
+            raise RankerError(
+                f"the ranker has {len(self.weights)} weights for {features.shape[1]} features"
+            )
+        return features.astype(np.float64) @ self.weights
+
+    def file_scores(self, features: np.ndarray, hand_scores: np.ndarray) -> np.ndarray:
+        """Scores in the learned order with the hand-set scores' values (see the module doc).
+
+        The k-th best file by :meth:`logits` gets the k-th largest of ``hand_scores``; ties
+        keep file order.
+        """
+        order = np.argsort(-self.logits(features), kind="stable")
+        out = np.empty_like(hand_scores)
+        out[order] = np.sort(hand_scores)[::-1]
+        return out
+
+    def to_json(self) -> str:
+        """The weights file's text (what :func:`load_ranker` reads)."""
+        data = {
+            "model": "linear",
+            "features": list(self.features),
+            "weights": [round(float(w), 6) for w in self.weights],
+            "meta": self.meta,
+        }
+        return json.dumps(data, indent=1) + "\n"
+
+
+def load_ranker(path: Path | None = None) -> LinearRanker:
+    """The ranker whose weights are in ``path`` (by default :data:`RANKER_FILE`, the shipped one).
+
+    Raises :class:`RankerError` when the file is missing or unreadable, or when its features
+    are not :data:`agentrt.context.relevance.FILE_FEATURES`, in order (weights fitted on other
+    features would rank at random).
+    """
+    return _load(path or RANKER_FILE)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> LinearRanker:
+    from agentrt.context.relevance import FILE_FEATURES
+
+    try:
+        data = json.loads(path.read_text())
+        features = tuple(str(name) for name in data["features"])
+        weights = np.asarray(data["weights"], dtype=np.float64)
+        meta = dict(data.get("meta", {}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RankerError(f"cannot read the ranker weights {path}: {exc}") from exc
+    if features != FILE_FEATURES or weights.shape != (len(features),):
+        raise RankerError(
+            f"the ranker weights {path} are for features {list(features)}, not for "
+            f"{list(FILE_FEATURES)}"
+        )
+    return LinearRanker(features, weights, meta)

@@ -1,0 +1,162 @@
+"""Tests for the learned file ranker (agentrt.context.ranker) and the features it reads.
+
+The repositories are small trees written in tmp_path and indexed as ``select`` indexes one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentrt.context import ranker
+from agentrt.context.ranker import LinearRanker, RankerError, load_ranker, ranker_mode
+from agentrt.context.relevance import (
+    FILE_FEATURES,
+    RepoIndex,
+    build_index,
+    file_features,
+    hand_file_scores,
+    query_signals,
+    rank,
+)
+from agentrt.context.sources import scan_repository
+from agentrt.context.store import ContextStore
+
+FILES = {
+    "shop/cart.py": (
+        "from shop.prices import price_of\n\n"
+        "class Cart:\n"
+        "    def total(self, items):\n"
+        "        return sum(price_of(i) for i in items)\n"
+    ),
+    "shop/prices.py": "def price_of(item):\n    return item.price * item.quantity\n",
+    "shop/discounts.py": (
+        "def discount(total, code):\n"
+        "    # a discount code lowers the total price of the cart\n"
+        "    return total * 0.9 if code else total\n"
+    ),
+    "shop/shipping.py": "def shipping_cost(weight):\n    return 5 + weight * 0.1\n",
+    "tests/test_cart.py": (
+        "from shop.cart import Cart\n\ndef test_total():\n    assert Cart().total([]) == 0\n"
+    ),
+    "README.md": "# shop\n\nA cart with prices, discounts and shipping.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> RepoIndex:
+    repo = tmp_path_factory.mktemp("repo")
+    for path, text in FILES.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    scan = scan_repository(repo)
+    return build_index(scan.root, scan, ContextStore(tmp_path_factory.mktemp("store")))
+
+
+def test_shipped_weights_load_for_the_current_features() -> None:
+    model = load_ranker()
+    assert model.features == FILE_FEATURES
+    assert model.weights.shape == (len(FILE_FEATURES),)
+    assert np.isfinite(model.weights).all() and np.abs(model.weights).sum() > 0
+    assert "bench.train_ranker" in str(model.meta["command"])
+
+
+def test_weights_for_other_features_are_refused(tmp_path: Path) -> None:
+    data = json.loads(ranker.RANKER_FILE.read_text())
+    data["features"] = list(reversed(data["features"]))
+    wrong = tmp_path / "ranker.json"
+    wrong.write_text(json.dumps(data))
+    with pytest.raises(RankerError, match="features"):
+        load_ranker(wrong)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(RankerError, match="cannot read"):
+        load_ranker(tmp_path / "broken.json")
+
+
+def test_feature_matrix_shape_and_stability(index: RepoIndex) -> None:
+    query = "Cart total is wrong\n\nThe cart total ignores the discount code."
+    signals = query_signals(index, query)
+    assert signals is not None
+    features = file_features(index, signals)
+    assert features.shape == (index.n_files, len(FILE_FEATURES))
+    assert features.dtype == np.float32 and np.isfinite(features).all()
+    # The same query gives the same features; the first column is the hand-set score.
+    again = query_signals(index, query)
+    assert again is not None
+    np.testing.assert_array_equal(features, file_features(index, again))
+    np.testing.assert_allclose(features[:, 0], hand_file_scores(index, signals), rtol=1e-6)
+    column = dict(zip(FILE_FEATURES, features.T, strict=True))
+    test = index.paths.index("tests/test_cart.py")
+    readme = index.paths.index("README.md")
+    assert column["test"][test] == 1 and column["test"].sum() == 1
+    assert column["doc"][readme] == 1 and column["doc"].sum() == 1
+    # "cart" names shop/cart.py: its file name is wholly covered by the query's terms.
+    assert column["name_cover"][index.paths.index("shop/cart.py")] == 1
+    assert column["name_cover"][index.paths.index("shop/shipping.py")] == 0
+    assert query_signals(index, "   ") is None
+
+
+def test_learned_ranker_puts_a_mentioned_file_first(
+    index: RepoIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ranker, "RANKER", "learned")
+    query = "Shipping is charged twice\n\nSee shop/shipping.py: the cost of heavy parcels."
+    ranking = rank(index, query)
+    assert index.paths[int(np.argmax(ranking.file_scores))] == "shop/shipping.py"
+    # Learned scores keep the hand-set scores' values (only the order is learned).
+    monkeypatch.setattr(ranker, "RANKER", "hand")
+    hand = rank(index, query)
+    np.testing.assert_allclose(np.sort(ranking.file_scores), np.sort(hand.file_scores))
+
+
+def test_file_scores_reorder_the_hand_values() -> None:
+    model = LinearRanker(("a", "b"), np.asarray([0.0, 1.0]))
+    features = np.asarray([[1, 0.1], [0, 0.9], [0, 0.5]], dtype=np.float32)
+    hand = np.asarray([1.0, 0.2, 0.0], dtype=np.float32)
+    np.testing.assert_allclose(model.file_scores(features, hand), [0.0, 1.0, 0.2])
+    with pytest.raises(RankerError, match="2 weights for 3 features"):
+        model.logits(np.zeros((1, 3)))
+
+
+def test_ranker_mode_from_constant_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ranker, "RANKER", None)
+    monkeypatch.setenv(ranker.RANKER_ENV, "Learned")
+    assert ranker_mode() == "learned"
+    monkeypatch.setenv(ranker.RANKER_ENV, "")
+    assert ranker_mode() == ranker.DEFAULT_RANKER
+    monkeypatch.setattr(ranker, "RANKER", "hand")
+    monkeypatch.setenv(ranker.RANKER_ENV, "learned")
+    assert ranker_mode() == "hand"
+    monkeypatch.setattr(ranker, "RANKER", None)
+    monkeypatch.setenv(ranker.RANKER_ENV, "gbm")
+    with pytest.raises(RankerError, match="'hand' or 'learned'"):
+        ranker_mode()
+
+
+def test_learned_inference_imports_no_learning_library(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("def alpha():\n    return 1\n")
+    (tmp_path / "b.py").write_text("def beta():\n    return 2\n")
+    code = (
+        "import sys\n"
+        "from agentrt.context.select import select\n"
+        "from agentrt.context.store import ContextStore\n"
+        f"s = select({str(tmp_path)!r}, 'beta is wrong', 2000, "
+        f"store=ContextStore({str(tmp_path / 'store')!r}))\n"
+        "assert s.items and s.items[0].path == 'b.py', s.items\n"
+        "banned = [m for m in sys.modules if m.split('.')[0] in "
+        "('sklearn', 'lightgbm', 'xgboost', 'torch')]\n"
+        "assert not banned and 'scipy.optimize' not in sys.modules, banned\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "AGENTRT_RANKER": "learned"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
