@@ -20,6 +20,7 @@ from agentrt.agents.builtin.issue_context import BASIC, Picks
 from agentrt.agents.registry import Registry
 from agentrt.context.tokens import count_tokens
 from agentrt.flows.results import RunResult
+from tests.context.test_issue import FILES as SHOP
 from tests.llm.fake_openai import FakeOpenAI, error, tool_call
 from tests.llm.test_run import Recorder
 
@@ -31,27 +32,8 @@ ISSUE = (
     "rate() raises KeyError when the region is not in RATES; it should raise a ValueError "
     "that names the region.\n"
 )
-FILES = {
-    "shop/__init__.py": "",
-    "shop/tax.py": (
-        '"""Tax rates."""\n\nRATES = {"eu": 0.2, "us": 0.07}\n\n\n'
-        'def rate(region):\n    """The tax rate of a region."""\n    return RATES[region]\n'
-    ),
-    "shop/billing.py": (
-        '"""Invoices."""\nfrom shop.tax import rate\n\n\n'
-        "def invoice_total(lines, region):\n"
-        "    subtotal = sum(price * qty for price, qty in lines)\n"
-        "    return round(subtotal * (1 + rate(region)), 2)\n\n\n"
-        "def discount(total, percent):\n    return total * (1 - percent / 100)\n"
-    ),
-    "shop/cli.py": (
-        "from shop.billing import discount\n\n\ndef main():\n    print(discount(10.0, 5))\n"
-    ),
-    "tests/test_tax.py": (
-        "from shop.tax import rate\n\n\ndef test_rate():\n    assert rate('eu') == 0.2\n"
-    ),
-    "README.md": "# shop\n\nInvoices with tax.\n",
-}
+#: The shop fixture of tests/context/test_issue.py, and a README (prose among the files).
+FILES = {**SHOP, "README.md": "# shop\n\nInvoices with tax.\n"}
 #: The model's picks (candidates all: cli.py imports billing.py, invoice_total calls rate):
 #: the command line first, then the invoice.
 PICKS: dict[str, Any] = {
