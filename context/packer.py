@@ -24,7 +24,7 @@ import numpy as np
 
 from agentrt.context.compress import render_lines
 
-__all__ = ["Candidate", "FileView", "PackedItem", "pack", "render_markdown"]
+__all__ = ["Candidate", "FileView", "PackedItem", "pack", "render_markdown", "rendered_tokens"]
 
 Kind = Literal["file", "skeleton", "span"]
 
@@ -306,7 +306,7 @@ def pack(
     for _attempt in range(4):
         states = _greedy(views, candidates, target, header_tokens, first)
         items = _order(states)
-        tokens = _exact(items, count)
+        tokens = rendered_tokens(items, count)
         if tokens <= budget and tokens > best_tokens:
             best, best_tokens = items, tokens
         if tokens > budget:
@@ -319,14 +319,15 @@ def pack(
             break
     if best_tokens < 0:  # never fitted: drop the least relevant items until it does
         items = _order(_greedy(views, candidates, max(1, target), header_tokens, first))
-        while items and _exact(items, count) > budget:
+        while items and rendered_tokens(items, count) > budget:
             items.remove(min(items, key=lambda item: item.score))
         best = items
     return best
 
 
-def _exact(items: Sequence[PackedItem], count: Callable[[str], int]) -> int:
-    """Tokens of the largest rendering of ``items`` (the Markdown, or the plain texts)."""
+def rendered_tokens(items: Sequence[PackedItem], count: Callable[[str], int]) -> int:
+    """Tokens of the largest rendering of ``items`` (what a selection promises to keep within
+    its budget: the Markdown, the concatenated texts, the sum of the texts)."""
     if not items:
         return 0
     return max(

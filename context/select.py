@@ -14,7 +14,7 @@ ranking and packing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,14 @@ import numpy as np
 
 from agentrt.context.compress import analyze, split_lines
 from agentrt.context.items import SelectionItem
-from agentrt.context.packer import Candidate, FileView, PackedItem, pack, render_markdown
+from agentrt.context.packer import (
+    Candidate,
+    FileView,
+    PackedItem,
+    pack,
+    render_markdown,
+    rendered_tokens,
+)
 from agentrt.context.relevance import (
     IndexStats,
     RepoIndex,
@@ -62,8 +69,6 @@ SMALL_FILE_LINES = 200
 #: An overview (empty query) offers the skeletons of this many of the most central files.
 OVERVIEW_FILES = 60
 
-#: Files never worth their tokens as context: translation catalogs, vector images, minified
-#: or bundled code, lock files, data dumps. Used unless ``include`` is given.
 #: Files left out of a selection unless ``include`` is given: translations, vector images,
 #: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
 #: purpose although fixes touch them (6 of the 260 polyglot issues change a ``Cargo.lock``):
@@ -274,18 +279,6 @@ def _preferred_paths(root: Path, prefer: Sequence[str], files: dict[str, SourceF
     return out
 
 
-def _rendered_tokens(items: Sequence[PackedItem], count: Callable[[str], int]) -> int:
-    """Tokens of the largest rendering of ``items`` (what :class:`Selection` promises to keep
-    within the budget: the Markdown, the concatenated texts, the sum of the texts)."""
-    if not items:
-        return 0
-    return max(
-        count(render_markdown(items)),
-        count("".join(item.text for item in items)),
-        sum(count(item.text) for item in items),
-    )
-
-
 def _pack_preferred_first(
     views: dict[str, FileView],
     candidates: Sequence[Candidate],
@@ -296,11 +289,11 @@ def _pack_preferred_first(
     """Pack the preferred files' candidates within ``budget``, then the others' in what is
     left; the least relevant of the others are dropped if the joined rendering is over."""
     first = pack(views, [c for c in candidates if c.path in preferred], budget, counter.count)
-    left = budget - _rendered_tokens(first, counter.count)
+    left = budget - rendered_tokens(first, counter.count)
     rest = [c for c in candidates if c.path not in preferred]
     others = pack(views, rest, left, counter.count) if left > 0 and rest else []
     # Joining two renderings can shift a token at the seam: the exact count decides.
-    while others and _rendered_tokens(first + others, counter.count) > budget:
+    while others and rendered_tokens(first + others, counter.count) > budget:
         others.remove(min(others, key=lambda item: item.score))
     return first + others
 

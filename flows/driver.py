@@ -101,6 +101,8 @@ class Driver:
     artifacts: RunArtifacts | None = None
     #: Each agent's spec, made once per run (agent key → wrapped spec).
     specs: dict[str, Any] = field(default_factory=dict)
+    #: Each step's inputs mapping as JSON, made once per run (step id → :func:`_mapping`).
+    mappings: dict[str, str] = field(default_factory=dict)
     #: How many steps the task runner runs at once (None: as many as are ready). Beyond
     #: that, ready steps wait in the driver so that the first in :func:`step_order` starts
     #: first (the runner's own queue is first come, first served).
@@ -175,6 +177,12 @@ class Driver:
                     return f"input {name} needs {dep}, which was {upstream.state} ({why})"
         return None
 
+    def _mapping(self, step: PlannedStep) -> str:
+        made = self.mappings.get(step.id)
+        if made is None:
+            made = self.mappings[step.id] = _mapping(step)
+        return made
+
     def _upstream(self, step: PlannedStep, agent: RegisteredAgent) -> dict[str, UpstreamOutput]:
         """The upstream outputs ``agent`` declares it reads (``context.sources``: ``upstream``
         for every step ``step`` depends on — its ``after``, which holds its agent's
@@ -225,7 +233,7 @@ class Driver:
             budget_reason=grant.reason if grant is not None else None,
             token_limit=token_limit(self.plan, grant),
             fallback_for=fallback_for,
-            step_inputs=_mapping(step),
+            step_inputs=self._mapping(step),
             upstream=upstream or {},
             memory_limit_mb=agent.manifest.resources.memory_mb if self.limit_memory else None,
             chunk=f"{chunk[0]}/{chunk[1]}" if chunk else None,
@@ -602,25 +610,12 @@ def _no_model(agent: RegisteredAgent) -> bool:
 
 
 def _mapping(step: PlannedStep) -> str:
-    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part.
-    Made once per planned step (a plan does not change while it runs)."""
-    made = _MAPPINGS.get(id(step))
-    if made is not None and made[0] is step:
-        return made[1]
+    """The step's ``inputs`` mapping (where each input comes from) as JSON: a cache key part."""
     mapping = {
         name: [[ref.source, list(ref.path), ref.value] for ref in refs]
         for name, refs in sorted(step.inputs.items())
     }
-    text = json.dumps(mapping, sort_keys=True, default=repr)
-    if len(_MAPPINGS) > 10_000:
-        _MAPPINGS.clear()
-    _MAPPINGS[id(step)] = (step, text)
-    return text
-
-
-#: id(planned step) → (the step, its inputs mapping as JSON); the step is kept so that its
-#: id is not reused by another object while the entry lives.
-_MAPPINGS: dict[int, tuple[PlannedStep, str]] = {}
+    return json.dumps(mapping, sort_keys=True, default=repr)
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

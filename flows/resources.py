@@ -184,9 +184,9 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _rss() -> int:
-    # Read twice per attempt and every SAMPLE_SECONDS while attempts run: a pread of an open
-    # /proc/self/statm costs ~2 µs against psutil's ~20 µs of Python (both holding the GIL the
-    # agents' threads wait for).
+    # Read twice per attempt and every SAMPLE_SECONDS while attempts run: one pread of an
+    # open /proc/self/statm, where psutil opens, reads and parses the file in Python each time
+    # (holding the GIL the agents' threads wait for).
     global _process, _statm
     pid = os.getpid()
     if _statm is None or _statm[0] != pid:

@@ -40,11 +40,6 @@ def _check_budget_and_format(budget: int, output_format: str) -> None:
         raise fail(f"--format must be json or markdown, got {output_format!r}", ExitCode.BAD_INPUT)
 
 
-def _read_text_option(option: str, path: Path) -> str:
-    """The text of a file option ('-': stdin); a file that cannot be read is bad input."""
-    return read_text_file(option, str(path))
-
-
 def _print_selection(make: Callable[[], Any], what: str, output_format: str) -> None:
     """Run a selection (``select`` or ``select_impact``) and print it in ``output_format``."""
     from agentrt.context.sources import SourceError
@@ -63,21 +58,25 @@ def _print_selection(make: Callable[[], Any], what: str, output_format: str) -> 
         typer.echo(selection.to_markdown(), nl=False)
 
 
+#: Options the context commands share.
+Budget = Annotated[int, typer.Option("--budget", help="Token budget (hard limit).")]
+Format = Annotated[str, typer.Option("--format", help="Output format: json or markdown.")]
+Encoding = Annotated[
+    str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
+]
+
+
 @app.command("select")
 def select_command(
     repo: Annotated[Path, typer.Option("--repo", help="Repository root.")],
-    budget: Annotated[int, typer.Option("--budget", help="Token budget (hard limit).")],
+    budget: Budget,
     query: Annotated[str | None, typer.Option("--query", help="The task or issue text.")] = None,
     query_file: Annotated[
         Path | None,
         typer.Option("--query-file", help="Read the query from this file ('-': stdin)."),
     ] = None,
-    output_format: Annotated[
-        str, typer.Option("--format", help="Output format: json or markdown.")
-    ] = "markdown",
-    encoding: Annotated[
-        str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
-    ] = None,
+    output_format: Format = "markdown",
+    encoding: Encoding = None,
 ) -> None:
     """Print the context selected for a query: Markdown, or JSON for tools."""
     _repo_dir(repo)
@@ -85,7 +84,7 @@ def select_command(
         raise fail("give exactly one of --query TEXT or --query-file FILE", ExitCode.BAD_INPUT)
     _check_budget_and_format(budget, output_format)
     if query_file is not None:
-        query = _read_text_option("--query-file", query_file)
+        query = read_text_file("--query-file", str(query_file))
     from agentrt.context.select import select
 
     _print_selection(
@@ -96,7 +95,7 @@ def select_command(
 @app.command("impact")
 def impact_command(
     repo: Annotated[Path, typer.Option("--repo", help="Repository root.")],
-    budget: Annotated[int, typer.Option("--budget", help="Token budget (hard limit).")],
+    budget: Budget,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Git revision: the change is the working tree against it."),
@@ -105,12 +104,8 @@ def impact_command(
         Path | None,
         typer.Option("--diff", help="A unified diff of the change, in a file ('-': stdin)."),
     ] = None,
-    output_format: Annotated[
-        str, typer.Option("--format", help="Output format: json or markdown.")
-    ] = "markdown",
-    encoding: Annotated[
-        str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
-    ] = None,
+    output_format: Format = "markdown",
+    encoding: Encoding = None,
 ) -> None:
     """Print what a reviewer of a change must see: the changed hunks and their units, then
     callers, tests, importers and callees, each item with why it is there."""
@@ -120,7 +115,7 @@ def impact_command(
             "give exactly one of --since REV or --diff FILE ('-': stdin)", ExitCode.BAD_INPUT
         )
     _check_budget_and_format(budget, output_format)
-    diff = _read_text_option("--diff", diff_file) if diff_file is not None else None
+    diff = read_text_file("--diff", str(diff_file)) if diff_file is not None else None
     from agentrt.context.impact import select_impact
 
     _print_selection(
@@ -134,9 +129,7 @@ def impact_command(
 def stats_command(
     repo: Annotated[Path, typer.Option("--repo", help="Repository root.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    encoding: Annotated[
-        str | None, typer.Option("--encoding", help="tiktoken encoding (default cl100k_base).")
-    ] = None,
+    encoding: Encoding = None,
 ) -> None:
     """Files, tokens and code units per language and what agentrt understands of each
     (structure, skeleton, graph), skipped files (with reasons), index and cache state."""

@@ -21,6 +21,7 @@ from agentrt.agents.registry import Registry
 from agentrt.context.tokens import count_tokens
 from agentrt.flows.results import RunResult
 from tests.context.test_issue import FILES as SHOP
+from tests.llm.conftest import write_tree
 from tests.llm.fake_openai import FakeOpenAI, error, tool_call
 from tests.llm.test_run import Recorder
 
@@ -45,10 +46,7 @@ PICKS: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("issue-shop")
-    for rel, text in FILES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+    root = write_tree(tmp_path_factory.mktemp("issue-shop"), FILES)
     env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": str(root)}
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "shop"]):
