@@ -21,6 +21,7 @@ and the run fails with one infrastructure error report and ``RunResult.interrupt
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import graphlib
 import heapq
@@ -116,6 +117,7 @@ class Driver:
     server: ServerWatch | None = None
     #: The steps running now.
     running_steps: set[str] = field(default_factory=set)
+    _completions: _Completions | None = None
 
     def server_gone(self) -> bool:
         return self.server is not None and self.server.lost is not None
@@ -258,9 +260,11 @@ class Driver:
             if chunk:
                 task = task.with_options(task_run_name=f"{agent.key}[{chunk[0]}/{chunk[1]}]")
             future = task.submit(spec, wrap(inputs), tokens, wrap(run))
-            loop = asyncio.get_running_loop()
-            done = loop.create_future()
-            future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_set_done, done))
+            completions = self._completions
+            if completions is None:
+                completions = self._completions = _Completions(asyncio.get_running_loop())
+            done = completions.loop.create_future()
+            future.add_done_callback(lambda _f: completions.add(done))
             await done
             if passes_opaque(wrap):
                 # Thread runner (parameters passed opaque): the finished task run left its
@@ -618,6 +622,29 @@ def _mapping(step: PlannedStep) -> str:
     return json.dumps(mapping, sort_keys=True, default=repr)
 
 
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+class _Completions:
+    """Attempts finished in worker threads, handed to the driver's event loop in batches:
+    one wake-up of the loop (a write to its self-pipe, a thread switch) for all the attempts
+    that ended since it last looked, rather than one per attempt (a wide level's agents end
+    together)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.finished: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.scheduled = False
+
+    def add(self, waiter: asyncio.Future[None]) -> None:
+        """Called from any thread when an attempt's task run ends."""
+        self.finished.append(waiter)
+        if not self.scheduled:
+            # A drain already scheduled (but not yet started) takes this one too: it clears
+            # the flag before it empties the deque.
+            self.scheduled = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self.scheduled = False
+        while self.finished:
+            waiter = self.finished.popleft()
+            if not waiter.done():
+                waiter.set_result(None)

@@ -51,7 +51,10 @@ The touches:
    ``prefect.client.schemas.actions.LogCreate`` (name, level, message, timestamp, flow and
    task run ids) plus the ``__payload_size__`` key the handler adds. Why: Prefect builds and
    dumps a pydantic model per line (~0.15 ms); agentrt logs two lines per agent attempt
-   (:mod:`agentrt.flows.run_log`), which would add that to every agent's overhead.
+   (:mod:`agentrt.flows.run_log`), which would add that to every agent's overhead. It also
+   overrides ``logging.Handler.handle`` to emit without the handler's lock: ``emit`` only
+   hands the payload to ``APILogWorker.send`` (thread-safe), and agents that start together
+   in worker threads would otherwise queue on that lock behind a thread waiting for the GIL.
 9. :func:`stop_talking_to_server` (and :func:`resume_talking_to_server`), once the Prefect
    server is gone (:mod:`agentrt.flows.server_watch`): sets ``client.max_retries`` to 0 and
    ``logging.to_api.enabled`` to false on the settings objects in use (the current one and
@@ -393,6 +396,18 @@ def task_run_log_handler() -> logging.Handler:
             #: Prefect's size limit of one log, read once (a settings lookup costs ~10 µs).
             max_size = PREFECT_LOGGING_TO_API_MAX_LOG_SIZE.value()
 
+            def handle(self, record: logging.LogRecord) -> bool | logging.LogRecord:
+                # logging.Handler.handle without the handler's lock: emit only hands a
+                # payload to Prefect's log worker, whose send is thread-safe. With the lock,
+                # agents logging together in worker threads queue behind whichever thread
+                # holds it when the GIL switches.
+                rv = self.filter(record)
+                if isinstance(rv, logging.LogRecord):
+                    record = rv
+                if rv:
+                    self.emit(record)
+                return rv
+
             def prepare(self, record: logging.LogRecord) -> dict[str, Any]:
                 flow_run_id = getattr(record, "flow_run_id", None)
                 task_run_id = getattr(record, "task_run_id", None)
@@ -402,7 +417,7 @@ def task_run_log_handler() -> logging.Handler:
                     "name": record.name,
                     "level": record.levelno,
                     "message": self.format(record),
-                    "timestamp": _iso(record.created),
+                    "timestamp": _iso(getattr(record, "agentrt_created", record.created)),
                     "flow_run_id": str(flow_run_id),
                     "task_run_id": str(task_run_id) if task_run_id else None,
                 }

@@ -4,6 +4,7 @@ time), and no Prefect warning about a timeout it cannot enforce in a worker thre
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -184,7 +185,6 @@ def test_on_the_process_runner_prefects_timeout_stays_and_does_not_warn(
 
 
 def test_the_end_line_says_what_an_llm_prompt_shrank(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
 
     from agentrt.agents.agent_context import TokenUsage
     from agentrt.flows.run_log import log_end
@@ -200,3 +200,64 @@ def test_the_end_line_says_what_an_llm_prompt_shrank(caplog: pytest.LogCaptureFi
         "900 context tokens delivered of 1,000 granted; prompt shrunk to fit the grant: findings"
     )
     assert "shrunk" not in plain
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _attempt_log(name: str) -> tuple[Any, _Records]:
+    from agentrt.flows.run_log import AttemptLog
+
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    records = _Records()
+    logger.addHandler(records)
+    return AttemptLog(logger, {"task_run_id": "t1", "flow_run_id": "f1"}), records
+
+
+def test_a_quick_attempts_start_and_end_lines_share_one_record() -> None:
+    log, records = _attempt_log("test.run_log.quick")
+    before = time.time()
+    log.hold("start %s (step %s)", "a@1.0.0", "s1")
+    assert records.records == []  # held for the next line
+    log.info("done %s in %.2f s", "a@1.0.0", 0.01)
+    log.info("a line after the end")
+    first, second = records.records
+    assert first.getMessage() == "start a@1.0.0 (step s1)\ndone a@1.0.0 in 0.01 s"
+    assert first.task_run_id == "t1" and first.flow_run_id == "f1"
+    # stamped with the start's time: the Prefect log shows when the attempt began
+    assert before <= first.agentrt_created <= first.created
+    assert second.getMessage() == "a line after the end"
+    assert not hasattr(second, "agentrt_created")
+
+
+def test_a_failed_attempts_warning_carries_its_start_line() -> None:
+    log, records = _attempt_log("test.run_log.failed")
+    log.hold("start b@1.0.0")
+    log.warning("attempt %d of %d failed", 1, 2)
+    (record,) = records.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "start b@1.0.0\nattempt 1 of 2 failed"
+
+
+def test_a_running_attempts_start_line_is_sent_alone_after_the_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentrt.flows import run_log
+
+    monkeypatch.setattr(run_log, "START_LINE_DELAY", 0.05)
+    log, records = _attempt_log("test.run_log.slow")
+    log.hold("start c@1.0.0")
+    deadline = time.monotonic() + 10
+    while not records.records and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.getMessage() for r in records.records] == ["start c@1.0.0"]
+    log.info("done c@1.0.0")  # the end line then goes on its own
+    assert [r.getMessage() for r in records.records] == ["start c@1.0.0", "done c@1.0.0"]
