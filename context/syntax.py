@@ -461,6 +461,8 @@ _NAME_JUNK = re.compile(r"[\s*&^]+")
 
 def _clean_name(raw: str) -> str:
     """A definition's name as a dotted identifier path: no template arguments, no spaces."""
+    if raw.isidentifier():  # most names: nothing to clean
+        return raw
     name = raw
     for _ in range(4):  # nested template arguments, innermost first
         stripped = _TEMPLATE_ARGS.sub("", name)
