@@ -457,24 +457,23 @@ def analyze_file(path: str, text: str) -> FileRecord:
     # number lines); each distinct identifier is split once. ``flat`` holds the term ids
     # of every identifier occurrence in order; offsets[i] is where line i + 1's ids start.
     tokens = _IDENT_OR_NEWLINE.findall(text)
-    index = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    distinct = list(index)
-    codes = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-    newline = index.get("\n", -1)
-    is_newline = codes == newline
-    line_of = np.cumsum(is_newline) - is_newline
-    occurrence = codes[~is_newline]
-    occurrence_line = line_of[~is_newline]
+    distinct = list(dict.fromkeys(tokens))
     vocabulary = _VOCABULARY
     if len(vocabulary) > vocabulary.LIMIT:
         vocabulary.reset()
     vocabulary.add_new(distinct)
+    # Vocabulary numbers of every token ("\n" is number 0) and of the distinct ones.
+    codes = np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int64, count=len(tokens))
     numbers = np.fromiter(map(vocabulary.__getitem__, distinct), np.int64, len(distinct))
-    lengths = vocabulary.length[numbers]
-    first = vocabulary.start[numbers]
-    positions, _ = _ranges_gather(first[occurrence], first[occurrence] + lengths[occurrence])
+    is_newline = codes == 0
+    line_of = np.cumsum(is_newline) - is_newline
+    occurrence = codes[~is_newline]
+    occurrence_line = line_of[~is_newline]
+    lengths = vocabulary.length[occurrence]
+    first = vocabulary.start[occurrence]
+    positions, _ = _ranges_gather(first, first + lengths)
     flat = vocabulary.flat[positions]
-    per_line = np.bincount(occurrence_line, weights=lengths[occurrence], minlength=n_lines)
+    per_line = np.bincount(occurrence_line, weights=lengths, minlength=n_lines)
     offsets = np.concatenate(([0], np.cumsum(per_line[:n_lines]))).astype(np.int64)
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
 
@@ -484,13 +483,19 @@ def analyze_file(path: str, text: str) -> FileRecord:
     segment, segment_doc = _ranges_gather(
         offsets[np.minimum(starts, n_lines + 1) - 1], offsets[np.minimum(stops, n_lines)]
     )
-    # The unit's own name counts twice: a unit is most about what it is called.
-    name_tuples = [
-        identifier_ids(u.name.rsplit(".", 1)[-1]) if u.kind in DEFINITION_KINDS else ()
-        for u in units
-    ]
-    name_len = np.fromiter(map(len, name_tuples), dtype=np.int64, count=len(units))
-    names = np.fromiter(chain.from_iterable(name_tuples), dtype=np.int64, count=int(name_len.sum()))
+    # The unit's own name counts twice: a unit is most about what it is called. Its term
+    # ids are the vocabulary's (a name not in the text is added; "\n", number 0, has none).
+    name_numbers = np.fromiter(
+        map(
+            vocabulary.__getitem__,
+            [u.name.rsplit(".", 1)[-1] if u.kind in DEFINITION_KINDS else "\n" for u in units],
+        ),
+        dtype=np.int64,
+        count=len(units),
+    )
+    name_len = vocabulary.length[name_numbers]
+    name_first = vocabulary.start[name_numbers]
+    names = vocabulary.flat[_ranges_gather(name_first, name_first + name_len)[0]]
     unit_numbers = np.arange(len(units), dtype=np.int64)
     unit_len = (np.bincount(segment_doc, minlength=len(units)) + name_len + len(p_ids)).astype(
         np.int32
@@ -506,8 +511,7 @@ def analyze_file(path: str, text: str) -> FileRecord:
     raw = vocabulary.raw[numbers]
     identifiers = np.unique(raw[raw >= 0])
     # Identifiers each unit uses: slices of the occurrences, by line.
-    long_enough = vocabulary.long[numbers]
-    occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
+    occurrence_raw = np.where(vocabulary.long[occurrence], vocabulary.raw[occurrence], -1)
     per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
     occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
     # In a parsed file windows repeat the functions they cut; in text they are the units.
