@@ -707,9 +707,12 @@ def _build_graph(
         d_id, d_file = d_id[order], d_file[order]
         ref_file = np.repeat(np.arange(n, dtype=np.int64), [len(r.identifiers) for r in records])
         ref_id = np.concatenate([r.identifiers for r in records]) if records else d_id[:0]
-        lo = np.searchsorted(d_id, ref_id, side="left")
-        hi = np.searchsorted(d_id, ref_id, side="right")
-        count = hi - lo
+        # One search among the distinct definition ids (as in graph.reference_graph).
+        runs = np.flatnonzero(np.diff(d_id, prepend=d_id[0] - 1))
+        run_ids = d_id[runs]
+        at = np.minimum(np.searchsorted(run_ids, ref_id), len(run_ids) - 1)
+        lo = runs[at]
+        count = np.where(run_ids[at] == ref_id, np.diff(runs, append=len(d_id))[at], 0)
         keep = (count > 0) & (count <= _MAX_DEFINING_FILES)
         lo, count, ref_file = lo[keep], count[keep], ref_file[keep]
         # Expand each reference into one edge per defining file.
