@@ -557,9 +557,15 @@ def reference_graph(
     d_unit = np.asarray(def_units, dtype=np.int64)
     order = np.argsort(d_id, kind="stable")
     d_id, d_unit = d_id[order], d_unit[order]
-    lo = np.searchsorted(d_id, ref_id, side="left")
-    hi = np.searchsorted(d_id, ref_id, side="right")
-    count = hi - lo
+    # One search of the millions of references among the distinct definition ids (not two
+    # among all of them): where each id's run of definitions starts and how long it is.
+    runs = np.flatnonzero(np.diff(d_id, prepend=d_id[0] - 1))
+    run_ids = d_id[runs]
+    run_count = np.diff(runs, append=len(d_id))
+    at = np.minimum(np.searchsorted(run_ids, ref_id), len(run_ids) - 1)
+    found = run_ids[at] == ref_id
+    lo = runs[at]
+    count = np.where(found, run_count[at], 0)
     keep = (count > 0) & (count <= MAX_DEFINING_UNITS)
     lo, count, source = lo[keep], count[keep], ref_unit[keep].astype(np.int64)
     if not len(lo):

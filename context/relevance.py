@@ -37,12 +37,13 @@ import gc
 import hashlib
 import itertools
 import os
+import pickle
 import re
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -100,6 +101,40 @@ def split_identifier(identifier: str) -> tuple[str, ...]:
     return tuple(p for p in parts if p not in STOPWORDS)
 
 
+#: The camelCase pieces of every "_"-separated part of identifiers joined by newlines: "_"
+#: and "\n" match no alternative, so the pieces of each identifier come out in order,
+#: exactly as :data:`_CAMEL` finds them part by part, with a "\n" after each identifier.
+_CAMEL_OR_NEWLINE = re.compile(_CAMEL.pattern + r"|\n")
+
+
+def _split_many(identifiers: list[str]) -> list[tuple[str, ...]]:
+    """:func:`split_identifier` of many identifiers of :data:`_IDENT`'s form, batched.
+
+    One regex pass and one lower-casing over all of them instead of a few calls each
+    (the same result: a part of an ASCII identifier always holds a camelCase piece).
+    """
+    if not identifiers:
+        return []
+    pieces = _CAMEL_OR_NEWLINE.findall("\n".join(identifiers) + "\n")
+    lowered = " ".join(pieces).lower().split(" ")
+    wholes = "\n".join(identifiers).lower().split("\n")
+    stop = STOPWORDS
+    out: list[tuple[str, ...]] = []
+    append = out.append
+    wholes.reverse()
+    whole = wholes.pop().strip("_")
+    parts = [whole] if whole and whole not in stop else []
+    for low in lowered:
+        if low == "\n":
+            append(tuple(parts))
+            if wholes:
+                whole = wholes.pop().strip("_")
+                parts = [whole] if whole and whole not in stop else []
+        elif low != whole and len(low) > 1 and low not in stop:
+            parts.append(low)
+    return out
+
+
 def tokenize(text: str) -> list[str]:
     """Code-aware BM25 terms of ``text`` (identifiers whole and split, lower-cased)."""
     return list(chain.from_iterable(map(split_identifier, _IDENT.findall(text))))
@@ -133,7 +168,8 @@ class _Vocabulary(dict):  # type: ignore[type-arg]
     ids (see :func:`split_identifier`) sit in one flat array. A file's distinct identifiers
     are looked up once each (``map(vocabulary.__getitem__, …)``, hits stay in C) and
     everything else is numpy indexing: per-identifier tuples of ids cost more to build and
-    flatten than the splitting they cached.
+    flatten than the splitting they cached. Identifiers not seen yet are numbered a file's
+    worth at a time (:meth:`add_new`), their splitting and bookkeeping batched.
     """
 
     #: Bounded: a process indexes many repositories. Reset only between files.
@@ -152,6 +188,38 @@ class _Vocabulary(dict):  # type: ignore[type-arg]
         self.flat = np.empty(16384, dtype=np.int64)
         self.flat_size = 0
         self["\n"]  # number 0: no terms, raw id -1
+
+    def add_new(self, keys: list[str]) -> None:
+        """Number those of ``keys`` (identifiers, "\\n" excepted) not numbered yet, at once."""
+        new = list(itertools.filterfalse(self.__contains__, keys))
+        if not new:
+            return
+        n, m = len(self), len(new)
+        if n + m > len(self.raw):
+            size = max(2 * len(self.raw), n + m)
+            for name in ("raw", "long", "start", "length"):
+                old = getattr(self, name)
+                grown = np.empty(size, dtype=old.dtype)
+                grown[:n] = old[:n]
+                setattr(self, name, grown)
+        split = _split_many(new)
+        # term_id of every part, without its cache: most are new (a cache miss costs more).
+        crc32 = zlib.crc32
+        ids = np.asarray([crc32(p.encode()) for p in chain.from_iterable(split)], dtype=np.int64)
+        ids &= _TERM_MASK
+        lengths = np.fromiter(map(len, split), dtype=np.int64, count=m)
+        end = self.flat_size + len(ids)
+        if end > len(self.flat):
+            grown = np.empty(max(2 * len(self.flat), end), dtype=np.int64)
+            grown[: self.flat_size] = self.flat[: self.flat_size]
+            self.flat = grown
+        self.flat[self.flat_size : end] = ids
+        self.raw[n : n + m] = [crc32(k.encode()) & _TERM_MASK for k in new]
+        self.long[n : n + m] = [len(k) >= 3 for k in new]
+        self.start[n : n + m] = self.flat_size + np.cumsum(lengths) - lengths
+        self.length[n : n + m] = lengths
+        self.flat_size = end
+        self.update(zip(new, range(n, n + m), strict=True))
 
     def __missing__(self, key: str) -> int:
         n = len(self)
@@ -295,7 +363,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -337,6 +405,34 @@ class FileRecord:
     unit_ref_doc: np.ndarray
     unit_ref_id: np.ndarray
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Workers send records pickled: unpickling ten small arrays per record (a dtype, a
+        # buffer and a reshape each) was most of decoding them. One buffer holds them all.
+        values: list[object] = [getattr(self, name) for name in _RECORD_FIELDS]
+        layout: list[tuple[int, str, int]] = []
+        chunks: list[bytes] = []
+        for i, value in enumerate(values):
+            if type(value) is np.ndarray and value.ndim == 1:
+                layout.append((i, value.dtype.str, len(value)))
+                chunks.append(value.tobytes() + bytes(-value.nbytes % 8))  # 8-byte aligned
+                values[i] = None
+        return (_unpack_record, (values, layout, b"".join(chunks)))
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(FileRecord))
+
+
+def _unpack_record(
+    values: list[object], layout: list[tuple[int, str, int]], data: bytes
+) -> FileRecord:
+    """A :class:`FileRecord` from its ``__reduce__`` (arrays: read-only views of ``data``)."""
+    offset = 0
+    for i, dtype, n in layout:
+        array = np.frombuffer(data, dtype=dtype, count=n, offset=offset)
+        values[i] = array
+        offset += array.nbytes + (-array.nbytes % 8)
+    return FileRecord(*values)  # type: ignore[arg-type]
+
 
 def _counted(doc: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (doc, term) pairs and their counts."""
@@ -361,23 +457,23 @@ def analyze_file(path: str, text: str) -> FileRecord:
     # number lines); each distinct identifier is split once. ``flat`` holds the term ids
     # of every identifier occurrence in order; offsets[i] is where line i + 1's ids start.
     tokens = _IDENT_OR_NEWLINE.findall(text)
-    index = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    distinct = list(index)
-    codes = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-    newline = index.get("\n", -1)
-    is_newline = codes == newline
-    line_of = np.cumsum(is_newline) - is_newline
-    occurrence = codes[~is_newline]
-    occurrence_line = line_of[~is_newline]
+    distinct = list(dict.fromkeys(tokens))
     vocabulary = _VOCABULARY
     if len(vocabulary) > vocabulary.LIMIT:
         vocabulary.reset()
+    vocabulary.add_new(distinct)
+    # Vocabulary numbers of every token ("\n" is number 0) and of the distinct ones.
+    codes = np.fromiter(map(vocabulary.__getitem__, tokens), dtype=np.int64, count=len(tokens))
     numbers = np.fromiter(map(vocabulary.__getitem__, distinct), np.int64, len(distinct))
-    lengths = vocabulary.length[numbers]
-    first = vocabulary.start[numbers]
-    positions, _ = _ranges_gather(first[occurrence], first[occurrence] + lengths[occurrence])
+    is_newline = codes == 0
+    line_of = np.cumsum(is_newline) - is_newline
+    occurrence = codes[~is_newline]
+    occurrence_line = line_of[~is_newline]
+    lengths = vocabulary.length[occurrence]
+    first = vocabulary.start[occurrence]
+    positions, _ = _ranges_gather(first, first + lengths)
     flat = vocabulary.flat[positions]
-    per_line = np.bincount(occurrence_line, weights=lengths[occurrence], minlength=n_lines)
+    per_line = np.bincount(occurrence_line, weights=lengths, minlength=n_lines)
     offsets = np.concatenate(([0], np.cumsum(per_line[:n_lines]))).astype(np.int64)
     p_ids = np.asarray([term_id(t) for t in path_terms(path)], dtype=np.int64)
 
@@ -387,13 +483,19 @@ def analyze_file(path: str, text: str) -> FileRecord:
     segment, segment_doc = _ranges_gather(
         offsets[np.minimum(starts, n_lines + 1) - 1], offsets[np.minimum(stops, n_lines)]
     )
-    # The unit's own name counts twice: a unit is most about what it is called.
-    name_tuples = [
-        identifier_ids(u.name.rsplit(".", 1)[-1]) if u.kind in DEFINITION_KINDS else ()
-        for u in units
-    ]
-    name_len = np.fromiter(map(len, name_tuples), dtype=np.int64, count=len(units))
-    names = np.fromiter(chain.from_iterable(name_tuples), dtype=np.int64, count=int(name_len.sum()))
+    # The unit's own name counts twice: a unit is most about what it is called. Its term
+    # ids are the vocabulary's (a name not in the text is added; "\n", number 0, has none).
+    name_numbers = np.fromiter(
+        map(
+            vocabulary.__getitem__,
+            [u.name.rsplit(".", 1)[-1] if u.kind in DEFINITION_KINDS else "\n" for u in units],
+        ),
+        dtype=np.int64,
+        count=len(units),
+    )
+    name_len = vocabulary.length[name_numbers]
+    name_first = vocabulary.start[name_numbers]
+    names = vocabulary.flat[_ranges_gather(name_first, name_first + name_len)[0]]
     unit_numbers = np.arange(len(units), dtype=np.int64)
     unit_len = (np.bincount(segment_doc, minlength=len(units)) + name_len + len(p_ids)).astype(
         np.int32
@@ -409,8 +511,7 @@ def analyze_file(path: str, text: str) -> FileRecord:
     raw = vocabulary.raw[numbers]
     identifiers = np.unique(raw[raw >= 0])
     # Identifiers each unit uses: slices of the occurrences, by line.
-    long_enough = vocabulary.long[numbers]
-    occurrence_raw = np.where(long_enough, raw, -1)[occurrence]
+    occurrence_raw = np.where(vocabulary.long[occurrence], vocabulary.raw[occurrence], -1)
     per_line_count = np.bincount(occurrence_line, minlength=n_lines)[:n_lines]
     occ_offsets = np.concatenate(([0], np.cumsum(per_line_count))).astype(np.int64)
     # In a parsed file windows repeat the functions they cut; in text they are the units.
@@ -606,9 +707,12 @@ def _build_graph(
         d_id, d_file = d_id[order], d_file[order]
         ref_file = np.repeat(np.arange(n, dtype=np.int64), [len(r.identifiers) for r in records])
         ref_id = np.concatenate([r.identifiers for r in records]) if records else d_id[:0]
-        lo = np.searchsorted(d_id, ref_id, side="left")
-        hi = np.searchsorted(d_id, ref_id, side="right")
-        count = hi - lo
+        # One search among the distinct definition ids (as in graph.reference_graph).
+        runs = np.flatnonzero(np.diff(d_id, prepend=d_id[0] - 1))
+        run_ids = d_id[runs]
+        at = np.minimum(np.searchsorted(run_ids, ref_id), len(run_ids) - 1)
+        lo = runs[at]
+        count = np.where(run_ids[at] == ref_id, np.diff(runs, append=len(d_id))[at], 0)
         keep = (count > 0) & (count <= _MAX_DEFINING_FILES)
         lo, count, ref_file = lo[keep], count[keep], ref_file[keep]
         # Expand each reference into one edge per defining file.
@@ -860,9 +964,9 @@ def _analyze_many(
 
     Yields (content hash, record, what to store): workers send their records encoded for
     the store (:func:`~agentrt.context.store.encode_value`), so the pickling and compressing
-    happen in parallel and this process only decodes them.
+    happen in parallel, and pickled: this process only unpickles them.
     """
-    from agentrt.context.store import Encoded, decode_value
+    from agentrt.context.store import Encoded
 
     jobs = [(digest, path, texts.get(digest)) for digest, path in todo.items()]
     workers = min(os.cpu_count() or 1, 4)
@@ -887,10 +991,10 @@ def _analyze_many(
                 import scipy.sparse  # noqa: F401
 
                 for batch in results:
-                    for digest, frame, raw_size in batch:
+                    for digest, frame, payload in batch:
                         encoded = Encoded(frame)
-                        encoded.raw_size = raw_size
-                        yield digest, decode_value(frame), encoded
+                        encoded.raw_size = len(payload)
+                        yield digest, pickle.loads(payload), encoded
             return
         except (OSError, RuntimeError, ValueError):
             pass  # no fork here (or no processes allowed): analyse in this process
@@ -908,18 +1012,19 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield batch
 
 
-def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, bytes, int]]:
-    from agentrt.context.store import encode_value
+def _analyze_batch(batch: list[tuple[str, str, str]]) -> list[tuple[str, bytes, bytes]]:
+    """(content hash, store frame, pickle) of each file's record."""
+    from agentrt.context.store import encode_pickled
 
-    out: list[tuple[str, bytes, int]] = []
+    out: list[tuple[str, bytes, bytes]] = []
     for digest, path, abs_path in batch:
         data = Path(abs_path).read_bytes()
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             text = data.decode("latin-1")  # as SourceFile.read_text does
-        frame = encode_value(analyze_file(path, text))
-        out.append((digest, bytes(frame), frame.raw_size))
+        payload = pickle.dumps(analyze_file(path, text), protocol=pickle.HIGHEST_PROTOCOL)
+        out.append((digest, bytes(encode_pickled(payload)), payload))
     return out
 
 

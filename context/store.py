@@ -118,7 +118,11 @@ class Encoded(bytes):
 
 def encode_value(value: object, compression_level: int = 3) -> Encoded:
     """``value`` as :class:`ZstdDisk` stores a pickled value (decode with :func:`decode_value`)."""
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return encode_pickled(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), compression_level)
+
+
+def encode_pickled(payload: bytes, compression_level: int = 3) -> Encoded:
+    """As :func:`encode_value`, of a value already pickled (``pickle.loads(payload)``)."""
     compressed = zstandard.ZstdCompressor(level=compression_level).compress(payload)
     frame = Encoded(b"pz" + compressed if len(compressed) < len(payload) else b"pn" + payload)
     frame.raw_size = len(payload)
@@ -239,7 +243,7 @@ class ContextStore:
     Args:
         directory: where the store lives (default: :func:`default_store_dir`).
         size_limit_bytes: once the store is larger, least recently used entries are
-            evicted (checked on every write).
+            evicted (checked after every write, or batch of writes).
         compression_level: zstd level for values (1 fast … 19 small; 3 is zstd's default).
 
     Safe to use from several threads and processes at once. Values may be anything
@@ -274,6 +278,7 @@ class ContextStore:
         disk = self._cache.disk
         assert isinstance(disk, ZstdDisk)
         self._disk = disk
+        self._cull_limit = self._cache.cull_limit
 
     @property
     def cache(self) -> diskcache.Cache:
@@ -305,16 +310,25 @@ class ContextStore:
         wait while the transaction is open.
         """
         raw_total = written_total = n = 0
-        with self._cache.transact():
-            for key, value in items:
-                self._cache.set(key, value, expire=expire, tag=tag)
-                raw, written = self._disk.last_sizes
-                raw_total += raw
-                written_total += written
-                n += 1
-            if written_total:
-                self._cache.incr(_RAW_BYTES_KEY, raw_total)
-                self._cache.incr(_WRITTEN_BYTES_KEY, written_total)
+        cache = self._cache
+        with cache.transact():
+            # Eviction is checked once for the batch (cull() below), not after every value:
+            # diskcache's per-write check is three more statements per value. Only this
+            # instance's attribute changes (update=False), not the shared Settings table.
+            cache.reset("cull_limit", 0, update=False)
+            try:
+                for key, value in items:
+                    cache.set(key, value, expire=expire, tag=tag)
+                    raw, written = self._disk.last_sizes
+                    raw_total += raw
+                    written_total += written
+                    n += 1
+                if written_total:
+                    cache.incr(_RAW_BYTES_KEY, raw_total)
+                    cache.incr(_WRITTEN_BYTES_KEY, written_total)
+            finally:
+                cache.reset("cull_limit", self._cull_limit, update=False)
+        cache.cull()
         return n
 
     def get_or_compute(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:

@@ -450,7 +450,9 @@ def _start(node: Node) -> int:
 def _end(node: Node) -> int:
     """Last line of ``node`` (1-based); a node ending at a line's start ends on the line before."""
     row, column = node.end_point
-    return max(node.start_point[0] + 1, row if column == 0 else row + 1)
+    if column:  # most nodes: no need to read where they start
+        return row + 1
+    return max(node.start_point[0] + 1, row)
 
 
 _TEMPLATE_ARGS = re.compile(r"<[^<>]*>")
@@ -459,6 +461,8 @@ _NAME_JUNK = re.compile(r"[\s*&^]+")
 
 def _clean_name(raw: str) -> str:
     """A definition's name as a dotted identifier path: no template arguments, no spaces."""
+    if raw.isidentifier():  # most names: nothing to clean
+        return raw
     name = raw
     for _ in range(4):  # nested template arguments, innermost first
         stripped = _TEMPLATE_ARGS.sub("", name)

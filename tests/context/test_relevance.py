@@ -15,6 +15,21 @@ def test_split_identifier_keeps_whole_and_parts() -> None:
     assert split_identifier("__") == ()
 
 
+def test_batched_splitting_matches_split_identifier() -> None:
+    """The index's batched splitting of new identifiers gives split_identifier's terms."""
+    from agentrt.context.relevance import _IDENT, _split_many
+
+    text = (
+        "getUserName parse_HTTPResponse _private __ _ a A x1_y2Z HTTPServerError2 get_get "
+        "the The THE_ _self_ ABCDef abc_DEF_ghi9 a__b IO isAll x_1 __init__ snake_case_id "
+        "kMaxValue2D utf8ToUTF16 X Y_ _9 ab_c the_the ifElse"
+    )
+    identifiers = _IDENT.findall(text)
+    assert _split_many(identifiers) == [split_identifier(i) for i in identifiers]
+    assert _split_many(identifiers[:1]) == [split_identifier(identifiers[0])]
+    assert _split_many([]) == []
+
+
 def test_tokenize_drops_stopwords() -> None:
     assert tokenize("the user_id is None") == ["user_id", "user", "id"]
 
@@ -60,3 +75,27 @@ def test_bm25_weighs_query_terms_by_repetition() -> None:
     assert flat[0] == pytest.approx(flat[1], rel=1e-5)
     assert weighted[0] == pytest.approx(2 * weighted[1], rel=1e-5)
     assert weighted[2] == 0
+
+
+def test_file_record_pickles_to_equal_arrays() -> None:
+    """Records travel from index workers and the store pickled: every array comes back."""
+    import pickle
+
+    import numpy as np
+
+    from agentrt.context.relevance import analyze_file
+
+    for path, text in [
+        ("pkg/mod.py", "import os\n\nclass UserName:\n    def get_it(self):\n        return os\n"),
+        ("src/a.cc", "#include <vector>\nnamespace ns {\nint fooBar(int x) { return x; }\n}\n"),
+        ("empty.txt", ""),
+    ]:
+        record = analyze_file(path, text)
+        copy = pickle.loads(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+        assert copy.structure == record.structure
+        assert copy.file_len == record.file_len
+        for name in record.__slots__:  # type: ignore[attr-defined]
+            value = getattr(record, name)
+            if isinstance(value, np.ndarray):
+                assert getattr(copy, name).dtype == value.dtype, name
+                assert np.array_equal(getattr(copy, name), value), name
