@@ -585,7 +585,7 @@ AMALGAMATION_MARKS = ("single_include/", "singleheader/", "amalgamat")
 TAXONOMY_BUDGET = 13_000
 #: Why an issue's hunks were missed at a budget: the first that applies, in this order.
 MISS_REASONS = (
-    ("oracle", "not attainable: the oracle delivery is over the budget"),
+    ("oracle", "not attainable: the oracle is over the budget (or a hunk's lines not in its file)"),
     ("unindexed", "a gold file not indexed (ignored, excluded, binary, too large, absent)"),
     ("noncode", "a gold file is not code (docs, build, CI, changelog, test expectations)"),
     ("amalgamation", "a gold file is a generated amalgamation (single_include/, …)"),
