@@ -171,7 +171,13 @@ def test_crlf_files_score_like_lf_files() -> None:
     assert cs.score(issue, [("A.java", ["  int x;"])], delivered) == (True, True)
 
 
-def _outcome(language: str, hunks: tuple[bool, bool, bool], files: bool = True) -> cs.Outcome:
+def _outcome(
+    language: str,
+    hunks: tuple[bool, bool, bool],
+    files: bool = True,
+    ceiling: cs.Oracle | None = None,
+    miss: str | None = None,
+) -> cs.Outcome:
     budgets = dict(zip(cs.BUDGETS, hunks, strict=True))
     return cs.Outcome(
         "id",
@@ -180,6 +186,8 @@ def _outcome(language: str, hunks: tuple[bool, bool, bool], files: bool = True) 
         hunks=budgets,
         base_files=dict.fromkeys(cs.BUDGETS, False),
         base_hunks=dict.fromkeys(cs.BUDGETS, False),
+        ceiling=ceiling or cs.Oracle(hunks=3_000, files=100),
+        miss=miss,
     )
 
 
@@ -194,7 +202,8 @@ def test_language_table_has_a_row_per_language_and_checks_targets() -> None:
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
     assert list(rows) == ["C++", "Rust", "Go", "all"]
     assert rows["C++"] == (
-        "| C++ | 16 | 62 / 81 / 100 % | 100 / 100 % | 0 / 0 / 0 % | 0 / 0 % | met |"
+        "| C++ | 16 | 62 / 81 / 100 % | 100 / 100 / 100 % | 100 / 100 % | 100 / 100 / 100 % "
+        "| 0 / 0 / 0 % | 0 / 0 % | met |"
     )
     assert rows["Rust"].endswith("| missed: hunk 4k, file 13k |")
     assert rows["Go"].endswith("| – |")
@@ -294,3 +303,185 @@ def test_rerank_measures_recall_through_the_agents_rerank(tmp_path: Path) -> Non
     assert "KeyError for an unknown region" in shown
     table = cs.rerank_table(results)
     assert "| 100 | 0.0% | 100.0% | 0.0% | 100.0% |" in table and "function:" in table
+
+
+# ---------------------------------------------------------------------------- oracle ceiling
+
+#: A C file of four functions, 6 lines each, and a README: the oracle's fixture.
+ORACLE_C = "".join(
+    f"int f{n}(int x) {{\n    int y = x * {n};\n    y += {n} + x;\n    return y;\n}}\n\n"
+    for n in range(4)
+)
+
+
+def _oracle_tree(tmp_path: Path) -> tuple[Path, dict[str, cs.SourceFile]]:
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "src" / "f.c").write_text(ORACLE_C)
+    (tree / "README.md").write_text("# f\n\nCompute f0 to f3.\n")
+    files = {f.path: f for f in cs.scan_repository(tree).files}
+    return tree, files
+
+
+def _by_hand(path: str, start: int, end: int, kind: str = "span") -> cs.PackedItem:
+    lines = ORACLE_C.splitlines(keepends=True)
+    text = "".join(lines[start - 1 : end])
+    return cs.PackedItem(path, start, end, kind, 1.0, text, "c")  # type: ignore[arg-type]
+
+
+def _issue(hunks: list[tuple[str, list[str]]], starts: list[int], gold: list[str]) -> cs.Issue:
+    return cs.Issue(
+        "o-1", "o/r", "c", "f1 multiplies wrongly", gold,
+        [(path, removed, []) for path, removed in hunks], "c", starts,
+    )  # fmt: skip
+
+
+def test_oracle_hunk_cost_is_the_packers_rendering_of_the_target_lines(tmp_path: Path) -> None:
+    tree, files = _oracle_tree(tmp_path)
+    counter = cs.TokenCounter()
+    # Lines 8-9 (f1's body) and 10 (its return): one run, one item.
+    issue = _issue([("src/f.c", ["    int y = x * 1;", "    y += 1 + x;"]),
+                    ("src/f.c", ["    return y;"])], [8, 10], ["src/f.c"])  # fmt: skip
+    ceiling = cs.oracle(issue, cs.hunk_targets(issue, tree), files, counter)
+    assert ceiling.hunks == cs.rendered_tokens([_by_hand("src/f.c", 8, 10)], counter.count)
+    # The same hunk's lines in f0 and in f3: far apart, two items (filling the 13 lines
+    # between them costs more than a second header).
+    far = _issue([("src/f.c", ["    int y = x * 0;"]), ("src/f.c", ["    int y = x * 3;"])],
+                 [2, 20], ["src/f.c"])  # fmt: skip
+    two = cs.oracle(far, cs.hunk_targets(far, tree), files, counter)
+    items = [_by_hand("src/f.c", 2, 2), _by_hand("src/f.c", 20, 20)]
+    assert two.hunks == cs.rendered_tokens(items, counter.count)
+    # Every line of the file: the packer delivers it as one whole-file item.
+    lines = ORACLE_C.split("\n")[:-1]  # every line, the last (empty) one too
+    whole = _issue([("src/f.c", lines)], [1], ["src/f.c"])
+    file_item = _by_hand("src/f.c", 1, len(ORACLE_C.splitlines()), "file")
+    assert cs.oracle(whole, cs.hunk_targets(whole, tree), files, counter).hunks == (
+        cs.rendered_tokens([file_item], counter.count)
+    )
+
+
+def test_oracle_file_cost_is_one_cheap_line_per_gold_file(tmp_path: Path) -> None:
+    tree, files = _oracle_tree(tmp_path)
+    counter = cs.TokenCounter()
+    issue = _issue([("src/f.c", ["    y += 2 + x;"]), ("README.md", ["Compute f0 to f3."])],
+                   [15, 3], ["src/f.c", "README.md"])  # fmt: skip
+    ceiling = cs.oracle(issue, cs.hunk_targets(issue, tree), files, counter)
+    assert ceiling.unindexed == ()
+    assert ceiling.files is not None and ceiling.hunks is not None
+    assert ceiling.files < ceiling.hunks
+    # Two items, a line of each file: the cheapest such pair (by per-line estimates, so
+    # within a token or two of the cheapest rendering of all pairs).
+    readme = "# f\n\nCompute f0 to f3.\n".splitlines(keepends=True)
+    pairs = [
+        cs.rendered_tokens(
+            [_by_hand("src/f.c", c, c),
+             cs.PackedItem("README.md", r, r, "span", 1.0, readme[r - 1], "markdown")],
+            counter.count,
+        )
+        for c in range(1, 25)
+        for r in range(1, 4)
+    ]  # fmt: skip
+    assert min(pairs) <= ceiling.files <= min(pairs) + 2
+    assert ceiling.attainable("files", ceiling.files)
+    assert not ceiling.attainable("files", ceiling.files - 1)
+
+
+def test_oracle_of_an_unindexed_gold_file_is_unattainable(tmp_path: Path) -> None:
+    tree, files = _oracle_tree(tmp_path)
+    (tree / "Cargo.lock").write_text('[[package]]\nname = "f"\n')
+    issue = _issue([("Cargo.lock", ['name = "f"'])], [2], ["Cargo.lock", "src/f.c"])
+    ceiling = cs.oracle(issue, cs.hunk_targets(issue, tree), files, cs.TokenCounter())
+    assert (ceiling.hunks, ceiling.files, ceiling.unindexed) == (None, None, ("Cargo.lock",))
+    assert not ceiling.attainable("hunks", 10**9)
+    assert cs.miss_reason(issue, ceiling, False, False, 13_000) == "unindexed"
+
+
+def test_oracle_is_a_lower_bound_of_what_select_delivers(tmp_path: Path) -> None:
+    """At every budget where a real selection passes the scoring, it cost at least the
+    oracle; the oracle fits a budget whenever a selection passes at it."""
+    tree, files = _oracle_tree(tmp_path)
+    counter = cs.TokenCounter()
+    issue = _issue([("src/f.c", ["    y += 2 + x;", "    return y;"])], [15], ["src/f.c"])
+    issue.query = "f2 returns the wrong y: y += 2 + x"
+    targets = cs.hunk_targets(issue, tree)
+    ceiling = cs.oracle(issue, targets, files, counter)
+    assert ceiling.hunks is not None and ceiling.files is not None
+    store = cs.ContextStore(tmp_path / "store")
+    passed = 0
+    for budget in range(20, 400, 20):
+        selection = cs.select(tree, issue.query, budget, store=store)
+        got = cs.delivered_lines((i.path, i.start_line, i.text) for i in selection.items)
+        files_ok, hunks_ok = cs.score(issue, targets, got)
+        spent = counter.count(selection.to_markdown())
+        if hunks_ok:
+            passed += 1
+            assert spent >= ceiling.hunks and ceiling.attainable("hunks", budget)
+        if files_ok:
+            assert spent >= ceiling.files and ceiling.attainable("files", budget)
+    assert passed  # the selection passes at some budget: the test compares something
+
+
+def test_oracle_items_are_what_the_packer_delivers_for_those_spans(tmp_path: Path) -> None:
+    from agentrt.context.packer import Candidate, pack
+
+    _, files = _oracle_tree(tmp_path)
+    counter = cs.TokenCounter()
+    views = {path: cs._view(path, f.read_text(), counter) for path, f in files.items()}
+    # f.c: 2-3 and 5-6 merge (one line between), 20 alone; README.md whole: a file item.
+    spans = {"src/f.c": [(5, 6), (2, 3), (20, 20)], "README.md": [(1, 2), (3, 3)]}
+    candidates = [Candidate(p, "span", 1.0, s, e) for p, ranges in spans.items() for s, e in ranges]
+    packed = pack(views, candidates, 10_000, counter.count)
+    ours = cs.oracle_items(views, spans)
+    assert [(i.path, i.start_line, i.end_line, i.kind) for i in ours] == [
+        ("README.md", 1, 3, "file"), ("src/f.c", 2, 6, "span"), ("src/f.c", 20, 20, "span"),
+    ]  # fmt: skip
+    assert ours == packed
+    assert cs.delivery_cost(views, spans, counter) == cs.rendered_tokens(packed, counter.count)
+
+
+def test_oracle_spans_fill_a_gap_only_when_it_is_cheaper_than_a_header() -> None:
+    text = "a\n" + "\n" * 10 + "b\n" + "".join(f"long_line_{n} = compute({n})\n" for n in range(10))
+    view = cs._view("x.py", text, cs.TokenCounter())
+    # Ten empty lines between lines 1 and 12 cost less than a header: one span.
+    assert cs.oracle_spans(view, [1, 12], header=10) == [(1, 12)]
+    # Ten code lines between 12 and 23 cost more: two spans. Close lines always merge.
+    assert cs.oracle_spans(view, [12, 23], header=10) == [(12, 12), (23, 23)]
+    assert cs.oracle_spans(view, [12, 16, 14], header=0) == [(12, 16)]
+
+
+@pytest.mark.parametrize(
+    ("gold", "ceiling", "hunks_ok", "files_ok", "reason"),
+    [
+        (["a.c"], cs.Oracle(500, 20), True, True, None),
+        (["a.c"], cs.Oracle(20_000, 20), False, True, "oracle"),
+        (["a.c", "Cargo.lock"], cs.Oracle(None, None, ("Cargo.lock",)), False, False,
+         "unindexed"),
+        (["a.c", "CHANGELOG.md"], cs.Oracle(500, 20), False, True, "noncode"),
+        (["projects/SelfTest/Baselines/xml.sw.approved.txt"], cs.Oracle(500, 20), False, False,
+         "noncode"),
+        (["single_include/nlohmann/json.hpp", "include/a.hpp"], cs.Oracle(500, 20), False,
+         False, "amalgamation"),
+        (["a.c", "b.c"], cs.Oracle(500, 20), False, True, "hunk"),
+        (["a.c", "b.c"], cs.Oracle(500, 20), False, False, "rank"),
+    ],
+)  # fmt: skip
+def test_a_miss_counts_in_the_first_reason_that_applies(
+    gold: list[str], ceiling: cs.Oracle, hunks_ok: bool, files_ok: bool, reason: str | None
+) -> None:
+    issue = _issue([], [], gold)
+    assert cs.miss_reason(issue, ceiling, hunks_ok, files_ok, 13_000) == reason
+
+
+def test_miss_table_counts_reasons_per_language() -> None:
+    outcomes = [
+        _outcome("rust", (False, False, False), miss="rank"),
+        _outcome("rust", (False, False, True), miss="oracle"),
+        _outcome("rust", (True, True, True)),
+        _outcome("go", (False, False, False), miss="rank"),
+    ]
+    lines = cs.miss_table(outcomes).splitlines()
+    assert lines[0].startswith("| language | issues | hunks missed at 13k | (a) oracle |")
+    assert lines[2] == "| Rust | 3 | 2 | 1 | 0 | 0 | 0 | 0 | 1 |"
+    assert lines[3] == "| Go | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 1 |"
+    assert lines[4] == "| all | 4 | 3 | 1 | 0 | 0 | 0 | 0 | 2 |"
+    assert "first of these that applies" in lines[-1]
