@@ -195,13 +195,7 @@ class _Vocabulary(dict):  # type: ignore[type-arg]
         if not new:
             return
         n, m = len(self), len(new)
-        if n + m > len(self.raw):
-            size = max(2 * len(self.raw), n + m)
-            for name in ("raw", "long", "start", "length"):
-                old = getattr(self, name)
-                grown = np.empty(size, dtype=old.dtype)
-                grown[:n] = old[:n]
-                setattr(self, name, grown)
+        self._grow_rows(n + m)
         split = _split_many(new)
         # term_id of every part, without its cache: most are new (a cache miss costs more).
         crc32 = zlib.crc32
@@ -209,10 +203,7 @@ class _Vocabulary(dict):  # type: ignore[type-arg]
         ids &= _TERM_MASK
         lengths = np.fromiter(map(len, split), dtype=np.int64, count=m)
         end = self.flat_size + len(ids)
-        if end > len(self.flat):
-            grown = np.empty(max(2 * len(self.flat), end), dtype=np.int64)
-            grown[: self.flat_size] = self.flat[: self.flat_size]
-            self.flat = grown
+        self._grow_flat(end)
         self.flat[self.flat_size : end] = ids
         self.raw[n : n + m] = [crc32(k.encode()) & _TERM_MASK for k in new]
         self.long[n : n + m] = [len(k) >= 3 for k in new]
@@ -221,20 +212,30 @@ class _Vocabulary(dict):  # type: ignore[type-arg]
         self.flat_size = end
         self.update(zip(new, range(n, n + m), strict=True))
 
-    def __missing__(self, key: str) -> int:
+    def _grow_rows(self, rows: int) -> None:
+        """Room for ``rows`` identifiers in the per-identifier arrays (doubling)."""
         n = len(self)
-        if n == len(self.raw):
+        if rows > len(self.raw):
+            size = max(2 * len(self.raw), rows)
             for name in ("raw", "long", "start", "length"):
                 old = getattr(self, name)
-                grown = np.empty(2 * len(old), dtype=old.dtype)
-                grown[:n] = old
+                grown = np.empty(size, dtype=old.dtype)
+                grown[:n] = old[:n]
                 setattr(self, name, grown)
-        ids = () if key == "\n" else identifier_ids(key)
-        end = self.flat_size + len(ids)
+
+    def _grow_flat(self, end: int) -> None:
+        """Room for ``end`` term ids in ``flat`` (doubling)."""
         if end > len(self.flat):
             grown = np.empty(max(2 * len(self.flat), end), dtype=np.int64)
             grown[: self.flat_size] = self.flat[: self.flat_size]
             self.flat = grown
+
+    def __missing__(self, key: str) -> int:
+        n = len(self)
+        self._grow_rows(n + 1)
+        ids = () if key == "\n" else identifier_ids(key)
+        end = self.flat_size + len(ids)
+        self._grow_flat(end)
         self.flat[self.flat_size : end] = ids
         self.raw[n] = -1 if key == "\n" else term_id(key)
         self.long[n] = len(key) >= 3
