@@ -12,6 +12,7 @@ Whatever touches Prefect's internals is in :mod:`agentrt.flows.prefect_compat`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import time
@@ -36,12 +37,14 @@ from agentrt.flows.plan import Plan
 from agentrt.flows.prefect_compat import (
     keep_tag_limit_cache,
     parameter_wrapper,
+    passes_opaque,
     prime_tag_limit_cache,
     shared_sync_client,
     workers_share_embedded_server,
 )
 from agentrt.flows.results import RunEvents, RunResult
 from agentrt.flows.retry_policy import retry_condition
+from agentrt.flows.run_log import buffer_lines
 from agentrt.flows.run_outputs import write_run_outputs
 from agentrt.flows.server_watch import ServerLoss, ServerWatch
 from agentrt.flows.task_runners import task_runner_for, worker_slots
@@ -195,7 +198,10 @@ def build_flow(
             watching = asyncio.create_task(watch.run())
         with hold_spool(spool) as attempts:
             try:
-                with shared_sync_client(), workers_share_embedded_server():
+                # Agents on threads here: their log lines go to Prefect's log worker in
+                # bursts (run_log.buffer_lines); in worker processes, at once.
+                lines = buffer_lines() if passes_opaque(driver.wrap) else contextlib.nullcontext()
+                with shared_sync_client(), workers_share_embedded_server(), lines:
                     await driver.run()
             finally:
                 keeper.cancel()

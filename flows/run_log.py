@@ -23,6 +23,7 @@ each, cost the server about 0.25 s of CPU more than none).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -30,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentrt.agents.redact import redact
@@ -41,10 +42,12 @@ if TYPE_CHECKING:
     from agentrt.flows.attempt import RunInfo
 
 __all__ = [
+    "FLUSH_EVERY",
     "LOGGER",
     "START_LINE_DELAY",
     "AttemptLog",
     "agent_log",
+    "buffer_lines",
     "log_end",
     "log_failure",
     "log_start",
@@ -55,6 +58,8 @@ __all__ = [
 LOGGER = "agentrt.task_runs"
 #: Seconds an attempt's start line waits for the attempt's next line, to share its record.
 START_LINE_DELAY = 1.0
+#: Seconds between hand-overs of buffered lines to Prefect's log worker (buffer_lines).
+FLUSH_EVERY = 0.5
 
 
 def _logger() -> logging.Logger:
@@ -67,10 +72,30 @@ def _logger() -> logging.Logger:
         # No RedactingFilter (it reads the whole environment per record, ~0.3 ms): these
         # lines hold manifest fields and numbers, and the one text from an agent, a failed
         # attempt's error message, is redacted before it is logged (log_failure).
-        logger.addHandler(task_run_log_handler())
+        logger.addHandler(_Buffered(task_run_log_handler()))
         logger.propagate = False
         logger.setLevel(logging.INFO)
     return logger
+
+
+class _Buffered(logging.Handler):
+    """Hands records to ``target``, or, while :func:`buffer_lines` is on in this process, to
+    the buffer that the lines' thread hands over every FLUSH_EVERY seconds."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        lines = _held_lines()
+        if lines.buffering:
+            lines.buffer(self.target, record)
+        else:
+            self.target.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
 
 
 class AttemptLog(logging.LoggerAdapter[logging.Logger]):
@@ -114,31 +139,72 @@ class _Held:
 
 
 class _HeldLines:
-    """Start lines held back, and the daemon thread that sends those whose attempt logged
-    nothing else within START_LINE_DELAY. Whoever takes a line from ``held`` first (the
-    attempt's next line, or the thread) sends it: ``dict.pop`` is atomic."""
+    """Start lines held back, lines buffered (:func:`buffer_lines`), and the daemon thread
+    that sends the held lines whose attempt logged nothing else within START_LINE_DELAY and
+    hands the buffered ones over every FLUSH_EVERY seconds. Whoever takes a held line from
+    ``held`` first (the attempt's next line, or the thread) sends it: ``dict.pop`` is
+    atomic, as are a deque's append and popleft."""
+
+    _FLUSH = -1  # the key of a hand-over in the heap of what is due
 
     def __init__(self) -> None:
         self.held: dict[int, _Held] = {}
+        self.records: collections.deque[tuple[logging.Handler, logging.LogRecord]] = (
+            collections.deque()
+        )
+        self.runs = 0  # buffer_lines blocks open in this process
+        self._flush_due = False
         self._due: list[tuple[float, int]] = []
         self._keys = itertools.count()
         self._wake = threading.Condition()
         self._pid: int | None = None
 
+    @property
+    def buffering(self) -> bool:
+        return self.runs > 0 and self._pid in (None, os.getpid())
+
     def add(self, log: AttemptLog, text: str, created: float) -> int:
         key = next(self._keys)
         self.held[key] = _Held(log, text, created)
-        with self._wake:
-            if self._pid != os.getpid():  # a forked child has no thread of its parent's
-                threading.Thread(target=self._run, name="agentrt-log", daemon=True).start()
-                self._pid = os.getpid()
-            heapq.heappush(self._due, (time.monotonic() + START_LINE_DELAY, key))
-            if len(self._due) == 1:  # the thread sleeps until told (nothing was due)
-                self._wake.notify()
+        self._schedule(START_LINE_DELAY, key)
         return key
 
     def take(self, key: int) -> _Held | None:
         return self.held.pop(key, None)
+
+    def buffer(self, handler: logging.Handler, record: logging.LogRecord) -> None:
+        self.records.append((handler, record))
+        if not self._flush_due:
+            self._flush_due = True
+            self._schedule(FLUSH_EVERY, self._FLUSH)
+
+    def _schedule(self, delay: float, key: int) -> None:
+        with self._wake:
+            if self._pid != os.getpid():  # a forked child has no thread of its parent's
+                threading.Thread(target=self._run, name="agentrt-log", daemon=True).start()
+                self._pid = os.getpid()
+            heapq.heappush(self._due, (time.monotonic() + delay, key))
+            if self._due[0][1] == key:  # due before what the thread waits for
+                self._wake.notify()
+
+    def flush(self) -> None:
+        """Send every held line and hand every buffered one over, now."""
+        for key in list(self.held):
+            self._send(key)
+        self._hand_over()
+
+    def _send(self, key: int) -> None:
+        held = self.held.pop(key, None)
+        if held is not None:
+            with contextlib.suppress(Exception):  # a log line must not stop the thread
+                held.send()
+
+    def _hand_over(self) -> None:
+        self._flush_due = False
+        while self.records:
+            handler, record = self.records.popleft()
+            with contextlib.suppress(Exception):
+                handler.handle(record)
 
     def _run(self) -> None:
         while True:
@@ -149,16 +215,16 @@ class _HeldLines:
                 if wait > 0:
                     self._wake.wait(wait)
                     continue
-                # Lines due within the next 0.1 s go now too: one wake-up for a burst.
+                # What is due within the next 0.1 s goes now too: one wake-up for a burst.
                 soon = time.monotonic() + 0.1
                 keys = []
                 while self._due and self._due[0][0] <= soon:
                     keys.append(heapq.heappop(self._due)[1])
             for key in keys:
-                held = self.held.pop(key, None)
-                if held is not None:
-                    with contextlib.suppress(Exception):  # a log line must not stop it
-                        held.send()
+                if key != self._FLUSH:
+                    self._send(key)
+            if self._FLUSH in keys:
+                self._hand_over()
 
 
 _lines: _HeldLines | None = None
@@ -172,6 +238,23 @@ def _held_lines() -> _HeldLines:
             if _lines is None:
                 _lines = _HeldLines()
     return _lines
+
+
+@contextlib.contextmanager
+def buffer_lines() -> Iterator[None]:
+    """While open, this process's task-run lines are buffered and handed to Prefect's log
+    worker every FLUSH_EVERY seconds, in bursts, rather than one by one from each agent's
+    thread (each hand-over wakes the worker's threads); on exit, everything held or buffered
+    is handed over. For the flow's own process, whose agents run on the thread runner: a
+    worker process (process, Dask, Ray runners) hands its lines over at once, as it may end
+    before a later hand-over."""
+    lines = _held_lines()
+    lines.runs += 1
+    try:
+        yield
+    finally:
+        lines.runs -= 1
+        lines.flush()
 
 
 def agent_log() -> AttemptLog | None:

@@ -261,3 +261,25 @@ def test_a_running_attempts_start_line_is_sent_alone_after_the_delay(
     assert [r.getMessage() for r in records.records] == ["start c@1.0.0"]
     log.info("done c@1.0.0")  # the end line then goes on its own
     assert [r.getMessage() for r in records.records] == ["start c@1.0.0", "done c@1.0.0"]
+
+
+def test_buffered_lines_are_handed_over_in_bursts_and_all_at_the_end() -> None:
+    from agentrt.flows.run_log import _Buffered, buffer_lines
+
+    records = _Records()
+    logger = logging.getLogger("test.run_log.buffered")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(_Buffered(records))
+    with buffer_lines():
+        logger.info("one")
+        deadline = time.monotonic() + 10
+        while not records.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [r.getMessage() for r in records.records] == ["one"]  # by the lines' thread
+        logger.info("two")
+        logger.info("three")
+    # on exit, whatever was still buffered is handed over
+    assert [r.getMessage() for r in records.records] == ["one", "two", "three"]
+    logger.info("four")  # no buffer_lines block open: at once
+    assert records.records[-1].getMessage() == "four"
