@@ -1,17 +1,20 @@
-"""The learned file ranker: a linear model over the ranking features, shipped as data.
+"""The learned ranker: linear models over the ranking features, shipped as data.
 
-:func:`agentrt.context.relevance.rank` scores files either with the hand-set mix of its
-signals (the ``W_*`` constants of :mod:`agentrt.context.relevance`) or with this model: a
-weight per feature of :func:`agentrt.context.relevance.file_features`, fitted by
-``python -m bench.train_ranker`` on the issues of both benchmark sets (a listwise softmax
-over each issue's files, the gold files as the targets) and stored in ``ranker.json`` beside
-this module. Inference is one matrix-vector product in numpy: no learning library is
-imported at run time.
+:func:`agentrt.context.relevance.rank` scores files and units either with the hand-set mix
+of its signals (the ``W_*`` constants of :mod:`agentrt.context.relevance`) or with these
+models: a weight per feature of :func:`agentrt.context.relevance.file_features` for files
+and, in the file's ``units`` part, a weight per feature of
+:func:`agentrt.context.relevance.unit_features` for the code units (functions, classes,
+windows) inside them. Both are fitted by ``python -m bench.train_ranker`` on the issues of
+both benchmark sets (a listwise softmax over each issue's files with the gold files as the
+targets; over the units of its best files and gold files with the units that overlap a gold
+hunk as the targets) and stored in ``ranker.json`` beside this module. Inference is one
+matrix-vector product in numpy per model: no learning library is imported at run time.
 
-The model decides the *order* of the files. Their scores, which the packer compares with
-its thresholds and scales units by, keep the hand-set ranking's values: the k-th file in the
-learned order gets the k-th largest hand-set score, so a selection's shape (how many files
-pass the threshold, how a file's units weigh against each other) is unchanged.
+The models decide the *order* of the files and of the units. Their scores, which the packer
+compares with its thresholds and trades against tokens, keep the hand-set ranking's values:
+the k-th file (unit) in the learned order gets the k-th largest hand-set score, so a
+selection's shape (how many files and units pass the threshold) is unchanged.
 
 ``AGENTRT_RANKER=hand|learned`` (or :data:`RANKER`) chooses; :data:`DEFAULT_RANKER` is what
 applies when neither says.
@@ -77,6 +80,9 @@ class LinearRanker:
     weights: np.ndarray
     #: How the weights were made (command, data, held-out metrics): shown, never used.
     meta: dict[str, object] = field(default_factory=dict)
+    #: The unit model (over :data:`agentrt.context.relevance.UNIT_FEATURES`); None: units
+    #: keep their hand-set scores.
+    units: LinearRanker | None = None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """The learned score of each row of ``features`` (files x features)."""
@@ -89,8 +95,8 @@ class LinearRanker:
     def file_scores(self, features: np.ndarray, hand_scores: np.ndarray) -> np.ndarray:
         """Scores in the learned order with the hand-set scores' values (see the module doc).
 
-        The k-th best file by :meth:`logits` gets the k-th largest of ``hand_scores``; ties
-        keep file order.
+        The k-th best row (file, or unit for the unit model) by :meth:`logits` gets the k-th
+        largest of ``hand_scores``; ties keep row order.
         """
         order = np.argsort(-self.logits(features), kind="stable")
         out = np.empty_like(hand_scores)
@@ -99,12 +105,17 @@ class LinearRanker:
 
     def to_json(self) -> str:
         """The weights file's text (what :func:`load_ranker` reads)."""
-        data = {
+        data: dict[str, object] = {
             "model": "linear",
             "features": list(self.features),
             "weights": [round(float(w), 6) for w in self.weights],
-            "meta": self.meta,
         }
+        if self.units is not None:
+            data["units"] = {
+                "features": list(self.units.features),
+                "weights": [round(float(w), 6) for w in self.units.weights],
+            }
+        data["meta"] = self.meta
         return json.dumps(data, indent=1) + "\n"
 
 
@@ -112,26 +123,40 @@ def load_ranker(path: Path | None = None) -> LinearRanker:
     """The ranker whose weights are in ``path`` (by default :data:`RANKER_FILE`, the shipped one).
 
     Raises :class:`RankerError` when the file is missing or unreadable, or when its features
-    are not :data:`agentrt.context.relevance.FILE_FEATURES`, in order (weights fitted on other
-    features would rank at random).
+    are not :data:`agentrt.context.relevance.FILE_FEATURES` (its unit model's
+    :data:`~agentrt.context.relevance.UNIT_FEATURES`), in order: weights fitted on other
+    features would rank at random.
     """
     return _load(path or RANKER_FILE)
 
 
 @lru_cache(maxsize=4)
 def _load(path: Path) -> LinearRanker:
-    from agentrt.context.relevance import FILE_FEATURES
+    from agentrt.context.relevance import FILE_FEATURES, UNIT_FEATURES
 
     try:
         data = json.loads(path.read_text())
         features = tuple(str(name) for name in data["features"])
         weights = np.asarray(data["weights"], dtype=np.float64)
         meta = dict(data.get("meta", {}))
+        unit_data = data.get("units")
+        if unit_data is not None:
+            unit_features = tuple(str(name) for name in unit_data["features"])
+            unit_weights = np.asarray(unit_data["weights"], dtype=np.float64)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RankerError(f"cannot read the ranker weights {path}: {exc}") from exc
-    if features != FILE_FEATURES or weights.shape != (len(features),):
+    _check(path, features, weights, FILE_FEATURES)
+    units = None
+    if unit_data is not None:
+        _check(path, unit_features, unit_weights, UNIT_FEATURES)
+        units = LinearRanker(unit_features, unit_weights)
+    return LinearRanker(features, weights, meta, units)
+
+
+def _check(
+    path: Path, features: tuple[str, ...], weights: np.ndarray, expected: tuple[str, ...]
+) -> None:
+    if features != expected or weights.shape != (len(features),):
         raise RankerError(
-            f"the ranker weights {path} are for features {list(features)}, not for "
-            f"{list(FILE_FEATURES)}"
+            f"the ranker weights {path} are for features {list(features)}, not for {list(expected)}"
         )
-    return LinearRanker(features, weights, meta)
