@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -381,27 +382,43 @@ def held_out_packing(
     folds: int,
     l2: float,
     unit_queries: Sequence[Query] = (),
+    sample_size: int = 0,
+    with_hand: bool = False,
 ) -> str:
     """Hunk and file recall of packed selections with the learned ranker, repositories held out.
 
     Each fold's issues are selected (``bench.context_selection.run``) with models fitted
     without that fold's repositories (a unit model too, unless ``unit_queries`` is empty);
-    the Python set's issues are its ``--quick`` sample. Slow (three selections per issue):
-    ``--packing`` asks for it.
+    the Python set's issues are its ``--quick`` sample, the others' the first ``sample_size``
+    (all: 0). ``with_hand`` adds, for those, the hand-set ranking's row on the same issues
+    (the Python sample's is ``bench.context_selection --quick``'s). Slow (three
+    selections per issue): ``--packing`` asks for it.
     """
     from agentrt.context import ranker
 
     fold_of = folds_by_repo(queries, folds)
     scratch = Path(tempfile.mkdtemp(prefix="agentrt-ranker-folds-"))
     lines = [
-        "| set | issues | hunk recall 4k / 13k / 27k | file recall 4k / 13k / 27k |",
-        "|---|---:|---|---|",
+        "| set | ranker | issues | hunk recall 4k / 13k / 27k | file recall 4k / 13k / 27k |",
+        "|---|---|---:|---|---|",
     ]
+    learned = "learned files and units" if unit_queries else "learned files"
     saved = ranker.RANKER, ranker.RANKER_FILE
     try:
-        ranker.RANKER = "learned"
         for name, set_issues in issues.items():
-            sample = set_issues[:QUICK_ISSUES] if name == "python" else set_issues
+            sample = set_issues[: sample_size or None] if name != "python" else set_issues
+            sample = sample[:QUICK_ISSUES] if name == "python" else sample
+            if with_hand and name != "python":
+                ranker.RANKER = "hand"
+                results = run_selection(
+                    sample,
+                    verbose=False,
+                    store_dir=stores / name,
+                    issue_set=SETS[name],
+                    trees=trees[name],  # type: ignore[arg-type]
+                )
+                lines.append(_packing_row(name, "hand-set", results.outcomes))
+            ranker.RANKER = "learned"
             outcomes = []
             for fold in range(folds):
                 chosen = [i for i in sample if fold_of.get(i.repo) == fold]
@@ -424,12 +441,16 @@ def held_out_packing(
                     trees=trees[name],  # type: ignore[arg-type]
                 )
                 outcomes += results.outcomes
-            hunks = " / ".join(f"{_recall(outcomes, 'hunks', b)}" for b in BUDGETS)
-            files = " / ".join(f"{_recall(outcomes, 'files', b)}" for b in BUDGETS)
-            lines.append(f"| {name} | {len(outcomes)} | {hunks} % | {files} % |")
+            lines.append(_packing_row(name, f"{learned}, held out", outcomes))
     finally:
         ranker.RANKER, ranker.RANKER_FILE = saved
     return "\n".join(lines)
+
+
+def _packing_row(name: str, label: str, outcomes: Sequence[object]) -> str:
+    hunks = " / ".join(f"{_recall(outcomes, 'hunks', b)}" for b in BUDGETS)
+    files = " / ".join(f"{_recall(outcomes, 'files', b)}" for b in BUDGETS)
+    return f"| {name} | {label} | {len(outcomes)} | {hunks} % | {files} % |"
 
 
 def _recall(outcomes: Sequence[object], kind: str, budget: int) -> str:
@@ -464,6 +485,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--files-only", action="store_true", help="no unit model (units keep hand-set scores)"
     )
+    parser.add_argument(
+        "--packing-sample",
+        type=int,
+        default=0,
+        help="pack only the first N polyglot issues (hash order), and the hand-set ranking too",
+    )
+    parser.add_argument(
+        "--queries",
+        type=Path,
+        default=None,
+        help="keep each set's collected features in FILE.<set>.pickle and reuse them",
+    )
     args = parser.parse_args(argv)
     names = sorted(SETS) if args.set == "both" else [args.set]
     if "polyglot" in names and (args.mirrors is None or not Path(args.mirrors).is_dir()):
@@ -489,7 +522,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         issues = issues[: args.limit] if args.limit else issues
         trees = GitTrees(Path(args.mirrors)) if name == "polyglot" else sdist_tree
         issues_by_set[name], trees_by_set[name] = issues, trees
-        got = collect(issues, trees, ContextStore(stores / name), verbose=not args.quiet)
+        saved_queries = (
+            args.queries.with_name(f"{args.queries.name}.{name}-{wanted}-{args.limit}.pickle")
+            if args.queries
+            else None
+        )
+        if saved_queries is not None and saved_queries.is_file():
+            got = pickle.loads(saved_queries.read_bytes())
+        else:
+            got = collect(issues, trees, ContextStore(stores / name), verbose=not args.quiet)
+            if saved_queries is not None:
+                saved_queries.write_bytes(pickle.dumps(got))
         queries += got[0]
         unit_queries += got[1]
     if args.files_only:
@@ -524,8 +567,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = "models" if unit_queries else "a file model"
         body += (
             "\n\nPacked selections (`bench.context_selection`'s measure; the Python set's "
-            f"--quick sample), each fold's issues with {models} fitted without its "
-            "repositories:\n\n"
+            "--quick sample"
+            + (
+                f", the first {args.packing_sample} polyglot issues in hash order"
+                if args.packing_sample
+                else ""
+            )
+            + f"), each fold's issues with {models} fitted without its repositories:\n\n"
             + held_out_packing(
                 queries,
                 issues_by_set,
@@ -534,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.folds,
                 args.l2,
                 unit_queries,
+                args.packing_sample,
+                with_hand=bool(args.packing_sample),
             )
         )
     print(body)
