@@ -403,13 +403,13 @@ def held_out_packing(
         "|---|---|---:|---|---|",
     ]
     learned = "learned files and units" if unit_queries else "learned files"
-    saved = ranker.RANKER, ranker.RANKER_FILE
+    saved = ranker.RANKER, ranker.UNIT_RANKER, ranker.RANKER_FILE
     try:
         for name, set_issues in issues.items():
             sample = set_issues[: sample_size or None] if name != "python" else set_issues
             sample = sample[:QUICK_ISSUES] if name == "python" else sample
             if with_hand and name != "python":
-                ranker.RANKER = "hand"
+                ranker.RANKER = ranker.UNIT_RANKER = "hand"
                 results = run_selection(
                     sample,
                     verbose=False,
@@ -419,6 +419,7 @@ def held_out_packing(
                 )
                 lines.append(_packing_row(name, "hand-set", results.outcomes))
             ranker.RANKER = "learned"
+            ranker.UNIT_RANKER = "learned" if unit_queries else "hand"
             outcomes = []
             for fold in range(folds):
                 chosen = [i for i in sample if fold_of.get(i.repo) == fold]
@@ -443,7 +444,7 @@ def held_out_packing(
                 outcomes += results.outcomes
             lines.append(_packing_row(name, f"{learned}, held out", outcomes))
     finally:
-        ranker.RANKER, ranker.RANKER_FILE = saved
+        ranker.RANKER, ranker.UNIT_RANKER, ranker.RANKER_FILE = saved
     return "\n".join(lines)
 
 

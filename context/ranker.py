@@ -16,8 +16,12 @@ compares with its thresholds and trades against tokens, keep the hand-set rankin
 the k-th file (unit) in the learned order gets the k-th largest hand-set score, so a
 selection's shape (how many files and units pass the threshold) is unchanged.
 
-``AGENTRT_RANKER=hand|learned`` (or :data:`RANKER`) chooses; :data:`DEFAULT_RANKER` is what
-applies when neither says.
+``AGENTRT_RANKER=hand|learned`` (or :data:`RANKER`) chooses for files; :data:`DEFAULT_RANKER`
+is what applies when neither says. ``AGENTRT_UNIT_RANKER=hand|learned`` (or
+:data:`UNIT_RANKER`, default :data:`DEFAULT_UNIT_RANKER`) chooses for units, on its own: held
+out, the unit model has not yet beaten the hand-set unit scores
+(``python -m bench.train_ranker``, docs/benchmarks.md), so learned files keep hand-set units
+unless it is asked for.
 """
 
 from __future__ import annotations
@@ -35,13 +39,17 @@ from agentrt.errors import AgentrtError
 
 __all__ = [
     "DEFAULT_RANKER",
+    "DEFAULT_UNIT_RANKER",
     "RANKER",
     "RANKER_ENV",
     "RANKER_FILE",
+    "UNIT_RANKER",
+    "UNIT_RANKER_ENV",
     "LinearRanker",
     "RankerError",
     "load_ranker",
     "ranker_mode",
+    "unit_ranker_mode",
 ]
 
 RankerMode = Literal["hand", "learned"]
@@ -50,6 +58,11 @@ RANKER_ENV = "AGENTRT_RANKER"
 DEFAULT_RANKER: RankerMode = "hand"
 #: Overrides the environment when set (benchmarks switch rankers in one process).
 RANKER: RankerMode | None = None
+UNIT_RANKER_ENV = "AGENTRT_UNIT_RANKER"
+#: The unit ranker used when neither :data:`UNIT_RANKER` nor ``$AGENTRT_UNIT_RANKER`` says.
+DEFAULT_UNIT_RANKER: RankerMode = "hand"
+#: Overrides the environment when set.
+UNIT_RANKER: RankerMode | None = None
 #: The shipped weights (written by ``python -m bench.train_ranker``).
 RANKER_FILE = Path(__file__).with_name("ranker.json")
 
@@ -59,16 +72,25 @@ class RankerError(AgentrtError):
 
     retryable = False
     hint = (
-        "set AGENTRT_RANKER to 'hand' or 'learned'; if the weights file is the problem, "
-        "retrain it with `python -m bench.train_ranker` or reinstall agentrt"
+        "set AGENTRT_RANKER (AGENTRT_UNIT_RANKER) to 'hand' or 'learned'; if the weights file "
+        "is the problem, retrain it with `python -m bench.train_ranker` or reinstall agentrt"
     )
 
 
 def ranker_mode() -> RankerMode:
     """``"hand"`` or ``"learned"``: :data:`RANKER`, else ``$AGENTRT_RANKER``, else the default."""
-    mode = RANKER or os.environ.get(RANKER_ENV, "").strip().lower() or DEFAULT_RANKER
+    return _mode(RANKER, RANKER_ENV, DEFAULT_RANKER)
+
+
+def unit_ranker_mode() -> RankerMode:
+    """The units' ranker: :data:`UNIT_RANKER`, else ``$AGENTRT_UNIT_RANKER``, else the default."""
+    return _mode(UNIT_RANKER, UNIT_RANKER_ENV, DEFAULT_UNIT_RANKER)
+
+
+def _mode(override: RankerMode | None, env: str, default: RankerMode) -> RankerMode:
+    mode = override or os.environ.get(env, "").strip().lower() or default
     if mode not in ("hand", "learned"):
-        raise RankerError(f"{RANKER_ENV}={mode!r}: expected 'hand' or 'learned'")
+        raise RankerError(f"{env}={mode!r}: expected 'hand' or 'learned'")
     return mode  # type: ignore[return-value]
 
 

@@ -1653,8 +1653,8 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     matter too), scaled up by its BM25 score for the query's title alone (see :func:`split_title`):
     by the hand-set weights (W_*), or by the learned ranker (:mod:`agentrt.context.ranker`,
     ``AGENTRT_RANKER``). A unit's score mixes its own BM25 score and mentions with its file's
-    score (:func:`hand_unit_scores`); the learned ranker, when its weights hold a unit
-    model, reorders those by :func:`unit_features`. An empty query ranks files by global
+    score (:func:`hand_unit_scores`); the learned unit ranker (``AGENTRT_UNIT_RANKER``)
+    reorders those by :func:`unit_features`. An empty query ranks files by global
     centrality and units by nothing.
     """
     n_units = len(index.unit_file)
@@ -1667,12 +1667,13 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     file_scores = hand_file_scores(index, signals)
     from agentrt.context import ranker
 
-    model = ranker.load_ranker() if ranker.ranker_mode() == "learned" else None
-    if model is not None:
+    if ranker.ranker_mode() == "learned":
+        model = ranker.load_ranker()
         file_scores = model.file_scores(file_features(index, signals), file_scores)
     unit_scores = hand_unit_scores(index, signals, file_scores)
-    if model is not None and model.units is not None and n_units:
-        unit_scores = model.units.file_scores(
-            unit_features(index, signals, file_scores), unit_scores
-        )
+    if ranker.unit_ranker_mode() == "learned" and n_units:
+        units = ranker.load_ranker().units
+        if units is None:
+            raise ranker.RankerError(f"the ranker weights {ranker.RANKER_FILE} hold no unit model")
+        unit_scores = units.file_scores(unit_features(index, signals, file_scores), unit_scores)
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), signals.mentions)
