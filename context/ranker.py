@@ -63,6 +63,9 @@ UNIT_RANKER_ENV = "AGENTRT_UNIT_RANKER"
 DEFAULT_UNIT_RANKER: RankerMode = "hand"
 #: Overrides the environment when set.
 UNIT_RANKER: RankerMode | None = None
+#: "all": learned unit scores reorder every unit of the repository; "file": only the units
+#: of each file among themselves (the files' best unit scores stay the hand-set ones).
+UNIT_SCOPE: Literal["all", "file"] = "all"
 #: The shipped weights (written by ``python -m bench.train_ranker``).
 RANKER_FILE = Path(__file__).with_name("ranker.json")
 
@@ -114,15 +117,25 @@ class LinearRanker:
             )
         return features.astype(np.float64) @ self.weights
 
-    def file_scores(self, features: np.ndarray, hand_scores: np.ndarray) -> np.ndarray:
+    def file_scores(
+        self, features: np.ndarray, hand_scores: np.ndarray, groups: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scores in the learned order with the hand-set scores' values (see the module doc).
 
         The k-th best row (file, or unit for the unit model) by :meth:`logits` gets the k-th
-        largest of ``hand_scores``; ties keep row order.
+        largest of ``hand_scores``; ties keep row order. With ``groups`` (sorted, one per row:
+        the units' files), rows are reordered only inside their group, among its values.
         """
-        order = np.argsort(-self.logits(features), kind="stable")
+        logits = self.logits(features)
+        if groups is None:
+            order = np.argsort(-logits, kind="stable")
+            out = np.empty_like(hand_scores)
+            out[order] = np.sort(hand_scores)[::-1]
+            return out
+        order = np.lexsort((-logits, groups))
+        values = hand_scores[np.lexsort((-hand_scores, groups))]
         out = np.empty_like(hand_scores)
-        out[order] = np.sort(hand_scores)[::-1]
+        out[order] = values
         return out
 
     def to_json(self) -> str:

@@ -1675,5 +1675,8 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         units = ranker.load_ranker().units
         if units is None:
             raise ranker.RankerError(f"the ranker weights {ranker.RANKER_FILE} hold no unit model")
-        unit_scores = units.file_scores(unit_features(index, signals, file_scores), unit_scores)
+        groups = index.unit_file if ranker.UNIT_SCOPE == "file" else None
+        unit_scores = units.file_scores(
+            unit_features(index, signals, file_scores), unit_scores, groups
+        )
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), signals.mentions)

@@ -209,6 +209,9 @@ def test_file_scores_reorder_the_hand_values() -> None:
     features = np.asarray([[1, 0.1], [0, 0.9], [0, 0.5]], dtype=np.float32)
     hand = np.asarray([1.0, 0.2, 0.0], dtype=np.float32)
     np.testing.assert_allclose(model.file_scores(features, hand), [0.0, 1.0, 0.2])
+    # In groups (units by file), rows trade values only with their group's rows.
+    groups = np.asarray([0, 0, 1])
+    np.testing.assert_allclose(model.file_scores(features, hand, groups), [0.2, 1.0, 0.0])
     with pytest.raises(RankerError, match="2 weights for 3 features"):
         model.logits(np.zeros((1, 3)))
 
