@@ -487,6 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--files-only", action="store_true", help="no unit model (units keep hand-set scores)"
     )
     parser.add_argument(
+        "--unit-scope",
+        choices=["all", "file"],
+        default="all",
+        help="packing: learned unit scores reorder all units, or each file's among themselves",
+    )
+    parser.add_argument(
         "--packing-sample",
         type=int,
         default=0,
@@ -565,6 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({len(relevance.UNIT_FEATURES)}); the same folds and L2."
         )
     if args.packing:
+        from agentrt.context import ranker as ranker_module
+
+        ranker_module.UNIT_SCOPE = args.unit_scope
         models = "models" if unit_queries else "a file model"
         body += (
             "\n\nPacked selections (`bench.context_selection`'s measure; the Python set's "
