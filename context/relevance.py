@@ -1589,6 +1589,168 @@ def _path_cover(index: RepoIndex, query_terms: np.ndarray) -> tuple[np.ndarray, 
     return out[0], out[1]
 
 
+#: Names of the columns of :func:`unit_features`, in order: the learned unit ranker's
+#: weights (the ``units`` part of ``context/ranker.json``) name them too.
+UNIT_FEATURES = (
+    "hand",  # the hand-set unit score (hand_unit_scores)
+    "lex",  # BM25 of the query
+    "lex_rank",  # 1 / (1 + the unit's rank by lex over the repository); 0 without evidence
+    "title",  # BM25 of the title line
+    "mention",  # exact mentions of its name or qualified name
+    "lex_in_file",  # lex / the best lex of a unit of its file
+    "lex_rank_in_file",  # 1 / (1 + its rank by lex among its file's units)
+    "title_in_file",
+    "file",  # its file's score (the file ranking in effect)
+    "file_rank",  # 1 / (1 + its file's rank)
+    "file_mention",  # the query mentions its file
+    "used_by_hits",  # the units the query hits use it (the reference graph)
+    "uses_hits",  # it uses units the query hits
+    "name_cover",  # share of its own name's terms the query uses
+    "position",  # where it starts in its file (0: first line, 1: last)
+    "log_lines",
+    "definition",  # defines a name (not a block or a window)
+    "type",  # class, struct, enum, interface, trait, impl, type
+    "callable",  # function, method, macro
+    "window",  # a line window (text, or a long function's piece)
+    "test",  # in a test file
+    "doc",  # in neither code nor a test
+    "parsed",  # its file was parsed by a grammar
+    "log_file_units",
+)
+_TYPE_KINDS = frozenset({"class", "struct", "enum", "interface", "trait", "impl", "type"})
+_CALLABLE_KINDS = frozenset({"function", "method", "macro"})
+
+
+def _unit_evidence(
+    index: RepoIndex, signals: Signals, file_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A unit's own evidence (BM25, title, mentions) and the factor its file's score gives."""
+    own = signals.unit_lex + W_UNIT_TITLE * signals.unit_title
+    own = own + W_UNIT_MENTION * signals.unit_mention
+    factor = UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * file_scores[index.unit_file]
+    return own, factor
+
+
+def _used_by(index: RepoIndex, values: np.ndarray) -> np.ndarray:
+    """Per unit, the sum of ``values`` over the units that reference it."""
+    return np.asarray(index.references.T @ values, dtype=np.float32).ravel()  # type: ignore[attr-defined]
+
+
+def hand_unit_scores(index: RepoIndex, signals: Signals, file_scores: np.ndarray) -> np.ndarray:
+    """The hand-set unit scores, in [0, 1]: own evidence scaled by the file's score."""
+    own, factor = _unit_evidence(index, signals, file_scores)
+    if W_UNIT_CALLEE and index.references is not None and len(own):
+        # What the best units use (a macro, a helper, a type) is context for them: a unit
+        # gains from the units referencing it, in proportion to their squared scores.
+        hits = _norm(own * factor) ** 2
+        own = own + W_UNIT_CALLEE * _norm(_used_by(index, hits))
+    return _norm(own * factor)
+
+
+def unit_features(index: RepoIndex, signals: Signals, file_scores: np.ndarray) -> np.ndarray:
+    """The features of every unit for one query: shape (units, len(UNIT_FEATURES)), float32.
+
+    ``file_scores`` are the files' scores in effect (hand-set or learned). One function for
+    training (``bench.train_ranker``) and inference (:func:`rank`), as :func:`file_features`.
+    """
+    n = len(index.unit_file)
+    out = np.zeros((n, len(UNIT_FEATURES)), dtype=np.float32)
+    if not n:
+        return out
+    hand = hand_unit_scores(index, signals, file_scores)
+    lex, title = signals.unit_lex, signals.unit_title
+    best_lex = _per_file_max(index, lex)[index.unit_file]
+    best_title = _per_file_max(index, title)[index.unit_file]
+    if index.references is not None:
+        own, factor = _unit_evidence(index, signals, file_scores)
+        hits = _norm(own * factor) ** 2
+        used_by = _norm(_used_by(index, hits))
+        uses = _norm(np.asarray(index.references @ hits, dtype=np.float32).ravel())  # type: ignore[attr-defined]
+    else:
+        used_by = uses = np.zeros(n, dtype=np.float32)
+    static, (name_unit, name_ids) = _unit_index_features(index)
+    total = np.bincount(name_unit, minlength=n)
+    hit = np.bincount(name_unit, weights=np.isin(name_ids, signals.query_terms), minlength=n)
+    columns = (
+        hand,
+        lex,
+        _reciprocal_rank(lex),
+        title,
+        signals.unit_mention,
+        np.divide(lex, best_lex, out=np.zeros(n, dtype=np.float32), where=best_lex > 0),
+        _reciprocal_rank_in_file(index, lex),
+        np.divide(title, best_title, out=np.zeros(n, dtype=np.float32), where=best_title > 0),
+        file_scores[index.unit_file],
+        _reciprocal_rank(file_scores)[index.unit_file],
+        signals.file_mention[index.unit_file],
+        used_by,
+        uses,
+        hit / np.maximum(total, 1),
+    )
+    for j, column in enumerate(columns):
+        out[:, j] = column
+    out[:, len(columns) :] = static
+    return out
+
+
+def _reciprocal_rank_in_file(index: RepoIndex, values: np.ndarray) -> np.ndarray:
+    """1 / (1 + rank) of each unit's value among its file's units, 0 where the value is 0."""
+    n = len(values)
+    order = np.lexsort((-values, index.unit_file))  # units are numbered file by file
+    first = np.searchsorted(index.unit_file, index.unit_file, side="left")
+    position = np.empty(n, dtype=np.float32)
+    position[order] = np.arange(n, dtype=np.float32)
+    return np.where(values > 0, 1.0 / (1.0 + position - first), 0.0).astype(np.float32)
+
+
+#: Per index digest: the query-independent unit features and the (unit, term id) pairs of
+#: the units' own names (see :func:`_unit_index_features`).
+_UNIT_FEATURE_CACHE: OrderedDict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = (
+    OrderedDict()
+)
+
+
+def _unit_index_features(index: RepoIndex) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Per unit: the query-independent columns of :func:`unit_features` (the last ten),
+    and (unit, term id) pairs of the terms of its own name."""
+    cached = _UNIT_FEATURE_CACHE.get(index.digest)
+    n = len(index.unit_file)
+    if cached is not None and len(cached[0]) == n:
+        return cached
+    file_static = _static_features(index)  # centrality, test, doc, log lines, log units, parsed
+    static = np.zeros((n, 10), dtype=np.float32)
+    name_unit: list[int] = []
+    name_ids: list[int] = []
+    k = 0
+    for structure in index.structures:
+        lines = max(structure.n_lines, 1)
+        for unit in structure.units:
+            static[k, 0] = (unit.start_line - 1) / lines
+            static[k, 1] = np.log1p(unit.n_lines)
+            static[k, 2] = unit.kind in DEFINITION_KINDS
+            static[k, 3] = unit.kind in _TYPE_KINDS
+            static[k, 4] = unit.kind in _CALLABLE_KINDS
+            static[k, 5] = unit.kind == "window"
+            if unit.kind in DEFINITION_KINDS:
+                for term in identifier_ids(unit.name.rsplit(".", 1)[-1]):
+                    name_unit.append(k)
+                    name_ids.append(term)
+            k += 1
+    per_file = file_static[index.unit_file]
+    static[:, 6] = per_file[:, 1]  # test
+    static[:, 7] = per_file[:, 2]  # doc
+    static[:, 8] = per_file[:, 5]  # parsed
+    static[:, 9] = per_file[:, 4]  # log units
+    cached = (
+        static,
+        (np.asarray(name_unit, dtype=np.int64), np.asarray(name_ids, dtype=np.int64)),
+    )
+    _UNIT_FEATURE_CACHE[index.digest] = cached
+    while len(_UNIT_FEATURE_CACHE) > _MEMORY_SIZE:
+        _UNIT_FEATURE_CACHE.popitem(last=False)
+    return cached
+
+
 def rank(index: RepoIndex, query: str) -> Ranking:
     """Score every file and unit of ``index`` for ``query`` (scores normalised to [0, 1]).
 
@@ -1597,7 +1759,9 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     matter too), scaled up by its BM25 score for the query's title alone (see :func:`split_title`):
     by the hand-set weights (W_*), or by the learned ranker (:mod:`agentrt.context.ranker`,
     ``AGENTRT_RANKER``). A unit's score mixes its own BM25 score and mentions with its file's
-    score. An empty query ranks files by global centrality and units by nothing.
+    score (:func:`hand_unit_scores`); the learned unit ranker (``AGENTRT_UNIT_RANKER``)
+    reorders those by :func:`unit_features`. An empty query ranks files by global
+    centrality and units by nothing.
     """
     n_units = len(index.unit_file)
     signals = query_signals(index, query)
@@ -1610,16 +1774,15 @@ def rank(index: RepoIndex, query: str) -> Ranking:
     from agentrt.context import ranker
 
     if ranker.ranker_mode() == "learned":
-        file_scores = ranker.load_ranker().file_scores(file_features(index, signals), file_scores)
-    unit_lex = signals.unit_lex + W_UNIT_TITLE * signals.unit_title
-    unit_file_score = file_scores[index.unit_file]
-    factor = UNIT_FILE_FLOOR + (1 - UNIT_FILE_FLOOR) * unit_file_score
-    own = unit_lex + W_UNIT_MENTION * signals.unit_mention
-    if W_UNIT_CALLEE and index.references is not None and n_units:
-        # What the best units use (a macro, a helper, a type) is context for them: a unit
-        # gains from the units referencing it, in proportion to their squared scores.
-        hits = _norm(own * factor) ** 2
-        callees = np.asarray(index.references.T @ hits, dtype=np.float32).ravel()  # type: ignore[attr-defined]
-        own = own + W_UNIT_CALLEE * _norm(callees)
-    unit_scores = _norm(own * factor)
+        model = ranker.load_ranker()
+        file_scores = model.file_scores(file_features(index, signals), file_scores)
+    unit_scores = hand_unit_scores(index, signals, file_scores)
+    if ranker.unit_ranker_mode() == "learned" and n_units:
+        units = ranker.load_ranker().units
+        if units is None:
+            raise ranker.RankerError(f"the ranker weights {ranker.RANKER_FILE} hold no unit model")
+        groups = index.unit_file if ranker.UNIT_SCOPE == "file" else None
+        unit_scores = units.file_scores(
+            unit_features(index, signals, file_scores), unit_scores, groups
+        )
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), signals.mentions)

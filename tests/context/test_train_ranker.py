@@ -1,10 +1,22 @@
-"""Tests for bench.train_ranker: the fit, the repository folds, the rank it reports."""
+"""Tests for bench.train_ranker: the fit, the repository folds, the ranks it reports, and
+the unit model's targets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from bench.train_ranker import Query, fit, folds_by_repo, worst_rank
+from agentrt.context.relevance import (
+    UNIT_FEATURES,
+    build_index,
+    hand_file_scores,
+    query_signals,
+)
+from agentrt.context.sources import scan_repository
+from agentrt.context.store import ContextStore
+from bench.context_selection import Issue
+from bench.train_ranker import Query, fit, folds_by_repo, unit_query, worst_hunk_rank, worst_rank
 
 
 def _queries(n: int, seed: int = 0) -> list[Query]:
@@ -32,3 +44,43 @@ def test_worst_rank_and_folds() -> None:
     folds = folds_by_repo(_queries(12), 3)
     assert sorted(folds) == ["repo0", "repo1", "repo2", "repo3"]
     assert set(folds.values()) == {0, 1, 2}  # every fold holds a whole repository
+
+
+def test_unit_targets_are_the_innermost_units_over_each_gold_hunk(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "shop").mkdir(parents=True)
+    (repo / "shop" / "cart.py").write_text(
+        "class Cart:\n"
+        "    def __init__(self):\n"
+        "        self.items = []\n"
+        "\n"
+        "    def total(self):\n"
+        "        return sum(i.price for i in self.items)\n"
+        "\n"
+        "    def count(self):\n"
+        "        return len(self.items)\n"
+    )
+    (repo / "shop" / "prices.py").write_text("def price_of(item):\n    return item.price\n")
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, ContextStore(tmp_path / "store"))
+    hunk = ("shop/cart.py", ["        return sum(i.price for i in self.items)"], [])
+    issue = Issue("i1", "shop", "1", "Cart total is wrong", ["shop/cart.py"], [hunk], "python", [6])
+    signals = query_signals(index, issue.query)
+    assert signals is not None
+    gold_file = np.asarray([index.paths.index("shop/cart.py")])
+    query = unit_query(issue, repo, index, signals, hand_file_scores(index, signals), gold_file)
+    assert query.features.shape[1] == len(UNIT_FEATURES) and not query.missing
+    rows = [k for f in range(index.n_files) for k in index.file_units(f)]
+    assert len(query.features) == len(rows)
+    names = [index.unit(rows[i])[1].name for i in query.gold]
+    assert names == ["Cart.total"]
+    assert len(query.hunks) == 1 and list(query.hunks[0]) == list(query.gold)
+    scores = np.zeros(len(rows))
+    assert worst_hunk_rank(query, scores) == int(query.gold[0])  # ties keep row order
+    scores[query.gold] = 1.0
+    assert worst_hunk_rank(query, scores) == 0
+    # A hunk whose lines are not in the tree: the issue has no located hunk.
+    gone = ("shop/cart.py", ["        return 42"], [])
+    lost = Issue("i2", "shop", "1", "Cart total", ["shop/cart.py"], [gone], "python", [6])
+    lost_query = unit_query(lost, repo, index, signals, hand_file_scores(index, signals), gold_file)
+    assert lost_query.missing and worst_hunk_rank(lost_query, scores) == -1
