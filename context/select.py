@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from agentrt.context.packer import (
 )
 from agentrt.context.relevance import (
     IndexStats,
+    Ranking,
     RepoIndex,
     build_index,
     rank,
@@ -68,6 +69,13 @@ BEST_UNIT_FILES = 1
 SMALL_FILE_LINES = 200
 #: An overview (empty query) offers the skeletons of this many of the most central files.
 OVERVIEW_FILES = 60
+#: An amalgamation (a generated file concatenating others, see :mod:`agentrt.context.twins`)
+#: keeps this fraction of its file score: it holds every term of its sources, and its
+#: outline would duplicate theirs. Its units that have a twin in a source pass their score
+#: to that twin and are delivered with it.
+AMALGAMATION_WEIGHT = 0.1
+#: A why names at most this many files, and this many line ranges of each.
+MAX_TWIN_NOTES = 3
 
 #: Files left out of a selection unless ``include`` is given: translations, vector images,
 #: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
@@ -158,8 +166,9 @@ class Selection:
         }
 
     def to_markdown(self) -> str:
-        """One ``## path:start-end (kind)`` header and fenced block per item."""
-        return render_markdown([_packed(i) for i in self.items])
+        """One ``## path:start-end (kind)`` header (`` — why`` if the item has one) and
+        fenced block per item."""
+        return render_markdown([replace(_packed(i), note=i.why) for i in self.items])
 
     @property
     def text(self) -> str:
@@ -224,20 +233,29 @@ def select(
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
-    ranking = rank(index, query)
+    ranking = shadow_amalgamations(index, rank(index, query))
     candidates = _candidates(
         index, ranking.file_scores, ranking.unit_scores, ranking.overview, threshold
     )
     files = {f.path: f for f in scan.files}
-    views = _views(index, {c.path for c in candidates}, files, counter, store)
+    paths = {c.path for c in candidates} | {t.path for c in candidates for t in c.twins}
+    views = _views(index, paths, files, counter, store)
+    annotate = TwinNotes(index, views) if index.twins is not None and index.twins.pairs else None
     preferred = _preferred_paths(scan.root, prefer, files)
     if preferred:
-        packed = _pack_preferred_first(views, candidates, preferred, budget, counter)
+        packed = _pack_preferred_first(views, candidates, preferred, budget, counter, annotate)
     else:
-        packed = pack(views, candidates, budget, counter.count)
+        packed = pack(views, candidates, budget, counter.count, annotate=annotate)
     items = [
         SelectionItem(
-            p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text
+            p.path,
+            p.start_line,
+            p.end_line,
+            p.kind,
+            p.score,
+            counter.count(p.text),
+            p.text,
+            p.note,
         )
         for p in packed
     ]
@@ -285,17 +303,25 @@ def _pack_preferred_first(
     preferred: set[str],
     budget: int,
     counter: TokenCounter,
+    annotate: TwinNotes | None = None,
 ) -> list[PackedItem]:
     """Pack the preferred files' candidates within ``budget``, then the others' in what is
     left; the least relevant of the others are dropped if the joined rendering is over."""
-    first = pack(views, [c for c in candidates if c.path in preferred], budget, counter.count)
+    first_candidates = [c for c in candidates if c.path in preferred]
+    first = pack(views, first_candidates, budget, counter.count, annotate=annotate)
     left = budget - rendered_tokens(first, counter.count)
     rest = [c for c in candidates if c.path not in preferred]
-    others = pack(views, rest, left, counter.count) if left > 0 and rest else []
+    others = pack(views, rest, left, counter.count, annotate=annotate) if left > 0 and rest else []
+    joined = first + others
+    if annotate is not None:  # notes across the two parts (a twin packed in the other)
+        joined = annotate([replace(item, note="") for item in joined])
     # Joining two renderings can shift a token at the seam: the exact count decides.
-    while others and rendered_tokens(first + others, counter.count) > budget:
+    while others and rendered_tokens(joined, counter.count) > budget:
         others.remove(min(others, key=lambda item: item.score))
-    return first + others
+        joined = first + others
+        if annotate is not None:
+            joined = annotate([replace(item, note="") for item in joined])
+    return joined
 
 
 def _candidates(
@@ -312,6 +338,7 @@ def _candidates(
             if file_scores[f] > 0:
                 candidates.append(Candidate(index.paths[f], "skeleton", float(file_scores[f])))
         return candidates
+    twins = index.twins if index.twins is not None and index.twins.pairs else None
     top_units = np.argsort(-unit_scores, kind="stable")[:MAX_UNIT_CANDIDATES]
     for k in top_units:
         score = float(unit_scores[k])
@@ -323,7 +350,8 @@ def _candidates(
         n_lines = index.structures[int(index.unit_file[k])].n_lines
         start = max(1, unit.start_line - SPAN_PADDING)
         end = min(n_lines, unit.end_line + SPAN_PADDING)
-        candidates.append(Candidate(path, "span", score, start, end))
+        with_twins = _twin_spans(index, [int(k)], score) if twins is not None else ()
+        candidates.append(Candidate(path, "span", score, start, end, with_twins))
     for position, f in enumerate(np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]):
         score = float(file_scores[f])
         if score < threshold:
@@ -336,14 +364,174 @@ def _candidates(
                 _, unit = index.unit(best)
                 start = max(1, unit.start_line - SPAN_PADDING)
                 end = min(structure.n_lines, unit.end_line + SPAN_PADDING)
+                best_score = score * BEST_UNIT_WEIGHT
+                with_twins = _twin_spans(index, [best], best_score) if twins is not None else ()
                 candidates.append(
-                    Candidate(index.paths[f], "span", score * BEST_UNIT_WEIGHT, start, end)
+                    Candidate(index.paths[f], "span", best_score, start, end, with_twins)
                 )
         if structure.skeleton:
             candidates.append(Candidate(index.paths[f], "skeleton", score * SKELETON_WEIGHT))
         if structure.n_lines <= SMALL_FILE_LINES:
-            candidates.append(Candidate(index.paths[f], "file", score * FULL_FILE_WEIGHT))
+            whole = score * FULL_FILE_WEIGHT
+            with_twins = (
+                _twin_spans(index, twins.in_range(units.start, units.stop).tolist(), whole)
+                if twins is not None
+                else ()
+            )
+            candidates.append(Candidate(index.paths[f], "file", whole, twins=with_twins))
     return candidates
+
+
+def _twin_spans(index: RepoIndex, units: Sequence[int], score: float) -> tuple[Candidate, ...]:
+    """Spans of the twins of ``units`` that must be delivered with them: those in
+    amalgamations (generated copies, which change with their source), padded as units are."""
+    twins = index.twins
+    if twins is None or not len(units):
+        return ()
+    out: list[Candidate] = []
+    for k in units:
+        for j in twins.of(k, index.unit_file):
+            g = int(index.unit_file[j])
+            if not twins.amalgamation[g]:
+                continue  # a plain copy: named in a note, not delivered (see TwinNotes)
+            path, unit = index.unit(j)
+            n_lines = index.structures[g].n_lines
+            start = max(1, unit.start_line - SPAN_PADDING)
+            end = min(n_lines, unit.end_line + SPAN_PADDING)
+            out.append(Candidate(path, "span", score, start, end))
+    return tuple(out)
+
+
+def shadow_amalgamations(index: RepoIndex, ranking: Ranking) -> Ranking:
+    """``ranking`` with amalgamations out of their sources' way: each amalgamation unit that
+    has a twin outside amalgamations passes its score to that twin (the same code) and drops
+    to 0 (the twin brings it along, see :func:`_twin_spans`); an amalgamation's file score is
+    scaled by AMALGAMATION_WEIGHT. Unchanged when the index has no amalgamation."""
+    twins = index.twins
+    if twins is None or ranking.overview or not twins.amalgamation.any():
+        return ranking
+    units = ranking.unit_scores.copy()
+    if len(twins.shadow_from):
+        np.maximum.at(units, twins.shadow_to, ranking.unit_scores[twins.shadow_from])
+        units[twins.shadow_from] = 0.0
+    files = ranking.file_scores.copy()
+    files[twins.amalgamation] *= AMALGAMATION_WEIGHT
+    return replace(ranking, file_scores=files, unit_scores=units)
+
+
+class TwinNotes:
+    """Notes on the twins of delivered items, and the twins right after what they copy.
+
+    Called by the packer on every trial delivery (see :func:`agentrt.context.packer.pack`),
+    so the notes count in the budget. For each delivered span or whole file, its twinned
+    units (the outermost ones it holds whole): a twin that is delivered too is noted on its
+    own item (``twin of path:a-b name (identical)``) and moved right after it; one that is
+    not, on this item (``also in path:a-b (identical)``).
+    """
+
+    def __init__(self, index: RepoIndex, views: dict[str, FileView]) -> None:
+        self.index = index
+        self.position = {path: f for f, path in enumerate(index.paths)}
+        self.views = views
+
+    def __call__(self, items: list[PackedItem]) -> list[PackedItem]:
+        index, twins = self.index, self.index.twins
+        if twins is None:
+            return items
+        delivered: dict[str, list[tuple[int, int, int]]] = {}
+        for i, item in enumerate(items):
+            if item.kind != "skeleton":
+                delivered.setdefault(item.path, []).append((item.start_line, item.end_line, i))
+        notes: list[dict[tuple[str, str], list[str]]] = [{} for _ in items]
+        follows: dict[int, list[int]] = {}
+        led: set[int] = set()
+        seen: set[tuple[int, int]] = set()
+        # Sources first: an amalgamation's copy is the twin of its source, not the reverse.
+        for i in sorted(range(len(items)), key=lambda i: self._in_amalgamation(items[i].path)):
+            item = items[i]
+            f = self.position.get(item.path)
+            if f is None or item.kind == "skeleton":
+                continue
+            units = index.file_units(f)
+            for k in self._outermost(f, twins.in_range(units.start, units.stop), item):
+                _, unit = index.unit(k)
+                for j in twins.of(k, index.unit_file):
+                    if (j, k) in seen:
+                        continue  # noted from the other side
+                    seen.add((k, j))
+                    path, twin = index.unit(j)
+                    hit = next(
+                        (n for s, e, n in delivered.get(path, ())
+                         if s <= twin.start_line and twin.end_line <= e),
+                        None,
+                    )  # fmt: skip
+                    if hit is not None:
+                        label = f"{unit.start_line}-{unit.end_line}"
+                        if not unit.name.startswith("<"):
+                            label += f" {unit.name}"
+                        notes[hit].setdefault(("twin of", item.path), []).append(label)
+                        if hit not in led:
+                            led.add(hit)
+                            follows.setdefault(i, []).append(hit)
+                    else:
+                        lines = f"{twin.start_line}-{twin.end_line}"
+                        notes[i].setdefault(("also in", path), []).append(lines)
+        if not follows and not any(notes):
+            return items
+        out: list[PackedItem] = []
+        placed: set[int] = set()
+
+        def place(i: int) -> None:
+            placed.add(i)
+            note = _twin_note(notes[i])
+            out.append(replace(items[i], note=note) if note else items[i])
+            for t in follows.get(i, ()):
+                if t not in placed:
+                    place(t)
+
+        for i in range(len(items)):
+            if i not in placed and i not in led:
+                place(i)
+        for i in range(len(items)):  # twins whose lead was itself led (never: kept safe)
+            if i not in placed:
+                place(i)
+        return out
+
+    def _in_amalgamation(self, path: str) -> bool:
+        f = self.position.get(path)
+        twins = self.index.twins
+        return f is not None and twins is not None and bool(twins.amalgamation[f])
+
+    def _outermost(self, f: int, units: np.ndarray, item: PackedItem) -> list[int]:
+        """The twinned units ``item`` holds whole, without those inside another of them."""
+        index = self.index
+        inside = []
+        for k in units.tolist():
+            unit = index.structures[f].units[int(index.unit_local[k])]
+            if item.start_line <= unit.start_line and unit.end_line <= item.end_line:
+                inside.append((unit.start_line, -unit.end_line, k))
+        inside.sort()
+        out: list[int] = []
+        reach = 0
+        for start, negative_end, k in inside:
+            if start <= reach and -negative_end <= reach:
+                continue
+            out.append(k)
+            reach = max(reach, -negative_end)
+        return out
+
+
+def _twin_note(notes: dict[tuple[str, str], list[str]]) -> str:
+    """``twin of a.hpp:10-40 f (identical); also in b.hpp:5-9, 20-31 (+2 more) (identical)``."""
+    parts = []
+    for (label, path), ranges in list(notes.items())[:MAX_TWIN_NOTES]:
+        text = ", ".join(ranges[:MAX_TWIN_NOTES])
+        if len(ranges) > MAX_TWIN_NOTES:
+            text += f" (+{len(ranges) - MAX_TWIN_NOTES} more)"
+        parts.append(f"{label} {path}:{text} (identical)")
+    if len(notes) > MAX_TWIN_NOTES:
+        parts.append(f"+{len(notes) - MAX_TWIN_NOTES} more files")
+    return "; ".join(parts)
 
 
 def _views(
