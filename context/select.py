@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentrt.context.compress import analyze, split_lines
+from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
     Candidate,
@@ -76,6 +76,10 @@ OVERVIEW_FILES = 60
 AMALGAMATION_WEIGHT = 0.1
 #: A why names at most this many files, and this many line ranges of each.
 MAX_TWIN_NOTES = 3
+#: Copies of a span in an amalgamation: runs of at least this many equal lines, at the
+#: offsets of the twinned units within COPY_MARGIN lines of it (else the nearest).
+COPY_MIN_LINES = 3
+COPY_MARGIN = 40
 
 #: Files left out of a selection unless ``include`` is given: translations, vector images,
 #: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
@@ -238,9 +242,16 @@ def select(
         index, ranking.file_scores, ranking.unit_scores, ranking.overview, threshold
     )
     files = {f.path: f for f in scan.files}
-    paths = {c.path for c in candidates} | {t.path for c in candidates for t in c.twins}
+    paths = {c.path for c in candidates}
+    copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
+    if copies is not None:
+        paths |= copies.amalgamations_of(paths)
     views = _views(index, paths, files, counter, store)
-    annotate = TwinNotes(index, views) if index.twins is not None and index.twins.pairs else None
+    if copies is not None:
+        candidates = [copies.attach(c, views) for c in candidates]
+    annotate = (
+        TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
+    )
     preferred = _preferred_paths(scan.root, prefer, files)
     if preferred:
         packed = _pack_preferred_first(views, candidates, preferred, budget, counter, annotate)
@@ -338,7 +349,6 @@ def _candidates(
             if file_scores[f] > 0:
                 candidates.append(Candidate(index.paths[f], "skeleton", float(file_scores[f])))
         return candidates
-    twins = index.twins if index.twins is not None and index.twins.pairs else None
     top_units = np.argsort(-unit_scores, kind="stable")[:MAX_UNIT_CANDIDATES]
     for k in top_units:
         score = float(unit_scores[k])
@@ -350,8 +360,7 @@ def _candidates(
         n_lines = index.structures[int(index.unit_file[k])].n_lines
         start = max(1, unit.start_line - SPAN_PADDING)
         end = min(n_lines, unit.end_line + SPAN_PADDING)
-        with_twins = _twin_spans(index, [int(k)], score) if twins is not None else ()
-        candidates.append(Candidate(path, "span", score, start, end, with_twins))
+        candidates.append(Candidate(path, "span", score, start, end))
     for position, f in enumerate(np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]):
         score = float(file_scores[f])
         if score < threshold:
@@ -364,48 +373,108 @@ def _candidates(
                 _, unit = index.unit(best)
                 start = max(1, unit.start_line - SPAN_PADDING)
                 end = min(structure.n_lines, unit.end_line + SPAN_PADDING)
-                best_score = score * BEST_UNIT_WEIGHT
-                with_twins = _twin_spans(index, [best], best_score) if twins is not None else ()
                 candidates.append(
-                    Candidate(index.paths[f], "span", best_score, start, end, with_twins)
+                    Candidate(index.paths[f], "span", score * BEST_UNIT_WEIGHT, start, end)
                 )
         if structure.skeleton:
             candidates.append(Candidate(index.paths[f], "skeleton", score * SKELETON_WEIGHT))
         if structure.n_lines <= SMALL_FILE_LINES:
-            whole = score * FULL_FILE_WEIGHT
-            with_twins = (
-                _twin_spans(index, twins.in_range(units.start, units.stop).tolist(), whole)
-                if twins is not None
-                else ()
-            )
-            candidates.append(Candidate(index.paths[f], "file", whole, twins=with_twins))
+            candidates.append(Candidate(index.paths[f], "file", score * FULL_FILE_WEIGHT))
     return candidates
 
 
-def _twin_spans(index: RepoIndex, units: Sequence[int], score: float) -> tuple[Candidate, ...]:
-    """Spans of the twins of ``units`` that must be delivered with them: those in
-    amalgamations (generated copies, which change with their source), padded as units are."""
-    twins = index.twins
-    if twins is None or not len(units):
-        return ()
-    out: list[Candidate] = []
-    for k in units:
-        for j in twins.of(k, index.unit_file):
-            g = int(index.unit_file[j])
-            if not twins.amalgamation[g]:
-                continue  # a plain copy: named in a note, not delivered (see TwinNotes)
-            path, unit = index.unit(j)
-            n_lines = index.structures[g].n_lines
-            start = max(1, unit.start_line - SPAN_PADDING)
-            end = min(n_lines, unit.end_line + SPAN_PADDING)
-            out.append(Candidate(path, "span", score, start, end))
-    return tuple(out)
+class Copies:
+    """Where lines of source files are copied into amalgamations, found from their twins.
+
+    Each unit of a source file twinned in an amalgamation fixes an offset between the two
+    files; lines near it are copied at that offset when they are equal (stripped). So a
+    span of a source file is mapped to the amalgamation with the offsets of the twinned
+    units around it and checked line by line: its copies are the runs of equal lines. This
+    also finds the copies of lines no twinned unit holds (a short declaration, the lines
+    between two functions), which a fix touches as often as the functions.
+    """
+
+    def __init__(self, index: RepoIndex) -> None:
+        self.index = index
+        self.position = {path: f for f, path in enumerate(index.paths)}
+        twins = index.twins
+        entries: dict[int, list[tuple[int, int, int, int]]] = {}
+        if twins is not None:
+            for a, k in zip(twins.shadow_from.tolist(), twins.shadow_to.tolist(), strict=True):
+                _, unit = index.unit(k)
+                _, copy = index.unit(a)
+                entries.setdefault(int(index.unit_file[k]), []).append(
+                    (unit.start_line, unit.end_line, int(index.unit_file[a]),
+                     copy.start_line - unit.start_line)
+                )  # fmt: skip
+        self.entries = {f: sorted(e) for f, e in entries.items()}
+
+    def amalgamations_of(self, paths: set[str]) -> set[str]:
+        """The amalgamations that copy any of ``paths``."""
+        out: set[str] = set()
+        for path in paths:
+            f = self.position.get(path)
+            for _, _, a, _ in self.entries.get(f, ()) if f is not None else ():
+                out.add(self.index.paths[a])
+        return out
+
+    def regions(
+        self, path: str, start: int, end: int, views: dict[str, FileView]
+    ) -> list[tuple[str, int, int, int]]:
+        """The copies of lines ``start..end`` of ``path``: (amalgamation, first and last line
+        there, offset), runs of at least COPY_MIN_LINES equal lines."""
+        f = self.position.get(path)
+        entries = self.entries.get(f, ()) if f is not None else ()
+        view = views.get(path)
+        if not entries or view is None:
+            return []
+        # The offsets of the twinned units overlapping the span (with a margin), else of
+        # the nearest one to each side.
+        near: dict[tuple[int, int], int] = {}
+        for unit_start, unit_end, a, offset in entries:
+            distance = max(0, unit_start - end, start - unit_end)
+            key = (a, offset)
+            near[key] = min(near.get(key, distance), distance)
+        closest = min(near.values())
+        offsets = [key for key, d in near.items() if d <= max(closest, COPY_MARGIN)]
+        out: list[tuple[str, int, int, int]] = []
+        lines = view.lines
+        for a, offset in offsets:
+            copy = views.get(self.index.paths[a])
+            if copy is None:
+                continue
+            first = max(start, 1 - offset, 1)
+            last = min(end, len(lines), len(copy.lines) - offset)
+            run_start = None
+            for line in range(first, last + 2):
+                same = line <= last and (
+                    lines[line - 1].strip() == copy.lines[line - 1 + offset].strip()
+                )
+                if same and run_start is None:
+                    run_start = line
+                elif not same and run_start is not None:
+                    run = lines[run_start - 1 : line - 1]
+                    if len(run) >= COPY_MIN_LINES and sum(len(x.strip()) for x in run) >= 40:
+                        out.append((copy.path, run_start + offset, line - 1 + offset, offset))
+                    run_start = None
+        return out
+
+    def attach(self, candidate: Candidate, views: dict[str, FileView]) -> Candidate:
+        """``candidate`` with the copies of its lines as twins (spans and whole files)."""
+        if candidate.kind == "skeleton" or candidate.path not in views:
+            return candidate
+        end = candidate.end_line or views[candidate.path].n_lines
+        regions = self.regions(candidate.path, candidate.start_line, end, views)
+        if not regions:
+            return candidate
+        twins = tuple(Candidate(p, "span", candidate.score, s, e) for p, s, e, _ in regions)
+        return replace(candidate, twins=twins)
 
 
 def shadow_amalgamations(index: RepoIndex, ranking: Ranking) -> Ranking:
     """``ranking`` with amalgamations out of their sources' way: each amalgamation unit that
     has a twin outside amalgamations passes its score to that twin (the same code) and drops
-    to 0 (the twin brings it along, see :func:`_twin_spans`); an amalgamation's file score is
+    to 0 (its source brings it along, see :class:`Copies`); an amalgamation's file score is
     scaled by AMALGAMATION_WEIGHT. Unchanged when the index has no amalgamation."""
     twins = index.twins
     if twins is None or ranking.overview or not twins.amalgamation.any():
@@ -423,16 +492,21 @@ class TwinNotes:
     """Notes on the twins of delivered items, and the twins right after what they copy.
 
     Called by the packer on every trial delivery (see :func:`agentrt.context.packer.pack`),
-    so the notes count in the budget. For each delivered span or whole file, its twinned
-    units (the outermost ones it holds whole): a twin that is delivered too is noted on its
-    own item (``twin of path:a-b name (identical)``) and moved right after it; one that is
-    not, on this item (``also in path:a-b (identical)``).
+    so the notes count in the budget. For each delivered span or whole file of a source, its
+    copies in amalgamations (:class:`Copies`), and its twinned units (the outermost ones it
+    holds whole) in plain copies: a twin that is delivered too is noted on its own item
+    (``twin of path:a-b name (identical)``) and moved right after it; one that is not, on
+    this item (``also in path:a-b (identical)``).
     """
 
-    def __init__(self, index: RepoIndex, views: dict[str, FileView]) -> None:
+    def __init__(
+        self, index: RepoIndex, views: dict[str, FileView], copies: Copies | None = None
+    ) -> None:
         self.index = index
         self.position = {path: f for f, path in enumerate(index.paths)}
         self.views = views
+        self.copies = copies
+        self._regions: dict[tuple[str, int, int], list[tuple[str, int, int, int]]] = {}
 
     def __call__(self, items: list[PackedItem]) -> list[PackedItem]:
         index, twins = self.index, self.index.twins
@@ -442,37 +516,51 @@ class TwinNotes:
         for i, item in enumerate(items):
             if item.kind != "skeleton":
                 delivered.setdefault(item.path, []).append((item.start_line, item.end_line, i))
+
+        def delivered_at(path: str, start: int, end: int) -> int | None:
+            return next((n for s, e, n in delivered.get(path, ()) if s <= start and end <= e), None)
+
         notes: list[dict[tuple[str, str], list[str]]] = [{} for _ in items]
         follows: dict[int, list[int]] = {}
         led: set[int] = set()
+
+        def lead(i: int, hit: int) -> None:
+            if hit not in led and hit != i:
+                led.add(hit)
+                follows.setdefault(i, []).append(hit)
+
         seen: set[tuple[int, int]] = set()
-        # Sources first: an amalgamation's copy is the twin of its source, not the reverse.
-        for i in sorted(range(len(items)), key=lambda i: self._in_amalgamation(items[i].path)):
-            item = items[i]
+        for i, item in enumerate(items):
             f = self.position.get(item.path)
-            if f is None or item.kind == "skeleton":
+            if f is None or item.kind == "skeleton" or twins.amalgamation[f]:
                 continue
+            for path, start, end, offset in self._copies(item):
+                cursor = start  # the part of the copy not delivered yet starts here
+                for s, e, hit in sorted(delivered.get(path, ())):
+                    a, b = max(s, start), min(e, end)
+                    if a > b:
+                        continue
+                    label = self._label(f, a - offset, b - offset)
+                    notes[hit].setdefault(("twin of", item.path), []).append(label)
+                    lead(i, hit)
+                    if a > cursor:
+                        notes[i].setdefault(("also in", path), []).append(f"{cursor}-{a - 1}")
+                    cursor = max(cursor, b + 1)
+                if cursor <= end:
+                    notes[i].setdefault(("also in", path), []).append(f"{cursor}-{end}")
             units = index.file_units(f)
             for k in self._outermost(f, twins.in_range(units.start, units.stop), item):
                 _, unit = index.unit(k)
                 for j in twins.of(k, index.unit_file):
-                    if (j, k) in seen:
-                        continue  # noted from the other side
+                    if (j, k) in seen or twins.amalgamation[index.unit_file[j]]:
+                        continue  # noted from the other side, or a copy (above)
                     seen.add((k, j))
                     path, twin = index.unit(j)
-                    hit = next(
-                        (n for s, e, n in delivered.get(path, ())
-                         if s <= twin.start_line and twin.end_line <= e),
-                        None,
-                    )  # fmt: skip
+                    hit = delivered_at(path, twin.start_line, twin.end_line)
                     if hit is not None:
-                        label = f"{unit.start_line}-{unit.end_line}"
-                        if not unit.name.startswith("<"):
-                            label += f" {unit.name}"
+                        label = self._label(f, unit.start_line, unit.end_line)
                         notes[hit].setdefault(("twin of", item.path), []).append(label)
-                        if hit not in led:
-                            led.add(hit)
-                            follows.setdefault(i, []).append(hit)
+                        lead(i, hit)
                     else:
                         lines = f"{twin.start_line}-{twin.end_line}"
                         notes[i].setdefault(("also in", path), []).append(lines)
@@ -497,10 +585,34 @@ class TwinNotes:
                 place(i)
         return out
 
-    def _in_amalgamation(self, path: str) -> bool:
-        f = self.position.get(path)
-        twins = self.index.twins
-        return f is not None and twins is not None and bool(twins.amalgamation[f])
+    def _copies(self, item: PackedItem) -> list[tuple[str, int, int, int]]:
+        if self.copies is None:
+            return []
+        key = (item.path, item.start_line, item.end_line)
+        found = self._regions.get(key)
+        if found is None:
+            found = self._regions[key] = self.copies.regions(
+                item.path, item.start_line, item.end_line, self.views
+            )
+        return found
+
+    def _label(self, f: int, start: int, end: int) -> str:
+        """``start-end`` and the names of the (outermost) definitions those lines hold."""
+        names: list[str] = []
+        reach = 0
+        for unit in self.index.structures[f].units:
+            if (
+                start <= unit.start_line
+                and unit.end_line <= end
+                and unit.start_line > reach
+                and unit.kind in DEFINITION_KINDS
+            ):
+                names.append(unit.name)
+                reach = unit.end_line
+        label = f"{start}-{end}"
+        if names:
+            label += " " + ", ".join(names[:2]) + (" …" if len(names) > 2 else "")
+        return label
 
     def _outermost(self, f: int, units: np.ndarray, item: PackedItem) -> list[int]:
         """The twinned units ``item`` holds whole, without those inside another of them."""
