@@ -18,9 +18,10 @@ receives the function must also see, or at least be told about, its copies.
   *amalgamation*: a generated concatenation of its sources.
 
 Selection (:mod:`agentrt.context.select`) uses them so that an amalgamation does not compete
-with its sources (its units' scores go to their source twins), a selected unit brings its
-twins in amalgamations along (in the budget, right after it), and a twin that is not
-delivered is named in the item's ``why``.
+with its sources (its units' scores go to their source twins), what is selected of a source
+brings its copy in the amalgamation along (found at the twins' offsets and checked line by
+line, :class:`agentrt.context.select.Copies`; in the budget, right after it), and a copy
+that is not delivered is named in the item's ``why``.
 """
 
 from __future__ import annotations

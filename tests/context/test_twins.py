@@ -200,6 +200,27 @@ def test_select_delivers_a_function_and_its_twin_right_after_it(geo: Path, tmp_p
     assert selection.to_json()["items"][source + 1]["why"] == twin.why
 
 
+def test_lines_no_twinned_unit_holds_bring_their_copy_too(geo: Path, tmp_path: Path) -> None:
+    """``struct Matrix`` is too small to be paired; its copy is found at the offset of the
+    twinned functions around it, line by line."""
+    store = ContextStore(tmp_path / "store")
+    index = index_of(geo, store)
+    twinned = {index.unit(k)[1].name for k in index.twins.units.tolist()}  # type: ignore[union-attr]
+    assert "geo.Matrix" not in twinned and "geo.determinant" in twinned
+    query = "the struct Matrix has row0 and row1"
+    selection = select(geo, query, 150, store=store, threshold=0.9)
+    assert count_tokens(selection.to_markdown()) <= 150
+    assert [i.path for i in selection.items] == [
+        "include/geo/matrix.hpp",
+        "single_include/geo/geo.hpp",
+    ]
+    source, copy = selection.items
+    assert "struct Matrix {" in source.text and "struct Matrix {" in copy.text
+    assert copy.why == f"twin of include/geo/matrix.hpp:{source.start_line}-{source.end_line}" + (
+        " geo.Matrix (identical)"
+    )
+
+
 def test_a_twin_that_does_not_fit_is_named_instead(geo: Path, tmp_path: Path) -> None:
     store = ContextStore(tmp_path / "store")
     query = "determinant of a Matrix is wrong"
