@@ -30,6 +30,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -55,10 +56,6 @@ GENERATED_PATH = re.compile(r"single[_-]?include|single[_-]?header|amalgamat", r
 _NOT_CODE = ("//", "/*", "*", "#include", "#import", "import ", "using ", "#pragma", "# ")
 
 
-def _is_code(line: str) -> bool:
-    return bool(line) and not line.startswith(_NOT_CODE)
-
-
 def unit_hashes(text: str, units: Sequence[Unit]) -> np.ndarray:
     """A signed 64-bit digest per unit of its normalised text (0: not worth pairing).
 
@@ -69,16 +66,19 @@ def unit_hashes(text: str, units: Sequence[Unit]) -> np.ndarray:
     if not units:
         return out
     lines = [line.strip() for line in text.split("\n")]
-    code = np.zeros(len(lines) + 1, dtype=np.int32)
-    np.cumsum([_is_code(line) for line in lines], out=code[1:])
+    not_code = _NOT_CODE
+    code = [0]
+    code.extend(accumulate(bool(line) and not line.startswith(not_code) for line in lines))
+    n = len(lines)
+    blake2b = hashlib.blake2b
     for i, unit in enumerate(units):
-        start, end = unit.start_line, min(unit.end_line, len(lines))
-        if code[end] - code[start - 1] < MIN_CODE_LINES:
+        start, end = unit.start_line, min(unit.end_line, n)
+        if end - start + 1 < MIN_CODE_LINES or code[end] - code[start - 1] < MIN_CODE_LINES:
             continue
         body = "\n".join(lines[start - 1 : end])
         if len(body) < MIN_CHARS:
             continue
-        digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        digest = blake2b(body.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         out[i] = int.from_bytes(digest, "little", signed=True) or 1
     return out
 
@@ -127,6 +127,14 @@ def find_twins(unit_file: np.ndarray, hashes: np.ndarray, paths: Sequence[str]) 
     """The twins of units whose digests (:func:`unit_hashes`, concatenated) are equal."""
     n_files = len(paths)
     eligible = np.flatnonzero(hashes != 0)
+    eligible_per_file = np.bincount(unit_file[eligible], minlength=n_files)
+    # Only digests that occur more than once matter (few): one sort finds them.
+    order = np.argsort(hashes[eligible], kind="stable")
+    ordered = hashes[eligible][order]
+    repeated = np.zeros(len(ordered), dtype=bool)
+    repeated[1:] = ordered[1:] == ordered[:-1]
+    repeated[:-1] |= repeated[1:]
+    eligible = eligible[order][repeated]
     files = unit_file[eligible].astype(np.int64)
     digests, gid = np.unique(hashes[eligible], return_inverse=True)
     pairs = np.unique(gid.astype(np.int64) << 32 | files)
@@ -156,8 +164,9 @@ def find_twins(unit_file: np.ndarray, hashes: np.ndarray, paths: Sequence[str]) 
         distinct = np.unique(partner_pairs[:, 0] << 32 | partner_pairs[:, 1])
         partners = np.bincount(distinct >> 32, minlength=n_files)
     twinned = np.bincount(unit_file[units], minlength=n_files)
-    eligible_per_file = np.bincount(files, minlength=n_files)
-    named = np.asarray([bool(GENERATED_PATH.search(p)) for p in paths], dtype=bool)
+    named = np.zeros(n_files, dtype=bool)
+    for f in np.flatnonzero(partners).tolist():
+        named[f] = bool(GENERATED_PATH.search(paths[f]))
     amalgamation = (
         (partners >= AMALGAMATION_PARTNERS)
         & (twinned >= AMALGAMATION_MIN_UNITS)
