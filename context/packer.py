@@ -119,7 +119,7 @@ def render_markdown(items: Sequence[PackedItem]) -> str:
 class _FileState:
     """Which lines of one file are delivered, and how."""
 
-    __slots__ = ("best", "header_tokens", "line_score", "skeleton", "view", "visible")
+    __slots__ = ("_cost", "best", "header_tokens", "line_score", "skeleton", "view", "visible")
 
     def __init__(self, view: FileView, header_tokens: int) -> None:
         self.view = view
@@ -128,15 +128,18 @@ class _FileState:
         self.skeleton = False
         self.best = 0.0
         self.header_tokens = header_tokens
+        self._cost: int | None = None
 
     def copy(self) -> _FileState:
         other = _FileState.__new__(_FileState)
         other.view, other.header_tokens = self.view, self.header_tokens
         other.visible, other.skeleton, other.best = self.visible.copy(), self.skeleton, self.best
         other.line_score = self.line_score  # copied on write, in apply()
+        other._cost = self._cost
         return other
 
     def apply(self, candidate: Candidate) -> None:
+        self._cost = None
         n = self.view.n_lines
         self.line_score = self.line_score.copy()
         if candidate.kind == "file":
@@ -181,6 +184,11 @@ class _FileState:
 
     def cost(self) -> int:
         """Estimated tokens of this file's delivery (0 if nothing is visible)."""
+        if self._cost is None:
+            self._cost = self._estimate()
+        return self._cost
+
+    def _estimate(self) -> int:
         ranges = self.ranges()
         if not ranges:
             return 0
@@ -234,19 +242,33 @@ def _greedy(
         return state
 
     def priority(candidate: Candidate) -> tuple[float, int]:
-        if candidate.twins:
-            delta, trials = with_twins(candidate, True)
-            if not trials:
-                return 0.0, 0
-            delta = max(1, delta)
-            return candidate.score**SCORE_EXPONENT / delta, delta
         state = state_of(candidate.path)
-        if state.covers(candidate):
+        own = not state.covers(candidate)
+        delta = 0
+        if own:
+            trial = state.copy()
+            trial.apply(candidate)
+            delta = trial.cost() - state.cost()
+        # Twins (in an amalgamation: a long file, whose exact re-pricing dominated packing)
+        # are priced by their lines not yet visible and a header; exactly when taken.
+        twins = sum(twin_estimate(t) for t in candidate.twins if t.path in views)
+        if not own and not twins:
             return 0.0, 0
-        trial = state.copy()
-        trial.apply(candidate)
-        delta = max(1, trial.cost() - state.cost())
+        delta = max(1, delta + twins)
         return candidate.score**SCORE_EXPONENT / delta, delta
+
+    def twin_estimate(twin: Candidate) -> int:
+        state = state_of(twin.path)
+        end = twin.end_line or state.view.n_lines
+        visible = state.visible[twin.start_line : end + 1]
+        hidden = int(
+            state.view.line_tokens[twin.start_line - 1 : end][
+                ~visible[: end - twin.start_line + 1]
+            ].sum()
+        )
+        if not hidden:
+            return 0
+        return hidden + (0 if visible.any() else state.header_tokens)
 
     def with_twins(candidate: Candidate, twins: bool) -> tuple[int, dict[str, _FileState]]:
         """The cost of taking ``candidate`` (and its twins), and the states it would make."""
@@ -263,10 +285,12 @@ def _greedy(
         return sum(t.cost() - states[p].cost() for p, t in trials.items()), trials
 
     def stamp(candidate: Candidate) -> int:
-        """Changes when a file the candidate touches changes (versions only grow)."""
-        if not candidate.twins:
-            return version.get(candidate.path, 0)
-        return version.get(candidate.path, 0) + sum(version.get(t.path, 0) for t in candidate.twins)
+        """Changes when the candidate's file changes (versions only grow). Not when its
+        twins' files do: their cost is re-estimated only with the candidate's own (an
+        amalgamation changes with every source span taken, and re-pricing every twinned
+        candidate each time cost more than the whole packing), and counted exactly when
+        the candidate is taken."""
+        return version.get(candidate.path, 0)
 
     version: dict[str, int] = {}
     for candidate in first:  # in order, until one does not fit
