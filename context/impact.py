@@ -615,8 +615,6 @@ def _display(path: str) -> str:
 class ImpactItem(SelectionItem):
     """A delivered piece of change-impact context; ``why`` says what puts it there."""
 
-    why: str = ""
-
     def to_json(self) -> dict[str, Any]:
         out = SelectionItem.to_json(self)
         out["why"] = self.why
@@ -639,7 +637,7 @@ class ImpactSelection(Selection):
 
     def to_markdown(self) -> str:
         """One ``## path:start-end (kind) — why`` header and fenced block per item."""
-        return _render([(_packed(i), getattr(i, "why", "")) for i in self.items])
+        return _render([(_packed(i), i.why) for i in self.items])
 
 
 def _render(items: Iterable[tuple[PackedItem, str]]) -> str:

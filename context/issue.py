@@ -178,7 +178,7 @@ class IssueSelection(Selection):
 
     def to_markdown(self) -> str:
         """One ``## path:start-end (kind) — why`` header and fenced block per item."""
-        return _render([(_packed(i), getattr(i, "why", "")) for i in self.items])
+        return _render([(_packed(i), i.why) for i in self.items])
 
 
 def issue_candidates(

@@ -15,7 +15,12 @@ __all__ = ["SelectionItem"]
 
 @dataclass(slots=True)
 class SelectionItem:
-    """One delivered piece of context (see :meth:`Selection.to_json` for the fields)."""
+    """One delivered piece of context (see :meth:`Selection.to_json` for the fields).
+
+    ``why`` says what puts it there when the rank alone does not: a twin of another item
+    (the same code in an amalgamation), or where else its code is (see
+    :mod:`agentrt.context.twins`); change and issue contexts give every item one.
+    """
 
     path: str
     start_line: int
@@ -24,9 +29,10 @@ class SelectionItem:
     score: float
     tokens: int
     text: str
+    why: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "start_line": self.start_line,
             "end_line": self.end_line,
@@ -35,3 +41,6 @@ class SelectionItem:
             "tokens": self.tokens,
             "text": self.text,
         }
+        if self.why:
+            out["why"] = self.why
+        return out

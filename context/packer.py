@@ -11,13 +11,19 @@ The estimate is only a guide: the final rendering is counted exactly, and the gr
 re-run with a corrected target until the exact count fits the budget (then unused budget
 is handed back once). The budget is thus a hard limit on the rendered Markdown, which is
 the largest of the renderings (it adds a header per item to the item texts).
+
+A candidate may carry *twins* (:mod:`agentrt.context.twins`): the same lines in another file
+(an amalgamation) that must be delivered with it. It is then priced and taken with them;
+when they do not fit, alone. An ``annotate`` function sees every trial delivery before it is
+counted, so notes it adds to the items' headers (what is a twin of what, what was left out)
+are inside the budget too.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -67,6 +73,9 @@ class Candidate:
     score: float
     start_line: int = 1
     end_line: int = 0  # 0: to the end of the file
+    #: Lines of other files delivered together with this candidate (its twins in an
+    #: amalgamation), if they fit; their score is this candidate's.
+    twins: tuple[Candidate, ...] = ()
 
 
 @dataclass(slots=True)
@@ -80,6 +89,8 @@ class PackedItem:
     score: float
     text: str
     language: str = ""
+    #: Shown after the header (``## path:a-b (kind) — note``): why the item is there.
+    note: str = ""
 
 
 def _fence(text: str) -> str:
@@ -93,8 +104,9 @@ def _fence(text: str) -> str:
 
 def render_item(item: PackedItem) -> str:
     fence = _fence(item.text)
+    note = f" — {item.note}" if item.note else ""
     return (
-        f"## {item.path}:{item.start_line}-{item.end_line} ({item.kind})\n"
+        f"## {item.path}:{item.start_line}-{item.end_line} ({item.kind}){note}\n"
         f"{fence}{item.language}\n{item.text}{fence}\n\n"
     )
 
@@ -107,7 +119,7 @@ def render_markdown(items: Sequence[PackedItem]) -> str:
 class _FileState:
     """Which lines of one file are delivered, and how."""
 
-    __slots__ = ("best", "header_tokens", "line_score", "skeleton", "view", "visible")
+    __slots__ = ("_cost", "best", "header_tokens", "line_score", "skeleton", "view", "visible")
 
     def __init__(self, view: FileView, header_tokens: int) -> None:
         self.view = view
@@ -116,15 +128,18 @@ class _FileState:
         self.skeleton = False
         self.best = 0.0
         self.header_tokens = header_tokens
+        self._cost: int | None = None
 
     def copy(self) -> _FileState:
         other = _FileState.__new__(_FileState)
         other.view, other.header_tokens = self.view, self.header_tokens
         other.visible, other.skeleton, other.best = self.visible.copy(), self.skeleton, self.best
         other.line_score = self.line_score  # copied on write, in apply()
+        other._cost = self._cost
         return other
 
     def apply(self, candidate: Candidate) -> None:
+        self._cost = None
         n = self.view.n_lines
         self.line_score = self.line_score.copy()
         if candidate.kind == "file":
@@ -169,6 +184,11 @@ class _FileState:
 
     def cost(self) -> int:
         """Estimated tokens of this file's delivery (0 if nothing is visible)."""
+        if self._cost is None:
+            self._cost = self._estimate()
+        return self._cost
+
+    def _estimate(self) -> int:
         ranges = self.ranges()
         if not ranges:
             return 0
@@ -223,12 +243,54 @@ def _greedy(
 
     def priority(candidate: Candidate) -> tuple[float, int]:
         state = state_of(candidate.path)
-        if state.covers(candidate):
+        own = not state.covers(candidate)
+        delta = 0
+        if own:
+            trial = state.copy()
+            trial.apply(candidate)
+            delta = trial.cost() - state.cost()
+        # Twins (in an amalgamation: a long file, whose exact re-pricing dominated packing)
+        # are priced by their lines not yet visible and a header; exactly when taken.
+        twins = sum(twin_estimate(t) for t in candidate.twins if t.path in views)
+        if not own and not twins:
             return 0.0, 0
-        trial = state.copy()
-        trial.apply(candidate)
-        delta = max(1, trial.cost() - state.cost())
+        delta = max(1, delta + twins)
         return candidate.score**SCORE_EXPONENT / delta, delta
+
+    def twin_estimate(twin: Candidate) -> int:
+        state = state_of(twin.path)
+        end = twin.end_line or state.view.n_lines
+        visible = state.visible[twin.start_line : end + 1]
+        hidden = int(
+            state.view.line_tokens[twin.start_line - 1 : end][
+                ~visible[: end - twin.start_line + 1]
+            ].sum()
+        )
+        if not hidden:
+            return 0
+        return hidden + (0 if visible.any() else state.header_tokens)
+
+    def with_twins(candidate: Candidate, twins: bool) -> tuple[int, dict[str, _FileState]]:
+        """The cost of taking ``candidate`` (and its twins), and the states it would make."""
+        trials: dict[str, _FileState] = {}
+        for part in (candidate, *candidate.twins) if twins else (candidate,):
+            if part.path not in views:
+                continue
+            trial = trials.get(part.path)
+            if trial is None:
+                if state_of(part.path).covers(part):
+                    continue
+                trial = trials[part.path] = state_of(part.path).copy()
+            trial.apply(part)
+        return sum(t.cost() - states[p].cost() for p, t in trials.items()), trials
+
+    def stamp(candidate: Candidate) -> int:
+        """Changes when the candidate's file changes (versions only grow). Not when its
+        twins' files do: their cost is re-estimated only with the candidate's own (an
+        amalgamation changes with every source span taken, and re-pricing every twinned
+        candidate each time cost more than the whole packing), and counted exactly when
+        the candidate is taken."""
+        return version.get(candidate.path, 0)
 
     version: dict[str, int] = {}
     for candidate in first:  # in order, until one does not fit
@@ -256,11 +318,22 @@ def _greedy(
     while heap and spent < target:
         _, i, seen_version = heapq.heappop(heap)
         candidate = candidates[i]
-        current = version.get(candidate.path, 0)
+        current = stamp(candidate)
         if seen_version != current:
             value, _ = priority(candidate)
             if value > 0:
                 heapq.heappush(heap, (-value, i, current))
+            continue
+        if candidate.twins:
+            delta, trials = with_twins(candidate, True)
+            if trials and spent + delta > target:  # its twins do not fit: it alone may
+                delta, trials = with_twins(candidate, False)
+            if not trials or spent + delta > target:
+                continue
+            for path, trial in trials.items():
+                states[path] = trial
+                version[path] = version.get(path, 0) + 1
+            spent += delta
             continue
         state = state_of(candidate.path)
         if state.covers(candidate):
@@ -284,6 +357,7 @@ def pack(
     count: Callable[[str], int],
     *,
     first: Sequence[Candidate] = (),
+    annotate: Callable[[list[PackedItem]], list[PackedItem]] | None = None,
 ) -> list[PackedItem]:
     """Choose items from ``candidates`` whose Markdown rendering has at most ``budget`` tokens.
 
@@ -291,7 +365,8 @@ def pack(
     taken before all others, in their order, until one does not fit (what must be seen
     whatever else is relevant, such as the hunks of a change); ``candidates`` are considered
     only when all of ``first`` fits. Items come out grouped by file, files in order of their
-    best score, items in line order.
+    best score, items in line order; then ``annotate`` (if given) may add notes to them and
+    reorder them, before they are counted.
     """
     if budget <= 0 or not (candidates or first):
         return []
@@ -306,6 +381,8 @@ def pack(
     for _attempt in range(4):
         states = _greedy(views, candidates, target, header_tokens, first)
         items = _order(states)
+        if annotate is not None:
+            items = annotate(items)
         tokens = rendered_tokens(items, count)
         if tokens <= budget and tokens > best_tokens:
             best, best_tokens = items, tokens
@@ -319,8 +396,12 @@ def pack(
             break
     if best_tokens < 0:  # never fitted: drop the least relevant items until it does
         items = _order(_greedy(views, candidates, max(1, target), header_tokens, first))
+        if annotate is not None:
+            items = annotate(items)
         while items and rendered_tokens(items, count) > budget:
             items.remove(min(items, key=lambda item: item.score))
+            if annotate is not None:  # the notes name what is delivered: make them anew
+                items = annotate([replace(item, note="") for item in items])
         best = items
     return best
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from agentrt.context.compress import DEFINITION_KINDS, TEST_PATH, FileStructure, Unit, analyze
 from agentrt.context.graph import RepoFiles, import_graph, module_name, reference_graph
+from agentrt.context.twins import Twins, find_twins, unit_hashes
 
 if TYPE_CHECKING:
     from agentrt.context.sources import RepoScan, SourceFile
@@ -364,7 +365,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 5
+INDEX_VERSION = 6
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -405,6 +406,9 @@ class FileRecord:
     #: flattened: local unit number, term id of the raw identifier (the reference graph).
     unit_ref_doc: np.ndarray
     unit_ref_id: np.ndarray
+    #: Per unit, the digest of its normalised text (0: too small to pair); see
+    #: :func:`agentrt.context.twins.unit_hashes`. Parsed files only.
+    unit_hash: np.ndarray
 
     def __reduce__(self) -> tuple[object, ...]:
         # Workers send records pickled: unpickling ten small arrays per record (a dtype, a
@@ -535,6 +539,7 @@ def analyze_file(path: str, text: str) -> FileRecord:
         identifiers,
         (ref_keys >> 32).astype(np.int32),
         (ref_keys & 0xFFFFFFFF).astype(np.int32),
+        unit_hashes(text, units) if structure.parsed else np.zeros(len(units), dtype=np.int64),
     )
 
 
@@ -647,6 +652,9 @@ class RepoIndex:
     #: numbers, ``references[u, v] > 0`` when unit u uses the name unit v defines (1 / the
     #: number of units it may mean); see :func:`agentrt.context.graph.reference_graph`.
     references: object = None
+    #: Units whose text another file repeats verbatim, and which files are amalgamations
+    #: (see :mod:`agentrt.context.twins`).
+    twins: Twins | None = None
     records: dict[str, FileRecord] | None = None
 
     def __getstate__(self) -> dict[str, object]:
@@ -1108,6 +1116,7 @@ def _assemble(
         imports,
     )
     transition = _build_graph(paths, structures, file_records, imports)
+    twins = find_twins(unit_file, cat([r.unit_hash for r in file_records], np.int64), paths)
     unit_bm25 = pending_unit_bm25.result()
     return RepoIndex(
         root=root,
@@ -1127,6 +1136,7 @@ def _assemble(
         priors=np.asarray([path_prior(p) for p in paths], dtype=np.float32),
         imports=imports,
         references=references,
+        twins=twins,
     )
 
 

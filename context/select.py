@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agentrt.context.compress import analyze, split_lines
+from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
     Candidate,
@@ -33,6 +33,7 @@ from agentrt.context.packer import (
 )
 from agentrt.context.relevance import (
     IndexStats,
+    Ranking,
     RepoIndex,
     build_index,
     rank,
@@ -68,6 +69,17 @@ BEST_UNIT_FILES = 1
 SMALL_FILE_LINES = 200
 #: An overview (empty query) offers the skeletons of this many of the most central files.
 OVERVIEW_FILES = 60
+#: An amalgamation (a generated file concatenating others, see :mod:`agentrt.context.twins`)
+#: keeps this fraction of its file score: it holds every term of its sources, and its
+#: outline would duplicate theirs. Its units that have a twin in a source pass their score
+#: to that twin and are delivered with it.
+AMALGAMATION_WEIGHT = 0.1
+#: A why names at most this many files, and this many line ranges of each.
+MAX_TWIN_NOTES = 3
+#: Copies of a span in an amalgamation: runs of at least this many equal lines, at the
+#: offsets of the twinned units within COPY_MARGIN lines of it (else the nearest).
+COPY_MIN_LINES = 3
+COPY_MARGIN = 40
 
 #: Files left out of a selection unless ``include`` is given: translations, vector images,
 #: minified bundles and source maps, lockfiles and data tables. Lockfiles are kept out on
@@ -158,8 +170,9 @@ class Selection:
         }
 
     def to_markdown(self) -> str:
-        """One ``## path:start-end (kind)`` header and fenced block per item."""
-        return render_markdown([_packed(i) for i in self.items])
+        """One ``## path:start-end (kind)`` header (`` — why`` if the item has one) and
+        fenced block per item."""
+        return render_markdown([replace(_packed(i), note=i.why) for i in self.items])
 
     @property
     def text(self) -> str:
@@ -224,20 +237,36 @@ def select(
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
-    ranking = rank(index, query)
+    ranking = shadow_amalgamations(index, rank(index, query))
     candidates = _candidates(
         index, ranking.file_scores, ranking.unit_scores, ranking.overview, threshold
     )
     files = {f.path: f for f in scan.files}
-    views = _views(index, {c.path for c in candidates}, files, counter, store)
+    paths = {c.path for c in candidates}
+    copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
+    if copies is not None:
+        paths |= copies.amalgamations_of(paths)
+    views = _views(index, paths, files, counter, store)
+    if copies is not None:
+        candidates = [copies.attach(c, views) for c in candidates]
+    annotate = (
+        TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
+    )
     preferred = _preferred_paths(scan.root, prefer, files)
     if preferred:
-        packed = _pack_preferred_first(views, candidates, preferred, budget, counter)
+        packed = _pack_preferred_first(views, candidates, preferred, budget, counter, annotate)
     else:
-        packed = pack(views, candidates, budget, counter.count)
+        packed = pack(views, candidates, budget, counter.count, annotate=annotate)
     items = [
         SelectionItem(
-            p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text
+            p.path,
+            p.start_line,
+            p.end_line,
+            p.kind,
+            p.score,
+            counter.count(p.text),
+            p.text,
+            p.note,
         )
         for p in packed
     ]
@@ -285,17 +314,25 @@ def _pack_preferred_first(
     preferred: set[str],
     budget: int,
     counter: TokenCounter,
+    annotate: TwinNotes | None = None,
 ) -> list[PackedItem]:
     """Pack the preferred files' candidates within ``budget``, then the others' in what is
     left; the least relevant of the others are dropped if the joined rendering is over."""
-    first = pack(views, [c for c in candidates if c.path in preferred], budget, counter.count)
+    first_candidates = [c for c in candidates if c.path in preferred]
+    first = pack(views, first_candidates, budget, counter.count, annotate=annotate)
     left = budget - rendered_tokens(first, counter.count)
     rest = [c for c in candidates if c.path not in preferred]
-    others = pack(views, rest, left, counter.count) if left > 0 and rest else []
+    others = pack(views, rest, left, counter.count, annotate=annotate) if left > 0 and rest else []
+    joined = first + others
+    if annotate is not None:  # notes across the two parts (a twin packed in the other)
+        joined = annotate([replace(item, note="") for item in joined])
     # Joining two renderings can shift a token at the seam: the exact count decides.
-    while others and rendered_tokens(first + others, counter.count) > budget:
+    while others and rendered_tokens(joined, counter.count) > budget:
         others.remove(min(others, key=lambda item: item.score))
-    return first + others
+        joined = first + others
+        if annotate is not None:
+            joined = annotate([replace(item, note="") for item in joined])
+    return joined
 
 
 def _candidates(
@@ -344,6 +381,269 @@ def _candidates(
         if structure.n_lines <= SMALL_FILE_LINES:
             candidates.append(Candidate(index.paths[f], "file", score * FULL_FILE_WEIGHT))
     return candidates
+
+
+class Copies:
+    """Where lines of source files are copied into amalgamations, found from their twins.
+
+    Each unit of a source file twinned in an amalgamation fixes an offset between the two
+    files; lines near it are copied at that offset when they are equal (stripped). So a
+    span of a source file is mapped to the amalgamation with the offsets of the twinned
+    units around it and checked line by line: its copies are the runs of equal lines. This
+    also finds the copies of lines no twinned unit holds (a short declaration, the lines
+    between two functions), which a fix touches as often as the functions.
+    """
+
+    def __init__(self, index: RepoIndex) -> None:
+        self.index = index
+        self.position = {path: f for f, path in enumerate(index.paths)}
+        twins = index.twins
+        entries: dict[int, list[tuple[int, int, int, int]]] = {}
+        if twins is not None:
+            for a, k in zip(twins.shadow_from.tolist(), twins.shadow_to.tolist(), strict=True):
+                _, unit = index.unit(k)
+                _, copy = index.unit(a)
+                entries.setdefault(int(index.unit_file[k]), []).append(
+                    (unit.start_line, unit.end_line, int(index.unit_file[a]),
+                     copy.start_line - unit.start_line)
+                )  # fmt: skip
+        self.entries = {f: sorted(e) for f, e in entries.items()}
+
+    def amalgamations_of(self, paths: set[str]) -> set[str]:
+        """The amalgamations that copy any of ``paths``."""
+        out: set[str] = set()
+        for path in paths:
+            f = self.position.get(path)
+            for _, _, a, _ in self.entries.get(f, ()) if f is not None else ():
+                out.add(self.index.paths[a])
+        return out
+
+    def regions(
+        self, path: str, start: int, end: int, views: dict[str, FileView]
+    ) -> list[tuple[str, int, int, int]]:
+        """The copies of lines ``start..end`` of ``path``: (amalgamation, first and last line
+        there, offset), runs of at least COPY_MIN_LINES equal lines."""
+        f = self.position.get(path)
+        entries = self.entries.get(f, ()) if f is not None else ()
+        view = views.get(path)
+        if not entries or view is None:
+            return []
+        # The offsets of the twinned units overlapping the span (with a margin), else of
+        # the nearest one to each side.
+        near: dict[tuple[int, int], int] = {}
+        for unit_start, unit_end, a, offset in entries:
+            distance = max(0, unit_start - end, start - unit_end)
+            key = (a, offset)
+            near[key] = min(near.get(key, distance), distance)
+        closest = min(near.values())
+        offsets = [key for key, d in near.items() if d <= max(closest, COPY_MARGIN)]
+        out: list[tuple[str, int, int, int]] = []
+        lines = view.lines
+        for a, offset in offsets:
+            copy = views.get(self.index.paths[a])
+            if copy is None:
+                continue
+            first = max(start, 1 - offset, 1)
+            last = min(end, len(lines), len(copy.lines) - offset)
+            run_start = None
+            for line in range(first, last + 2):
+                same = line <= last and (
+                    lines[line - 1].strip() == copy.lines[line - 1 + offset].strip()
+                )
+                if same and run_start is None:
+                    run_start = line
+                elif not same and run_start is not None:
+                    run = lines[run_start - 1 : line - 1]
+                    if len(run) >= COPY_MIN_LINES and sum(len(x.strip()) for x in run) >= 40:
+                        out.append((copy.path, run_start + offset, line - 1 + offset, offset))
+                    run_start = None
+        return out
+
+    def attach(self, candidate: Candidate, views: dict[str, FileView]) -> Candidate:
+        """``candidate`` with the copies of its lines as twins (spans and whole files)."""
+        if candidate.kind == "skeleton" or candidate.path not in views:
+            return candidate
+        end = candidate.end_line or views[candidate.path].n_lines
+        regions = self.regions(candidate.path, candidate.start_line, end, views)
+        if not regions:
+            return candidate
+        twins = tuple(Candidate(p, "span", candidate.score, s, e) for p, s, e, _ in regions)
+        return replace(candidate, twins=twins)
+
+
+def shadow_amalgamations(index: RepoIndex, ranking: Ranking) -> Ranking:
+    """``ranking`` with amalgamations out of their sources' way: each amalgamation unit that
+    has a twin outside amalgamations passes its score to that twin (the same code) and drops
+    to 0 (its source brings it along, see :class:`Copies`); an amalgamation's file score is
+    scaled by AMALGAMATION_WEIGHT. Unchanged when the index has no amalgamation."""
+    twins = index.twins
+    if twins is None or ranking.overview or not twins.amalgamation.any():
+        return ranking
+    units = ranking.unit_scores.copy()
+    if len(twins.shadow_from):
+        np.maximum.at(units, twins.shadow_to, ranking.unit_scores[twins.shadow_from])
+        units[twins.shadow_from] = 0.0
+    files = ranking.file_scores.copy()
+    files[twins.amalgamation] *= AMALGAMATION_WEIGHT
+    return replace(ranking, file_scores=files, unit_scores=units)
+
+
+class TwinNotes:
+    """Notes on the twins of delivered items, and the twins right after what they copy.
+
+    Called by the packer on every trial delivery (see :func:`agentrt.context.packer.pack`),
+    so the notes count in the budget. For each delivered span or whole file of a source, its
+    copies in amalgamations (:class:`Copies`), and its twinned units (the outermost ones it
+    holds whole) in plain copies: a twin that is delivered too is noted on its own item
+    (``twin of path:a-b name (identical)``) and moved right after it; one that is not, on
+    this item (``also in path:a-b (identical)``).
+    """
+
+    def __init__(
+        self, index: RepoIndex, views: dict[str, FileView], copies: Copies | None = None
+    ) -> None:
+        self.index = index
+        self.position = {path: f for f, path in enumerate(index.paths)}
+        self.views = views
+        self.copies = copies
+        self._regions: dict[tuple[str, int, int], list[tuple[str, int, int, int]]] = {}
+
+    def __call__(self, items: list[PackedItem]) -> list[PackedItem]:
+        index, twins = self.index, self.index.twins
+        if twins is None:
+            return items
+        delivered: dict[str, list[tuple[int, int, int]]] = {}
+        for i, item in enumerate(items):
+            if item.kind != "skeleton":
+                delivered.setdefault(item.path, []).append((item.start_line, item.end_line, i))
+
+        def delivered_at(path: str, start: int, end: int) -> int | None:
+            return next((n for s, e, n in delivered.get(path, ()) if s <= start and end <= e), None)
+
+        notes: list[dict[tuple[str, str], list[str]]] = [{} for _ in items]
+        follows: dict[int, list[int]] = {}
+        led: set[int] = set()
+
+        def lead(i: int, hit: int) -> None:
+            if hit not in led and hit != i:
+                led.add(hit)
+                follows.setdefault(i, []).append(hit)
+
+        seen: set[tuple[int, int]] = set()
+        for i, item in enumerate(items):
+            f = self.position.get(item.path)
+            if f is None or item.kind == "skeleton" or twins.amalgamation[f]:
+                continue
+            for path, start, end, offset in self._copies(item):
+                cursor = start  # the part of the copy not delivered yet starts here
+                for s, e, hit in sorted(delivered.get(path, ())):
+                    a, b = max(s, start), min(e, end)
+                    if a > b:
+                        continue
+                    label = self._label(f, a - offset, b - offset)
+                    notes[hit].setdefault(("twin of", item.path), []).append(label)
+                    lead(i, hit)
+                    if a > cursor:
+                        notes[i].setdefault(("also in", path), []).append(f"{cursor}-{a - 1}")
+                    cursor = max(cursor, b + 1)
+                if cursor <= end:
+                    notes[i].setdefault(("also in", path), []).append(f"{cursor}-{end}")
+            units = index.file_units(f)
+            for k in self._outermost(f, twins.in_range(units.start, units.stop), item):
+                _, unit = index.unit(k)
+                for j in twins.of(k, index.unit_file):
+                    if (j, k) in seen or twins.amalgamation[index.unit_file[j]]:
+                        continue  # noted from the other side, or a copy (above)
+                    seen.add((k, j))
+                    path, twin = index.unit(j)
+                    hit = delivered_at(path, twin.start_line, twin.end_line)
+                    if hit is not None:
+                        label = self._label(f, unit.start_line, unit.end_line)
+                        notes[hit].setdefault(("twin of", item.path), []).append(label)
+                        lead(i, hit)
+                    else:
+                        lines = f"{twin.start_line}-{twin.end_line}"
+                        notes[i].setdefault(("also in", path), []).append(lines)
+        if not follows and not any(notes):
+            return items
+        out: list[PackedItem] = []
+        placed: set[int] = set()
+
+        def place(i: int) -> None:
+            placed.add(i)
+            note = _twin_note(notes[i])
+            out.append(replace(items[i], note=note) if note else items[i])
+            for t in follows.get(i, ()):
+                if t not in placed:
+                    place(t)
+
+        for i in range(len(items)):
+            if i not in placed and i not in led:
+                place(i)
+        for i in range(len(items)):  # twins whose lead was itself led (never: kept safe)
+            if i not in placed:
+                place(i)
+        return out
+
+    def _copies(self, item: PackedItem) -> list[tuple[str, int, int, int]]:
+        if self.copies is None:
+            return []
+        key = (item.path, item.start_line, item.end_line)
+        found = self._regions.get(key)
+        if found is None:
+            found = self._regions[key] = self.copies.regions(
+                item.path, item.start_line, item.end_line, self.views
+            )
+        return found
+
+    def _label(self, f: int, start: int, end: int) -> str:
+        """``start-end`` and the names of the (outermost) definitions those lines hold."""
+        names: list[str] = []
+        reach = 0
+        for unit in self.index.structures[f].units:
+            if (
+                start <= unit.start_line
+                and unit.end_line <= end
+                and unit.start_line > reach
+                and unit.kind in DEFINITION_KINDS
+            ):
+                names.append(unit.name)
+                reach = unit.end_line
+        label = f"{start}-{end}"
+        if names:
+            label += " " + ", ".join(names[:2]) + (" …" if len(names) > 2 else "")
+        return label
+
+    def _outermost(self, f: int, units: np.ndarray, item: PackedItem) -> list[int]:
+        """The twinned units ``item`` holds whole, without those inside another of them."""
+        index = self.index
+        inside = []
+        for k in units.tolist():
+            unit = index.structures[f].units[int(index.unit_local[k])]
+            if item.start_line <= unit.start_line and unit.end_line <= item.end_line:
+                inside.append((unit.start_line, -unit.end_line, k))
+        inside.sort()
+        out: list[int] = []
+        reach = 0
+        for start, negative_end, k in inside:
+            if start <= reach and -negative_end <= reach:
+                continue
+            out.append(k)
+            reach = max(reach, -negative_end)
+        return out
+
+
+def _twin_note(notes: dict[tuple[str, str], list[str]]) -> str:
+    """``twin of a.hpp:10-40 f (identical); also in b.hpp:5-9, 20-31 (+2 more) (identical)``."""
+    parts = []
+    for (label, path), ranges in list(notes.items())[:MAX_TWIN_NOTES]:
+        text = ", ".join(ranges[:MAX_TWIN_NOTES])
+        if len(ranges) > MAX_TWIN_NOTES:
+            text += f" (+{len(ranges) - MAX_TWIN_NOTES} more)"
+        parts.append(f"{label} {path}:{text} (identical)")
+    if len(notes) > MAX_TWIN_NOTES:
+        parts.append(f"+{len(notes) - MAX_TWIN_NOTES} more files")
+    return "; ".join(parts)
 
 
 def _views(
