@@ -55,7 +55,7 @@ from agentrt.context.relevance import (
     module_name,
     resolve_module,
 )
-from agentrt.context.select import DEFAULT_EXCLUDES, Selection, _packed, _views
+from agentrt.context.select import DEFAULT_EXCLUDES, Selection, _packed, _views, capped
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
 from agentrt.errors import AgentrtError
@@ -717,10 +717,7 @@ def format_reasons(reasons: dict[Reason, float]) -> str:
     parts = []
     for label, subjects in ordered[:MAX_REASONS]:
         names = sorted(subjects, key=lambda name: (-subjects[name], name))
-        text = ", ".join(names[:MAX_REASONS])
-        if len(names) > MAX_REASONS:
-            text += f" (+{len(names) - MAX_REASONS} more)"
-        parts.append(f"{label} {text}")
+        parts.append(f"{label} {capped(names, MAX_REASONS)}")
     if len(ordered) > MAX_REASONS:
         parts.append(f"+{len(ordered) - MAX_REASONS} more")
     return "; ".join(parts)

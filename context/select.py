@@ -633,14 +633,19 @@ class TwinNotes:
         return out
 
 
+def capped(names: Sequence[str], limit: int) -> str:
+    """The first ``limit`` of ``names``, comma-separated, and how many more there are."""
+    text = ", ".join(names[:limit])
+    if len(names) > limit:
+        text += f" (+{len(names) - limit} more)"
+    return text
+
+
 def _twin_note(notes: dict[tuple[str, str], list[str]]) -> str:
     """``twin of a.hpp:10-40 f (identical); also in b.hpp:5-9, 20-31 (+2 more) (identical)``."""
     parts = []
     for (label, path), ranges in list(notes.items())[:MAX_TWIN_NOTES]:
-        text = ", ".join(ranges[:MAX_TWIN_NOTES])
-        if len(ranges) > MAX_TWIN_NOTES:
-            text += f" (+{len(ranges) - MAX_TWIN_NOTES} more)"
-        parts.append(f"{label} {path}:{text} (identical)")
+        parts.append(f"{label} {path}:{capped(ranges, MAX_TWIN_NOTES)} (identical)")
     if len(notes) > MAX_TWIN_NOTES:
         parts.append(f"+{len(notes) - MAX_TWIN_NOTES} more files")
     return "; ".join(parts)
