@@ -153,6 +153,7 @@ class _HeldLines:
             collections.deque()
         )
         self.runs = 0  # buffer_lines blocks open in this process
+        self.owner: int | None = None  # the process that opened them
         self._flush_due = False
         self._due: list[tuple[float, int]] = []
         self._keys = itertools.count()
@@ -161,7 +162,8 @@ class _HeldLines:
 
     @property
     def buffering(self) -> bool:
-        return self.runs > 0 and self._pid in (None, os.getpid())
+        # Not in a forked child of a buffering process: nothing there would flush at its end.
+        return self.runs > 0 and self.owner == os.getpid()
 
     def add(self, log: AttemptLog, text: str, created: float) -> int:
         key = next(self._keys)
@@ -250,6 +252,7 @@ def buffer_lines() -> Iterator[None]:
     before a later hand-over."""
     lines = _held_lines()
     lines.runs += 1
+    lines.owner = os.getpid()
     try:
         yield
     finally:
