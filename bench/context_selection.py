@@ -72,8 +72,8 @@ from agentrt.context.compress import split_lines
 from agentrt.context.packer import MERGE_GAP, FileView, PackedItem, render_item, rendered_tokens
 from agentrt.context.ranker import ranker_mode
 from agentrt.context.select import (
-    _LANGUAGES,  # the code fences' language tags, so the oracle renders as select does
     DEFAULT_EXCLUDES,
+    fence_language,  # the code fences' language tags, so the oracle renders as select does
     line_token_counts,
     select,
 )
@@ -454,9 +454,7 @@ def _view(path: str, text: str, counter: TokenCounter) -> FileView:
     lines = split_lines(text)
     if lines and not lines[-1].endswith(("\n", "\r")):
         lines[-1] += "\n"
-    return FileView(
-        path, lines, line_token_counts(lines, counter), [], _LANGUAGES.get(Path(path).suffix, "")
-    )
+    return FileView(path, lines, line_token_counts(lines, counter), [], fence_language(path))
 
 
 def oracle_spans(view: FileView, needed: Iterable[int], header: int) -> list[tuple[int, int]]:
@@ -478,7 +476,7 @@ def oracle_spans(view: FileView, needed: Iterable[int], header: int) -> list[tup
 
 def header_tokens(path: str, counter: TokenCounter) -> int:
     """Tokens of one item's header and fences (an item of ``path`` with no text)."""
-    item = PackedItem(path, 10000, 10000, "span", 0.0, "", _LANGUAGES.get(Path(path).suffix, ""))
+    item = PackedItem(path, 10000, 10000, "span", 0.0, "", fence_language(path))
     return counter.count(render_item(item))
 
 

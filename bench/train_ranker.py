@@ -32,6 +32,7 @@ weights elsewhere). ``--files-only`` ships (and packs with) no unit model.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import pickle
@@ -406,17 +407,18 @@ def held_out_packing(
     saved = ranker.RANKER, ranker.UNIT_RANKER, ranker.RANKER_FILE
     try:
         for name, set_issues in issues.items():
-            sample = set_issues[: sample_size or None] if name != "python" else set_issues
-            sample = sample[:QUICK_ISSUES] if name == "python" else sample
-            if with_hand and name != "python":
+            quick = name == "python"  # the Python set's --quick sample
+            sample = set_issues[:QUICK_ISSUES] if quick else set_issues[: sample_size or None]
+            select = functools.partial(
+                run_selection,
+                verbose=False,
+                store_dir=stores / name,
+                issue_set=SETS[name],
+                trees=trees[name],
+            )
+            if with_hand and not quick:
                 ranker.RANKER = ranker.UNIT_RANKER = "hand"
-                results = run_selection(
-                    sample,
-                    verbose=False,
-                    store_dir=stores / name,
-                    issue_set=SETS[name],
-                    trees=trees[name],  # type: ignore[arg-type]
-                )
+                results = select(sample)
                 lines.append(_packing_row(name, "hand-set", results.outcomes))
             ranker.RANKER = "learned"
             ranker.UNIT_RANKER = "learned" if unit_queries else "hand"
@@ -434,13 +436,7 @@ def held_out_packing(
                 model = LinearRanker(relevance.FILE_FEATURES, weights, units=units)
                 path.write_text(model.to_json())
                 ranker.RANKER_FILE = path
-                results = run_selection(
-                    chosen,
-                    verbose=False,
-                    store_dir=stores / name,
-                    issue_set=SETS[name],
-                    trees=trees[name],  # type: ignore[arg-type]
-                )
+                results = select(chosen)
                 outcomes += results.outcomes
             lines.append(_packing_row(name, f"{learned}, held out", outcomes))
     finally:

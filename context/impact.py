@@ -473,7 +473,7 @@ class _Graph:
         self.index = index
         self.files = files
         self.store = store
-        self.position = {path: f for f, path in enumerate(index.paths)}
+        self.position = index.position
         self._refs: dict[int, FileReferences | None] = {}
         self._importers: dict[int, list[int]] | None = None
         self._imports: dict[int, list[int]] = {}

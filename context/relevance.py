@@ -44,7 +44,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -660,11 +660,17 @@ class RepoIndex:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state["records"] = None  # kept per file in the store; too big to repeat here
+        state.pop("position", None)  # derived (cached_property below)
         return state
 
     @property
     def n_files(self) -> int:
         return len(self.paths)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each path's file number (made once per index, which the process keeps)."""
+        return {path: f for f, path in enumerate(self.paths)}
 
     def unit(self, k: int) -> tuple[str, Unit]:
         f = int(self.unit_file[k])

@@ -99,7 +99,7 @@ DEFAULT_EXCLUDES = (
     "*.tsv",
 )
 
-#: Language tags of the Markdown code fences items are delivered in.
+#: Language tags of the Markdown code fences items are delivered in (fence_language).
 _LANGUAGES = {
     ".py": "python",
     ".pyi": "python",
@@ -129,6 +129,11 @@ _LANGUAGES = {
 }
 
 
+def fence_language(path: str) -> str:
+    """The language tag of ``path``'s Markdown code fence ("" when none is known)."""
+    return _LANGUAGES.get(Path(path).suffix, "")
+
+
 def _packed(item: SelectionItem) -> PackedItem:
     """A delivered item as the packer renders it (its code fence's language by suffix)."""
     return PackedItem(
@@ -138,7 +143,7 @@ def _packed(item: SelectionItem) -> PackedItem:
         item.kind,  # type: ignore[arg-type]
         item.score,
         item.text,
-        _LANGUAGES.get(Path(item.path).suffix, ""),
+        fence_language(item.path),
     )
 
 
@@ -396,7 +401,7 @@ class Copies:
 
     def __init__(self, index: RepoIndex) -> None:
         self.index = index
-        self.position = {path: f for f, path in enumerate(index.paths)}
+        self.position = index.position
         twins = index.twins
         entries: dict[int, list[tuple[int, int, int, int]]] = {}
         if twins is not None:
@@ -503,7 +508,7 @@ class TwinNotes:
         self, index: RepoIndex, views: dict[str, FileView], copies: Copies | None = None
     ) -> None:
         self.index = index
-        self.position = {path: f for f, path in enumerate(index.paths)}
+        self.position = index.position
         self.views = views
         self.copies = copies
         self._regions: dict[tuple[str, int, int], list[tuple[str, int, int, int]]] = {}
@@ -660,7 +665,7 @@ def _views(
 ) -> dict[str, FileView]:
     """Lines and per-line token estimates of the candidate files (cached per content)."""
     views: dict[str, FileView] = {}
-    position = {path: f for f, path in enumerate(index.paths)}
+    position = index.position
     for path in paths:
         source = files.get(path)
         if source is None:
@@ -683,7 +688,7 @@ def _views(
             lines,
             line_tokens,
             index.structures[f].skeleton,
-            _LANGUAGES.get(Path(path).suffix, ""),
+            fence_language(path),
         )
     return views
 

@@ -44,7 +44,7 @@ def repository_stats(repo: Path, *, encoding: str | None = None) -> dict[str, An
         files.append((source.path, source.language))
         texts.append(text)
     tokens = counter.count_batch(texts)
-    position = {path: f for f, path in enumerate(index.paths)}
+    position = index.position
     repo_files = RepoFiles(index.paths, index.structures)
     by_language: dict[str, _Language] = {}
     for (path, language), n in zip(files, tokens, strict=True):

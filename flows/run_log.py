@@ -17,8 +17,8 @@ An attempt's start line is held for up to :data:`START_LINE_DELAY` seconds: an a
 logs again sooner (it ended, or failed) sends both lines in one log record, stamped with the
 start's time; one still running then has its start line sent alone by a background thread.
 The Prefect server stores each record at a cost in its own CPU, which on a small machine is
-taken from the agents (``python -m bench.orchestration``: 200 no-op agents, two records
-each, cost the server about 0.25 s of CPU more than none).
+taken from the agents (``python -m bench.orchestration`` measures the whole: agentrt's runs
+against plain Prefect tasks that log nothing).
 """
 
 from __future__ import annotations
