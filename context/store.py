@@ -5,20 +5,29 @@ processes at once) with least-recently-used eviction and zstandard-compressed va
 (:class:`ZstdDisk`). Keys are plain strings, usually built with :func:`make_key` from a
 namespace and content hashes, so a key changes exactly when its inputs do.
 
+Large values live in files beside the SQLite database, written before the row that names
+them is committed. A process killed in between leaves files no row names, so every process
+that writes such files holds a lease (a ``cache.db.writer-<token>`` file, locked while it
+lives, its token in the names of its files); opening the store after a writer died removes
+the files of dead writers that no row names (:class:`_Leases`).
+
 By default the store lives in ``$AGENTRT_HOME/context`` (``AGENTRT_HOME`` defaults to
 ``./.agentrt``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import os.path as op
 import pickle
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -26,7 +35,7 @@ from typing import Any, TypeVar
 
 import diskcache
 import zstandard
-from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
+from diskcache.core import DBNAME, MODE_BINARY, MODE_RAW, UNKNOWN
 
 from agentrt.errors import AgentrtError
 
@@ -51,6 +60,16 @@ _RAW_BYTES_KEY = "__agentrt_store__/bytes_raw"
 _WRITTEN_BYTES_KEY = "__agentrt_store__/bytes_compressed"
 _RESERVED_KEYS = (_RAW_BYTES_KEY, _WRITTEN_BYTES_KEY)
 _MISSING: Any = object()
+
+try:  # a lease is an flock (released by the kernel when its process dies); POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no leases, no recovery after a crash
+    fcntl = None  # type: ignore[assignment]
+
+# "cache.db" in the name: diskcache's check() counts such files as the database's own
+# (like cache.db-wal), not as stray value files.
+_LEASE_PREFIX = f"{DBNAME}.writer-"
+_VALUE_SUFFIX = ".val"
 
 
 class StoreError(AgentrtError, RuntimeError):
@@ -137,6 +156,128 @@ def decode_value(frame: bytes) -> Any:
     return pickle.loads(payload)
 
 
+class _Leases:
+    """Which processes write value files into a store, and cleaning up after dead ones.
+
+    A writer takes a lease the first time it writes a value file: it creates
+    ``cache.db.writer-<token>``, keeps an exclusive ``flock`` on it while it lives, and puts
+    the token in its value files' names (``ab/cd/<random>.<token>.val``). A clean close
+    removes the lease. A lease that can be locked by someone else belongs to a process that
+    died: :meth:`recover` then removes the value files no row names whose token has no live
+    lease (no live writer can still commit them), and the dead leases.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._pid = 0
+
+    def token(self) -> str:
+        """This process's token, taking the lease on first use (and again after a fork)."""
+        pid = os.getpid()
+        if self._token is None or self._pid != pid:
+            with self._lock:
+                if self._token is None or self._pid != pid:
+                    self._token = self._take(pid)
+                    self._pid = pid
+        return self._token
+
+    def _take(self, pid: int) -> str:
+        token = os.urandom(6).hex()
+        if fcntl is None:
+            return token
+        path = op.join(self.directory, _LEASE_PREFIX + token)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new random name: never contended
+        # Released when the store is closed or collected, or the interpreter exits; only by
+        # the process that took it (a forked child shares the descriptor, not the lease).
+        self._release = weakref.finalize(self, _drop_lease, path, fd, pid)
+        return token
+
+    def release(self) -> None:
+        release = getattr(self, "_release", None)
+        if release is not None:
+            release()
+        self._token = None
+
+    def recover(self) -> int:
+        """Remove what dead writers left behind; returns the number of files removed."""
+        if fcntl is None:
+            return 0
+        try:
+            names = [n for n in os.listdir(self.directory) if n.startswith(_LEASE_PREFIX)]
+        except OSError:
+            return 0
+        live: set[str] = set()
+        dead: list[tuple[str, int]] = []
+        for name in names:
+            path = op.join(self.directory, name)
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except OSError:
+                continue  # released meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                live.add(name[len(_LEASE_PREFIX) :])
+                continue
+            dead.append((path, fd))  # held until its files are gone: one process cleans up
+        if not dead:
+            return 0
+        try:
+            return self._remove_orphans(live)
+        finally:
+            for path, fd in dead:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                os.close(fd)
+
+    def _remove_orphans(self, live: set[str]) -> int:
+        with contextlib.closing(sqlite3.connect(op.join(self.directory, DBNAME), timeout=60)) as db:
+            named = {
+                row[0]
+                for row in db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")
+            }
+        removed = 0
+        for dirpath, _, files in os.walk(self.directory):
+            for name in files:
+                parts = name.split(".")
+                # Only files of this scheme: <random>.<token>.val whose writer is dead.
+                if len(parts) != 3 or "." + parts[2] != _VALUE_SUFFIX or parts[1] in live:
+                    continue
+                path = op.join(dirpath, name)
+                if op.relpath(path, self.directory) in named:
+                    continue
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+                    removed += 1
+            if dirpath != self.directory:
+                with contextlib.suppress(OSError):
+                    os.removedirs(dirpath)  # as diskcache does: empty folders go too
+        return removed
+
+
+def _drop_lease(path: str, fd: int, pid: int) -> None:
+    if os.getpid() != pid:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class _Batch:
+    """Value files a batch wrote, and old ones it replaced (removed only once committed)."""
+
+    __slots__ = ("replaced", "written")
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.replaced: list[str] = []
+
+
 class ZstdDisk(diskcache.Disk):
     """diskcache serialisation with zstandard-compressed values.
 
@@ -151,6 +292,44 @@ class ZstdDisk(diskcache.Disk):
         self.compression_level = compression_level
         # zstd (de)compressor objects must not be shared between threads.
         self._local = threading.local()
+        self.leases = _Leases(directory)
+
+    def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
+        """diskcache's random name, with this process's lease token in it (``_Leases``)."""
+        hex_name = os.urandom(14).hex()
+        name = f"{hex_name[4:]}.{self.leases.token()}{_VALUE_SUFFIX}"
+        filename = op.join(hex_name[:2], hex_name[2:4], name)
+        return filename, op.join(self._directory, filename)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes of this thread in one transaction: all their value files, or none.
+
+        diskcache removes a replaced value file as soon as the (nested) write that replaced
+        it is done, and leaves the new file behind when the transaction rolls back. In a
+        batch, replaced files are removed only after the commit, and new ones when it fails.
+        """
+        if getattr(self._local, "batch", None) is not None:
+            yield
+            return
+        batch = self._local.batch = _Batch()
+        try:
+            yield
+        except BaseException:
+            self._local.batch = None
+            for name in batch.written:
+                super().remove(name)
+            raise
+        self._local.batch = None
+        for name in batch.replaced:
+            super().remove(name)
+
+    def remove(self, file_path: str) -> None:
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.replaced.append(file_path)
+        else:
+            super().remove(file_path)
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._local, "compressor", None)
@@ -177,7 +356,7 @@ class ZstdDisk(diskcache.Disk):
             return super().store(value, read, key=key)
         if type(value) is Encoded:  # a frame made by encode_value: already compressed
             self._local.sizes = (value.raw_size, len(value))
-            return super().store(bytes(value), False, key=key)
+            return self._written(super().store(bytes(value), False, key=key))
         if read:  # a file-like object
             value = value.read()
         if type(value) is bytes:
@@ -198,7 +377,13 @@ class ZstdDisk(diskcache.Disk):
         else:
             frame = kind + b"n" + payload
         self._local.sizes = (len(payload), len(frame))
-        return super().store(frame, False, key=key)
+        return self._written(super().store(frame, False, key=key))
+
+    def _written(self, stored: tuple[Any, ...]) -> tuple[Any, ...]:
+        batch = getattr(self._local, "batch", None)
+        if batch is not None and stored[2] is not None:  # (size, mode, filename, value)
+            batch.written.append(stored[2])
+        return stored
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         data = super().fetch(mode, filename, value, False)
@@ -278,6 +463,7 @@ class ContextStore:
         disk = self._cache.disk
         assert isinstance(disk, ZstdDisk)
         self._disk = disk
+        disk.leases.recover()
         self._cull_limit = self._cache.cull_limit
 
     @property
@@ -304,14 +490,15 @@ class ContextStore:
     ) -> int:
         """Store several ``(key, value)`` pairs in one transaction; returns how many.
 
-        The values and the shared size counters are written together. An index build
+        The values and the shared size counters are written together, or nothing is (an
+        exception or a crash midway leaves the previous values whole). An index build
         writes one record per file: one transaction for all of them instead of one each
         saves most of the writing time. Pass batches of a few hundred: other processes
         wait while the transaction is open.
         """
         raw_total = written_total = n = 0
         cache = self._cache
-        with cache.transact():
+        with self._disk.batch(), cache.transact():
             # Eviction is checked once for the batch (cull() below), not after every value:
             # diskcache's per-write check is three more statements per value. Only this
             # instance's attribute changes (update=False), not the shared Settings table.
@@ -376,6 +563,7 @@ class ContextStore:
 
     def close(self) -> None:
         self._cache.close()
+        self._disk.leases.release()
 
     def __enter__(self) -> ContextStore:
         return self

@@ -304,3 +304,72 @@ def test_encoded_values_are_written_as_is_and_read_back(tmp_path: Path) -> None:
     assert store.get("k") == value
     stats = store.stats()
     assert stats.bytes_raw >= frame.raw_size and stats.bytes_compressed >= len(frame)
+
+
+# ---- crashes and failures in the middle of a write ------------------------------------
+
+BIG = 200_000  # incompressible bytes: stored in a value file, not in SQLite
+
+
+def _die_in_a_batch(directory: str, old: bytes) -> None:
+    """Store ``old``, then overwrite it in a batch that SIGKILLs its own process midway."""
+    store = ContextStore(directory)
+    store.set("old", old)
+
+    def items() -> Iterator[tuple[str, object]]:
+        yield "old", os.urandom(BIG)  # replaces a value file inside the batch
+        for i in range(3):
+            yield f"new-{i}", os.urandom(BIG)
+        os.kill(os.getpid(), 9)
+        yield "never", b""
+
+    store.set_many(items())
+    os._exit(3)  # not reached
+
+
+def test_a_batch_killed_midway_leaves_a_consistent_store_and_the_old_value(
+    tmp_path: Path,
+) -> None:
+    directory = str(tmp_path / "store")
+    old = os.urandom(BIG)
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_in_a_batch, args=(directory, old)
+    )
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -9
+    # The next open finds the dead writer and removes the value files it left behind.
+    with ContextStore(directory) as store:
+        assert [str(w.message) for w in store.cache.check()] == []
+        assert store.get("old") == old  # the batch rolled back: the old value is whole
+        assert all(f"new-{i}" not in store for i in range(3))
+        assert store.stats().entries == 1
+
+
+def test_a_batch_that_raises_midway_stores_nothing_and_leaves_no_files(
+    store: ContextStore,
+) -> None:
+    old = os.urandom(BIG)
+    store.set("old", old)
+
+    def items() -> Iterator[tuple[str, object]]:
+        yield "old", os.urandom(BIG)
+        yield "new", os.urandom(BIG)
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="the producer failed"):
+        store.set_many(items())
+    assert [str(w.message) for w in store.cache.check()] == []
+    assert store.get("old") == old
+    assert "new" not in store
+
+
+def test_a_writer_that_is_alive_is_not_cleaned_up(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    with ContextStore(directory) as writer:
+        writer.set("a", os.urandom(BIG))
+        with ContextStore(directory) as reader:  # opening while the writer lives
+            assert reader.get("a") is not None
+        assert [str(w.message) for w in writer.cache.check()] == []
+    # A clean close leaves nothing for the next open to recover.
+    assert [p.name for p in directory.iterdir() if "writer" in p.name] == []
