@@ -210,6 +210,19 @@ def test_language_table_has_a_row_per_language_and_checks_targets() -> None:
     assert rows["all"].startswith("| all | 32 | 53 / 81 / 91 % |")
 
 
+def test_code_only_table_counts_only_issues_whose_gold_is_all_code() -> None:
+    cpp = [_outcome("cpp", (n < 2, n < 3, True)) for n in range(4)]
+    cpp.append(_outcome("cpp", (False, False, False)))
+    cpp[-1].code_only = False  # its fix also edits a changelog: left out of this table
+    rust = [_outcome("rust", (False, False, False))]
+    rust[0].code_only = False
+    lines = cs.code_only_table([*cpp, *rust]).splitlines()
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[2:]}
+    assert list(rows) == ["C++"]  # no Rust issue is code only; one language: no "all" row
+    assert rows["C++"] == "| C++ | 4 (5) | 50 / 75 / 100 % | 100 / 100 / 100 % | 100 / 100 % |"
+    assert cs.code_only_table(rust) == "(no issue whose gold files are all code)"
+
+
 def test_one_language_has_no_all_row() -> None:
     lines = cs.language_table([_outcome("c", (False, True, True))]).splitlines()
     assert len(lines) == 3
