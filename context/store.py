@@ -189,7 +189,12 @@ class _Leases:
             return token
         path = op.join(self.directory, _LEASE_PREFIX + token)
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new random name: never contended
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new random name: uncontended
+        except OSError:  # a file system without flock: no leases there, and no recovery
+            os.close(fd)
+            os.unlink(path)
+            return token
         # Released when the store is closed or collected, or the interpreter exits; only by
         # the process that took it (a forked child shares the descriptor, not the lease).
         self._release = weakref.finalize(self, _drop_lease, path, fd, pid)
