@@ -45,9 +45,11 @@ if TYPE_CHECKING:
 __all__ = ["find_companions", "with_companions"]
 
 #: Companions take at most this share of the budget, and none are offered when that share
-#: is less than MIN_COMPANION_TOKENS (a tight budget goes to code).
+#: is less than MIN_COMPANION_TOKENS. Below DISPLACE_BUDGET they only fill what the code
+#: left (a tight budget goes to code); from it on, the code is packed again around them.
 COMPANION_SHARE = 0.05
 MIN_COMPANION_TOKENS = 150
+DISPLACE_BUDGET = 8000
 #: Caps per kind, in (estimated) tokens.
 CHANGELOG_TOKENS = 600
 DOC_TOKENS = 450
@@ -68,6 +70,7 @@ _CHANGELOG = re.compile(
     r"^(change[-_ ]?log|changes|history|news|release[-_ ]?notes)(\.(md|markdown|rst|txt|adoc))?$",
     re.I,
 )
+_RELEASE_FOLDER = re.compile(r"^release[-_ ]?notes$", re.I)
 _DOC_SUFFIXES = (".md", ".markdown", ".rst", ".adoc", ".txt")
 _BUILD_NAMES = frozenset(
     {"cmakelists.txt", "makefile", "gnumakefile", "meson.build", "build", "build.bazel"}
@@ -89,7 +92,13 @@ def is_code(path: str) -> bool:
 
 
 def is_changelog(path: str) -> bool:
-    return bool(_CHANGELOG.match(PurePosixPath(path).name))
+    """``CHANGELOG.md``, ``CHANGES``, ``History.md``, ``NEWS``… and the version files of a
+    ``release-notes/`` folder (``release-notes/VERSION-2.x``)."""
+    name = PurePosixPath(path).name
+    if _CHANGELOG.match(name):
+        return True
+    folder = PurePosixPath(path).parent.name
+    return bool(_RELEASE_FOLDER.match(folder)) and name.lower().startswith("version")
 
 
 def is_build_file(path: str) -> bool:
@@ -525,9 +534,10 @@ def with_companions(
     count: Callable[[str], int],
 ) -> list[PackedItem]:
     """``packed`` (the code, packed within ``budget``) followed by its companions, all
-    within ``budget``: when they do not fit in what the code left, the code is packed again
-    (``pack_code``) in the budget less the companions' share; companions that still do not
-    fit are dropped, last first."""
+    within ``budget``. When they do not fit in what the code left: below DISPLACE_BUDGET,
+    the last are dropped until they do (the code stays as it is); from it on, the code is
+    packed again (``pack_code``) in the budget less the companions, and companions that
+    still do not fit are dropped, last first."""
     allowance = int(budget * COMPANION_SHARE)
     found = companions(packed, allowance)
     if not found:
@@ -535,6 +545,10 @@ def with_companions(
     joined = packed + found
     if rendered_tokens(joined, count) <= budget:
         return joined
+    if budget < DISPLACE_BUDGET:
+        while found and rendered_tokens(packed + found, count) > budget:
+            found.pop()
+        return packed + found
     room = budget - rendered_tokens(found, count)
     if room <= 0:
         return packed
