@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agentrt.context.compress import DEFINITION_KINDS, TEST_PATH, split_lines
-from agentrt.context.packer import PackedItem, rendered_tokens
+from agentrt.context.compress import DEFINITION_KINDS, TEST_PATH
+from agentrt.context.packer import FileView, PackedItem, rendered_tokens
 
 if TYPE_CHECKING:
     from agentrt.context.relevance import RepoIndex
     from agentrt.context.sources import SourceFile
-    from agentrt.context.tokens import TokenCounter
 
 __all__ = ["find_companions", "with_companions"]
 
@@ -138,33 +137,23 @@ def find_companions(
     files: Mapping[str, SourceFile],
     delivered: Sequence[PackedItem],
     limit: int,
-    counter: TokenCounter,
+    view_of: Callable[[str], FileView | None],
 ) -> list[PackedItem]:
     """Companions of the ``delivered`` code, at most ``limit`` estimated tokens in all:
     a changelog head, then documentation sections, then build-file lines (see the module
-    docstring). Nothing when no code is delivered or ``limit`` < MIN_COMPANION_TOKENS."""
+    docstring). Nothing when no code is delivered or ``limit`` < MIN_COMPANION_TOKENS.
+    ``view_of`` gives a file's lines and their token estimates (None: unreadable)."""
     if limit < MIN_COMPANION_TOKENS:
         return []
     code = [item for item in delivered if is_code(item.path)]
     if not code:
         return []
-    from agentrt.context.select import line_token_counts
-
     texts: dict[str, _Text | None] = {}
 
     def read(path: str) -> _Text | None:
         if path not in texts:
-            source = files.get(path)
-            texts[path] = None
-            if source is not None:
-                try:
-                    lines = split_lines(source.read_text())
-                except OSError:
-                    lines = []
-                if lines:
-                    if not lines[-1].endswith(("\n", "\r")):
-                        lines[-1] += "\n"
-                    texts[path] = _Text(lines, line_token_counts(lines, counter))
+            view = view_of(path) if path in files else None
+            texts[path] = _Text(view.lines, view.line_tokens) if view and view.lines else None
         return texts[path]
 
     shown = _Shown(delivered)
@@ -478,21 +467,38 @@ def _build_lines(
     if not builds:
         return []
     delivered = list(dict.fromkeys(item.path for item in code))
+    # Each build file is read and searched once, for the names of the delivered sources in
+    # its folder or below (a build file lists those).
+    lines_of: dict[tuple[str, str], list[int]] = {}
+    for path in builds:
+        folder = PurePosixPath(path).parent
+        below = [
+            s
+            for s in delivered
+            if folder == PurePosixPath(".") or folder in PurePosixPath(s).parents
+        ]
+        if not below:
+            continue
+        text = read(path)
+        if text is None:
+            continue
+        names = {PurePosixPath(s).name for s in below}
+        alternatives = "|".join(map(re.escape, sorted(names)))
+        pattern = re.compile(r"(?<![\w.-])(" + alternatives + r")(?![\w-])")
+        for number, line in enumerate(text.lines, start=1):
+            for match in pattern.finditer(line):
+                for source in below:
+                    if PurePosixPath(source).name == match.group(1):
+                        lines_of.setdefault((source, path), []).append(number)
     out: list[PackedItem] = []
     spent = 0
     for source in delivered:
-        name = PurePosixPath(source).name
-        pattern = re.compile(r"(?<![\w.-])" + re.escape(name) + r"(?![\w-])")
         for path in builds:
-            folder = PurePosixPath(path).parent
-            if folder != PurePosixPath(".") and folder not in PurePosixPath(source).parents:
-                continue  # a build file lists files of its folder and below
-            text = read(path)
-            if text is None:
-                continue
-            lines = [i for i, line in enumerate(text.lines, start=1) if pattern.search(line)]
+            lines = sorted(set(lines_of.get((source, path), ())))
             if not lines or len(lines) > 3:
                 continue
+            text = read(path)
+            assert text is not None
             for line in lines:
                 start = max(1, line - BUILD_CONTEXT)
                 end = min(len(text.lines), line + BUILD_CONTEXT)

@@ -267,11 +267,17 @@ def select(
 
     packed = pack_code(budget)
     if not ranking.overview:  # the changelog, docs and build lines that go with the code
+
+        def view_of(path: str) -> FileView | None:
+            if path not in views:
+                views.update(_views(index, {path}, files, counter, store))
+            return views.get(path)
+
         packed = with_companions(
             pack_code,
             packed,
             budget,
-            lambda code, limit: find_companions(index, files, code, limit, counter),
+            lambda code, limit: find_companions(index, files, code, limit, view_of),
             counter.count,
         )
     items = [
