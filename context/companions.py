@@ -218,6 +218,8 @@ def _changelog_head(
     best: tuple[int, str] | None = None
     for path in changelogs:
         folder = PurePosixPath(path).parent
+        if _RELEASE_FOLDER.match(folder.name):  # release-notes/VERSION: the project's
+            folder = folder.parent
         if folder == anchor or folder in anchor.parents:
             depth = len(folder.parts)
             if best is None or (depth, -len(path)) > (best[0], -len(best[1])):
