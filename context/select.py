@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agentrt.context.companions import find_companions, with_companions
 from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
@@ -258,10 +259,27 @@ def select(
         TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
     )
     preferred = _preferred_paths(scan.root, prefer, files)
-    if preferred:
-        packed = _pack_preferred_first(views, candidates, preferred, budget, counter, annotate)
-    else:
-        packed = pack(views, candidates, budget, counter.count, annotate=annotate)
+
+    def pack_code(limit: int) -> list[PackedItem]:
+        if preferred:
+            return _pack_preferred_first(views, candidates, preferred, limit, counter, annotate)
+        return pack(views, candidates, limit, counter.count, annotate=annotate)
+
+    packed = pack_code(budget)
+    if not ranking.overview:  # the changelog, docs and build lines that go with the code
+
+        def view_of(path: str) -> FileView | None:
+            if path not in views:
+                views.update(_views(index, {path}, files, counter, store))
+            return views.get(path)
+
+        packed = with_companions(
+            pack_code,
+            packed,
+            budget,
+            lambda code, limit: find_companions(index, files, code, limit, view_of),
+            counter.count,
+        )
     items = [
         SelectionItem(
             p.path,
