@@ -1263,14 +1263,18 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
     def add_file(f: int, w: float) -> None:
         files[f] = max(files.get(f, 0.0), w)
 
-    def add_units(name: str, w: float) -> None:
+    def add_units(name: str, w: float, precise: bool = True) -> None:
         owners = index.definitions.get(name)
         if not owners:
             return
-        # Ambiguity is counted in files, not units: a Java class's overloaded constructors,
-        # a Rust type's several ``impl`` blocks or a C++ declaration and its definition are
-        # one name in one place, and an issue naming it means that file.
-        places = len(set(index.unit_file[owners].tolist())) if len(owners) > 1 else 1
+        # The ambiguity of a precise name (qualified, camelCase, snake_case) is counted in
+        # files, not units: a Java class's overloaded constructors or a Rust type's several
+        # ``impl`` blocks are one name in one place, and an issue naming it means that file.
+        # A plain word's is counted in units: ``value`` or ``parse`` overloaded twenty times
+        # in one file is a common word there, not a pointer to it.
+        places = len(owners)
+        if precise and places > 1:
+            places = len(set(index.unit_file[owners].tolist()))
         share = w / places**0.5 if "." in name else w / places
         for k in owners:
             units[k] = max(units.get(k, 0.0), share)
@@ -1313,8 +1317,9 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
     for ident in dict.fromkeys(m.group() for m in _IDENT.finditer(query)):
         if len(ident) < 4 or ident.lower() in STOPWORDS:
             continue
-        distinctive = ident in in_code or "_" in ident.strip("_") or _is_camel(ident)
-        add_units(ident, 0.8 if distinctive else 0.3)
+        precise = "_" in ident.strip("_") or _is_camel(ident)
+        distinctive = precise or ident in in_code
+        add_units(ident, 0.8 if distinctive else 0.3, precise)
     # A file gets credit for the definitions it holds that the query names.
     for k, w in units.items():
         f = int(index.unit_file[k])
