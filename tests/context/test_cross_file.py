@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agentrt.context.relevance import (
     TEMPLATE_PRIOR,
@@ -108,6 +109,23 @@ def test_overloaded_constructors_are_one_place_not_many(tmp_path: Path) -> None:
     assert ranked(index, query)[0] == handler
 
 
+def test_a_plain_word_overloaded_in_one_file_stays_ambiguous(tmp_path: Path) -> None:
+    """A plain word (``apply``) defined by many overloads of one file is a common word there:
+    it keeps the weight of a name with that many definitions, far below a precise name."""
+    overloads = "".join(f"    public Object apply(int x{i}) {{ return null; }}\n" for i in range(5))
+    index = index_of(
+        tmp_path,
+        {
+            "src/FunctionTable.java": f"public class FunctionTable {{\n{overloads}}}\n",
+            "src/Once.java": "public class Once {\n    public Object retry() { return null; }\n}\n",
+        },
+    )
+    plain = mention_of(index, "retry and apply fail", "src/FunctionTable.java")
+    once = mention_of(index, "retry and apply fail", "src/Once.java")
+    assert 0 < plain <= once / 5
+    assert mention_of(index, "FunctionTable apply fails", "src/FunctionTable.java") > once
+
+
 def test_a_name_defined_in_two_files_splits_its_weight(tmp_path: Path) -> None:
     """Ambiguity still counts, in files: a function defined in two files gives each half of
     what a function defined once gives its file."""
@@ -193,3 +211,57 @@ def test_template_priors_mark_issue_and_pull_request_templates_only() -> None:
         "docs/issue_templates.md",
     ]
     assert template_priors(paths).tolist() == [np.float32(TEMPLATE_PRIOR)] * 4 + [1.0] * 3
+
+
+def test_the_best_unit_of_each_of_the_top_files_is_offered(tmp_path: Path) -> None:
+    """At a budget of 13k the files ranked after the first are seen through their best unit
+    before the first file's weaker units fill the budget: each of the top files offers its
+    best unit at BEST_UNIT_WEIGHT times its file score. At 4k only the first file does."""
+    from agentrt.context.select import BEST_UNIT_WEIGHT, _candidates, best_unit_files
+
+    assert best_unit_files(4_000) == 1
+    assert best_unit_files(13_000) >= 5
+    files = {
+        f"src/part{i}.c": "".join(
+            f"int part{i}_step{j}(int x) {{ return x + {j}; }}\n" for j in range(6)
+        )
+        for i in range(6)
+    }
+    index = index_of(tmp_path, files)
+    order = [index.paths.index(f"src/part{i}.c") for i in range(6)]
+    file_scores = np.zeros(index.n_files, dtype=np.float32)
+    unit_scores = np.zeros(len(index.unit_file), dtype=np.float32)
+    for rank_, f in enumerate(order):
+        file_scores[f] = 1.0 - 0.15 * rank_
+        units = index.file_units(f)
+        unit_scores[units] = 0.3 if rank_ == 0 else 0.01  # the first file's units match best
+        unit_scores[units.start + 2] = 0.6 if rank_ == 0 else 0.02  # each file's best unit
+    candidates = _candidates(index, file_scores, unit_scores, False, 0.005, best_unit_files(13_000))
+    for rank_, f in enumerate(order[:5]):
+        _, best = index.unit(index.file_units(f).start + 2)
+        spans = [
+            c.score
+            for c in candidates
+            if c.path == index.paths[f]
+            and c.kind == "span"
+            and c.start_line <= best.start_line
+            and c.end_line >= best.end_line
+        ]
+        expected = (
+            max(0.6, BEST_UNIT_WEIGHT * file_scores[f])
+            if rank_ == 0
+            else (BEST_UNIT_WEIGHT * file_scores[f])
+        )
+        assert max(spans) == pytest.approx(expected)
+    # Their best units come before the first file's other units.
+    first_other = max(
+        c.score
+        for c in candidates
+        if c.path == index.paths[order[0]] and c.kind == "span" and c.score < 0.6
+    )
+    assert first_other == pytest.approx(0.3)
+    assert BEST_UNIT_WEIGHT * file_scores[order[4]] > first_other
+    narrow = _candidates(index, file_scores, unit_scores, False, 0.005, best_unit_files(4_000))
+    assert max(c.score for c in narrow if c.path == index.paths[order[1]] and c.kind == "span") == (
+        pytest.approx(0.02 * 1.0)
+    )
