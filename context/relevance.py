@@ -661,6 +661,7 @@ class RepoIndex:
         state = dict(self.__dict__)
         state["records"] = None  # kept per file in the store; too big to repeat here
         state.pop("position", None)  # derived (cached_property below)
+        state.pop("query_priors", None)
         return state
 
     @property
@@ -671,6 +672,12 @@ class RepoIndex:
     def position(self) -> dict[str, int]:
         """Each path's file number (made once per index, which the process keeps)."""
         return {path: f for f, path in enumerate(self.paths)}
+
+    @cached_property
+    def query_priors(self) -> np.ndarray:
+        """Priors applied when a query is ranked, on top of :attr:`priors` (made per index,
+        not stored, so that changing them needs no new index): see :func:`template_priors`."""
+        return template_priors(self.paths)
 
     def unit(self, k: int) -> tuple[str, Unit]:
         f = int(self.unit_file[k])
@@ -1256,11 +1263,19 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
     def add_file(f: int, w: float) -> None:
         files[f] = max(files.get(f, 0.0), w)
 
-    def add_units(name: str, w: float) -> None:
+    def add_units(name: str, w: float, precise: bool = True) -> None:
         owners = index.definitions.get(name)
         if not owners:
             return
-        share = w / len(owners) ** 0.5 if "." in name else w / len(owners)
+        # The ambiguity of a precise name (qualified, camelCase, snake_case) is counted in
+        # files, not units: a Java class's overloaded constructors or a Rust type's several
+        # ``impl`` blocks are one name in one place, and an issue naming it means that file.
+        # A plain word's is counted in units: ``value`` or ``parse`` overloaded twenty times
+        # in one file is a common word there, not a pointer to it.
+        places = len(owners)
+        if precise and places > 1:
+            places = len(set(index.unit_file[owners].tolist()))
+        share = w / places**0.5 if "." in name else w / places
         for k in owners:
             units[k] = max(units.get(k, 0.0), share)
 
@@ -1302,8 +1317,9 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
     for ident in dict.fromkeys(m.group() for m in _IDENT.finditer(query)):
         if len(ident) < 4 or ident.lower() in STOPWORDS:
             continue
-        distinctive = ident in in_code or "_" in ident.strip("_") or _is_camel(ident)
-        add_units(ident, 0.8 if distinctive else 0.3)
+        precise = "_" in ident.strip("_") or _is_camel(ident)
+        distinctive = precise or ident in in_code
+        add_units(ident, 0.8 if distinctive else 0.3, precise)
     # A file gets credit for the definitions it holds that the query names.
     for k, w in units.items():
         f = int(index.unit_file[k])
@@ -1416,13 +1432,33 @@ def query_signals(index: RepoIndex, query: str) -> Signals | None:
     )
 
 
+#: Issue and pull-request templates (``.github/ISSUE_TEMPLATE/bug_report.md``): an issue is
+#: a filled-in copy of one, so it matches their boilerplate better than any file it is
+#: about, and a fix is never made there. Their prior (on top of the prose one).
+TEMPLATE_PRIOR = 0.1
+_TEMPLATE_PATH = re.compile(r"(^|/)(ISSUE_TEMPLATE|PULL_REQUEST_TEMPLATE)(/|\.|$)", re.I)
+
+
+def template_priors(paths: Sequence[str]) -> np.ndarray:
+    """Per path: :data:`TEMPLATE_PRIOR` for issue and pull-request templates, else 1."""
+    out = np.ones(len(paths), dtype=np.float32)
+    for f, path in enumerate(paths):
+        if _TEMPLATE_PATH.search(path):
+            out[f] = TEMPLATE_PRIOR
+    return out
+
+
 def hand_file_scores(index: RepoIndex, signals: Signals) -> np.ndarray:
     """The hand-set mix of the file signals (the W_* constants), normalised to [0, 1]."""
     scores = (
-        W_FILE_BM25 * signals.file_lex
-        + W_FILE_MENTION * signals.file_mention
-        + W_FILE_PAGERANK * signals.ppr
-    ) * index.priors
+        (
+            W_FILE_BM25 * signals.file_lex
+            + W_FILE_MENTION * signals.file_mention
+            + W_FILE_PAGERANK * signals.ppr
+        )
+        * index.priors
+        * index.query_priors
+    )
     return _norm(scores * (1 + W_TITLE_BOOST * signals.file_title))
 
 

@@ -60,12 +60,21 @@ SKELETON_WEIGHT = 0.5
 FULL_FILE_WEIGHT = 0.9
 #: Lines of context added before and after each unit span.
 SPAN_PADDING = 3
-#: The best unit of each of the BEST_UNIT_FILES best-ranked files is also offered with
-#: BEST_UNIT_WEIGHT times its file's score: the file ranking is more reliable than the unit
-#: ranking, and the file ranked first is worth seeing through its most relevant unit even
-#: when units of other files (often its tests) match the query's words better.
+#: The best unit of each of the best-ranked files is also offered with BEST_UNIT_WEIGHT
+#: times its file's score: the file ranking is more reliable than the unit ranking, and a
+#: highly ranked file is worth seeing through its most relevant unit even when units of
+#: other files (often its tests, or the many units of the file ranked first) match the
+#: query's words better. How many files: BEST_UNIT_FILES, or BEST_UNIT_FILES_WIDE from a
+#: budget of WIDE_BUDGET tokens. Of the polyglot issues whose gold code file was not
+#: delivered at 13k, about half had it in the top 40 files while the first files' weaker
+#: units filled the budget; ten files delivered 7 more of 256 issues' gold files at 13k
+#: and 5 more at 27k (python -m bench.context_selection --set polyglot), and Python's hunk
+#: recall at 13k rose 64.1 -> 66.7 % (--quick). At 4k the breadth cost Python 2 of 39
+#: issues' hunks (53.8 -> 48.7 %): a small budget is better spent on the first file.
 BEST_UNIT_WEIGHT = 0.9
 BEST_UNIT_FILES = 1
+BEST_UNIT_FILES_WIDE = 10
+WIDE_BUDGET = 8_000
 #: Files at most this many lines are also offered whole.
 SMALL_FILE_LINES = 200
 #: An overview (empty query) offers the skeletons of this many of the most central files.
@@ -245,7 +254,12 @@ def select(
     ranked = time.perf_counter()
     ranking = shadow_amalgamations(index, rank(index, query))
     candidates = _candidates(
-        index, ranking.file_scores, ranking.unit_scores, ranking.overview, threshold
+        index,
+        ranking.file_scores,
+        ranking.unit_scores,
+        ranking.overview,
+        threshold,
+        best_unit_files(budget),
     )
     files = {f.path: f for f in scan.files}
     paths = {c.path for c in candidates}
@@ -358,13 +372,22 @@ def _pack_preferred_first(
     return joined
 
 
+def best_unit_files(budget: int) -> int:
+    """How many of the best-ranked files offer their best unit at a budget (see
+    :data:`BEST_UNIT_FILES_WIDE`)."""
+    return BEST_UNIT_FILES_WIDE if budget >= WIDE_BUDGET else BEST_UNIT_FILES
+
+
 def _candidates(
     index: RepoIndex,
     file_scores: np.ndarray,
     unit_scores: np.ndarray,
     overview: bool,
     threshold: float,
+    best_unit_files: int = BEST_UNIT_FILES,
 ) -> list[Candidate]:
+    """The packing candidates: the best units, then per top file its best unit (for the
+    ``best_unit_files`` best files), skeleton and, when small, whole text."""
     candidates: list[Candidate] = []
     if overview:
         # Overview: outlines of the most central files.
@@ -390,7 +413,7 @@ def _candidates(
             break
         structure = index.structures[f]
         units = index.file_units(int(f))
-        if position < BEST_UNIT_FILES and len(units):
+        if position < best_unit_files and len(units):
             best = units.start + int(np.argmax(unit_scores[units.start : units.stop]))
             if 0 < unit_scores[best] < score * BEST_UNIT_WEIGHT:
                 _, unit = index.unit(best)
