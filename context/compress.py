@@ -238,6 +238,9 @@ def skeleton(text: str, structure: FileStructure | None = None, path: str = "") 
 # --------------------------------------------------------------------------- analysis
 
 
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
 def analyze(path: str, text: str) -> FileStructure:
     """Units, skeleton lines, imports and definitions of one file.
 
@@ -248,7 +251,9 @@ def analyze(path: str, text: str) -> FileStructure:
     """
     if path.endswith((".py", ".pyi")):
         try:
-            tree = ast.parse(text)
+            # ast counts a lone carriage return as a line end, split_lines does not: blank
+            # it (one character for one) so both number the lines alike.
+            tree = ast.parse(_LONE_CR.sub(" ", text) if "\r" in text else text)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
         else:

@@ -193,3 +193,17 @@ def test_chunks_property(text: str, limit: int) -> None:
     for piece in pieces:
         # One character may need more tokens than a tiny limit allows; nothing else may.
         assert count_tokens(piece) <= limit or len(piece) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\r0\n", "a = 1\rb = 2\n", "def f():\r    return 1\r\ndef g():\n    return 2\n"],
+)
+def test_lone_carriage_returns_do_not_shift_python_line_numbers(text: str) -> None:
+    # ast ends a line at a lone \r; agentrt's lines end at \n only (split_lines).
+    structure = analyze("m.py", text)
+    assert structure.n_lines == len(split_lines(text))
+    for unit in structure.units:
+        assert 1 <= unit.start_line <= unit.end_line <= structure.n_lines, unit
+    for start, end in structure.skeleton:
+        assert 1 <= start <= end <= structure.n_lines
