@@ -33,6 +33,7 @@ from agentrt.context.packer import Candidate, PackedItem
 from agentrt.context.relevance import RepoIndex
 
 __all__ = [
+    "COUNTERPART_BUDGET",
     "COUNTERPART_WEIGHT",
     "Counterpart",
     "CounterpartNotes",
@@ -40,7 +41,10 @@ __all__ = [
 ]
 
 #: A counterpart is worth this fraction of the score of the unit it goes with.
-COUNTERPART_WEIGHT = 0.5
+COUNTERPART_WEIGHT = 0.8
+#: Counterparts are offered from this budget on (select): below it, the budget is better
+#: spent on the best code (at 4k, C++ lost a gold file to them and gained no hunk).
+COUNTERPART_BUDGET = 8_000
 #: Counterparts are looked for among this many best-ranked units (C and C++ units only).
 MAX_UNITS = 40
 #: At most this many declarations of one name (overloads) per header.

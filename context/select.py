@@ -23,7 +23,7 @@ import numpy as np
 
 from agentrt.context.companions import find_companions, with_companions
 from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
-from agentrt.context.counterparts import CounterpartNotes, find_counterparts
+from agentrt.context.counterparts import COUNTERPART_BUDGET, CounterpartNotes, find_counterparts
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
     Candidate,
@@ -263,8 +263,12 @@ def select(
         best_unit_files(budget),
     )
     files = {f.path: f for f in scan.files}
-    counterparts = find_counterparts(index, ranking.unit_scores, threshold, _reader(files))
-    candidates += [c.candidate for c in counterparts]  # C/C++ declarations and definitions
+    counterparts = (  # C/C++ declarations and definitions; a small budget goes to the code
+        find_counterparts(index, ranking.unit_scores, threshold, _reader(files))
+        if budget >= COUNTERPART_BUDGET
+        else []
+    )
+    candidates += [c.candidate for c in counterparts]
     paths = {c.path for c in candidates}
     copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
     if copies is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from agentrt.context.counterparts import Counterpart, find_counterparts
+from agentrt.context.counterparts import COUNTERPART_BUDGET, Counterpart, find_counterparts
 from agentrt.context.relevance import build_index, rank
 from agentrt.context.select import Selection, _reader, select
 from agentrt.context.sources import scan_repository
@@ -122,7 +122,7 @@ def _write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def _select(root: Path, query: str, tmp_path: Path, budget: int = 2000) -> Selection:
+def _select(root: Path, query: str, tmp_path: Path, budget: int = COUNTERPART_BUDGET) -> Selection:
     return select(root, query, budget, store=ContextStore(tmp_path / "store"))
 
 
@@ -159,7 +159,7 @@ def test_cpp_method_definition_brings_its_declaration(tmp_path: Path) -> None:
     ]
     assert offered.candidate.path == "include/foo.h" and offered.candidate.kind == "span"
     assert offered.candidate.end_line - offered.candidate.start_line + 1 == 4
-    assert selection.tokens <= 2000
+    assert count_tokens(selection.to_markdown()) <= COUNTERPART_BUDGET
 
 
 def test_c_function_definition_brings_its_prototype(tmp_path: Path) -> None:
@@ -190,10 +190,12 @@ def test_repository_without_headers_selects_as_before(tmp_path: Path) -> None:
     assert _counterparts(root, "stack_push writes past the end", tmp_path) == []
 
 
-def test_counterparts_stay_inside_small_budgets(tmp_path: Path) -> None:
-    root = _write(tmp_path / "repo", {"foo.h": FOO_H, "foo.cpp": FOO_CPP})
-    for budget in (60, 120, 250, 500):
-        selection = _select(root, "Foo::bar cents", tmp_path, budget)
+def test_small_budgets_go_to_the_code(tmp_path: Path) -> None:
+    root = _write(tmp_path / "repo", {"stack.h": STACK_H, "stack.c": STACK_C})
+    query = "stack_push writes past the end when the stack is full"
+    for budget in (200, 1000, COUNTERPART_BUDGET - 1):
+        selection = _select(root, query, tmp_path, budget)
+        assert not any("declaration of" in i.why for i in selection.items)
         assert count_tokens(selection.to_markdown()) <= budget
 
 
