@@ -14,7 +14,7 @@ ranking and packing.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ import numpy as np
 
 from agentrt.context.companions import find_companions, with_companions
 from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
+from agentrt.context.counterparts import COUNTERPART_BUDGET, CounterpartNotes, find_counterparts
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
     Candidate,
@@ -262,6 +263,12 @@ def select(
         best_unit_files(budget),
     )
     files = {f.path: f for f in scan.files}
+    counterparts = (  # C/C++ declarations and definitions; a small budget goes to the code
+        find_counterparts(index, ranking.unit_scores, threshold, _reader(files))
+        if budget >= COUNTERPART_BUDGET
+        else []
+    )
+    candidates += [c.candidate for c in counterparts]
     paths = {c.path for c in candidates}
     copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
     if copies is not None:
@@ -272,6 +279,8 @@ def select(
     annotate = (
         TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
     )
+    if counterparts:
+        annotate = CounterpartNotes(counterparts, annotate)
     preferred = _preferred_paths(scan.root, prefer, files)
 
     def pack_code(limit: int) -> list[PackedItem]:
@@ -695,6 +704,19 @@ def _twin_note(notes: dict[tuple[str, str], list[str]]) -> str:
     if len(notes) > MAX_TWIN_NOTES:
         parts.append(f"+{len(notes) - MAX_TWIN_NOTES} more files")
     return "; ".join(parts)
+
+
+def _reader(files: dict[str, SourceFile]) -> Callable[[str], list[str] | None]:
+    """A file's lines by path (None when it is not a file of the scan or is unreadable)."""
+
+    def read(path: str) -> list[str] | None:
+        source = files.get(path)
+        try:
+            return split_lines(source.read_text()) if source is not None else None
+        except OSError:
+            return None
+
+    return read
 
 
 def _views(
