@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -93,15 +94,16 @@ def is_code(path: str) -> bool:
 def is_changelog(path: str) -> bool:
     """``CHANGELOG.md``, ``CHANGES``, ``History.md``, ``NEWS``… and the version files of a
     ``release-notes/`` folder (``release-notes/VERSION-2.x``)."""
-    name = PurePosixPath(path).name
+    # String splits, not PurePosixPath: this runs on every path of the index per selection.
+    head, _, name = path.rpartition("/")
     if _CHANGELOG.match(name):
         return True
-    folder = PurePosixPath(path).parent.name
+    folder = head.rpartition("/")[2]
     return bool(_RELEASE_FOLDER.match(folder)) and name.lower().startswith("version")
 
 
 def is_build_file(path: str) -> bool:
-    name = PurePosixPath(path).name.lower()
+    name = path.rpartition("/")[2].lower()
     return name in _BUILD_NAMES or name.endswith(_BUILD_SUFFIXES)
 
 
@@ -109,7 +111,7 @@ def is_doc(path: str) -> bool:
     """Prose documentation: Markdown, reStructuredText, AsciiDoc, or text under a docs
     folder or named README (not tests, not changelogs, not CMakeLists.txt)."""
     lowered = path.lower()
-    name = PurePosixPath(lowered).name
+    name = lowered.rpartition("/")[2]
     if TEST_PATH.search(path) or is_changelog(path) or is_build_file(path):
         return False
     if name.endswith(".txt"):
@@ -403,11 +405,9 @@ def _doc_sections(
 
     ids = np.asarray([term_id(n.lower()) for n in names], dtype=np.int64)
     scores = index.file_bm25.scores(ids)
-    docs = [
-        int(f)
-        for f in np.argsort(-scores, kind="stable")
-        if scores[f] > 0 and is_doc(index.paths[f])
-    ][:MAX_DOC_FILES]
+    positive = np.flatnonzero(scores > 0)
+    ordered = positive[np.argsort(-scores[positive], kind="stable")]
+    docs = list(islice((int(f) for f in ordered if is_doc(index.paths[f])), MAX_DOC_FILES))
     if not docs:
         return []
     pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, names)) + r")(?![\w-])")
@@ -472,13 +472,10 @@ def _build_lines(
     # Each build file is read and searched once, for the names of the delivered sources in
     # its folder or below (a build file lists those).
     lines_of: dict[tuple[str, str], list[int]] = {}
+    folders = {s: {str(p) for p in PurePosixPath(s).parents} for s in delivered}
     for path in builds:
-        folder = PurePosixPath(path).parent
-        below = [
-            s
-            for s in delivered
-            if folder == PurePosixPath(".") or folder in PurePosixPath(s).parents
-        ]
+        folder = str(PurePosixPath(path).parent)
+        below = [s for s in delivered if folder in folders[s]]  # "." is everyone's parent
         if not below:
             continue
         text = read(path)
