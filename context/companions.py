@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -119,19 +118,12 @@ def is_doc(path: str) -> bool:
     return name.endswith(_DOC_SUFFIXES)
 
 
-@dataclass(slots=True)
-class _Text:
-    """A file's lines (each with its line end) and their estimated tokens."""
-
-    lines: list[str]
-    tokens: np.ndarray
-
-    def cost(self, start: int, end: int) -> int:
-        """Estimated tokens of lines ``start..end`` (1-based, inclusive)."""
-        return int(self.tokens[start - 1 : end].sum())
+def _cost(view: FileView, start: int, end: int) -> int:
+    """Estimated tokens of lines ``start..end`` of ``view`` (1-based, inclusive)."""
+    return view.prefix[min(end, view.n_lines)] - view.prefix[start - 1]
 
 
-Reader = Callable[[str], "_Text | None"]
+Reader = Callable[[str], FileView | None]
 
 
 def find_companions(
@@ -150,13 +142,10 @@ def find_companions(
     code = [item for item in delivered if is_code(item.path)]
     if not code:
         return []
-    texts: dict[str, _Text | None] = {}
 
-    def read(path: str) -> _Text | None:
-        if path not in texts:
-            view = view_of(path) if path in files else None
-            texts[path] = _Text(view.lines, view.line_tokens) if view and view.lines else None
-        return texts[path]
+    def read(path: str) -> FileView | None:  # view_of keeps the views it made
+        view = view_of(path) if path in files else None
+        return view if view is not None and view.lines else None
 
     shown = _Shown(delivered)
     out: list[PackedItem] = []
@@ -168,7 +157,7 @@ def find_companions(
     ):
         found = finder(index, files, code, min(cap, left), read, shown)
         for item in found:
-            left -= read(item.path).cost(item.start_line, item.end_line) + 12  # type: ignore[union-attr]
+            left -= _cost(read(item.path), item.start_line, item.end_line) + 12  # type: ignore[arg-type]
         out.extend(found)
         if left < MIN_COMPANION_TOKENS // 3:
             break
@@ -194,7 +183,7 @@ class _Shown:
         return not needed
 
 
-def _item(path: str, text: _Text, start: int, end: int, why: str) -> PackedItem:
+def _item(path: str, text: FileView, start: int, end: int, why: str) -> PackedItem:
     from agentrt.context.select import fence_language
 
     body = "".join(text.lines[start - 1 : end])
@@ -238,7 +227,7 @@ def _changelog_head(
     why = f"changelog: where an entry for this change goes ({code[0].path} is delivered)"
     if shown.covers(path, 1, end):
         return []
-    if text.cost(1, end) <= cap:
+    if _cost(text, 1, end) <= cap:
         return [_item(path, text, 1, end, why)]
     # Long: its headings (with the line after), the top, the next release's first lines,
     # and the ends of the sub-sections (where entries are added), as many as fit.
@@ -248,7 +237,7 @@ def _changelog_head(
     ]
 
 
-def _outline_with_ends(text: _Text, end: int, cap: int) -> list[tuple[int, int]]:
+def _outline_with_ends(text: FileView, end: int, cap: int) -> list[tuple[int, int]]:
     """Spans of lines ``1..end`` of a changelog within ``cap`` tokens: the first lines,
     every heading and the line after it, the last RELEASE_LINES + 1 lines, then the last
     lines of each section, one line of each in turn, while they fit."""
@@ -264,7 +253,7 @@ def _outline_with_ends(text: _Text, end: int, cap: int) -> list[tuple[int, int]]
     visible |= set(range(max(1, end - RELEASE_LINES), end + 1))
     for h in heads:
         visible.update((h, min(end, h + 1)))
-    spent = sum(text.cost(i, i) for i in visible) + 12 * (len(heads) + 2)
+    spent = sum(_cost(text, i, i) for i in visible) + 12 * (len(heads) + 2)
     # Section bodies: the lines between one heading and the next, filled from the bottom.
     bounds = [*heads, end + 1]
     cursors = [b - 1 for b in bounds[1:]]
@@ -277,7 +266,7 @@ def _outline_with_ends(text: _Text, end: int, cap: int) -> list[tuple[int, int]]
                 line -= 1
             if line < floors[s]:
                 continue
-            cost = text.cost(line, line)
+            cost = _cost(text, line, line)
             if spent + cost > cap:
                 return _spans(visible)
             visible.add(line)
@@ -314,11 +303,11 @@ def _release_headings(lines: Sequence[str]) -> list[int]:
     return out
 
 
-def _fit_down(text: _Text, start: int, end: int, cap: int) -> int:
+def _fit_down(text: FileView, start: int, end: int, cap: int) -> int:
     """The last line from ``start`` on such that ``start..it`` costs at most ``cap``."""
     spent, last = 0, start
     for line in range(start, end + 1):
-        spent += int(text.tokens[line - 1])
+        spent += int(text.line_tokens[line - 1])
         if spent > cap:
             break
         last = line
@@ -369,7 +358,7 @@ def _code_mentions(pattern: re.Pattern[str], text: str) -> set[str]:
     return out
 
 
-def _sections(text: _Text, markdown: bool) -> list[tuple[int, int]]:
+def _sections(text: FileView, markdown: bool) -> list[tuple[int, int]]:
     """(start, end) of each section: a heading to the line before the next heading."""
     starts = [1]
     lines = text.lines
@@ -441,11 +430,11 @@ def _doc_sections(
     for _, _, path, start, end, rare in ranked:
         text = read(path)
         assert text is not None
-        if text.cost(start, end) > DOC_SECTION_TOKENS:
+        if _cost(text, start, end) > DOC_SECTION_TOKENS:
             end = _fit_down(text, start, end, DOC_SECTION_TOKENS)
         if shown.covers(path, start, end):
             continue
-        cost = text.cost(start, end) + 12
+        cost = _cost(text, start, end) + 12
         if spent + cost > cap:
             continue
         spent += cost
@@ -503,7 +492,7 @@ def _build_lines(
                 end = min(len(text.lines), line + BUILD_CONTEXT)
                 if shown.covers(path, start, end):
                     continue
-                cost = text.cost(start, end) + 12
+                cost = _cost(text, start, end) + 12
                 if spent + cost > cap:
                     return _merged(out)
                 spent += cost
