@@ -171,6 +171,37 @@ def test_crlf_files_score_like_lf_files() -> None:
     assert cs.score(issue, [("A.java", ["  int x;"])], delivered) == (True, True)
 
 
+def test_score_parts_counts_each_gold_file_and_hunk() -> None:
+    issue = cs.Issue(
+        "i", "o/r", "c", "q", ["a.c", "b.c", "c.c"],
+        [("a.c", ["int x;"], []), ("a.c", ["int y;"], []), ("b.c", ["int z;"], [])],
+    )  # fmt: skip
+    targets = [("a.c", ["int x;"]), ("a.c", ["int y;"]), ("b.c", ["int z;"])]
+    delivered = cs.delivered_lines([("a.c", 1, "int x;\n"), ("b.c", 4, "int w;\n")])
+    # a.c and b.c delivered, c.c not; of the hunks only a.c's first.
+    assert cs.score_parts(issue, targets, delivered) == (2, 1)
+    assert cs.score(issue, targets, delivered) == (False, False)
+    # Hunks whose lines are not in the tree count as missed, files still count.
+    assert cs.score_parts(issue, None, delivered) == (2, 0)
+
+
+def test_parts_table_shares_are_of_all_gold_hunks_and_files() -> None:
+    one = _outcome("cpp", (False, False, True))
+    one.n_hunks, one.n_files = 9, 3
+    one.hunk_parts = dict(zip(cs.BUDGETS, (3, 6, 9), strict=True))
+    one.base_hunk_parts = dict(zip(cs.BUDGETS, (0, 1, 2), strict=True))
+    one.file_parts = dict(zip(cs.BUDGETS, (1, 2, 3), strict=True))
+    two = _outcome("cpp", (True, True, True))
+    two.n_hunks, two.n_files = 1, 1
+    two.hunk_parts = dict.fromkeys(cs.BUDGETS, 1)
+    two.base_hunk_parts = dict.fromkeys(cs.BUDGETS, 0)
+    two.file_parts = dict.fromkeys(cs.BUDGETS, 1)
+    lines = cs.parts_table([one, two]).splitlines()
+    assert lines[0].startswith("| language | gold hunks | hunks delivered 4k / 13k / 27k |")
+    # 4 / 7 / 10 of 10 hunks; BM25 0 / 1 / 2 of 10; files 2 / 3 / 4 of 4.
+    assert lines[2] == "| C++ | 10 | 40 / 70 / 100 % | 0 / 10 / 20 % | 4 | 50 / 75 / 100 % |"
+
+
 def _outcome(
     language: str,
     hunks: tuple[bool, bool, bool],
@@ -264,9 +295,11 @@ def test_run_on_a_snapshot_tree_scores_each_language(tmp_path: Path) -> None:
     for outcome in results.outcomes:
         assert all(outcome.hunks.values()) and all(outcome.files.values())
         assert all(outcome.base_hunks.values())
+        assert outcome.n_hunks == 1 and set(outcome.hunk_parts.values()) == {1}
     body = cs.table(results, cs.SETS["polyglot"])
     assert "| C | 1 | 100 / 100 / 100 % |" in body
     assert "| JavaScript | 1 |" in body
+    assert "| C | 1 | 100 / 100 / 100 % | 100 / 100 / 100 % | 1 | 100 / 100 / 100 % |" in body
     assert "2 issues (1 skipped: base commit not in the snapshot of owner/tiny)" in body
 
 
