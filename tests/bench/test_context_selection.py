@@ -198,8 +198,11 @@ def test_parts_table_shares_are_of_all_gold_hunks_and_files() -> None:
     two.file_parts = dict.fromkeys(cs.BUDGETS, 1)
     lines = cs.parts_table([one, two]).splitlines()
     assert lines[0].startswith("| language | gold hunks | hunks delivered 4k / 13k / 27k |")
-    # 4 / 7 / 10 of 10 hunks; BM25 0 / 1 / 2 of 10; files 2 / 3 / 4 of 4.
-    assert lines[2] == "| C++ | 10 | 40 / 70 / 100 % | 0 / 10 / 20 % | 4 | 50 / 75 / 100 % |"
+    # 4 / 7 / 10 of 10 hunks; per issue (3/9 + 1) / 2, (6/9 + 1) / 2, 1; BM25 0 / 1 / 2 of
+    # 10; files 2 / 3 / 4 of 4.
+    assert lines[2] == (
+        "| C++ | 10 | 40 / 70 / 100 % | 67 / 83 / 100 % | 0 / 10 / 20 % | 4 | 50 / 75 / 100 % |"
+    )
 
 
 def _outcome(
@@ -299,7 +302,7 @@ def test_run_on_a_snapshot_tree_scores_each_language(tmp_path: Path) -> None:
     body = cs.table(results, cs.SETS["polyglot"])
     assert "| C | 1 | 100 / 100 / 100 % |" in body
     assert "| JavaScript | 1 |" in body
-    assert "| C | 1 | 100 / 100 / 100 % | 100 / 100 / 100 % | 1 | 100 / 100 / 100 % |" in body
+    assert "| C | 1 | 100 / 100 / 100 % | 100 / 100 / 100 % | 100 / 100 / 100 % | 1 |" in body
     assert "2 issues (1 skipped: base commit not in the snapshot of owner/tiny)" in body
 
 
