@@ -708,7 +708,8 @@ class _Candidates:
 
 def format_reasons(reasons: dict[Reason, float]) -> str:
     """``changed: parse_header; caller of parse_header, Header.parse (+2 more)``: labels
-    by their best score, subjects by score, at most MAX_REASONS of each."""
+    by their best score, subjects by score, at most MAX_REASONS of each (empty subjects are
+    not listed)."""
     groups: dict[str, dict[str, float]] = {}
     for (label, subject), score in reasons.items():
         group = groups.setdefault(label, {})
@@ -716,8 +717,9 @@ def format_reasons(reasons: dict[Reason, float]) -> str:
     ordered = sorted(groups.items(), key=lambda item: (-max(item[1].values()), item[0]))
     parts = []
     for label, subjects in ordered[:MAX_REASONS]:
-        names = sorted(subjects, key=lambda name: (-subjects[name], name))
-        parts.append(f"{label} {capped(names, MAX_REASONS)}")
+        names = sorted((n for n in subjects if n), key=lambda name: (-subjects[name], name))
+        # A reason without a subject (lines the header already names) is its label alone.
+        parts.append(f"{label} {capped(names, MAX_REASONS)}" if names else label.rstrip(":"))
     if len(ordered) > MAX_REASONS:
         parts.append(f"+{len(ordered) - MAX_REASONS} more")
     return "; ".join(parts)

@@ -365,6 +365,20 @@ class _Ranked:
                 return base + local
         return self.graph.enclosing(f, start)
 
+    def _subject(self, f: int, k: int | None) -> str:
+        """What a span of unit ``k`` of file ``f`` is about, for its why: the unit's name; a
+        line window's is the name of what it is cut from (``parse:120`` is of ``parse``),
+        none when that is the file itself (its path, ``<module>``): the item's header
+        already says which lines it holds, and every word of a why costs the budget."""
+        if k is None:
+            return ""
+        unit = self.graph.unit(k)
+        base, _, line = unit.name.rpartition(":")
+        if not base or line != str(unit.start_line):
+            return unit.name
+        path = self.index.paths[f]
+        return "" if base in (path, PurePosixPath(path).name, "<module>") else base
+
     def _named(self, f: int) -> bool:
         return self.ranking.mentions.files.get(f, 0.0) > _NAMED_FILE
 
@@ -411,7 +425,7 @@ class _Ranked:
             f = graph.position[c.path]
             if c.kind == "span":
                 k = self._unit_of_span(f, c.start_line, c.end_line)
-                subject = graph.unit(k).name if k is not None else f"{c.start_line}-{c.end_line}"
+                subject = self._subject(f, k)
                 named = k is not None and k in self.ranking.mentions.units
             else:
                 subject, named = PurePosixPath(c.path).name, self._named(f)

@@ -220,3 +220,16 @@ def test_a_c_definition_comes_with_its_declaration(tmp_path: Path) -> None:
     # A small budget goes to the code.
     small = select_issue(root, issue, 1000, store=store)
     assert not any("declaration of" in i.why for i in small.items)
+
+
+def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
+    """A long function's line windows (``run:92``, ``run:122``) are reasons about ``run``:
+    the why names it once, not each window (the header already gives the lines)."""
+    body = [f"    total_{i} = {i}\n" for i in range(150)]
+    body[120] = "    frobnicate_widget(gear)  # jams when the gear slips\n"
+    root = _write(tmp_path / "repo", {"app.py": "def run(gear):\n" + "".join(body)})
+    store = ContextStore(tmp_path / "store")
+    issue = "frobnicate_widget jams when the gear slips"
+    selection = select_issue(root, issue, 400, store=store)
+    (item,) = selection.items
+    assert item.why == "matches the issue: run, app.py", item.why
