@@ -11,9 +11,13 @@ what a localisation step chooses from (an LLM re-ranker sees them as paths and o
 :func:`select_issue` packs the same candidates within the budget, in the order of the
 ranking or, given :class:`IssuePicks` (files and units chosen in order, e.g. by a model),
 picks first: the picked units, then the rest of the picked files, then everything else.
-Every delivered item says why it is there (``matches the issue: parse_header``,
-``named in the issue: app.py``, ``caller of parse_header``, ``re-ranked #1``); the
-Markdown, whys included, never exceeds the budget.
+It packs them as :func:`~agentrt.context.select.select` packs its own
+(:func:`~agentrt.context.select.prepare_packing`): an amalgamation's lines come as the twins
+of their source, C/C++ counterparts from COUNTERPART_BUDGET on, and the changelog head,
+documentation sections and build lines that go with the code after it. Every delivered item
+says why it is there (``matches the issue: parse_header``, ``named in the issue: app.py``,
+``caller of parse_header``, ``re-ranked #1``, ``twin of src/a.hpp:10-40``, ``changelog: …``);
+the Markdown, whys included, never exceeds the budget.
 """
 
 from __future__ import annotations
