@@ -36,8 +36,8 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -708,7 +708,8 @@ class _Candidates:
 
 def format_reasons(reasons: dict[Reason, float]) -> str:
     """``changed: parse_header; caller of parse_header, Header.parse (+2 more)``: labels
-    by their best score, subjects by score, at most MAX_REASONS of each."""
+    by their best score, subjects by score, at most MAX_REASONS of each (empty subjects are
+    not listed)."""
     groups: dict[str, dict[str, float]] = {}
     for (label, subject), score in reasons.items():
         group = groups.setdefault(label, {})
@@ -716,8 +717,9 @@ def format_reasons(reasons: dict[Reason, float]) -> str:
     ordered = sorted(groups.items(), key=lambda item: (-max(item[1].values()), item[0]))
     parts = []
     for label, subjects in ordered[:MAX_REASONS]:
-        names = sorted(subjects, key=lambda name: (-subjects[name], name))
-        parts.append(f"{label} {capped(names, MAX_REASONS)}")
+        names = sorted((n for n in subjects if n), key=lambda name: (-subjects[name], name))
+        # A reason without a subject (lines the header already names) is its label alone.
+        parts.append(f"{label} {capped(names, MAX_REASONS)}" if names else label.rstrip(":"))
     if len(ordered) > MAX_REASONS:
         parts.append(f"+{len(ordered) - MAX_REASONS} more")
     return "; ".join(parts)
@@ -892,15 +894,28 @@ def change_sizes(
 
 
 def _pack(
-    views: dict[str, FileView], candidates: _Candidates, budget: int, counter: TokenCounter
+    views: dict[str, FileView],
+    candidates: _Candidates,
+    budget: int,
+    counter: TokenCounter,
+    *,
+    rest: Sequence[Candidate] | None = None,
+    annotate: Callable[[list[PackedItem]], list[PackedItem]] | None = None,
 ) -> list[tuple[PackedItem, str]]:
-    """Pack, then make room for the whys in the headers until the Markdown fits."""
-    rest = list(candidates.rest.values())
+    """Pack, then make room for the whys in the headers until the Markdown fits. ``rest``:
+    the candidates' ``rest`` as they are packed (with their twins attached), ``annotate``:
+    the packer's notes (twins, counterparts), shown after the reasons."""
+    rest = list(candidates.rest.values()) if rest is None else list(rest)
+
+    def why(item: PackedItem) -> str:
+        reasons = candidates.why(item, views[item.path].n_lines)
+        return "; ".join(part for part in (reasons, item.note) if part)
+
     target = budget
     annotated: list[tuple[PackedItem, str]] = []
     for _attempt in range(5):
-        packed = pack(views, rest, target, counter.count, first=candidates.first)
-        annotated = [(p, candidates.why(p, views[p.path].n_lines)) for p in packed]
+        packed = pack(views, rest, target, counter.count, first=candidates.first, annotate=annotate)
+        annotated = [(replace(p, note=""), why(p)) for p in packed]
         over = counter.count(_render(annotated)) - budget
         if over <= 0:
             return annotated

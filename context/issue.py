@@ -11,9 +11,13 @@ what a localisation step chooses from (an LLM re-ranker sees them as paths and o
 :func:`select_issue` packs the same candidates within the budget, in the order of the
 ranking or, given :class:`IssuePicks` (files and units chosen in order, e.g. by a model),
 picks first: the picked units, then the rest of the picked files, then everything else.
-Every delivered item says why it is there (``matches the issue: parse_header``,
-``named in the issue: app.py``, ``caller of parse_header``, ``re-ranked #1``); the
-Markdown, whys included, never exceeds the budget.
+It packs them as :func:`~agentrt.context.select.select` packs its own
+(:func:`~agentrt.context.select.prepare_packing`): an amalgamation's lines come as the twins
+of their source, C/C++ counterparts from COUNTERPART_BUDGET on, and the changelog head,
+documentation sections and build lines that go with the code after it. Every delivered item
+says why it is there (``matches the issue: parse_header``, ``named in the issue: app.py``,
+``caller of parse_header``, ``re-ranked #1``, ``twin of src/a.hpp:10-40``, ``changelog: …``);
+the Markdown, whys included, never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from agentrt.context.impact import (
     neighbours,
     unit_targets,
 )
+from agentrt.context.packer import Candidate, PackedItem
 from agentrt.context.relevance import IndexStats, Ranking, build_index, rank
 from agentrt.context.select import (
     DEFAULT_EXCLUDES,
@@ -46,9 +51,11 @@ from agentrt.context.select import (
     SMALL_FILE_LINES,
     SPAN_PADDING,
     Selection,
-    _candidates,
     _packed,
-    _views,
+    counterparts_at,
+    prepare_packing,
+    ranked_candidates,
+    shadow_amalgamations,
 )
 from agentrt.context.sources import scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
@@ -241,14 +248,37 @@ def select_issue(
         raise ValueError(f"budget must be a positive number of tokens, got {budget}")
     ranked = _Ranked.build(repo, issue, encoding, store, include)
     resolved = ranked.resolve(picks) if picks is not None else None
-    out = ranked.offer(resolved)
+    out = ranked.offer(resolved, budget)
     files, units = ranked.listing(out, max_files, max_units, resolved)
-    views = _views(ranked.index, out.paths(), ranked.files, ranked.counter, ranked.store)
-    packed = _pack(views, out, budget, ranked.counter)
-    count = ranked.counter.count
+    # As select packs: C/C++ counterparts, copies in amalgamations, then companions.
+    counter = ranked.counter
+    counterparts = counterparts_at(
+        ranked.index, ranked.ranking, budget, DEFAULT_THRESHOLD, ranked.files
+    )
+    if resolved is not None:
+        rescored = ranked.pick_score
+        counterparts = [
+            replace(c, candidate=replace(c.candidate, score=rescored(resolved, c.candidate)))
+            for c in counterparts
+        ]
+    packing = prepare_packing(
+        ranked.index, list(out.rest.values()), counterparts, ranked.files, counter, ranked.store
+    )
+
+    def pack_code(limit: int) -> list[PackedItem]:
+        found = _pack(
+            packing.views, out, limit, counter, rest=packing.candidates, annotate=packing.annotate
+        )
+        return [replace(p, note=why) for p, why in found]
+
+    packed = pack_code(budget)
+    if not ranked.ranking.overview:  # the changelog, docs and build lines that go with the code
+        packed = packing.with_companions(pack_code, packed, budget)
     items = [
-        ImpactItem(p.path, p.start_line, p.end_line, p.kind, p.score, count(p.text), p.text, why)
-        for p, why in packed
+        ImpactItem(
+            p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text, p.note
+        )
+        for p in packed
     ]
     stats = {**ranked.stats, "seconds": round(time.perf_counter() - started, 4)}
     return IssueSelection(
@@ -316,7 +346,7 @@ class _Ranked:
         return cls(
             scan.root,
             graph,
-            rank(index, issue),
+            shadow_amalgamations(index, rank(index, issue)),
             TokenCounter(encoding, store),
             store,
             files,
@@ -338,6 +368,20 @@ class _Ranked:
             ):
                 return base + local
         return self.graph.enclosing(f, start)
+
+    def _subject(self, f: int, k: int | None) -> str:
+        """What a span of unit ``k`` of file ``f`` is about, for its why: the unit's name; a
+        line window's is the name of what it is cut from (``parse:120`` is of ``parse``),
+        none when that is the file itself (its path, ``<module>``): the item's header
+        already says which lines it holds, and every word of a why costs the budget."""
+        if k is None:
+            return ""
+        unit = self.graph.unit(k)
+        base, _, line = unit.name.rpartition(":")
+        if not base or line != str(unit.start_line):
+            return unit.name
+        path = self.index.paths[f]
+        return "" if base in (path, PurePosixPath(path).name, "<module>") else base
 
     def _named(self, f: int) -> bool:
         return self.ranking.mentions.files.get(f, 0.0) > _NAMED_FILE
@@ -374,23 +418,18 @@ class _Ranked:
 
     # ---------------------------------------------------------------- candidates
 
-    def offer(self, picks: _Resolved | None) -> _Candidates:
+    def offer(self, picks: _Resolved | None, budget: int = 0) -> _Candidates:
         """The packing candidates with their reasons: the ranking's (as ``select`` offers
-        them), the neighbours of the best (or picked) definitions, re-scored by ``picks``."""
+        them at ``budget``; 0: as at its smallest), the neighbours of the best (or picked)
+        definitions, re-scored by ``picks``."""
         index, graph = self.index, self.graph
         out = _Candidates()
-        base = _candidates(
-            index,
-            self.ranking.file_scores,
-            self.ranking.unit_scores,
-            self.ranking.overview,
-            DEFAULT_THRESHOLD,
-        )
+        base = ranked_candidates(index, self.ranking, budget, DEFAULT_THRESHOLD)
         for c in base:
             f = graph.position[c.path]
             if c.kind == "span":
                 k = self._unit_of_span(f, c.start_line, c.end_line)
-                subject = graph.unit(k).name if k is not None else f"{c.start_line}-{c.end_line}"
+                subject = self._subject(f, k)
                 named = k is not None and k in self.ranking.mentions.units
             else:
                 subject, named = PurePosixPath(c.path).name, self._named(f)
@@ -454,24 +493,30 @@ class _Ranked:
     def _rescore(self, picks: _Resolved, out: _Candidates) -> None:
         """The candidates of picked files first, in the files' order, and in each file its
         picked units first; then the rest, in their order."""
-        index = self.index
-        file_rank = {index.paths[f]: i for i, f in enumerate(self.file_order(picks))}
-        unit_spans = []
-        for k in picks.units:
-            f, unit = int(index.unit_file[k]), self.graph.unit(k)
-            unit_spans.append((index.paths[f], unit.start_line, unit.end_line))
         for key, candidate in list(out.rest.items()):
-            path, kind, start, end = key
-            score = candidate.score * UNPICKED_WEIGHT
-            if path in file_rank:
-                top = PICKED - PICKED_FILE_STEP * file_rank[path]
-                score = top - 0.05 + 0.02 * min(candidate.score, 1.0)
-                if kind == "span":
-                    for i, (p, a, b) in enumerate(unit_spans):
-                        if p == path and start <= b and a <= (end or b):
-                            score = top - PICK_STEP * i
-                            break
-            out.rest[key] = replace(candidate, score=score)
+            out.rest[key] = replace(candidate, score=self.pick_score(picks, candidate))
+
+    def pick_score(self, picks: _Resolved, candidate: Candidate) -> float:
+        """``candidate``'s score with ``picks`` first (see PICKED)."""
+        index = self.index
+        path, kind, start, end = (
+            candidate.path,
+            candidate.kind,
+            candidate.start_line,
+            candidate.end_line,
+        )
+        file_order = self.file_order(picks)
+        if path not in {index.paths[f] for f in file_order}:
+            return candidate.score * UNPICKED_WEIGHT
+        rank_of = next(i for i, f in enumerate(file_order) if index.paths[f] == path)
+        top = PICKED - PICKED_FILE_STEP * rank_of
+        if kind == "span":
+            for i, k in enumerate(picks.units):
+                f, unit = int(index.unit_file[k]), self.graph.unit(k)
+                a, b = unit.start_line, unit.end_line
+                if index.paths[f] == path and start <= b and a <= (end or b):
+                    return top - PICK_STEP * i
+        return top - 0.05 + 0.02 * min(candidate.score, 1.0)
 
     # ---------------------------------------------------------------- listings
 

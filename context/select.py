@@ -23,7 +23,12 @@ import numpy as np
 
 from agentrt.context.companions import find_companions, with_companions
 from agentrt.context.compress import DEFINITION_KINDS, analyze, split_lines
-from agentrt.context.counterparts import COUNTERPART_BUDGET, CounterpartNotes, find_counterparts
+from agentrt.context.counterparts import (
+    COUNTERPART_BUDGET,
+    Counterpart,
+    CounterpartNotes,
+    find_counterparts,
+)
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import (
     Candidate,
@@ -254,33 +259,11 @@ def select(
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
     ranking = shadow_amalgamations(index, rank(index, query))
-    candidates = _candidates(
-        index,
-        ranking.file_scores,
-        ranking.unit_scores,
-        ranking.overview,
-        threshold,
-        best_unit_files(budget),
-    )
+    candidates = ranked_candidates(index, ranking, budget, threshold)
     files = {f.path: f for f in scan.files}
-    counterparts = (  # C/C++ declarations and definitions; a small budget goes to the code
-        find_counterparts(index, ranking.unit_scores, threshold, _reader(files))
-        if budget >= COUNTERPART_BUDGET
-        else []
-    )
-    candidates += [c.candidate for c in counterparts]
-    paths = {c.path for c in candidates}
-    copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
-    if copies is not None:
-        paths |= copies.amalgamations_of(paths)
-    views = _views(index, paths, files, counter, store)
-    if copies is not None:
-        candidates = [copies.attach(c, views) for c in candidates]
-    annotate = (
-        TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
-    )
-    if counterparts:
-        annotate = CounterpartNotes(counterparts, annotate)
+    counterparts = counterparts_at(index, ranking, budget, threshold, files)
+    packing = prepare_packing(index, candidates, counterparts, files, counter, store)
+    candidates, views, annotate = packing.candidates, packing.views, packing.annotate
     preferred = _preferred_paths(scan.root, prefer, files)
 
     def pack_code(limit: int) -> list[PackedItem]:
@@ -290,19 +273,7 @@ def select(
 
     packed = pack_code(budget)
     if not ranking.overview:  # the changelog, docs and build lines that go with the code
-
-        def view_of(path: str) -> FileView | None:
-            if path not in views:
-                views.update(_views(index, {path}, files, counter, store))
-            return views.get(path)
-
-        packed = with_companions(
-            pack_code,
-            packed,
-            budget,
-            lambda code, limit: find_companions(index, files, code, limit, view_of),
-            counter.count,
-        )
+        packed = packing.with_companions(pack_code, packed, budget)
     items = [
         SelectionItem(
             p.path,
@@ -338,6 +309,101 @@ def select(
     )
 
 
+def ranked_candidates(
+    index: RepoIndex, ranking: Ranking, budget: int, threshold: float
+) -> list[Candidate]:
+    """The packing candidates of ``ranking`` at ``budget`` (see :func:`_candidates`): the
+    best units, and per top file its best unit (the first file's, or from WIDE_BUDGET the ten
+    best files'), skeleton and, when small, whole text."""
+    return _candidates(
+        index,
+        ranking.file_scores,
+        ranking.unit_scores,
+        ranking.overview,
+        threshold,
+        best_unit_files(budget),
+    )
+
+
+def counterparts_at(
+    index: RepoIndex,
+    ranking: Ranking,
+    budget: int,
+    threshold: float,
+    files: dict[str, SourceFile],
+) -> list[Counterpart]:
+    """The C/C++ declarations and definitions that go with the best units of ``ranking``,
+    from COUNTERPART_BUDGET on (a small budget goes to the code)."""
+    if budget < COUNTERPART_BUDGET:
+        return []
+    return find_counterparts(index, ranking.unit_scores, threshold, _reader(files))
+
+
+#: Adds notes to (and may reorder) a trial delivery: the packer's ``annotate``.
+Annotate = Callable[[list[PackedItem]], list[PackedItem]]
+
+
+@dataclass(slots=True)
+class Packing:
+    """What a selection packs: the candidates (each with the copies of its lines in
+    amalgamations attached as twins), the views of their files, and the notes (twins,
+    counterparts) the packer adds to a delivery; then the companions of the packed code.
+    Made by :func:`prepare_packing`; :func:`select` and
+    :func:`agentrt.context.issue.select_issue` pack with it."""
+
+    candidates: list[Candidate]
+    views: dict[str, FileView]
+    annotate: Annotate | None
+    index: RepoIndex
+    files: dict[str, SourceFile]
+    counter: TokenCounter
+    store: ContextStore
+
+    def view_of(self, path: str) -> FileView | None:
+        """The view of ``path``, read (and cached) on first use."""
+        if path not in self.views:
+            self.views.update(_views(self.index, {path}, self.files, self.counter, self.store))
+        return self.views.get(path)
+
+    def companions(self, code: list[PackedItem], limit: int) -> list[PackedItem]:
+        """The changelog head, documentation sections and build lines that go with ``code``
+        (see :func:`agentrt.context.companions.find_companions`)."""
+        return find_companions(self.index, self.files, code, limit, self.view_of)
+
+    def with_companions(
+        self, pack_code: Callable[[int], list[PackedItem]], packed: list[PackedItem], budget: int
+    ) -> list[PackedItem]:
+        """``packed`` (code packed by ``pack_code`` within ``budget``) and its companions,
+        all within ``budget`` (see :func:`agentrt.context.companions.with_companions`)."""
+        return with_companions(pack_code, packed, budget, self.companions, self.counter.count)
+
+
+def prepare_packing(
+    index: RepoIndex,
+    candidates: Sequence[Candidate],
+    counterparts: Sequence[Counterpart],
+    files: dict[str, SourceFile],
+    counter: TokenCounter,
+    store: ContextStore,
+) -> Packing:
+    """``candidates`` and the ``counterparts``' spans ready to pack: views of their files
+    (and of the amalgamations that copy them), copies attached, twin and counterpart notes."""
+    out = [*candidates, *(c.candidate for c in counterparts)]
+    paths = {c.path for c in out}
+    copies = Copies(index) if index.twins is not None and len(index.twins.shadow_to) else None
+    if copies is not None:
+        paths |= copies.amalgamations_of(paths)
+    views = _views(index, paths, files, counter, store)
+    if copies is not None:
+        out = [copies.attach(c, views) for c in out]
+    annotate: Annotate | None = (
+        TwinNotes(index, views, copies) if index.twins is not None and index.twins.pairs else None
+    )
+    if counterparts:
+        annotate = CounterpartNotes(counterparts, annotate)
+    return Packing(out, views, annotate, index, files, counter, store)
+
+
 def _preferred_paths(root: Path, prefer: Sequence[str], files: dict[str, SourceFile]) -> set[str]:
     """The repository-relative paths of ``prefer`` that are files of the scan."""
     out: set[str] = set()
@@ -360,7 +426,7 @@ def _pack_preferred_first(
     preferred: set[str],
     budget: int,
     counter: TokenCounter,
-    annotate: TwinNotes | None = None,
+    annotate: Annotate | None = None,
 ) -> list[PackedItem]:
     """Pack the preferred files' candidates within ``budget``, then the others' in what is
     left; the least relevant of the others are dropped if the joined rendering is over."""
