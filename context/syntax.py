@@ -555,6 +555,7 @@ class _Walker:
         spec = self.spec
         first_def: int | None = None
         pending: tuple[int, int] | None = None  # doc comments / attributes run
+        glued: tuple[int, int] | None = None  # (lead, last line) of a misparsed piece
         for node in nodes:
             kind = node.type
             start = _start(node)
@@ -572,7 +573,12 @@ class _Walker:
                 lead = pending[0]
                 self.keep_doc(pending[0], pending[1])
             pending = None
+            if glued is not None and glued[1] == start:
+                # An unknown macro (``FORCE_INLINE T f();``) split off the start of this
+                # item on its line: the item starts where that piece did, comment included.
+                lead = min(lead, glued[0])
             defined = self.visit(node, prefix, lead, in_type)
+            glued = (lead, _end(node)) if not defined and node.has_error else None
             if defined and first_def is None:
                 first_def = lead
         return first_def

@@ -280,6 +280,24 @@ def test_cpp_member_declarations_are_units_of_their_class() -> None:
     ]
 
 
+def test_unknown_macro_before_a_member_keeps_its_comment() -> None:
+    # ``inline_macro T<U> f(…);`` reads as a field ``inline_macro T<U>`` (missing its `;`)
+    # then a declaration of ``f`` on the same line: the doc comment is still f's.
+    text = textwrap.dedent(
+        """\
+        class document {
+        public:
+          /**
+           * The value at a JSON pointer.
+           */
+          really_inline result<value> at_pointer(std::string_view pointer) noexcept;
+        };
+        """
+    )
+    structure = analyze("include/document.h", text)
+    assert ("declaration", "document.at_pointer", 3, 6) in units(structure)
+
+
 def test_other_languages_units() -> None:
     expected = {
         "csharp/Billing.cs": [
