@@ -10,9 +10,14 @@ as the Python analysis:
   ``pkg.Type.Method`` in Go, ``Type.method`` for a Rust ``impl``); a unit starts at the doc
   comments and attributes right above its definition. A container (class, struct, trait,
   namespace…) is a unit from its header to its first member definition, as a Python class
-  is; its members are units of their own. Lines outside every definition (globals,
-  prototypes, macros' neighbours) become ``block`` units, and long functions also get line
-  windows, as in Python;
+  is; its members are units of their own. In C and C++, a prototype (``int f(void);``, a
+  method declared in its class) is a ``declaration`` unit with its doc comment, named as
+  the definition it announces (not one of :attr:`FileStructure.definitions`), a multi-line
+  table (``static const T t[] = {…};``) a ``variable`` unit, and a function the grammar
+  could not parse (an ``#ifdef`` opening a brace in each branch, an unknown macro: an ERROR
+  node) is recovered from its declarator up to the brace that closes it. Lines outside
+  every definition (globals, macros' neighbours) become ``block`` units, with the comment
+  right above them, and long functions also get line windows, as in Python;
 * **skeleton**: signatures and type headers, the first lines of doc comments, member
   declarations of types (fields, enumerators, prototypes), imports and the first line of
   other top-level statements; bodies are hidden, and rendered with the same markers as
