@@ -578,12 +578,17 @@ class _Walker:
                 lead = pending[0]
                 self.keep_doc(pending[0], pending[1])
             pending = None
-            if glued is not None and glued[1] == start:
-                # An unknown macro (``FORCE_INLINE T f();``) split off the start of this
-                # item on its line: the item starts where that piece did, comment included.
+            if glued is not None and glued[1] >= start:
+                # An unknown macro (``FORCE_INLINE T f();``, ``DEPRECATED("…") API`` on
+                # the lines above) split off the start of this item: the item starts where
+                # that piece did, comment included.
                 lead = min(lead, glued[0])
             defined = self.visit(node, prefix, lead, in_type)
-            glued = (lead, _end(node)) if not defined and node.has_error else None
+            glued = None
+            if not defined and node.has_error:
+                end = _end(node)
+                # A short unparsed run of macros also glues to the item on the next line.
+                glued = (lead, end + 1 if kind == "ERROR" and end - start < 3 else end)
             if defined and first_def is None:
                 first_def = lead
         return first_def

@@ -249,6 +249,12 @@ def test_c_prototypes_and_tables_are_named_units() -> None:
     structure = analyze("lib/frame.h", text)
     assert units(structure) == [("declaration", "frame_size", 1, 4)]
     assert structure.definitions == []
+    # Macros the grammar does not know, on the lines above the prototype, are part of it.
+    text = (
+        '/*! old_size() : deprecated */\nDEPRECATED("use frame_size")\n'
+        "API_EXPORT\nsize_t old_size(void);\n"
+    )
+    assert units(analyze("lib/frame.h", text)) == [("declaration", "old_size", 1, 4)]
     # A pointer to a function is a variable, not a prototype; the comment right above a
     # statement outside every unit belongs to its block.
     blocks = [(u.start_line, u.end_line) for u in structure.units if u.kind == "block"]
