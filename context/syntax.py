@@ -746,7 +746,9 @@ class _Walker:
         lines = self.lines
         first = lines[header - 1] if header <= len(lines) else ""
         indent = first[: len(first) - len(first.lstrip())]
-        for line in range(after + 1, min(limit, len(lines)) + 1):
+        # Bounded: a large ERROR node with many declarators and no closing brace found
+        # must not cost a scan of the rest of the node per declarator.
+        for line in range(after + 1, min(limit, len(lines), after + MAX_RECOVERED_LINES) + 1):
             text = lines[line - 1]
             if text.startswith(indent + "}"):
                 return line
@@ -1050,6 +1052,10 @@ class _Walker:
             line = max(line, end + 1)
         return blocks
 
+
+#: A function recovered from an ERROR node is at most this long (its closing brace is
+#: looked for this far).
+MAX_RECOVERED_LINES = 4000
 
 #: Node types that end a statement: what comes after them is not a function's header.
 _C_STATEMENT_ENDS = ("statement", "declaration", "definition", "include", "def")
