@@ -50,6 +50,9 @@ UnitKind = Literal[
     "type",
     "macro",
     "variable",
+    # A C or C++ prototype (a function declared, not defined: ``int f(void);``, a method
+    # declared in its class); named like the definition it announces.
+    "declaration",
     "block",
     "window",
 ]

@@ -15,9 +15,10 @@ candidate worth :data:`COUNTERPART_WEIGHT` times the unit's score, so the packer
 only when it pays its tokens, and carries a why (``declaration of Foo::bar
 (src/foo.cpp:120)``) added to the delivered item's header by :class:`CounterpartNotes`.
 
-Declarations are not units (:mod:`agentrt.context.syntax` keeps prototypes in skeletons
-only), so they are found in the header's lines: the member's name followed by ``(`` inside
-the class's unit (or outside every function of a C header), up to a ``;`` before any ``{``.
+Declarations are found in the header's lines (a prototype is a ``declaration`` unit of
+:mod:`agentrt.context.syntax` too, but a declaration spread over a macro the grammar does
+not know may not be): the member's name followed by ``(`` inside the class's unit (or
+outside every function of a C header), up to a ``;`` before any ``{``.
 """
 
 from __future__ import annotations

@@ -545,7 +545,8 @@ def reference_graph(
     def_ids: list[int] = []
     def_units: list[int] = []
     for k, (name, kind) in enumerate(zip(unit_names, unit_kinds, strict=True)):
-        if kind in DEFINITION_KINDS:
+        # A use of a name refers to its definition, not to a prototype declaring it.
+        if kind in DEFINITION_KINDS and kind != "declaration":
             short = name.rsplit(".", 1)[-1]
             if len(short) >= 3 and not short.startswith("<"):
                 def_ids.append(name_id[short])

@@ -365,7 +365,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 7
+INDEX_VERSION = 8
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})
@@ -1272,9 +1272,10 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
         # ``impl`` blocks are one name in one place, and an issue naming it means that file.
         # A plain word's is counted in units: ``value`` or ``parse`` overloaded twenty times
         # in one file is a common word there, not a pointer to it.
-        places = len(owners)
+        counted = _defining(index, owners)
+        places = len(counted)
         if precise and places > 1:
-            places = len(set(index.unit_file[owners].tolist()))
+            places = len(set(index.unit_file[counted].tolist()))
         share = w / places**0.5 if "." in name else w / places
         for k in owners:
             units[k] = max(units.get(k, 0.0), share)
@@ -1325,6 +1326,20 @@ def find_mentions(index: RepoIndex, query: str) -> Mentions:
         f = int(index.unit_file[k])
         files[f] = max(files.get(f, 0.0), 0.8 * w)
     return Mentions(files, units)
+
+
+def _defining(index: RepoIndex, owners: Sequence[int]) -> Sequence[int]:
+    """The units of ``owners`` that define their name, not just declare it (a C or C++
+    prototype): a declaration does not make its function's name ambiguous."""
+    if len(owners) < 2 or len(owners) > 64:
+        return owners
+    kept = [
+        k
+        for k in owners
+        if index.structures[int(index.unit_file[k])].units[int(index.unit_local[k])].kind
+        != "declaration"
+    ]
+    return kept or owners
 
 
 def _unit_at(index: RepoIndex, f: int, line: int) -> int | None:

@@ -95,7 +95,9 @@ class _Language:
 
     def add(self, structure: FileStructure, resolved: int) -> None:
         self.units += len(structure.units)
-        self.definitions += sum(1 for u in structure.units if u.kind in DEFINITION_KINDS)
+        self.definitions += sum(
+            1 for u in structure.units if u.kind in DEFINITION_KINDS and u.kind != "declaration"
+        )
         if structure.parsed:
             self.parsed += 1
             self.structure = "ast" if structure.language == "python" else "tree-sitter"

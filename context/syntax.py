@@ -10,9 +10,14 @@ as the Python analysis:
   ``pkg.Type.Method`` in Go, ``Type.method`` for a Rust ``impl``); a unit starts at the doc
   comments and attributes right above its definition. A container (class, struct, trait,
   namespace…) is a unit from its header to its first member definition, as a Python class
-  is; its members are units of their own. Lines outside every definition (globals,
-  prototypes, macros' neighbours) become ``block`` units, and long functions also get line
-  windows, as in Python;
+  is; its members are units of their own. In C and C++, a prototype (``int f(void);``, a
+  method declared in its class) is a ``declaration`` unit with its doc comment, named as
+  the definition it announces (not one of :attr:`FileStructure.definitions`), a multi-line
+  table (``static const T t[] = {…};``) a ``variable`` unit, and a function the grammar
+  could not parse (an ``#ifdef`` opening a brace in each branch, an unknown macro: an ERROR
+  node) is recovered from its declarator up to the brace that closes it. Lines outside
+  every definition (globals, macros' neighbours) become ``block`` units, with the comment
+  right above them, and long functions also get line windows, as in Python;
 * **skeleton**: signatures and type headers, the first lines of doc comments, member
   declarations of types (fields, enumerators, prototypes), imports and the first line of
   other top-level statements; bodies are hidden, and rendered with the same markers as
@@ -479,6 +484,9 @@ _TRIVIAL = re.compile(
     r"\s*(?:[{}()\[\];,]+\s*(?://.*|/\*.*)?|#\s*(?:endif|else)\b.*|end|//.*|/\*.*|\*.*|)\s*"
 )
 
+#: A line of a comment (``//``, ``/*``, `` * ``, ``#`` is not one: it is C's preprocessor).
+_COMMENT_LINE = re.compile(r"\s*(?://|/\*|\*)")
+
 _FUNCTION_VALUES = frozenset(
     {"arrow_function", "function_expression", "function", "generator_function"}
 )
@@ -542,7 +550,7 @@ class _Walker:
 
     def add_unit(self, name: str, kind: UnitKind, start: int, end: int) -> None:
         self.units.append(Unit(name, kind, start, end))
-        if kind not in ("block", "window", "namespace", "module"):
+        if kind not in ("block", "window", "namespace", "module", "declaration"):
             self.definitions.append(name)
 
     # ------------------------------------------------------------------ items
@@ -552,6 +560,7 @@ class _Walker:
         spec = self.spec
         first_def: int | None = None
         pending: tuple[int, int] | None = None  # doc comments / attributes run
+        glued: tuple[int, int] | None = None  # (lead, last line) of a misparsed piece
         for node in nodes:
             kind = node.type
             start = _start(node)
@@ -569,7 +578,17 @@ class _Walker:
                 lead = pending[0]
                 self.keep_doc(pending[0], pending[1])
             pending = None
+            if glued is not None and glued[1] >= start:
+                # An unknown macro (``FORCE_INLINE T f();``, ``DEPRECATED("…") API`` on
+                # the lines above) split off the start of this item: the item starts where
+                # that piece did, comment included.
+                lead = min(lead, glued[0])
             defined = self.visit(node, prefix, lead, in_type)
+            glued = None
+            if not defined and node.has_error:
+                end = _end(node)
+                # A short unparsed run of macros also glues to the item on the next line.
+                glued = (lead, end + 1 if kind == "ERROR" and end - start < 3 else end)
             if defined and first_def is None:
                 first_def = lead
         return first_def
@@ -601,6 +620,8 @@ class _Walker:
             return False
         # A region the grammar could not parse (a macro it does not know, say) still holds
         # definitions: its children are visited as items.
+        if kind == "ERROR" and spec.name in ("c", "cpp"):
+            return self.recover_c(node, prefix, lead, in_type)
         if kind in spec.scopes or kind == "ERROR" or (kind in spec.member_scopes and in_type):
             return self.visit_items(node.named_children, prefix, in_type) is not None
         self.keep_statement(lead, _end(node))
@@ -661,6 +682,78 @@ class _Walker:
         self.add_unit(qualified, kind, start, unit_end)
         return True
 
+    def recover_c(self, node: Node, prefix: str, lead: int, in_type: str | None) -> bool:
+        """The items of a C/C++ region the grammar could not parse, and the functions in it.
+
+        An ``#ifdef`` that opens a brace in each branch, or a macro the grammar does not
+        know, turns a function and what follows it into one ERROR node whose children are
+        the function's pieces: its declarator, then its statements. A function declarator
+        followed by ``{`` is recovered as a function that ends at the first line closing a
+        brace at the header's indentation (C style puts it at column 0); the other
+        children are visited as items.
+        """
+        children = node.named_children
+        defined = False
+        items: list[Node] = []
+        done = 0  # last line of the last recovered function
+        node_end = _end(node)
+        for child in children:
+            if _start(child) <= done:
+                continue
+            if child.type != "function_declarator" or not self._body_follows(child):
+                items.append(child)
+                continue
+            header = _start(child)
+            while items and items[-1].type not in self.spec.comments:
+                before = items[-1]
+                if _start(before) < header - 3 or before.type.endswith(_C_STATEMENT_ENDS):
+                    break
+                header = _start(items.pop())
+            start = header
+            while items and items[-1].type in self.spec.comments and _end(items[-1]) >= start - 1:
+                start = _start(items.pop())
+            if not items and not done:  # the node's first item: its comment came before it
+                start = min(start, lead)
+            close = self._closing_line(header, _end(child), node_end)
+            if close is None:
+                items.append(child)
+                continue
+            if items and self.visit_items(items, prefix, in_type) is not None:
+                defined = True
+            items = []
+            name = self.declarator_name(child) or f"<function>:{header}"
+            qualified = prefix + name
+            is_method = in_type is not None or "." in name
+            self.add_unit(qualified, "method" if is_method else "function", start, close)
+            self.keep.append((header, _end(child)))
+            if close - start + 1 > LONG_UNIT_LINES:
+                self.units.extend(line_windows(_end(child) + 1, close, "window", qualified))
+            done = close
+            defined = True
+        if items and self.visit_items(items, prefix, in_type) is not None:
+            defined = True
+        return defined
+
+    def _body_follows(self, declarator: Node) -> bool:
+        """Whether a ``{`` comes after ``declarator`` before any ``;`` (a definition)."""
+        after = self.source[declarator.end_byte : declarator.end_byte + 400]
+        brace, semi = after.find(b"{"), after.find(b";")
+        return brace >= 0 and (semi < 0 or brace < semi)
+
+    def _closing_line(self, header: int, after: int, limit: int) -> int | None:
+        """The first line after ``after`` (up to ``limit``) that closes a brace at the
+        indentation of line ``header``."""
+        lines = self.lines
+        first = lines[header - 1] if header <= len(lines) else ""
+        indent = first[: len(first) - len(first.lstrip())]
+        # Bounded: a large ERROR node with many declarators and no closing brace found
+        # must not cost a scan of the rest of the node per declarator.
+        for line in range(after + 1, min(limit, len(lines), after + MAX_RECOVERED_LINES) + 1):
+            text = lines[line - 1]
+            if text.startswith(indent + "}"):
+                return line
+        return None
+
     def add_import(self, node: Node) -> None:
         self.imports.extend(_IMPORTS[self.spec.name](self, node))
 
@@ -688,6 +781,8 @@ class _Walker:
     def declarator_name(self, node: Node) -> str:
         """The name inside a C/C++ declarator (``*f(int)``, ``Foo::bar(…) const``)."""
         for _ in range(8):
+            if node.type == "operator_cast":  # ``operator bool() const``
+                return "operator" + _clean_name(self.text(node.child_by_field_name("type")))
             inner = node.child_by_field_name("declarator")
             if node.type == "function_declarator" or inner is None:
                 target = inner if inner is not None else node
@@ -760,7 +855,32 @@ class _Walker:
             and inner.child_by_field_name("body") is not None
         ):
             return self.container(inner, self.spec.containers[inner.type], prefix, lead)
-        self.keep_statement(lead, _end(node))
+        end = _end(node)
+        self.keep_statement(lead, end)
+        declarator = node.child_by_field_name("declarator")
+        if declarator is None:
+            return False
+        if _function_declarator(declarator) is not None:
+            # A prototype (with its doc comment): a unit of its own, so that a mention of
+            # the function finds the header's declaration and its documentation. Not a
+            # definition: the return value does not end the enclosing class's unit.
+            name = self.declarator_name(declarator)
+            if name:
+                self.add_unit(prefix + name, "declaration", lead, end)
+            return False
+        if declarator.type == "init_declarator" and end - _start(node) >= 2:
+            # A table or a long initialiser (``static const T table[] = {…};``): a named unit.
+            value = declarator.child_by_field_name("value")
+            if value is not None and value.type in (
+                "initializer_list",
+                "compound_literal_expression",
+            ):
+                name = self.declarator_name(
+                    declarator.child_by_field_name("declarator") or declarator
+                )
+                if name and name.isidentifier():
+                    self.add_unit(prefix + name, "variable", lead, end)
+                    return True
         return False
 
     def on_go_types(self, node: Node, prefix: str, lead: int, in_type: str | None) -> bool:
@@ -920,6 +1040,10 @@ class _Walker:
                     first += 1
                 while last >= first and trivial(lines[last - 1]):
                     last -= 1
+                # The comment right above the first code line documents it (a global, a
+                # macro): it belongs to the block.
+                while first > line and first <= last and _COMMENT_LINE.match(lines[first - 2]):
+                    first -= 1
                 if first <= last:
                     if last - first + 1 <= BLOCK_LINES:
                         blocks.append(Unit(f"<module>:{first}", "block", first, last))
@@ -927,6 +1051,35 @@ class _Walker:
                         blocks.extend(line_windows(first, last, "block", "<module>"))
             line = max(line, end + 1)
         return blocks
+
+
+#: A function recovered from an ERROR node is at most this long (its closing brace is
+#: looked for this far).
+MAX_RECOVERED_LINES = 4000
+
+#: Node types that end a statement: what comes after them is not a function's header.
+_C_STATEMENT_ENDS = ("statement", "declaration", "definition", "include", "def")
+
+
+def _function_declarator(node: Node) -> Node | None:
+    """The function declarator a C/C++ declarator declares (``*f(int)``, ``&g() const``),
+    None for a variable, a pointer to a function included (``(*fp)(int)``)."""
+    for _ in range(8):
+        if node.type == "operator_cast":
+            return node
+        if node.type == "function_declarator":
+            inner = node.child_by_field_name("declarator")
+            return None if inner is not None and inner.type == "parenthesized_declarator" else node
+        if node.type not in ("pointer_declarator", "reference_declarator", "attributed_declarator"):
+            return None
+        inner = node.child_by_field_name("declarator")
+        if inner is None:
+            named = node.named_children
+            if not named:
+                return None
+            inner = named[-1]
+        node = inner
+    return None
 
 
 def _calls_function(value: Node | None) -> bool:

@@ -265,3 +265,23 @@ def test_the_best_unit_of_each_of_the_top_files_is_offered(tmp_path: Path) -> No
     assert max(c.score for c in narrow if c.path == index.paths[order[1]] and c.kind == "span") == (
         pytest.approx(0.02 * 1.0)
     )
+
+
+def test_a_prototype_does_not_make_its_function_ambiguous(tmp_path: Path) -> None:
+    # The header's prototype is a unit a mention finds (its doc comment is what a fix to
+    # the API's documentation edits), and the definition keeps its full weight.
+    index = index_of(
+        tmp_path,
+        {
+            "lib/frame.h": (
+                "/* Size of a frame header. */\nsize_t frame_header_size(const void* src);\n"
+            ),
+            "lib/frame.c": (
+                '#include "frame.h"\n\nsize_t frame_header_size(const void* src)\n'
+                "{\n    return src ? 4 : 0;\n}\n"
+            ),
+        },
+    )
+    query = "frame_header_size() does not document that it can return an error"
+    assert mention_of(index, query, "lib/frame.c") == pytest.approx(0.8 * 0.8)
+    assert mention_of(index, query, "lib/frame.h") == pytest.approx(0.8 * 0.8)

@@ -115,7 +115,11 @@ def test_swift_import_names_the_module_folder_of_swift_package_manager() -> None
 
 def referenced(index: RepoIndex, name: str) -> dict[str, float]:
     """Units that the unit ``name`` references, with weights."""
-    k = next(k for k in range(len(index.unit_file)) if index.unit(k)[1].name == name)
+    k = next(
+        k
+        for k in range(len(index.unit_file))
+        if index.unit(k)[1].name == name and index.unit(k)[1].kind != "declaration"
+    )
     row = index.references.getrow(k)  # type: ignore[attr-defined]
     return {
         index.unit(int(c))[1].name: round(float(w), 3)
@@ -139,6 +143,14 @@ def test_reference_graph_links_units_by_name(index: RepoIndex) -> None:
     assert {"ApiClient", "ApiClient.fetchCart", "ApiClient.label"} <= set(refs)
     # Across files and languages' conventions: C++ calling a C function.
     assert referenced(index, "shop.PriceTable.lookup")["shop_hash"] == 1.0
+    # A use refers to the definition, not to the prototype of a header (a unit too).
+    lookup = next(
+        k
+        for k in range(len(index.unit_file))
+        if index.unit(k)[1].name == "shop.PriceTable.lookup" and index.unit(k)[1].kind == "method"
+    )
+    targets = [index.unit(int(c)) for c in index.references.getrow(lookup).indices]  # type: ignore[attr-defined]
+    assert ("native/src/hash.c", "function") in [(p, u.kind) for p, u in targets]
     # Rust: `Discount::new(rate).apply(cents)` and `tax::with_vat`.
     refs = referenced(index, "final_price")
     assert refs["Discount.apply"] == 1.0

@@ -148,7 +148,11 @@ def test_java_units_and_package() -> None:
 def test_c_units() -> None:
     _, header = structure_of("native/include/shop/hash.h")
     assert header.language == "c"
-    assert units(header) == [("struct", "hash_config", 9, 12)]  # a typedef'd struct
+    assert units(header) == [
+        ("declaration", "shop_hash", 6, 7),  # a prototype, from its comment
+        ("struct", "hash_config", 9, 12),  # a typedef'd struct
+    ]
+    assert header.definitions == ["hash_config"]  # a prototype defines nothing
     _, source = structure_of("native/src/hash.c")
     assert units(source) == [("function", "shop_hash", 5, 12)]
 
@@ -159,6 +163,8 @@ def test_cpp_units_namespaces_and_out_of_class_methods() -> None:
     assert units(table) == [
         ("namespace", "shop", 4, 5),
         ("class", "shop.PriceTable", 6, 14),
+        ("declaration", "shop.PriceTable.PriceTable", 9, 9),  # declared in the class
+        ("declaration", "shop.PriceTable.lookup", 10, 10),
         ("method", "shop.PriceTable.PriceTable", 16, 16),
         ("method", "shop.PriceTable.lookup", 18, 20),
     ]
@@ -184,6 +190,118 @@ def test_cpp_units_namespaces_and_out_of_class_methods() -> None:
     ]
     # Lines outside every definition are blocks, so every line of code is in some unit.
     assert ("block", 5, 5) in [(u.kind, u.start_line, u.end_line) for u in structure.units]
+
+
+def test_c_function_split_by_ifdef_is_recovered() -> None:
+    # Each branch of the #ifdef opens a brace: the grammar gives up on the function and
+    # on what follows it (one ERROR node); the function is still a unit, and so is the
+    # table after it.
+    text = textwrap.dedent(
+        """\
+        #include "x.h"
+
+        /* Compresses src into dst. */
+        ZSTDLIB_API size_t compress(void* dst, size_t cap,
+                                    const void* src, size_t size)
+        {
+            int x = 1;
+        #ifdef FAST
+            if (x) {
+        #else
+            if (!x) {
+        #endif
+                x++;
+            }
+            return x;
+        }
+
+        static const int table[] = {
+            1, 2, 3,
+            4, 5, 6,
+        };
+
+        int after(void) { return 0; }
+        """
+    )
+    structure = analyze("lib/compress.c", text)
+    assert units(structure) == [
+        ("function", "compress", 3, 16),
+        ("variable", "table", 18, 21),
+        ("function", "after", 23, 23),
+    ]
+    assert structure.definitions == ["compress", "table", "after"]
+
+
+def test_c_prototypes_and_tables_are_named_units() -> None:
+    text = textwrap.dedent(
+        """\
+        /*! frame_size() :
+         * @return : size of the frame header, or an error code */
+        API_EXPORT size_t frame_size(const void* src,
+                                     size_t size);
+
+        // the default level
+        #define LEVEL 3
+
+        int (*hook)(int);
+        """
+    )
+    structure = analyze("lib/frame.h", text)
+    assert units(structure) == [("declaration", "frame_size", 1, 4)]
+    assert structure.definitions == []
+    # Macros the grammar does not know, on the lines above the prototype, are part of it.
+    text = (
+        '/*! old_size() : deprecated */\nDEPRECATED("use frame_size")\n'
+        "API_EXPORT\nsize_t old_size(void);\n"
+    )
+    assert units(analyze("lib/frame.h", text)) == [("declaration", "old_size", 1, 4)]
+    # A pointer to a function is a variable, not a prototype; the comment right above a
+    # statement outside every unit belongs to its block.
+    blocks = [(u.start_line, u.end_line) for u in structure.units if u.kind == "block"]
+    assert blocks == [(6, 9)]
+
+
+def test_cpp_member_declarations_are_units_of_their_class() -> None:
+    text = textwrap.dedent(
+        """\
+        namespace json {
+        class document {
+        public:
+          /** The root element. */
+          element root() const noexcept;
+          operator array() const noexcept(false);
+          int size() const { return n; }
+          int n;
+        };
+        }
+        """
+    )
+    structure = analyze("include/document.h", text)
+    assert units(structure) == [
+        ("namespace", "json", 1, 1),
+        ("class", "json.document", 2, 6),  # up to its first member definition
+        ("declaration", "json.document.root", 4, 5),
+        ("declaration", "json.document.operatorarray", 6, 6),
+        ("method", "json.document.size", 7, 7),
+    ]
+
+
+def test_unknown_macro_before_a_member_keeps_its_comment() -> None:
+    # ``inline_macro T<U> f(…);`` reads as a field ``inline_macro T<U>`` (missing its `;`)
+    # then a declaration of ``f`` on the same line: the doc comment is still f's.
+    text = textwrap.dedent(
+        """\
+        class document {
+        public:
+          /**
+           * The value at a JSON pointer.
+           */
+          really_inline result<value> at_pointer(std::string_view pointer) noexcept;
+        };
+        """
+    )
+    structure = analyze("include/document.h", text)
+    assert ("declaration", "document.at_pointer", 3, 6) in units(structure)
 
 
 def test_other_languages_units() -> None:
