@@ -438,3 +438,36 @@ def test_a_small_budget_goes_to_the_top_files_units_before_other_files_whole(
 
     assert "def order_40(" in delivered(file_weights(budget))
     assert "def order_40(" not in delivered(file_weights(WIDE_BUDGET))  # large budgets
+
+
+def test_spans_are_padded_less_at_small_budgets(repo: Path, store: ContextStore) -> None:
+    """Below WIDE_BUDGET a unit's span has SMALL_BUDGET_SPAN_PADDING lines around it (the
+    padding of every span adds up to room for another file), SPAN_PADDING above."""
+    from agentrt.context.select import (
+        SMALL_BUDGET_SPAN_PADDING,
+        SPAN_PADDING,
+        WIDE_BUDGET,
+        _candidates,
+        file_weights,
+        span_padding,
+    )
+
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, store, IndexStats())
+    billing = index.paths.index("shop/billing.py")
+    file_scores = np.zeros(index.n_files, dtype=np.float32)
+    file_scores[billing] = 1.0
+    unit_scores = np.zeros(len(index.unit_file), dtype=np.float32)
+    k = next(k for k in index.file_units(billing) if index.unit(k)[1].name == "total")
+    unit_scores[k] = 1.0
+    unit = index.unit(k)[1]
+    assert SMALL_BUDGET_SPAN_PADDING < SPAN_PADDING
+    # Python keeps its padding at every budget (its fixes touch the lines around a function).
+    assert span_padding(4_000, "shop/billing.py") == SPAN_PADDING
+    assert span_padding(4_000, "src/billing.rs") == SMALL_BUDGET_SPAN_PADDING
+    for budget, padding in ((4_000, SPAN_PADDING), (WIDE_BUDGET, SPAN_PADDING)):
+        candidates = _candidates(
+            index, file_scores, unit_scores, False, 0.05, 1, file_weights(budget), budget
+        )  # fmt: skip
+        span = next(c for c in candidates if c.kind == "span" and c.score == 1.0)
+        assert span.start_line == unit.start_line - padding
