@@ -64,8 +64,27 @@ MAX_FILE_CANDIDATES = 40
 #: A skeleton is worth this fraction of its file's score; a whole file this fraction.
 SKELETON_WEIGHT = 0.5
 FULL_FILE_WEIGHT = 0.9
-#: Lines of context added before and after each unit span.
+#: The same below WIDE_BUDGET tokens. A small budget holds one or two whole files or
+#: skeletons and little else, and file scores (the best file scores 1) stand far above most
+#: units' (a file's fifth-best unit, where a fix often is, scores 0.2 to 0.5): at the full
+#: weights the whole files and outlines of the second to fifth files were packed before the
+#: top files' next units. Of the polyglot issues with every gold file delivered at 4k but a
+#: gold hunk not, Go's and Java's spent most of the budget on other files whole and on
+#: skeletons. With these weights polyglot hunk recall at 4k rose 15.6 -> 16.0 % (Go 13 -> 20
+#: %), file recall stayed 35.5 % (python -m bench.context_selection --set polyglot);
+#: Python's --quick recall is unchanged (53.8 % hunk, 71.8 % file at 4k).
+SMALL_BUDGET_SKELETON_WEIGHT = 0.35
+SMALL_BUDGET_FULL_FILE_WEIGHT = 0.6
+#: Lines of context added before and after each unit span; SMALL_BUDGET_SPAN_PADDING below
+#: WIDE_BUDGET outside Python, where the padding of every span adds up to a share of the
+#: budget better spent on more files: at 4k, 1 line instead of 3 delivered every gold file
+#: of 4 more polyglot issues (file recall 35.5 -> 37.1 %, hunk recall unchanged; 6 lines
+#: lost 2 issues' hunks; python -m bench.context_selection --set polyglot). Python keeps 3:
+#: its fixes often touch the lines right around a function (its decorators, the blank lines
+#: and the next definition), and 1 line lost 4 of 39 issues' hunks at 4k (--quick).
 SPAN_PADDING = 3
+SMALL_BUDGET_SPAN_PADDING = 1
+PADDED_SUFFIXES = (".py", ".pyi")
 #: The best unit of each of the best-ranked files is also offered with BEST_UNIT_WEIGHT
 #: times its file's score: the file ranking is more reliable than the unit ranking, and a
 #: highly ranked file is worth seeing through its most relevant unit even when units of
@@ -322,6 +341,8 @@ def ranked_candidates(
         ranking.overview,
         threshold,
         best_unit_files(budget),
+        file_weights(budget),
+        budget,
     )
 
 
@@ -453,6 +474,21 @@ def best_unit_files(budget: int) -> int:
     return BEST_UNIT_FILES_WIDE if budget >= WIDE_BUDGET else BEST_UNIT_FILES
 
 
+def file_weights(budget: int) -> tuple[float, float]:
+    """The weights of a file's skeleton and of the whole file at a budget (see
+    :data:`SMALL_BUDGET_FULL_FILE_WEIGHT`)."""
+    if budget >= WIDE_BUDGET:
+        return SKELETON_WEIGHT, FULL_FILE_WEIGHT
+    return SMALL_BUDGET_SKELETON_WEIGHT, SMALL_BUDGET_FULL_FILE_WEIGHT
+
+
+def span_padding(budget: int, path: str = "") -> int:
+    """Lines of context around a unit span of ``path`` at a budget (see :data:`SPAN_PADDING`)."""
+    if budget >= WIDE_BUDGET or path.endswith(PADDED_SUFFIXES):
+        return SPAN_PADDING
+    return SMALL_BUDGET_SPAN_PADDING
+
+
 def _candidates(
     index: RepoIndex,
     file_scores: np.ndarray,
@@ -460,9 +496,14 @@ def _candidates(
     overview: bool,
     threshold: float,
     best_unit_files: int = BEST_UNIT_FILES,
+    weights: tuple[float, float] = (SKELETON_WEIGHT, FULL_FILE_WEIGHT),
+    budget: int = WIDE_BUDGET,
 ) -> list[Candidate]:
     """The packing candidates: the best units, then per top file its best unit (for the
-    ``best_unit_files`` best files), skeleton and, when small, whole text."""
+    ``best_unit_files`` best files), skeleton and, when small, whole text (``weights``: a
+    skeleton's and a whole file's fraction of the file score, :func:`file_weights`; ``budget``
+    sets the lines around each unit, :func:`span_padding`)."""
+    skeleton_weight, full_file_weight = weights
     candidates: list[Candidate] = []
     if overview:
         # Overview: outlines of the most central files.
@@ -479,8 +520,9 @@ def _candidates(
         # A few lines around each unit: a fix often inserts right before or after one (its
         # context straddles two units), and the padding makes neighbouring spans merge.
         n_lines = index.structures[int(index.unit_file[k])].n_lines
-        start = max(1, unit.start_line - SPAN_PADDING)
-        end = min(n_lines, unit.end_line + SPAN_PADDING)
+        padding = span_padding(budget, path)
+        start = max(1, unit.start_line - padding)
+        end = min(n_lines, unit.end_line + padding)
         candidates.append(Candidate(path, "span", score, start, end))
     for position, f in enumerate(np.argsort(-file_scores, kind="stable")[:MAX_FILE_CANDIDATES]):
         score = float(file_scores[f])
@@ -492,15 +534,16 @@ def _candidates(
             best = units.start + int(np.argmax(unit_scores[units.start : units.stop]))
             if 0 < unit_scores[best] < score * BEST_UNIT_WEIGHT:
                 _, unit = index.unit(best)
-                start = max(1, unit.start_line - SPAN_PADDING)
-                end = min(structure.n_lines, unit.end_line + SPAN_PADDING)
+                padding = span_padding(budget, index.paths[f])
+                start = max(1, unit.start_line - padding)
+                end = min(structure.n_lines, unit.end_line + padding)
                 candidates.append(
                     Candidate(index.paths[f], "span", score * BEST_UNIT_WEIGHT, start, end)
                 )
         if structure.skeleton:
-            candidates.append(Candidate(index.paths[f], "skeleton", score * SKELETON_WEIGHT))
+            candidates.append(Candidate(index.paths[f], "skeleton", score * skeleton_weight))
         if structure.n_lines <= SMALL_FILE_LINES:
-            candidates.append(Candidate(index.paths[f], "file", score * FULL_FILE_WEIGHT))
+            candidates.append(Candidate(index.paths[f], "file", score * full_file_weight))
     return candidates
 
 

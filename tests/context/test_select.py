@@ -385,3 +385,89 @@ def test_the_title_of_an_issue_names_its_subject(
     assert first() == "shop/billing.py"
     monkeypatch.setattr(relevance, "W_TITLE_BOOST", 0.0)
     assert first() == "shop/models.py"
+
+
+def test_a_small_budget_goes_to_the_top_files_units_before_other_files_whole(
+    repo: Path, store: ContextStore
+) -> None:
+    """Below WIDE_BUDGET a second file whole (or its outline) is worth less than at large
+    budgets: it would take the room of the top file's next units."""
+    from agentrt.context.compress import split_lines
+    from agentrt.context.packer import Candidate, FileView, pack, render_markdown
+    from agentrt.context.select import WIDE_BUDGET, _candidates, file_weights, line_token_counts
+    from agentrt.context.tokens import TokenCounter
+
+    # The top file is too long to be offered whole; the second is short.
+    (repo / "shop" / "orders.py").write_text(
+        "".join(f"def order_{i}(x):\n    y = x + {i}\n    return y * 2\n\n" for i in range(60))
+    )
+    counter = TokenCounter()
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, store, IndexStats())
+    orders, util = index.paths.index("shop/orders.py"), index.paths.index("shop/util_0.py")
+    file_scores = np.zeros(index.n_files, dtype=np.float32)
+    file_scores[orders], file_scores[util] = 1.0, 0.9
+    unit_scores = np.zeros(len(index.unit_file), dtype=np.float32)
+    units = {index.unit(k)[1].name: k for k in index.file_units(orders)}
+    unit_scores[units["order_3"]] = 1.0
+    unit_scores[units["order_40"]] = 0.25  # the top file's next unit
+    views = {}
+    for f in (orders, util):
+        path = index.paths[f]
+        lines = split_lines((repo / path).read_text())
+        views[path] = FileView(
+            path, lines, line_token_counts(lines, counter), index.structures[f].skeleton
+        )
+    best = index.unit(units["order_3"])[1]
+    # Room for the best unit and the second file whole, not for the next unit as well.
+    both = pack(
+        views,
+        [
+            Candidate("shop/orders.py", "span", 1.0, best.start_line, best.end_line),
+            Candidate("shop/util_0.py", "file", 1.0),
+        ],
+        10**6,
+        counter.count,
+    )
+    budget = count_tokens(render_markdown(both)) + 20
+    assert budget < WIDE_BUDGET
+
+    def delivered(weights: tuple[float, float]) -> str:
+        candidates = _candidates(index, file_scores, unit_scores, False, 0.05, 1, weights)
+        return render_markdown(pack(views, candidates, budget, counter.count))
+
+    assert "def order_40(" in delivered(file_weights(budget))
+    assert "def order_40(" not in delivered(file_weights(WIDE_BUDGET))  # large budgets
+
+
+def test_spans_are_padded_less_at_small_budgets(repo: Path, store: ContextStore) -> None:
+    """Below WIDE_BUDGET a unit's span has SMALL_BUDGET_SPAN_PADDING lines around it (the
+    padding of every span adds up to room for another file), SPAN_PADDING above."""
+    from agentrt.context.select import (
+        SMALL_BUDGET_SPAN_PADDING,
+        SPAN_PADDING,
+        WIDE_BUDGET,
+        _candidates,
+        file_weights,
+        span_padding,
+    )
+
+    scan = scan_repository(repo)
+    index = build_index(scan.root, scan, store, IndexStats())
+    billing = index.paths.index("shop/billing.py")
+    file_scores = np.zeros(index.n_files, dtype=np.float32)
+    file_scores[billing] = 1.0
+    unit_scores = np.zeros(len(index.unit_file), dtype=np.float32)
+    k = next(k for k in index.file_units(billing) if index.unit(k)[1].name == "total")
+    unit_scores[k] = 1.0
+    unit = index.unit(k)[1]
+    assert SMALL_BUDGET_SPAN_PADDING < SPAN_PADDING
+    # Python keeps its padding at every budget (its fixes touch the lines around a function).
+    assert span_padding(4_000, "shop/billing.py") == SPAN_PADDING
+    assert span_padding(4_000, "src/billing.rs") == SMALL_BUDGET_SPAN_PADDING
+    for budget, padding in ((4_000, SPAN_PADDING), (WIDE_BUDGET, SPAN_PADDING)):
+        candidates = _candidates(
+            index, file_scores, unit_scores, False, 0.05, 1, file_weights(budget), budget
+        )  # fmt: skip
+        span = next(c for c in candidates if c.kind == "span" and c.score == 1.0)
+        assert span.start_line == unit.start_line - padding
