@@ -1041,9 +1041,15 @@ class _Walker:
                 while last >= first and trivial(lines[last - 1]):
                     last -= 1
                 # The comment right above the first code line documents it (a global, a
-                # macro): it belongs to the block.
-                while first > line and first <= last and _COMMENT_LINE.match(lines[first - 2]):
-                    first -= 1
+                # macro): it belongs to the block. Not a long one, nor the file's first
+                # (a licence, a module's docs above its imports): those document no line
+                # below, and joined to the imports they cut them into windows.
+                top = first
+                while top > line and top <= last and _COMMENT_LINE.match(lines[top - 2]):
+                    top -= 1
+                opening = not any(text.strip() for text in lines[: top - 1])
+                if first - top <= BLOCK_COMMENT_LINES and not opening:
+                    first = top
                 if first <= last:
                     if last - first + 1 <= BLOCK_LINES:
                         blocks.append(Unit(f"<module>:{first}", "block", first, last))
@@ -1052,6 +1058,9 @@ class _Walker:
             line = max(line, end + 1)
         return blocks
 
+
+#: A comment above a block joins it when it has at most this many lines.
+BLOCK_COMMENT_LINES = 8
 
 #: A function recovered from an ERROR node is at most this long (its closing brace is
 #: looked for this far).

@@ -261,6 +261,27 @@ def test_c_prototypes_and_tables_are_named_units() -> None:
     assert blocks == [(6, 9)]
 
 
+def test_a_licence_or_long_module_doc_does_not_join_the_block_below() -> None:
+    licence = "".join(f" * licence line {n}\n" for n in range(12))
+    java = (
+        "/*\n" + licence + " */\npackage org.shop;\n\nimport java.util.List;\n"
+        "import java.util.Map;\n\nclass Cart {}\n"
+    )
+    blocks = [(u.start_line, u.end_line) for u in analyze("Cart.java", java).units
+              if u.kind == "block"]  # fmt: skip
+    assert blocks == [(15, 18)]  # package and imports; the licence (lines 1-14) apart
+    docs = "".join(f"//! crate docs, line {n}\n" for n in range(20))
+    rust = docs + "#![deny(missing_docs)]\nuse std::fmt;\n\npub fn f() {}\n"
+    blocks = [(u.start_line, u.end_line) for u in analyze("src/lib.rs", rust).units
+              if u.kind == "block"]  # fmt: skip
+    assert blocks == [(21, 22)]
+    # A short comment above a statement further down still joins it.
+    c = "int f(void) { return 0; }\n\n// the default level\nstatic int level = 3;\n"
+    blocks = [(u.start_line, u.end_line) for u in analyze("lib/level.c", c).units
+              if u.kind == "block"]  # fmt: skip
+    assert blocks == [(3, 4)]
+
+
 def test_cpp_member_declarations_are_units_of_their_class() -> None:
     text = textwrap.dedent(
         """\
