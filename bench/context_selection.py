@@ -866,19 +866,19 @@ def _share(outcomes: Sequence[Outcome], kind: str, budget: int) -> float:
     return 100 * sum(getattr(o, kind)[budget] for o in outcomes) / len(outcomes)
 
 
+def _percents(values: Iterable[float]) -> str:
+    """``12 / 23 / 34 %``: one percentage per budget."""
+    return " / ".join(f"{v:.0f}" for v in values) + " %"
+
+
 def _shares(outcomes: Sequence[Outcome], kind: str, budgets: Sequence[int]) -> str:
-    return " / ".join(f"{_share(outcomes, kind, b):.0f}" for b in budgets) + " %"
+    return _percents(_share(outcomes, kind, b) for b in budgets)
 
 
 def _ceilings(outcomes: Sequence[Outcome], kind: str, budgets: Sequence[int] = BUDGETS) -> str:
     """Shares of ``outcomes`` whose oracle delivery of ``kind`` fits each budget."""
-    return (
-        " / ".join(
-            f"{100 * sum(o.attainable(kind, b) for o in outcomes) / len(outcomes):.0f}"
-            for b in budgets
-        )
-        + " %"
-    )
+    n = len(outcomes)
+    return _percents(100 * sum(o.attainable(kind, b) for o in outcomes) / n for b in budgets)
 
 
 def _targets(outcomes: Sequence[Outcome]) -> str:
@@ -949,13 +949,9 @@ def code_only_table(outcomes: Sequence[Outcome]) -> str:
 
 
 def _part_shares(outcomes: Sequence[Outcome], parts: str, total: str) -> str:
-    whole = sum(getattr(o, total) for o in outcomes)
-    return (
-        " / ".join(
-            f"{100 * sum(getattr(o, parts).get(b, 0) for o in outcomes) / max(1, whole):.0f}"
-            for b in BUDGETS
-        )
-        + " %"
+    whole = max(1, sum(getattr(o, total) for o in outcomes))
+    return _percents(
+        100 * sum(getattr(o, parts).get(b, 0) for o in outcomes) / whole for b in BUDGETS
     )
 
 
@@ -967,7 +963,7 @@ def _mean_shares(outcomes: Sequence[Outcome]) -> str:
         shares = [o.hunk_parts.get(budget, 0) / o.n_hunks for o in counted]
         return 100 * sum(shares) / max(1, len(shares))
 
-    return " / ".join(f"{mean(b):.0f}" for b in BUDGETS) + " %"
+    return _percents(mean(b) for b in BUDGETS)
 
 
 def parts_table(outcomes: Sequence[Outcome]) -> str:
