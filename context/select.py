@@ -696,8 +696,12 @@ class TwinNotes:
         seen: set[tuple[int, int]] = set()
         for i, item in enumerate(items):
             f = self.position.get(item.path)
-            if f is None or item.kind == "skeleton" or twins.amalgamation[f]:
+            if f is None or twins.amalgamation[f]:
                 continue
+            # A skeleton shows the spans taken in its file among its outline: the copies of
+            # those spans come with it and are its twins, but what it elides is not
+            # delivered, so it names no copy it lacks ("also in") and holds no unit whole.
+            outline = item.kind == "skeleton"
             for path, start, end, offset in self._copies(item):
                 cursor = start  # the part of the copy not delivered yet starts here
                 for s, e, hit in sorted(delivered.get(path, ())):
@@ -707,11 +711,13 @@ class TwinNotes:
                     label = self._label(f, a - offset, b - offset)
                     notes[hit].setdefault(("twin of", item.path), []).append(label)
                     lead(i, hit)
-                    if a > cursor:
+                    if a > cursor and not outline:
                         notes[i].setdefault(("also in", path), []).append(f"{cursor}-{a - 1}")
                     cursor = max(cursor, b + 1)
-                if cursor <= end:
+                if cursor <= end and not outline:
                     notes[i].setdefault(("also in", path), []).append(f"{cursor}-{end}")
+            if outline:
+                continue
             units = index.file_units(f)
             for k in self._outermost(f, twins.in_range(units.start, units.stop), item):
                 _, unit = index.unit(k)
