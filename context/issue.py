@@ -23,7 +23,7 @@ the Markdown, whys included, never exceeds the budget.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -256,9 +256,9 @@ def select_issue(
         ranked.index, ranked.ranking, budget, DEFAULT_THRESHOLD, ranked.files
     )
     if resolved is not None:
-        rescored = ranked.pick_score
+        rescored = ranked.pick_scorer(resolved)
         counterparts = [
-            replace(c, candidate=replace(c.candidate, score=rescored(resolved, c.candidate)))
+            replace(c, candidate=replace(c.candidate, score=rescored(c.candidate)))
             for c in counterparts
         ]
     packing = prepare_packing(
@@ -493,30 +493,33 @@ class _Ranked:
     def _rescore(self, picks: _Resolved, out: _Candidates) -> None:
         """The candidates of picked files first, in the files' order, and in each file its
         picked units first; then the rest, in their order."""
+        score = self.pick_scorer(picks)
         for key, candidate in list(out.rest.items()):
-            out.rest[key] = replace(candidate, score=self.pick_score(picks, candidate))
+            out.rest[key] = replace(candidate, score=score(candidate))
 
-    def pick_score(self, picks: _Resolved, candidate: Candidate) -> float:
-        """``candidate``'s score with ``picks`` first (see PICKED)."""
+    def pick_scorer(self, picks: _Resolved) -> Callable[[Candidate], float]:
+        """A candidate's score with ``picks`` first (see PICKED)."""
         index = self.index
-        path, kind, start, end = (
-            candidate.path,
-            candidate.kind,
-            candidate.start_line,
-            candidate.end_line,
-        )
-        file_order = self.file_order(picks)
-        if path not in {index.paths[f] for f in file_order}:
-            return candidate.score * UNPICKED_WEIGHT
-        rank_of = next(i for i, f in enumerate(file_order) if index.paths[f] == path)
-        top = PICKED - PICKED_FILE_STEP * rank_of
-        if kind == "span":
-            for i, k in enumerate(picks.units):
-                f, unit = int(index.unit_file[k]), self.graph.unit(k)
-                a, b = unit.start_line, unit.end_line
-                if index.paths[f] == path and start <= b and a <= (end or b):
-                    return top - PICK_STEP * i
-        return top - 0.05 + 0.02 * min(candidate.score, 1.0)
+        file_rank = {index.paths[f]: i for i, f in enumerate(self.file_order(picks))}
+        unit_spans = []
+        for k in picks.units:
+            unit = self.graph.unit(k)
+            unit_spans.append(
+                (index.paths[int(index.unit_file[k])], unit.start_line, unit.end_line)
+            )
+
+        def score(candidate: Candidate) -> float:
+            path, start, end = candidate.path, candidate.start_line, candidate.end_line
+            if path not in file_rank:
+                return candidate.score * UNPICKED_WEIGHT
+            top = PICKED - PICKED_FILE_STEP * file_rank[path]
+            if candidate.kind == "span":
+                for i, (p, a, b) in enumerate(unit_spans):
+                    if p == path and start <= b and a <= (end or b):
+                        return top - PICK_STEP * i
+            return top - 0.05 + 0.02 * min(candidate.score, 1.0)
+
+        return score
 
     # ---------------------------------------------------------------- listings
 

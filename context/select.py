@@ -702,6 +702,11 @@ class TwinNotes:
             # those spans come with it and are its twins, but what it elides is not
             # delivered, so it names no copy it lacks ("also in") and holds no unit whole.
             outline = item.kind == "skeleton"
+            if outline and (
+                self.copies is None
+                or not self.copies.amalgamations_of({item.path}).intersection(delivered)
+            ):
+                continue  # none of its copies is delivered: it has no twin to name
             for path, start, end, offset in self._copies(item):
                 cursor = start  # the part of the copy not delivered yet starts here
                 for s, e, hit in sorted(delivered.get(path, ())):

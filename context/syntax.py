@@ -1032,6 +1032,8 @@ class _Walker:
         lines = self.lines
         trivial = _TRIVIAL.fullmatch
         blocks: list[Unit] = []
+        # The file's first line with text: a comment starting there opens the file.
+        first_text = next((i for i, text in enumerate(lines, 1) if text.strip()), n + 1)
         line = 1
         for start, end in [*spans, (n + 1, n + 1)]:
             if start > line:  # lines line..start-1 are uncovered: trim trivial ones
@@ -1047,8 +1049,7 @@ class _Walker:
                 top = first
                 while top > line and top <= last and _COMMENT_LINE.match(lines[top - 2]):
                     top -= 1
-                opening = not any(text.strip() for text in lines[: top - 1])
-                if first - top <= BLOCK_COMMENT_LINES and not opening:
+                if first - top <= BLOCK_COMMENT_LINES and top > first_text:
                     first = top
                 if first <= last:
                     if last - first + 1 <= BLOCK_LINES:
