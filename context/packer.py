@@ -36,8 +36,19 @@ Kind = Literal["file", "skeleton", "span"]
 
 #: Higher values favour the most relevant candidates over cheap, less relevant ones.
 SCORE_EXPONENT = 4.0
-#: Spans of one file closer than this many lines are delivered as one (gap included).
-MERGE_GAP = 3
+#: Spans of one file closer than this many lines are delivered as one (gap included). A
+#: fix often touches the lines between two delivered units (a declaration, a field, the end
+#: of one function and the start of the next, a new function inserted between them): of the
+#: gold hunks missed in gold files that were delivered (polyglot, 4k and 13k), those with
+#: every line delivered or in a gap of at most 3 / 10 / 20 lines: 0 / 18 / 42. A gap costs
+#: its lines but saves an item header and is read in place. 16 (was 3), on all 256 polyglot
+#: issues (select at 4k / 13k / 27k, scored as python -m bench.context_selection --set
+#: polyglot does): gold hunks delivered 514 / 1034 / 1563 -> 510 / 1059 / 1576 of 4558,
+#: issues with every hunk 41 / 74 / 97 -> 41 / 75 / 97 (ripgrep-1642 gained at 13k and 27k,
+#: fd-866 lost at 27k), with every gold file 94 / 132 / 154 -> 94 / 134 / 154. On a tuning
+#: set of 93 of them a gap of 10 added 6 hunks at 13k, 16 added 10. Python --quick unchanged
+#: (53.8 / 64.1 / 71.8 % hunk, 71.8 / 87.2 / 94.9 % file recall).
+MERGE_GAP = 16
 #: Estimated cost of the line marking one elided run in a skeleton.
 MARKER_TOKENS = 10
 

@@ -91,6 +91,16 @@ def test_adjacent_spans_merge() -> None:
     assert items[0].start_line == units[0].start_line and items[0].end_line == units[1].end_line
 
 
+def test_spans_a_few_lines_apart_come_with_the_lines_between() -> None:
+    # A fix often touches the lines between two delivered units (a declaration, the end of
+    # one and the start of the next): eight lines apart, the spans are one item, gap included.
+    text = "".join(f"line_{i} = compute({i}, step={i * 7})\n" for i in range(1, 41))
+    candidates = [Candidate("m.py", "span", 1.0, 1, 10), Candidate("m.py", "span", 1.0, 19, 28)]
+    items = pack({"m.py": view("m.py", text)}, candidates, 1000, COUNTER.count)
+    assert [(i.start_line, i.end_line) for i in items] == [(1, 28)]
+    assert "line_14 = compute(14" in items[0].text
+
+
 _line = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=60
 )
