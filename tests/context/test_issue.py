@@ -233,3 +233,34 @@ def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
     selection = select_issue(root, issue, 400, store=store)
     (item,) = selection.items
     assert item.why == "matches the issue: run, app.py", item.why
+
+
+def test_callers_take_only_the_room_select_leaves(tmp_path: Path) -> None:
+    """Twelve small callers of the named definition are neighbours: they come in the room
+    the ranking's candidates leave, never in place of one (scored as the unit they hang on,
+    a caller's two lines were packed instead of ``rate`` itself at 120-130 tokens)."""
+    files = {
+        "shop/__init__.py": "",
+        "shop/tax.py": FILES["shop/tax.py"],
+        "shop/regions.py": (
+            '"""Regions."""\n\n\ndef normalize_region(region):\n'
+            '    """An unknown region name, lower-cased for the lookup."""\n'
+            "    return region.strip().lower()\n"
+        ),
+    }
+    for i in range(12):
+        files[f"shop/orders{i}.py"] = (
+            f"from shop.tax import rate\n\n\ndef order_total{i}(price, where):\n"
+            "    return price * (1 + rate(where))\n"
+        )
+    root = _write(tmp_path / "repo", files)
+    store = ContextStore(tmp_path / "store")
+    for budget in (120, 125, 130):
+        selection = select_issue(root, ISSUE, budget, store=store)
+        paths = [i.path for i in selection.items]
+        assert paths == ["shop/regions.py", "shop/tax.py"], (budget, paths)
+    wide = select_issue(root, ISSUE, 600, store=store)
+    callers = [i for i in wide.items if i.why == "caller of rate"]
+    assert len(callers) >= 5  # the room left goes to the neighbours
+    # A neighbour's score is its own (not the packing's, below every ranked candidate's).
+    assert all(i.score > 0.01 for i in callers), [i.score for i in callers]
