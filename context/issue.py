@@ -303,6 +303,32 @@ def select_issue(
     )
 
 
+class _IssueCandidates(_Candidates):
+    """Candidates whose whys name, of the ranking's and the picks' reasons, only the best
+    subject of each (``matches the issue: Printer._print_Sum``, not three names and ``+8
+    more``): the header gives the lines, the code their names, and every word costs the
+    budget; a ranking's reason without a subject (a file's: the header names it) only when
+    no other has one. The neighbours' reasons (``caller of rate``) keep their names."""
+
+    def why(self, item: PackedItem, n_lines: int) -> str:
+        found = self.reasons_of(item, n_lines)
+        best: dict[str, tuple[float, str]] = {}  # ranking label -> its best subject
+        for (label, subject), score in found.items():
+            if label not in _RANKING_LABELS or not subject:
+                continue
+            if label not in best or (-score, subject) < (-best[label][0], best[label][1]):
+                best[label] = (score, subject)
+
+        def kept(label: str, subject: str) -> bool:
+            if label not in _RANKING_LABELS:
+                return True
+            if not subject:  # a file's reason: when no unit is named
+                return not best
+            return best[label][1] == subject
+
+        return format_reasons({reason: s for reason, s in found.items() if kept(*reason)})
+
+
 def _neighbours_last(out: _Candidates) -> list[Candidate]:
     """The candidates of ``out`` to pack: those only a neighbour offers (a caller, a test,
     an importer, not the ranking nor a pick) with their score times NEIGHBOUR_LAST, so that
@@ -448,7 +474,7 @@ class _Ranked:
         them at ``budget``; 0: as at its smallest), the neighbours of the best (or picked)
         definitions, re-scored by ``picks``."""
         index, graph = self.index, self.graph
-        out = _Candidates()
+        out = _IssueCandidates()
         base = ranked_candidates(index, self.ranking, budget, DEFAULT_THRESHOLD)
         for c in base:
             f = graph.position[c.path]
@@ -456,8 +482,8 @@ class _Ranked:
                 k = self._unit_of_span(f, c.start_line, c.end_line)
                 subject = self._subject(f, k)
                 named = k is not None and k in self.ranking.mentions.units
-            else:
-                subject, named = PurePosixPath(c.path).name, self._named(f)
+            else:  # the header names the file
+                subject, named = "", self._named(f)
             label = "named in the issue:" if named else "matches the issue:"
             out.add(c.path, c.kind, c.score, (label, subject), c.start_line, c.end_line)
         if picks is not None:
@@ -494,7 +520,7 @@ class _Ranked:
         index = self.index
         for f in picks.files:
             path, structure = index.paths[f], index.structures[f]
-            why = ("re-ranked:", PurePosixPath(path).name)
+            why = ("re-ranked:", "")  # the header names the file
             if structure.skeleton:
                 out.add(path, "skeleton", SKELETON_WEIGHT, why)
             if structure.n_lines <= SMALL_FILE_LINES:

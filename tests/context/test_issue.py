@@ -224,7 +224,8 @@ def test_a_c_definition_comes_with_its_declaration(tmp_path: Path) -> None:
 
 def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
     """A long function's line windows (``run:92``, ``run:122``) are reasons about ``run``:
-    the why names it once, not each window (the header already gives the lines)."""
+    the why names it once, not each window (the header already gives the lines), nor the
+    file the header names."""
     body = [f"    total_{i} = {i}\n" for i in range(150)]
     body[120] = "    frobnicate_widget(gear)  # jams when the gear slips\n"
     root = _write(tmp_path / "repo", {"app.py": "def run(gear):\n" + "".join(body)})
@@ -232,7 +233,7 @@ def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
     issue = "frobnicate_widget jams when the gear slips"
     selection = select_issue(root, issue, 400, store=store)
     (item,) = selection.items
-    assert item.why == "matches the issue: run, app.py", item.why
+    assert item.why == "matches the issue: run", item.why
 
 
 def test_callers_take_only_the_room_select_leaves(tmp_path: Path) -> None:
@@ -264,3 +265,26 @@ def test_callers_take_only_the_room_select_leaves(tmp_path: Path) -> None:
     assert len(callers) >= 5  # the room left goes to the neighbours
     # A neighbour's score is its own (not the packing's, below every ranked candidate's).
     assert all(i.score > 0.01 for i in callers), [i.score for i in callers]
+
+
+def test_a_why_names_one_unit_of_the_ranking_and_not_the_file(tmp_path: Path) -> None:
+    """Three named functions delivered as one file: the why names the best of them once
+    (not all three, nor the file the header names); each word costs the budget."""
+    root = _write(
+        tmp_path / "repo",
+        {
+            "doc.py": (
+                '"""Documents."""\n\n\ndef parse_header(text):\n'
+                '    return text.split("\\n", 1)[0]\n\n\n'
+                'def parse_footer(text):\n    return text.rsplit("\\n", 1)[-1]\n\n\n'
+                'def parse_body(text):\n    return text.split("\\n")[1:-1]\n'
+            ),
+            "other.py": "def unrelated():\n    return 1\n",
+        },
+    )
+    issue = "parse_header, parse_footer and parse_body fail on an empty text"
+    selection = select_issue(root, issue, 400, store=ContextStore(tmp_path / "store"))
+    (item,) = selection.items
+    label, _, names = item.why.partition(": ")
+    assert label == "named in the issue", item.why
+    assert names in ("parse_header", "parse_footer", "parse_body"), item.why
