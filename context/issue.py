@@ -14,10 +14,13 @@ picks first: the picked units, then the rest of the picked files, then everythin
 It packs them as :func:`~agentrt.context.select.select` packs its own
 (:func:`~agentrt.context.select.prepare_packing`): an amalgamation's lines come as the twins
 of their source, C/C++ counterparts from COUNTERPART_BUDGET on, and the changelog head,
-documentation sections and build lines that go with the code after it. Every delivered item
-says why it is there (``matches the issue: parse_header``, ``named in the issue: app.py``,
-``caller of parse_header``, ``re-ranked #1``, ``twin of src/a.hpp:10-40``, ``changelog: …``);
-the Markdown, whys included, never exceeds the budget.
+documentation sections and build lines that go with the code after it. The neighbours are
+packed in the room the rest leaves (NEIGHBOUR_LAST): select_issue delivers what select
+would (less the room of the whys), then callers and tests. Every delivered item says why
+it is there (``matches the issue: parse_header``, ``named in the issue: parse_header``,
+``caller of parse_header``, ``re-ranked: parse_header``, ``twin of src/a.hpp:10-40``,
+``changelog: …``), naming the best unit of the ranking once; the Markdown, whys included,
+never exceeds the budget.
 """
 
 from __future__ import annotations
