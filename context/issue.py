@@ -273,7 +273,7 @@ def select_issue(
             for c in counterparts
         ]
     packing = prepare_packing(
-        ranked.index, _neighbours_last(out), counterparts, ranked.files, counter, ranked.store
+        ranked.index, list(out.rest.values()), counterparts, ranked.files, counter, ranked.store
     )
 
     def pack_code(limit: int) -> list[PackedItem]:
@@ -332,16 +332,17 @@ class _IssueCandidates(_Candidates):
         return format_reasons({reason: s for reason, s in found.items() if kept(*reason)})
 
 
-def _neighbours_last(out: _Candidates) -> list[Candidate]:
-    """The candidates of ``out`` to pack: those only a neighbour offers (a caller, a test,
-    an importer, not the ranking nor a pick) with their score times NEIGHBOUR_LAST, so that
-    they fill the room the others leave and never displace one of them."""
-    candidates = []
+def _neighbours_last(out: _Candidates) -> None:
+    """Score the candidates of ``out`` for packing as the ranking (or the picks) scores
+    them: one only a neighbour offers (a caller, a test, an importer) at its score times
+    NEIGHBOUR_LAST, so that they fill the room the others leave and never displace one of
+    them; one the ranking offers too at the ranking's score (an importer's skeleton, scored
+    as a neighbour, came before the ranked files select packs)."""
     for key, candidate in out.rest.items():
-        if not any(label in _RANKING_LABELS for label, _ in out.reasons.get(key, {})):
-            candidate = replace(candidate, score=candidate.score * NEIGHBOUR_LAST)
-        candidates.append(candidate)
-    return candidates
+        own = [s for (label, _), s in out.reasons.get(key, {}).items() if label in _RANKING_LABELS]
+        score = max(own) if own else candidate.score * NEIGHBOUR_LAST
+        if score != candidate.score:
+            out.rest[key] = replace(candidate, score=score)
 
 
 def _own_score(score: float) -> float:
@@ -514,6 +515,7 @@ class _Ranked:
                 for why, score in reasons.items():
                     out.add(path, kind, score * weight, why, start, end)
         self.stats.update(neighbours_of=[t.name for t in targets], **totals)
+        _neighbours_last(out)
         if picks is not None:
             self._rescore(picks, out)
         return out

@@ -288,3 +288,34 @@ def test_a_why_names_one_unit_of_the_ranking_and_not_the_file(tmp_path: Path) ->
     label, _, names = item.why.partition(": ")
     assert label == "named in the issue", item.why
     assert names in ("parse_header", "parse_footer", "parse_body"), item.why
+
+
+def test_a_ranked_candidate_is_packed_at_the_ranking_score(tmp_path: Path) -> None:
+    """report.py's skeleton is both ranked (it says ``region``) and a neighbour (an
+    importer of tax.py): it is packed at the ranking's score, not the importer's higher
+    one (which put neighbours' skeletons before ranked files select packs), and what only
+    a neighbour offers (the caller's lines) below everything the ranking offers."""
+    from agentrt.context.issue import _RANKING_LABELS, _Ranked
+
+    steps = "".join(f"\n\ndef step{j}(x):\n    return x + {j}\n" for j in range(40))
+    files = {
+        "shop/__init__.py": "",
+        "shop/tax.py": FILES["shop/tax.py"],
+        "shop/report.py": (
+            "from shop.tax import rate\n\n\ndef report(region):\n    return rate(region)\n" + steps
+        ),
+    }
+    root = _write(tmp_path / "repo", files)
+    ranked = _Ranked.build(root, ISSUE, None, ContextStore(tmp_path / "store"), None)
+    out = ranked.offer(None, 4000)
+    ranking, near = [], []
+    for key, candidate in out.rest.items():
+        reasons = out.reasons[key]
+        own = [s for (label, _), s in reasons.items() if label in _RANKING_LABELS]
+        if own:
+            assert candidate.score == max(own), (key, candidate.score, reasons)
+            ranking.append(candidate.score)
+        else:
+            near.append(candidate.score)
+    assert ("importer of", "tax.py") in out.reasons[("shop/report.py", "skeleton", 1, 0)]
+    assert near and max(near) < min(ranking)
