@@ -90,9 +90,12 @@ NEIGHBOUR_WEIGHT = 0.5
 #: ranking (at least DEFAULT_THRESHOLD * SMALL_BUDGET_SKELETON_WEIGHT, 0.0175) and of the
 #: picks, so the packer (greedy by score ** 4 / tokens) takes what select would take first
 #: and the neighbours only in the room left. Scored as the units they hang on (0.5 times
-#: theirs), callers' and tests' spans displaced select's units: Python --quick hunk recall
-#: 51.3 / 59.0 / 64.1 % at 4k/13k/27k against select's 53.8 / 64.1 / 64.1 % (sympy-20916,
-#: astropy-14598 at 13k, sphinx-7910 at 4k; python /tmp/issue/compare.py --quick).
+#: theirs), callers' and tests' spans and importers' skeletons displaced select's units:
+#: Python --quick hunk recall was 51.3 / 59.0 / 64.1 % at 4k/13k/27k (file 71.8 / 82.1 /
+#: 89.7 %), select's 53.8 / 64.1 / 71.8 % (file 71.8 / 87.2 / 94.9 %); packed last (with
+#: the shorter whys of _IssueCandidates) select_issue has select's numbers exactly (8 issue
+#: budgets won back: sympy-20916, astropy-14598 at 13k, sphinx-8120 at 27k, ...). Measured
+#: with select and select_issue side by side on bench.context_selection's --quick sample.
 NEIGHBOUR_LAST = 1e-6
 #: Tokens of each file's outline among the candidates.
 OUTLINE_TOKENS = 120
