@@ -690,6 +690,11 @@ class _Candidates:
 
     def why(self, item: PackedItem, n_lines: int) -> str:
         """The reasons of the candidates whose lines ``item`` delivers, best first."""
+        return format_reasons(self.reasons_of(item, n_lines))
+
+    def reasons_of(self, item: PackedItem, n_lines: int) -> dict[Reason, float]:
+        """The reasons (with their best scores) of the candidates whose lines ``item``
+        delivers."""
         visible = _visible(item, n_lines)
         found: dict[Reason, float] = {}
         for (path, kind, start, end), reasons in self.reasons.items():
@@ -703,7 +708,7 @@ class _Candidates:
             if hit:
                 for why, score in reasons.items():
                     found[why] = max(found.get(why, 0.0), score)
-        return format_reasons(found)
+        return found
 
 
 def format_reasons(reasons: dict[Reason, float]) -> str:

@@ -224,7 +224,8 @@ def test_a_c_definition_comes_with_its_declaration(tmp_path: Path) -> None:
 
 def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
     """A long function's line windows (``run:92``, ``run:122``) are reasons about ``run``:
-    the why names it once, not each window (the header already gives the lines)."""
+    the why names it once, not each window (the header already gives the lines), nor the
+    file the header names."""
     body = [f"    total_{i} = {i}\n" for i in range(150)]
     body[120] = "    frobnicate_widget(gear)  # jams when the gear slips\n"
     root = _write(tmp_path / "repo", {"app.py": "def run(gear):\n" + "".join(body)})
@@ -232,4 +233,89 @@ def test_a_line_window_is_named_by_what_it_is_cut_from(tmp_path: Path) -> None:
     issue = "frobnicate_widget jams when the gear slips"
     selection = select_issue(root, issue, 400, store=store)
     (item,) = selection.items
-    assert item.why == "matches the issue: run, app.py", item.why
+    assert item.why == "matches the issue: run", item.why
+
+
+def test_callers_take_only_the_room_select_leaves(tmp_path: Path) -> None:
+    """Twelve small callers of the named definition are neighbours: they come in the room
+    the ranking's candidates leave, never in place of one (scored as the unit they hang on,
+    a caller's two lines were packed instead of ``rate`` itself at 120-130 tokens)."""
+    files = {
+        "shop/__init__.py": "",
+        "shop/tax.py": FILES["shop/tax.py"],
+        "shop/regions.py": (
+            '"""Regions."""\n\n\ndef normalize_region(region):\n'
+            '    """An unknown region name, lower-cased for the lookup."""\n'
+            "    return region.strip().lower()\n"
+        ),
+    }
+    for i in range(12):
+        files[f"shop/orders{i}.py"] = (
+            f"from shop.tax import rate\n\n\ndef order_total{i}(price, where):\n"
+            "    return price * (1 + rate(where))\n"
+        )
+    root = _write(tmp_path / "repo", files)
+    store = ContextStore(tmp_path / "store")
+    for budget in (120, 125, 130):
+        selection = select_issue(root, ISSUE, budget, store=store)
+        paths = [i.path for i in selection.items]
+        assert paths == ["shop/regions.py", "shop/tax.py"], (budget, paths)
+    wide = select_issue(root, ISSUE, 600, store=store)
+    callers = [i for i in wide.items if i.why == "caller of rate"]
+    assert len(callers) >= 5  # the room left goes to the neighbours
+    # A neighbour's score is its own (not the packing's, below every ranked candidate's).
+    assert all(i.score > 0.01 for i in callers), [i.score for i in callers]
+
+
+def test_a_why_names_one_unit_of_the_ranking_and_not_the_file(tmp_path: Path) -> None:
+    """Three named functions delivered as one file: the why names the best of them once
+    (not all three, nor the file the header names); each word costs the budget."""
+    root = _write(
+        tmp_path / "repo",
+        {
+            "doc.py": (
+                '"""Documents."""\n\n\ndef parse_header(text):\n'
+                '    return text.split("\\n", 1)[0]\n\n\n'
+                'def parse_footer(text):\n    return text.rsplit("\\n", 1)[-1]\n\n\n'
+                'def parse_body(text):\n    return text.split("\\n")[1:-1]\n'
+            ),
+            "other.py": "def unrelated():\n    return 1\n",
+        },
+    )
+    issue = "parse_header, parse_footer and parse_body fail on an empty text"
+    selection = select_issue(root, issue, 400, store=ContextStore(tmp_path / "store"))
+    (item,) = selection.items
+    label, _, names = item.why.partition(": ")
+    assert label == "named in the issue", item.why
+    assert names in ("parse_header", "parse_footer", "parse_body"), item.why
+
+
+def test_a_ranked_candidate_is_packed_at_the_ranking_score(tmp_path: Path) -> None:
+    """report.py's skeleton is both ranked (it says ``region``) and a neighbour (an
+    importer of tax.py): it is packed at the ranking's score, not the importer's higher
+    one (which put neighbours' skeletons before ranked files select packs), and what only
+    a neighbour offers (the caller's lines) below everything the ranking offers."""
+    from agentrt.context.issue import _RANKING_LABELS, _Ranked
+
+    steps = "".join(f"\n\ndef step{j}(x):\n    return x + {j}\n" for j in range(40))
+    files = {
+        "shop/__init__.py": "",
+        "shop/tax.py": FILES["shop/tax.py"],
+        "shop/report.py": (
+            "from shop.tax import rate\n\n\ndef report(region):\n    return rate(region)\n" + steps
+        ),
+    }
+    root = _write(tmp_path / "repo", files)
+    ranked = _Ranked.build(root, ISSUE, None, ContextStore(tmp_path / "store"), None)
+    out = ranked.offer(None, 4000)
+    ranking, near = [], []
+    for key, candidate in out.rest.items():
+        reasons = out.reasons[key]
+        own = [s for (label, _), s in reasons.items() if label in _RANKING_LABELS]
+        if own:
+            assert candidate.score == max(own), (key, candidate.score, reasons)
+            ranking.append(candidate.score)
+        else:
+            near.append(candidate.score)
+    assert ("importer of", "tax.py") in out.reasons[("shop/report.py", "skeleton", 1, 0)]
+    assert near and max(near) < min(ranking)
