@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agentrt.context.packer import MERGE_GAP
 from bench import context_selection as cs
 from bench.trees import NoTree, cached_tree, extract_tree, find_mirror
 
@@ -359,7 +360,7 @@ def test_rerank_measures_recall_through_the_agents_rerank(tmp_path: Path) -> Non
 #: A C file of four functions, 6 lines each, and a README: the oracle's fixture.
 ORACLE_C = "".join(
     f"int f{n}(int x) {{\n    int y = x * {n};\n    y += {n} + x;\n    return y;\n}}\n\n"
-    for n in range(4)
+    for n in range(8)
 )
 
 
@@ -476,26 +477,31 @@ def test_oracle_items_are_what_the_packer_delivers_for_those_spans(tmp_path: Pat
     _, files = _oracle_tree(tmp_path)
     counter = cs.TokenCounter()
     views = {path: cs._view(path, f.read_text(), counter) for path, f in files.items()}
-    # f.c: 2-3 and 5-6 merge (one line between), 20 alone; README.md whole: a file item.
-    spans = {"src/f.c": [(5, 6), (2, 3), (20, 20)], "README.md": [(1, 2), (3, 3)]}
+    # f.c: 2-3 and 5-6 merge (one line between), 40 alone (farther than MERGE_GAP); README.md
+    # whole: a file item.
+    spans = {"src/f.c": [(5, 6), (2, 3), (40, 40)], "README.md": [(1, 2), (3, 3)]}
     candidates = [Candidate(p, "span", 1.0, s, e) for p, ranges in spans.items() for s, e in ranges]
     packed = pack(views, candidates, 10_000, counter.count)
     ours = cs.oracle_items(views, spans)
     assert [(i.path, i.start_line, i.end_line, i.kind) for i in ours] == [
-        ("README.md", 1, 3, "file"), ("src/f.c", 2, 6, "span"), ("src/f.c", 20, 20, "span"),
+        ("README.md", 1, 3, "file"), ("src/f.c", 2, 6, "span"), ("src/f.c", 40, 40, "span"),
     ]  # fmt: skip
     assert ours == packed
     assert cs.delivery_cost(views, spans, counter) == cs.rendered_tokens(packed, counter.count)
 
 
 def test_oracle_spans_fill_a_gap_only_when_it_is_cheaper_than_a_header() -> None:
-    text = "a\n" + "\n" * 10 + "b\n" + "".join(f"long_line_{n} = compute({n})\n" for n in range(10))
+    code = MERGE_GAP + 4  # more lines than the packer merges across
+    text = "a\n" + "\n" * code + "b\n"
+    text += "".join(f"long_line_{n} = compute({n})\n" for n in range(code + 2))
     view = cs._view("x.py", text, cs.TokenCounter())
-    # Ten empty lines between lines 1 and 12 cost less than a header: one span.
-    assert cs.oracle_spans(view, [1, 12], header=10) == [(1, 12)]
-    # Ten code lines between 12 and 23 cost more: two spans. Close lines always merge.
-    assert cs.oracle_spans(view, [12, 23], header=10) == [(12, 12), (23, 23)]
-    assert cs.oracle_spans(view, [12, 16, 14], header=0) == [(12, 16)]
+    b = code + 2
+    # Empty lines between lines 1 and b cost less than a header: one span.
+    assert cs.oracle_spans(view, [1, b], header=10) == [(1, b)]
+    # As many code lines between b and the last cost more: two spans. Close lines always
+    # merge.
+    assert cs.oracle_spans(view, [b, b + code + 1], header=10) == [(b, b), (b + code + 1,) * 2]
+    assert cs.oracle_spans(view, [b, b + 4, b + 2], header=0) == [(b, b + 4)]
 
 
 @pytest.mark.parametrize(
