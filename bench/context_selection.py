@@ -69,6 +69,7 @@ import numpy as np
 
 from agentrt.context import relevance
 from agentrt.context.compress import split_lines
+from agentrt.context.history import CoChanges, read_history
 from agentrt.context.packer import MERGE_GAP, FileView, PackedItem, render_item, rendered_tokens
 from agentrt.context.ranker import ranker_mode
 from agentrt.context.select import (
@@ -80,7 +81,7 @@ from agentrt.context.select import (
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import TokenCounter, count_tokens
-from bench.trees import MIRRORS_ENV, NoTree, TreeInfo, cached_tree
+from bench.trees import MIRRORS_ENV, NoTree, TreeInfo, cached_tree, find_mirror
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -178,13 +179,15 @@ class Issue:
     hunk_starts: list[int] = field(default_factory=list)
 
 
-def load_issues(path: Path = DATA) -> list[Issue]:
-    """The issues of a set's JSONL file (``swe_dev.jsonl`` or ``polyglot_dev.jsonl`` rows)."""
+def load_issues(path: Path = DATA, git: bool = False) -> list[Issue]:
+    """The issues of a set's JSONL file (``swe_dev.jsonl`` or ``polyglot_dev.jsonl`` rows);
+    ``git``: Python issues by repository and base commit (trees from git snapshots) instead
+    of PyPI release."""
     issues = []
     for line in path.read_text().splitlines():
         row = json.loads(line)
         hunks = [(h["path"], h["removed"], h["context"]) for h in row["gold_hunks"]]
-        if "pypi_name" in row:
+        if "pypi_name" in row and not git:
             repo, version = row["pypi_name"], row["version_hint"]
         else:
             repo = row.get("fetch", row["repo"]).removeprefix("github:")
@@ -270,6 +273,16 @@ SETS = {
         warm_repeat=True,
         per_language=True,
     ),
+    # The Python issues on git trees at their base commits, with the history before them:
+    # the release archives of the python set have none. Only repositories with a snapshot
+    # under --mirrors (Django's and Matplotlib's are too large to fetch here).
+    "python-git": IssueSet(
+        "python-git",
+        DATA,
+        "context-python-git",
+        "Context selection, Python issues on git trees",
+        (".py",),
+    ),
 }
 
 
@@ -293,6 +306,24 @@ class GitTrees:
         tree, info = cached_tree(self.mirrors, issue.repo, issue.version, self.cache)
         self.info[(issue.repo, issue.version)] = info
         return tree
+
+    def history(self, issue: Issue, store: ContextStore | None = None) -> CoChanges | None:
+        """The co-changes of the commits before the issue's base commit, read from its
+        snapshot (the extracted tree has no ``.git``; nothing after the base is read)."""
+        git_dir = find_mirror(self.mirrors, issue.repo)
+        if git_dir is None:
+            return None
+        return read_history(git_dir, issue.version, git_dir=git_dir, store=store)
+
+
+def tree_history(
+    trees: Callable[[Issue], Path], issue: Issue, store: ContextStore
+) -> CoChanges | bool:
+    """What a selection of ``issue`` ranks with (``select``'s ``history``): its snapshot's
+    history for git trees, none for sdists (a release archive has no history)."""
+    if isinstance(trees, GitTrees):
+        return trees.history(issue, store) or False
+    return False
 
 
 def _in_order(needles: Sequence[str], haystack: Sequence[str]) -> bool:
@@ -729,7 +760,10 @@ def run(
     *,
     issue_set: IssueSet = SETS["python"],
     trees: Callable[[Issue], Path] = sdist_tree,
+    history: bool = True,
 ) -> Results:
+    """Select for each issue at each budget, score, and time it (``history``: rank with the
+    history before each issue's base commit on git trees, :func:`tree_history`)."""
     results = Results()
     counter = TokenCounter()  # select's default encoding, as the budgets are counted in
     by_tree: dict[tuple[str, str], list[Issue]] = {}
@@ -753,7 +787,9 @@ def run(
                 results.load.append(os.getloadavg()[0])
                 cpu = _cpu_seconds()
                 started = time.perf_counter()
-                selection = select(tree, issue.query, BUDGETS[0], store=store)
+                # Timed: select reads it too.
+                cochanges = tree_history(trees, issue, store) if history else False
+                selection = select(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
                 elapsed = time.perf_counter() - started
                 if n == 0:
                     results.cold.append((label, selection.stats["files"], elapsed))
@@ -779,7 +815,9 @@ def run(
                 outcome = []
                 for budget in BUDGETS:
                     if budget != BUDGETS[0]:
-                        selection = select(tree, issue.query, budget, store=store)
+                        selection = select(
+                            tree, issue.query, budget, store=store, history=cochanges
+                        )
                     if count_tokens(selection.to_markdown()) > budget:
                         results.over_budget += 1
                     got = delivered_lines((i.path, i.start_line, i.text) for i in selection.items)
@@ -808,7 +846,7 @@ def run(
                 if issue_set.warm_repeat and len(group) == 1:
                     relevance._MEMORY.clear()
                     started = time.perf_counter()
-                    select(tree, issue.query, BUDGETS[0], store=store)
+                    select(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
                     results.warm.append(time.perf_counter() - started)
                     results.warm_by_tree.setdefault(label, []).append(results.warm[-1])
                 if verbose:
@@ -1162,14 +1200,18 @@ def issues_from_args(
     if not issue_set.data.is_file():
         parser.error(f"no issue file {issue_set.data} (it comes with ../shared)")
     trees: Callable[[Issue], Path] = sdist_tree
-    if issue_set.name == "polyglot":
+    git = issue_set.name != "python"
+    if git:
         if args.mirrors is None or not Path(args.mirrors).is_dir():
             parser.error(
-                f"--set polyglot needs --mirrors DIR (or ${MIRRORS_ENV}): the folder of the "
-                "repositories' bare git snapshots, fetched once with the search tool's fetch"
+                f"--set {issue_set.name} needs --mirrors DIR (or ${MIRRORS_ENV}): the folder "
+                "of the repositories' bare git snapshots, fetched once with the search tool's "
+                "fetch"
             )
-        trees = GitTrees(Path(args.mirrors))
-    issues = load_issues(issue_set.data)
+        trees = GitTrees(Path(args.mirrors), CACHE / issue_set.name)
+    issues = load_issues(issue_set.data, git=git)
+    if issue_set.name == "python-git":
+        issues = [i for i in issues if find_mirror(Path(args.mirrors), i.repo) is not None]
     if args.language:
         try:
             wanted = language_key(args.language)
@@ -1316,6 +1358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update docs")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="rank without the git history before each base commit (git trees have it)",
+    )
+    parser.add_argument(
         "--store",
         type=Path,
         default=None,
@@ -1328,14 +1375,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     issue_set, trees, issues = issues_from_args(parser, args)
     started = time.perf_counter()
     results = run(
-        issues, verbose=not args.quiet, store_dir=args.store, issue_set=issue_set, trees=trees
+        issues,
+        verbose=not args.quiet,
+        store_dir=args.store,
+        issue_set=issue_set,
+        trees=trees,
+        history=not args.no_history,
     )
     body = table(results, issue_set)
     if isinstance(trees, GitTrees):
         body += "\n" + _snapshot_note(trees)
     print(body)
     print(f"({time.perf_counter() - started:.0f} s)")
-    if not (args.quick or args.limit or args.no_write or args.store or args.language):
+    if not (
+        args.quick or args.limit or args.no_write or args.store or args.language or args.no_history
+    ):
         from bench.report import write_section
 
         command = "python -m bench.context_selection"

@@ -32,6 +32,8 @@ _EXPORTS = {
     "TokenBudgetManager": "agentrt.context.budget",
     "ContextStore": "agentrt.context.store",
     "StoreError": "agentrt.context.store",
+    "CoChanges": "agentrt.context.history",
+    "read_history": "agentrt.context.history",
     "ChangeError": "agentrt.context.impact",
     "FileChange": "agentrt.context.impact",
     "ImpactItem": "agentrt.context.impact",

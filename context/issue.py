@@ -50,12 +50,14 @@ from agentrt.context.select import (
     DEFAULT_EXCLUDES,
     DEFAULT_THRESHOLD,
     FULL_FILE_WEIGHT,
+    HISTORY_BUDGET,
     SKELETON_WEIGHT,
     SMALL_FILE_LINES,
     SPAN_PADDING,
     Selection,
     _packed,
     counterparts_at,
+    history_of,
     prepare_packing,
     ranked_candidates,
     shadow_amalgamations,
@@ -64,6 +66,7 @@ from agentrt.context.sources import scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
 
 if TYPE_CHECKING:
+    from agentrt.context.history import CoChanges
     from agentrt.context.store import ContextStore
 
 __all__ = [
@@ -216,16 +219,19 @@ def issue_candidates(
     encoding: str | None = None,
     store: ContextStore | None = None,
     include: Sequence[str] | None = None,
+    history: bool | CoChanges = True,
 ) -> IssueCandidates:
     """The files (with outlines of at most ``outline_tokens`` tokens) and units of ``repo``
     most relevant to ``issue``, then the impact neighbours of the best definitions (callers,
-    tests, importers), each with a ``why``.
+    tests, importers), each with a ``why``. ``history``: as
+    :func:`~agentrt.context.select.select`'s (files the repository's past commits changed
+    together with the best ones are ranked up).
 
     Raises:
         agentrt.context.sources.SourceError: ``repo`` is not a directory.
     """
     started = time.perf_counter()
-    ranked = _Ranked.build(repo, issue, encoding, store, include)
+    ranked = _Ranked.build(repo, issue, encoding, store, include, history)
     out = ranked.offer(None)
     files, units = ranked.listing(out, max_files, max_units, None)
     if outline_tokens > 0:
@@ -251,11 +257,13 @@ def select_issue(
     encoding: str | None = None,
     store: ContextStore | None = None,
     include: Sequence[str] | None = None,
+    history: bool | CoChanges = True,
 ) -> IssueSelection:
     """Pack the candidates of :func:`issue_candidates` within ``budget`` tokens: in the
     ranking's order, or with ``picks`` first (the picked units, then the picked files, in
     their order; the neighbours are then those of the picked definitions). Picks that name
-    nothing in the repository are ignored.
+    nothing in the repository are ignored. ``history``: as
+    :func:`~agentrt.context.select.select`'s, from the same budget on.
 
     Raises:
         ValueError: ``budget`` is not positive.
@@ -264,7 +272,9 @@ def select_issue(
     started = time.perf_counter()
     if budget <= 0:
         raise ValueError(f"budget must be a positive number of tokens, got {budget}")
-    ranked = _Ranked.build(repo, issue, encoding, store, include)
+    ranked = _Ranked.build(
+        repo, issue, encoding, store, include, history if budget >= HISTORY_BUDGET else False
+    )
     resolved = ranked.resolve(picks) if picks is not None else None
     out = ranked.offer(resolved, budget)
     files, units = ranked.listing(out, max_files, max_units, resolved)
@@ -390,6 +400,7 @@ class _Ranked:
         encoding: str | None,
         store: ContextStore | None,
         include: Sequence[str] | None,
+        history: bool | CoChanges = False,
     ) -> _Ranked:
         encoding = encoding or default_encoding_name()
         get_encoding(encoding)  # fail early (ValueError) on an unknown encoding name
@@ -404,11 +415,16 @@ class _Ranked:
         index = build_index(scan.root, scan, store, index_stats)
         files = {f.path: f for f in scan.files}
         graph = _Graph(index, files, store)
-        stats = {"files": len(scan.files), "index": index_stats.as_dict()}
+        cochanges = history_of(scan.root, history, store) if issue.strip() else None
+        stats = {
+            "files": len(scan.files),
+            "index": index_stats.as_dict(),
+            "history_commits": cochanges.n_commits if cochanges is not None else 0,
+        }
         return cls(
             scan.root,
             graph,
-            shadow_amalgamations(index, rank(index, issue)),
+            shadow_amalgamations(index, rank(index, issue, cochanges)),
             TokenCounter(encoding, store),
             store,
             files,

@@ -53,9 +53,11 @@ import numpy as np
 
 from agentrt.context.compress import DEFINITION_KINDS, TEST_PATH, FileStructure, Unit, analyze
 from agentrt.context.graph import RepoFiles, import_graph, module_name, reference_graph
+from agentrt.context.history import W_HISTORY, cochange_scores
 from agentrt.context.twins import Twins, find_twins, unit_hashes
 
 if TYPE_CHECKING:
+    from agentrt.context.history import CoChanges
     from agentrt.context.sources import RepoScan, SourceFile
     from agentrt.context.store import ContextStore
 
@@ -1818,7 +1820,17 @@ def _unit_index_features(index: RepoIndex) -> tuple[np.ndarray, tuple[np.ndarray
     return cached
 
 
-def rank(index: RepoIndex, query: str) -> Ranking:
+def with_history(index: RepoIndex, file_scores: np.ndarray, history: CoChanges) -> np.ndarray:
+    """``file_scores`` raised by the source files' coupling with the best source files in the
+    project's history: times 1 + W_HISTORY times :func:`agentrt.context.history.
+    cochange_scores`, normalised. Tests, docs and other prose neither seed nor gain
+    (:func:`path_prior`)."""
+    code = np.array([path_prior(p) == 1.0 for p in index.paths], dtype=bool)
+    extra = cochange_scores(index.paths, file_scores, history, code)
+    return _norm(file_scores * (1 + W_HISTORY * extra))
+
+
+def rank(index: RepoIndex, query: str, history: CoChanges | None = None) -> Ranking:
     """Score every file and unit of ``index`` for ``query`` (scores normalised to [0, 1]).
 
     A file's score mixes its BM25 score, the query's exact mentions of it, and personalised
@@ -1852,4 +1864,6 @@ def rank(index: RepoIndex, query: str) -> Ranking:
         unit_scores = units.file_scores(
             unit_features(index, signals, file_scores), unit_scores, groups
         )
+    if history is not None:
+        file_scores = with_history(index, file_scores, history)
     return Ranking(file_scores.astype(np.float32), unit_scores.astype(np.float32), signals.mentions)

@@ -77,6 +77,14 @@ def select_command(
     ] = None,
     output_format: Format = "markdown",
     encoding: Encoding = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Rank up files that past commits changed together with the best ones "
+            "(read from the repository's git log).",
+        ),
+    ] = True,
 ) -> None:
     """Print the context selected for a query: Markdown, or JSON for tools."""
     _repo_dir(repo)
@@ -88,7 +96,9 @@ def select_command(
     from agentrt.context.select import select
 
     _print_selection(
-        lambda: select(repo, query or "", budget, encoding=encoding), "selection", output_format
+        lambda: select(repo, query or "", budget, encoding=encoding, history=history),
+        "selection",
+        output_format,
     )
 
 
