@@ -1839,8 +1839,9 @@ def rank(index: RepoIndex, query: str, history: CoChanges | None = None) -> Rank
     by the hand-set weights (W_*), or by the learned ranker (:mod:`agentrt.context.ranker`,
     ``AGENTRT_RANKER``). A unit's score mixes its own BM25 score and mentions with its file's
     score (:func:`hand_unit_scores`); the learned unit ranker (``AGENTRT_UNIT_RANKER``)
-    reorders those by :func:`unit_features`. An empty query ranks files by global
-    centrality and units by nothing.
+    reorders those by :func:`unit_features`. ``history`` (the repository's co-changes) then
+    raises the files most coupled with the best ones (:func:`with_history`; units keep their
+    scores). An empty query ranks files by global centrality and units by nothing.
     """
     n_units = len(index.unit_file)
     signals = query_signals(index, query)
