@@ -170,11 +170,11 @@ HISTORY_SEED_MIN = 0.3
 #: with_history`), so only a file with some evidence of its own rises, at most to twice its
 #: score for a file that changed in every commit of the best file. Its units keep their
 #: scores: it is offered through its best unit, outline or whole text. Measured with each
-#: issue's history before its base commit (python -m bench.context_selection --set polyglot
-#: reads it from the snapshots), at 13k / 27k: 256 polyglot issues, every gold hunk 75 -> 78
-#: / 97 -> 99 issues, every gold file 134 -> 138 / 154 -> 155 (one issue lost, at 27k); 80
-#: Python issues of the five swe_dev repositories small enough to snapshot, on git trees, hunk
-#: 52 -> 52 / 58 -> 57, file 65 -> 67 / 70 -> 71. Adding W times the coupling to the score
+#: issue's history before its base commit, at 13k / 27k (python -m bench.context_selection
+#: --set polyglot --mirrors DIR, and with --no-history): 256 polyglot issues, every gold
+#: hunk 75 -> 78 / 97 -> 99 issues, every gold file 134 -> 138 / 154 -> 155; 80 Python
+#: issues on git trees (--set python-git --mirrors DIR --limit 80): hunk 52 -> 52 / 58 -> 57,
+#: file 65 -> 67 / 70 -> 71. Adding W times the coupling to the score
 #: instead (0.2 to 0.5), raising every coupled file, or raising its units too, lost more:
 #: up to 6 polyglot and 5 Python issues' hunks at 27k, where a co-changed file that is not
 #: the fix takes the room of the last gold spans.
