@@ -1197,8 +1197,6 @@ def issues_from_args(
     ``parser.error`` (one line, exit status 2).
     """
     issue_set = SETS[args.set]
-    if not issue_set.data.is_file():
-        parser.error(f"no issue file {issue_set.data} (it comes with ../shared)")
     trees: Callable[[Issue], Path] = sdist_tree
     git = issue_set.name != "python"
     if git:
@@ -1209,6 +1207,8 @@ def issues_from_args(
                 "fetch"
             )
         trees = GitTrees(Path(args.mirrors), CACHE / issue_set.name)
+    if not issue_set.data.is_file():
+        parser.error(f"no issue file {issue_set.data} (it comes with ../shared)")
     issues = load_issues(issue_set.data, git=git)
     if issue_set.name == "python-git":
         issues = [i for i in issues if find_mirror(Path(args.mirrors), i.repo) is not None]

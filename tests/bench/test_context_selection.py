@@ -67,6 +67,30 @@ def _snapshot(mirrors: Path, slug: str = "Owner+Tiny") -> tuple[Path, str]:
     return bare, commit
 
 
+def test_git_trees_read_the_history_before_the_base_commit(tmp_path: Path) -> None:
+    bare, root = _snapshot(tmp_path / "mirrors")
+    work = tmp_path / "work"
+    commits = []
+    for n, pair in enumerate((("src/parse.c", "lib/index.js"), ("README.md", "run.sh"))):
+        for path in pair:
+            (work / path).write_text(f"changed {n}\n")
+        _git("-C", str(work), "commit", "-q", "-am", f"change {n}")
+        commits.append(_git("-C", str(work), "rev-parse", "HEAD"))
+    _git("-C", str(work), "push", "-q", str(bare), "HEAD:refs/heads/later")
+    trees = cs.GitTrees(tmp_path / "mirrors", tmp_path / "cache")
+    issue = cs.Issue("t-1", "owner/tiny", commits[0], "q", [], [], "c")
+    history = trees.history(issue)
+    assert history is not None and history.n_commits == 1  # not the root, nothing later
+    assert history.related({"src/parse.c": 1.0}) == {"lib/index.js": pytest.approx(1.0)}
+    issue.version = commits[1]
+    later = trees.history(issue)
+    assert later is not None and later.n_commits == 2
+    issue.version = root  # only the root commit: no history
+    assert trees.history(issue) is None
+    assert cs.tree_history(trees, issue, cs.ContextStore(tmp_path / "store")) is False
+    assert cs.tree_history(cs.sdist_tree, issue, cs.ContextStore(tmp_path / "store")) is False
+
+
 def _drop_blob(bare: Path, path: str, commit: str) -> None:
     sha = _git("--git-dir", str(bare), "rev-parse", f"{commit}:{path}")
     (bare / "objects" / sha[:2] / sha[2:]).unlink()
@@ -270,11 +294,14 @@ def test_skip_note_counts_each_reason() -> None:
     assert note == "3 skipped: x (2); y (1)"
 
 
-def test_polyglot_needs_its_snapshots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name", ["polyglot", "python-git"])
+def test_git_sets_need_their_snapshots(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cs.main(["--set", "polyglot", "--mirrors", str(tmp_path / "none"), "--no-write"])
+        cs.main(["--set", name, "--mirrors", str(tmp_path / "none"), "--no-write"])
     assert exit_.value.code == 2
-    assert "polyglot" in capsys.readouterr().err
+    assert f"--set {name} needs --mirrors" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- one real run
