@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["DEFAULT_TIMEOUT", "git_stdout", "head_commit", "run_git"]
+__all__ = ["DEFAULT_TIMEOUT", "git_stdout", "head_commit", "in_work_tree", "run_git"]
 
 #: Seconds a git command may take (the whole call, the config lookup included).
 DEFAULT_TIMEOUT = 120.0
@@ -81,6 +81,19 @@ def git_stdout(
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
     return done.stdout.decode(errors="replace").strip() if done.returncode == 0 else None
+
+
+def in_work_tree(path: str | os.PathLike[str]) -> bool:
+    """Whether a ``.git`` (a directory, or a worktree's or submodule's file) is at ``path`` or
+    a folder above it: whether asking git about ``path`` can answer, found without running
+    git."""
+    here = os.path.abspath(path)
+    while not os.path.exists(os.path.join(here, ".git")):
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
+    return True
 
 
 def head_commit(repo: str | os.PathLike[str]) -> str | None:

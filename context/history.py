@@ -23,6 +23,7 @@ is left as it was. Only the revision's past is read: nothing after ``rev``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agentrt.context.git import run_git
+from agentrt.context.git import head_commit, in_work_tree, run_git
 
 if TYPE_CHECKING:
     from agentrt.context.store import ContextStore
@@ -39,10 +40,13 @@ __all__ = ["CoChanges", "cochange_scores", "read_history"]
 
 #: How many of the latest commits are read. Older coupling fades (files are split, moved,
 #: rewritten), and one ``git log`` of 2,000 commits takes 0.05-0.3 s on the polyglot
-#: benchmark's repositories (DuckDB, Folly, Playwright, ripgrep).
+#: benchmark's repositories (DuckDB, Folly, Playwright, ripgrep: ``time git --git-dir
+#: SNAPSHOT log --no-merges --name-only --format=%x00 -n 2000 HEAD``).
 HISTORY_COMMITS = 2000
 #: Commits touching more files than this say nothing about which files belong together.
 MAX_COMMIT_FILES = 30
+#: A commit id (SHA-1 or SHA-256), as HEAD's file holds it when it is not a ref name.
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 #: Seconds the ``git log`` may take; a repository that takes longer is ranked without it.
 HISTORY_TIMEOUT = 20.0
 
@@ -113,6 +117,23 @@ def _parse_log(output: str) -> list[list[str]]:
     return commits
 
 
+def _commit_of(root: str | os.PathLike[str], rev: str, where: list[str]) -> str | None:
+    """The commit id of ``rev``: read from ``.git`` for HEAD at a repository's root (no
+    process: every selection asks), else from ``git rev-parse``; None outside git."""
+    if not where:
+        if rev == "HEAD":
+            head = head_commit(root)
+            if head is not None and _SHA.fullmatch(head):
+                return head
+        if not in_work_tree(root):
+            return None
+    try:
+        resolved = run_git(root, *where, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    return resolved.stdout.decode().strip() if resolved.returncode == 0 else None
+
+
 def read_history(
     root: str | os.PathLike[str],
     rev: str = "HEAD",
@@ -128,13 +149,9 @@ def read_history(
     # Paths relative to ``root`` when it is a folder inside the work tree (changes outside
     # it are left out), as the index names them.
     relative = [] if git_dir is not None else ["--relative"]
-    try:
-        resolved = run_git(root, *where, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+    commit = _commit_of(root, rev, where)
+    if commit is None:
         return None
-    if resolved.returncode != 0:
-        return None
-    commit = resolved.stdout.decode().strip()
     key = f"history:v4:{commit}:{commits}:{MAX_COMMIT_FILES}"
     if store is not None:
         cached = store.get(key)

@@ -1823,10 +1823,9 @@ def _unit_index_features(index: RepoIndex) -> tuple[np.ndarray, tuple[np.ndarray
 def with_history(index: RepoIndex, file_scores: np.ndarray, history: CoChanges) -> np.ndarray:
     """``file_scores`` raised by the source files' coupling with the best source files in the
     project's history: times 1 + W_HISTORY times :func:`agentrt.context.history.
-    cochange_scores`, normalised. Tests, docs and other prose neither seed nor gain
-    (:func:`path_prior`)."""
-    code = np.array([path_prior(p) == 1.0 for p in index.paths], dtype=bool)
-    extra = cochange_scores(index.paths, file_scores, history, code)
+    cochange_scores`, normalised. Tests, docs and other prose neither seed nor gain (their
+    :attr:`RepoIndex.priors`, :func:`path_prior`, are below 1)."""
+    extra = cochange_scores(index.paths, file_scores, history, index.priors == 1.0)
     return _norm(file_scores * (1 + W_HISTORY * extra))
 
 

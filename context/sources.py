@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from pathspec import GitIgnoreSpec, PathSpec
 
-from agentrt.context.git import git_stdout
+from agentrt.context.git import git_stdout, in_work_tree
 from agentrt.errors import AgentrtError
 
 if TYPE_CHECKING:
@@ -557,12 +557,8 @@ class _Walker:
         lists ``VS2008/`` whose project files git tracks all the same. One ``git ls-files``
         call, made only when a ``.git`` is found at or above the root.
         """
-        here = self.root_str
-        while not os.path.exists(os.path.join(here, ".git")):
-            parent = os.path.dirname(here)
-            if parent == here:
-                return
-            here = parent
+        if not in_work_tree(self.root_str):
+            return
         listed = git_stdout(
             self.root_str, "ls-files", "-z", "--cached", "--ignored", "--exclude-standard",
             timeout=10.0,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentrt.context.git import git_stdout, head_commit, run_git
+from agentrt.context.git import git_stdout, head_commit, in_work_tree, run_git
 
 
 @pytest.fixture(autouse=True)
@@ -198,3 +198,14 @@ def test_head_commit_outside_a_repository(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     (repo / "sub").mkdir()
     assert head_commit(repo / "sub") is None  # it reads repo/.git only: no search upwards
+
+
+def test_in_work_tree_looks_for_a_git_at_or_above(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "src" / "deep").mkdir(parents=True)
+    assert not in_work_tree(repo / "src" / "deep")
+    _git(repo, "init", "-q")
+    assert in_work_tree(repo) and in_work_tree(repo / "src" / "deep")
+    (tmp_path / "wt").mkdir()
+    (tmp_path / "wt" / ".git").write_text("gitdir: ../repo/.git/worktrees/wt\n")  # a worktree
+    assert in_work_tree(tmp_path / "wt")
