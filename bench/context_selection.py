@@ -33,7 +33,9 @@ source files, whole files added in rank order while they fit) computed in the sa
 Run: ``python -m bench.context_selection [--set python|polyglot] [--mirrors DIR]
 [--language X] [--quick] [--limit N] [--no-write]``. ``--quick`` takes 40 issues (a fixed,
 hash-ordered sample); it, ``--limit``, ``--language`` and ``--store`` leave docs/benchmarks.md
-alone.
+alone. ``--selector issue`` measures :func:`agentrt.context.issue.select_issue` (the
+issue-context workflow's packing, without a model) instead of ``select``, and ``--no-history``
+ranks without the git history; both print and leave the docs alone.
 
 ``--rerank llm`` measures the issue-context workflow's LLM re-ranking instead, with whatever
 model is configured (``AGENTRT_MODEL`` and its key; without one: one line, exit 2): per issue,
@@ -70,10 +72,12 @@ import numpy as np
 from agentrt.context import relevance
 from agentrt.context.compress import split_lines
 from agentrt.context.history import CoChanges, read_history
+from agentrt.context.issue import select_issue
 from agentrt.context.packer import MERGE_GAP, FileView, PackedItem, render_item, rendered_tokens
 from agentrt.context.ranker import ranker_mode
 from agentrt.context.select import (
     DEFAULT_EXCLUDES,
+    Selection,
     fence_language,  # the code fences' language tags, so the oracle renders as select does
     line_token_counts,
     select,
@@ -751,6 +755,14 @@ class Results:
     #: Issues with a gold file that no selection can deliver (the scan does not index it:
     #: default ignores, excluded patterns, binary, or a blob the snapshot lacks).
     unindexed: int = 0
+    #: Which function selected (a key of :data:`SELECTORS`).
+    selector: str = "select"
+
+
+#: What ``--selector`` measures: ``select`` (``agentrt context select``), or ``issue``
+#: (:func:`agentrt.context.issue.select_issue`, the issue-context workflow's packing of the
+#: ranking without a model's picks: neighbours, then the ranking's order).
+SELECTORS: dict[str, Callable[..., Selection]] = {"select": select, "issue": select_issue}
 
 
 def run(
@@ -761,10 +773,13 @@ def run(
     issue_set: IssueSet = SETS["python"],
     trees: Callable[[Issue], Path] = sdist_tree,
     history: bool = True,
+    selector: str = "select",
 ) -> Results:
     """Select for each issue at each budget, score, and time it (``history``: rank with the
-    history before each issue's base commit on git trees, :func:`tree_history`)."""
-    results = Results()
+    history before each issue's base commit on git trees, :func:`tree_history`;
+    ``selector``: a key of :data:`SELECTORS`)."""
+    results = Results(selector=selector)
+    select_at = SELECTORS[selector]
     counter = TokenCounter()  # select's default encoding, as the budgets are counted in
     by_tree: dict[tuple[str, str], list[Issue]] = {}
     for issue in issues:
@@ -789,7 +804,7 @@ def run(
                 started = time.perf_counter()
                 # Timed: select reads it too.
                 cochanges = tree_history(trees, issue, store) if history else False
-                selection = select(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
+                selection = select_at(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
                 elapsed = time.perf_counter() - started
                 if n == 0:
                     results.cold.append((label, selection.stats["files"], elapsed))
@@ -815,7 +830,7 @@ def run(
                 outcome = []
                 for budget in BUDGETS:
                     if budget != BUDGETS[0]:
-                        selection = select(
+                        selection = select_at(
                             tree, issue.query, budget, store=store, history=cochanges
                         )
                     if count_tokens(selection.to_markdown()) > budget:
@@ -846,7 +861,7 @@ def run(
                 if issue_set.warm_repeat and len(group) == 1:
                     relevance._MEMORY.clear()
                     started = time.perf_counter()
-                    select(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
+                    select_at(tree, issue.query, BUDGETS[0], store=store, history=cochanges)
                     results.warm.append(time.perf_counter() - started)
                     results.warm_by_tree.setdefault(label, []).append(results.warm[-1])
                 if verbose:
@@ -1166,6 +1181,8 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
     lines.append(f"Peak memory (RSS, process or a worker): {peak_memory_mb():.0f} MB.")
     lines.append(f"Deliveries over budget: {results.over_budget} (must be 0).")
     lines.append(f"File ranker: {ranker_mode()} (`AGENTRT_RANKER`, `agentrt.context.ranker`).")
+    if results.selector != "select":
+        lines.append(f"Selector: `{SELECTORS[results.selector].__name__}` (`--selector`).")
     return "\n".join(lines)
 
 
@@ -1363,6 +1380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rank without the git history before each base commit (git trees have it)",
     )
     parser.add_argument(
+        "--selector",
+        choices=sorted(SELECTORS),
+        default="select",
+        help="what selects: select (agentrt context select) or issue (select_issue, the "
+        "issue-context workflow's packing without a model)",
+    )
+    parser.add_argument(
         "--store",
         type=Path,
         default=None,
@@ -1381,6 +1405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         issue_set=issue_set,
         trees=trees,
         history=not args.no_history,
+        selector=args.selector,
     )
     body = table(results, issue_set)
     if isinstance(trees, GitTrees):
@@ -1388,7 +1413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(body)
     print(f"({time.perf_counter() - started:.0f} s)")
     if not (
-        args.quick or args.limit or args.no_write or args.store or args.language or args.no_history
+        args.quick
+        or args.limit
+        or args.no_write
+        or args.store
+        or args.language
+        or args.no_history
+        or args.selector != "select"
     ):
         from bench.report import write_section
 

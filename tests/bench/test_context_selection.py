@@ -334,6 +334,38 @@ def test_run_on_a_snapshot_tree_scores_each_language(tmp_path: Path) -> None:
     assert "2 issues (1 skipped: base commit not in the snapshot of owner/tiny)" in body
 
 
+def test_selector_issue_measures_select_issue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirrors = tmp_path / "mirrors"
+    _, commit = _snapshot(mirrors)
+    issue = cs.Issue("t-1", "owner/tiny", commit, "parse a dash", ["src/parse.c"],
+                     [("src/parse.c", ["    return s[0] == '-';"], [])], "c")  # fmt: skip
+    calls: list[int] = []
+
+    def recorded(repo: Path, query: str, budget: int, **kwargs: object) -> cs.Selection:
+        calls.append(budget)
+        return cs.select_issue(repo, query, budget, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(cs.SELECTORS, "issue", recorded)
+    trees = cs.GitTrees(mirrors, cache=tmp_path / "cache")
+    results = cs.run(
+        [issue], verbose=False, issue_set=cs.SETS["polyglot"], trees=trees, selector="issue"
+    )
+    # Every budget through select_issue, then the warm repeat of a one-issue tree.
+    assert calls == [*cs.BUDGETS, cs.BUDGETS[0]]
+    (outcome,) = results.outcomes
+    assert all(outcome.hunks.values()) and all(outcome.files.values())
+    assert "Selector: `recorded` (`--selector`)." in cs.table(results, cs.SETS["polyglot"])
+
+
+def test_unknown_selector_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cs.main(["--selector", "bm25", "--no-write"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'bm25'" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------- --rerank llm
 
 
