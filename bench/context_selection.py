@@ -1042,6 +1042,37 @@ def parts_table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+#: Sizes of a fix, in gold hunks: (label, fewest, most).
+FIX_SIZES = (("1 hunk", 1, 1), ("2-3 hunks", 2, 3), ("4-9 hunks", 4, 9), ("10+ hunks", 10, None))
+
+
+def size_table(outcomes: Sequence[Outcome]) -> str:
+    """Recall by the size of the fix (its number of gold hunks), ours and BM25's.
+
+    Recall asks for every hunk of an issue, and the sets differ in how big their fixes are
+    (most SWE-bench fixes are one hunk; the polyglot set's median is six): this table
+    compares issues of one size across sets and languages.
+    """
+    lines = [
+        "| fix size | issues | hunk recall 4k / 13k / 27k | hunks attainable 4k / 13k / 27k "
+        "| file recall 4k / 13k | BM25 hunk recall 4k / 13k / 27k |",
+        "|---|---:|---|---|---|---|",
+    ]
+    groups = [
+        (label, [o for o in outcomes if low <= o.n_hunks and (high is None or o.n_hunks <= high)])
+        for label, low, high in FIX_SIZES
+    ]
+    for label, group in [*groups, ("all", list(outcomes))]:
+        if not group:
+            continue
+        lines.append(
+            f"| {label} | {len(group)} | {_shares(group, 'hunks', BUDGETS)} "
+            f"| {_ceilings(group, 'hunks')} | {_shares(group, 'files', BUDGETS[:2])} "
+            f"| {_shares(group, 'base_hunks', BUDGETS)} |"
+        )
+    return "\n".join(lines)
+
+
 def miss_table(outcomes: Sequence[Outcome], budget: int = TAXONOMY_BUDGET) -> str:
     """Per language: the issues whose hunks were missed at ``budget``, by reason (each in the
     first of :data:`MISS_REASONS` that applies), and a legend of the reasons."""
@@ -1146,6 +1177,10 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
             "issue they belong to (recall above asks for every hunk of an issue):",
             "",
             parts_table(results.outcomes),
+            "",
+            "By the size of the fix (its gold hunks; the issue counts once, all its hunks needed):",
+            "",
+            size_table(results.outcomes),
             "",
             f"Why hunks were missed at {TAXONOMY_BUDGET // 1000}k:",
             "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -280,6 +281,19 @@ def test_code_only_table_counts_only_issues_whose_gold_is_all_code() -> None:
     assert list(rows) == ["C++"]  # no Rust issue is code only; one language: no "all" row
     assert rows["C++"] == "| C++ | 4 (5) | 50 / 75 / 100 % | 100 / 100 / 100 % | 100 / 100 % |"
     assert cs.code_only_table(rust) == "(no issue whose gold files are all code)"
+
+
+def test_size_table_groups_issues_by_their_number_of_gold_hunks() -> None:
+    small = [replace(_outcome("c", (True, True, True)), n_hunks=1) for _ in range(3)]
+    mid = [replace(_outcome("rust", (n == 0, True, True)), n_hunks=5) for n in range(2)]
+    big = [replace(_outcome("c", (False, False, n == 0)), n_hunks=12) for n in range(4)]
+    rows = cs.size_table([*small, *mid, *big]).splitlines()[2:]
+    assert [row.split(" | ")[:3] for row in rows] == [
+        ["| 1 hunk", "3", "100 / 100 / 100 %"],
+        ["| 4-9 hunks", "2", "50 / 100 / 100 %"],  # no fix of 2-3 hunks: no row
+        ["| 10+ hunks", "4", "0 / 0 / 25 %"],
+        ["| all", "9", "44 / 56 / 67 %"],
+    ]
 
 
 def test_one_language_has_no_all_row() -> None:
