@@ -50,13 +50,13 @@ from agentrt.context.select import (
     DEFAULT_EXCLUDES,
     DEFAULT_THRESHOLD,
     FULL_FILE_WEIGHT,
-    HISTORY_BUDGET,
     SKELETON_WEIGHT,
     SMALL_FILE_LINES,
     SPAN_PADDING,
     Selection,
     _packed,
     counterparts_at,
+    history_at,
     history_of,
     prepare_packing,
     ranked_candidates,
@@ -272,9 +272,7 @@ def select_issue(
     started = time.perf_counter()
     if budget <= 0:
         raise ValueError(f"budget must be a positive number of tokens, got {budget}")
-    ranked = _Ranked.build(
-        repo, issue, encoding, store, include, history if budget >= HISTORY_BUDGET else False
-    )
+    ranked = _Ranked.build(repo, issue, encoding, store, include, history_at(history, budget))
     resolved = ranked.resolve(picks) if picks is not None else None
     out = ranked.offer(resolved, budget)
     files, units = ranked.listing(out, max_files, max_units, resolved)

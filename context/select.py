@@ -292,11 +292,7 @@ def select(
     index_stats = IndexStats(skipped=len(scan.skipped))
     index = build_index(scan.root, scan, store, index_stats)
     ranked = time.perf_counter()
-    cochanges = (
-        history_of(scan.root, history, store)
-        if query.strip() and budget >= HISTORY_BUDGET
-        else None
-    )
+    cochanges = history_of(scan.root, history_at(history, budget), store) if query.strip() else None
     ranking = shadow_amalgamations(index, rank(index, query, cochanges))
     candidates = ranked_candidates(index, ranking, budget, threshold)
     files = {f.path: f for f in scan.files}
@@ -347,6 +343,12 @@ def select(
         stats=stats,
         message=scan.message,
     )
+
+
+def history_at(history: bool | CoChanges, budget: int) -> bool | CoChanges:
+    """``history``, or False below :data:`HISTORY_BUDGET` (where it displaced the best
+    file's units)."""
+    return history if budget >= HISTORY_BUDGET else False
 
 
 def history_of(root: Path, history: bool | CoChanges, store: ContextStore) -> CoChanges | None:
