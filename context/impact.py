@@ -12,14 +12,21 @@ or a unified diff (``diff``) that the repository holds either side of — and se
    **tests** (test functions that call or use the changed units, test files that import
    the changed module, and test files named after it: ``test_<module>.py``,
    ``<module>_test.py``); the changed modules' **importers**; and the **callees** whose
-   signatures the changed lines rely on.
+   signatures the changed lines rely on;
+3. the files past commits changed **together with** the changed files (the repository's git
+   history before the change, :mod:`agentrt.context.history`): the most coupled ones, each
+   as its best unit for the change's lines and its outline — the rest of a change is often
+   linked to it by neither calls nor imports nor words (a header, a registry, a sibling
+   implementation);
+4. with what is left of the budget, the code most **related** to the change by content.
 
 Each delivered item says ``why`` it is there (``changed: parse_header``, ``caller of
-parse_header``, ``test of utils.py``, ``importer of utils.py``, ``callee: Header.__init__``).
-Candidates are packed by :func:`agentrt.context.packer.pack` — the hunks first, in order,
-then everything else by relevance per token (callers and tests before importers'
-skeletons and callees' signatures) — and the Markdown, whys included, never exceeds the
-budget.
+parse_header``, ``test of utils.py``, ``importer of utils.py``, ``callee: Header.__init__``,
+``co-changed with utils.py``, ``related by content``). Candidates are packed by
+:func:`agentrt.context.packer.pack` — the hunks first, in order, then everything else by
+relevance per token (callers and tests before co-changed files, then importers' skeletons
+and callees' signatures, then related code) — and the Markdown, whys included, never
+exceeds the budget.
 
 What it reads of the repository index (:mod:`agentrt.context.relevance`): ``paths``,
 ``hashes``, ``structures`` (units, skeleton, line count per file), ``file_units``,
