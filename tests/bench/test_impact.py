@@ -1,42 +1,24 @@
-"""bench.impact on git trees: the set options, and a run on a tiny snapshot with history.
+"""bench.impact on git trees: a run on a tiny snapshot, with and without its history
+(the set options are tested with bench.context_selection's).
 
 Trees come out of tiny git repositories made here, not ../shared or real snapshots.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench import context_selection as cs
 from bench import impact as bi
+from tests.bench.helpers import git as _git
+from tests.bench.helpers import isolate_git
 
 
 @pytest.fixture(autouse=True)
 def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@example.com")
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True).stdout.decode().strip()
-
-
-@pytest.mark.parametrize("name", ["polyglot", "python-git"])
-def test_git_sets_need_their_snapshots(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        bi.main(["--set", name, "--mirrors", str(tmp_path / "none"), "--no-write"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert f"--set {name} needs --mirrors" in err and "Traceback" not in err
+    isolate_git(monkeypatch)
 
 
 PARSER = "def parse_dash(text):\n    return text.startswith('-')\n"
