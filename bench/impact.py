@@ -340,10 +340,16 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
     lines += [
         "",
         f"The change: the hunks of the first gold file found in the {tree}, as a diff "
-        "whose old side is the tree. Other gold files: the fix's other files (the sets keep "
-        "test changes apart, so these are source files). Test module: a file named "
-        "`test_<module>.py` or `<module>_test.py` (the changed file's suffix) anywhere in the "
-        "tree; impact finds such "
+        "whose old side is the tree. Other gold files: the fix's other files "
+        + (
+            "(SWE-bench keeps test changes apart, so these are source files). Test module: a "
+            "file named `test_<module>.py` or `<module>_test.py` anywhere in the tree; "
+            if release
+            else "(the sets keep test changes apart: these are code, docs or build files). "
+            "Test module: a file named `test_<module>` or `<module>_test` with the changed "
+            "file's suffix anywhere in the tree; "
+        )
+        + "impact finds such "
         "files by that same convention, so for impact the column measures delivery within "
         "the budget, for the baseline whether the query finds them. Baseline: `context "
         "select` with the changed file's path and the hunks' lines as the query.",
