@@ -10,8 +10,8 @@ An LLM agent is a manifest, not code. The runtime validates the agent's input, t
    inside the agent's token slice (``ctx.budget_tokens``) less what the rest of the prompt costs;
    when the manifest's ``context.change`` names an input holding a git revision and it is
    set, the context is the change's impact instead (:func:`agentrt.context.impact.select_impact`:
-   the hunks, then callers, tests, importers, callees). Context and upstream outputs are fenced
-   as untrusted data (:func:`agentrt.context.untrusted.fence_untrusted`);
+   the hunks, then callers, tests, importers, callees, co-changed files). Context and upstream
+   outputs are fenced as untrusted data (:func:`agentrt.context.untrusted.fence_untrusted`);
 2. renders the manifest's ``prompt`` with :func:`render_prompt`: ``{task}``, ``{context}``,
    ``{query}`` and the input's fields, by plain name only (nothing is evaluated). Whatever
    the template does not place (context, task, other inputs) goes into the user message;

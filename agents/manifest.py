@@ -163,8 +163,8 @@ class ContextSpec(_Strict):
         description=(
             "Input field holding a git revision (e.g. since): when that input is set, an LLM "
             "agent's repository context is the change's impact since that revision (its hunks, "
-            "callers, tests, importers, callees: agentrt.context.impact.select_impact) instead "
-            "of a selection for the query."
+            "callers, tests, importers, callees, co-changed files: "
+            "agentrt.context.impact.select_impact) instead of a selection for the query."
         ),
     )
     min_tokens: Annotated[int, Field(ge=0)] = 0

@@ -20,40 +20,54 @@ cl100k tokens. Measured, side by side with a baseline in the same run:
 Baseline: ``context select`` with the changed file's path and the hunks' lines as the query
 (what one would ask for without impact), same budgets, same store.
 
-Run: ``python -m bench.impact [--limit N] [--no-write]``.
+The issue sets are those of :mod:`bench.context_selection` (``--set``): the Python fixes on
+their release trees (default; no git history), or on git trees at their base commits
+(``--set python-git``, ``--set polyglot``, with ``--mirrors DIR``), where impact and the
+baseline both get the co-change history of the commits before the base
+(:meth:`bench.context_selection.GitTrees.history`; ``--no-history``: neither does).
+
+Run: ``python -m bench.impact [--set python|python-git|polyglot] [--mirrors DIR]
+[--language X] [--limit N] [--multi] [--no-history] [--no-write]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import hashlib
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from agentrt.context import relevance
+from agentrt.context.history import CoChanges
 from agentrt.context.impact import ChangeError, select_impact
 from agentrt.context.select import DEFAULT_EXCLUDES, select
 from agentrt.context.sources import scan_repository
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import count_tokens
 from bench.context_selection import (
+    QUICK_ISSUES,
+    SETS,
+    GitTrees,
     Issue,
+    IssueSet,
     _in_order,
     _resolve,
+    add_set_options,
     delivered_lines,
-    fetch_tree,
     in_order_positions,
-    load_issues,
+    issues_from_args,
+    sdist_tree,
     tree_file,
+    tree_history,
 )
+from bench.trees import NoTree
 
 BUDGETS = (4_000, 13_000)
 METHODS = ("impact", "graph", "baseline")
@@ -125,10 +139,11 @@ def build_change(issue: Issue, tree: Path) -> Change | None:
 
 
 def named_tests(paths: Sequence[str], path: str) -> set[str]:
-    """Test modules named after the module ``path``, anywhere in the tree."""
+    """Test modules named after the module ``path``, anywhere in the tree
+    (``test_<module>.py``, ``<module>_test.go``: the changed file's suffix)."""
     pure = PurePosixPath(path)
     stem = pure.parent.name if pure.stem == "__init__" else pure.stem
-    names = {f"test_{stem}.py", f"{stem}_test.py"}
+    names = {f"test_{stem}{pure.suffix}", f"{stem}_test{pure.suffix}"}
     return {p for p in paths if PurePosixPath(p).name in names}
 
 
@@ -167,18 +182,30 @@ class Results:
     first_latency: list[float] = field(default_factory=list)  # impact, index built
     why_counts: dict[str, int] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)
+    #: Fixes whose selections had a history (git trees), and its median number of commits.
+    with_history: list[int] = field(default_factory=list)
 
 
-def run(issues: Sequence[Issue], verbose: bool = True) -> Results:
+def run(
+    issues: Sequence[Issue],
+    verbose: bool = True,
+    *,
+    trees: Callable[[Issue], Path] = sdist_tree,
+    history: bool = True,
+) -> Results:
+    """Measure each fix (``trees``: where its tree comes from; ``history``: impact and the
+    baseline get the history before each base commit on git trees, :func:`tree_history`)."""
     results = Results()
     by_tree: dict[tuple[str, str], list[Issue]] = {}
     for issue in issues:
         by_tree.setdefault((issue.repo, issue.version), []).append(issue)
     for (name, version), group in by_tree.items():
-        tree = fetch_tree(name, version)
-        if tree is None:
+        try:
+            tree = trees(group[0])
+        except NoTree as exc:
             results.skipped.extend(i.instance_id for i in group)
-            print(f"  no source tree for {name} {version}; skipping {len(group)}", file=sys.stderr)
+            print(f"  no source tree for {name} {version} ({exc}); skipping {len(group)}",
+                  file=sys.stderr)  # fmt: skip
             continue
         paths = [f.path for f in scan_repository(tree, extra_ignores=DEFAULT_EXCLUDES).files]
         store_dir = Path(tempfile.mkdtemp(prefix="agentrt-bench-impact-"))
@@ -192,7 +219,10 @@ def run(issues: Sequence[Issue], verbose: bool = True) -> Results:
                 if change is None:
                     results.no_change += 1
                     continue
-                outcome = _measure(issue, tree, paths, change, store, results, first)
+                cochanges = tree_history(trees, issue, store) if history else False
+                if cochanges:
+                    results.with_history.append(cochanges.n_commits)  # type: ignore[union-attr]
+                outcome = _measure(issue, tree, paths, change, store, results, first, cochanges)
                 first = False
                 if verbose:
                     print(f"  {issue.instance_id:40s} {outcome}", flush=True)
@@ -210,6 +240,7 @@ def _measure(
     store: ContextStore,
     results: Results,
     first: bool,
+    history: CoChanges | bool = False,
 ) -> str:
     others = [g for g in issue.gold_files if g != change.gold]
     tests = named_tests(paths, change.path)
@@ -221,7 +252,7 @@ def _measure(
     for budget in BUDGETS:
         started = time.perf_counter()
         try:
-            impact = select_impact(tree, budget, diff=change.diff, store=store)
+            impact = select_impact(tree, budget, diff=change.diff, store=store, history=history)
         except ChangeError as exc:
             results.errors.append(f"{issue.instance_id}: {exc}")
             return f"error: {exc}"
@@ -234,8 +265,10 @@ def _measure(
                 if not reason.startswith("+"):
                     label = reason.split(" ", 1)[0].rstrip(":")
                     results.why_counts[label] = results.why_counts.get(label, 0) + 1
-        graph = select_impact(tree, budget, diff=change.diff, store=store, related=False)
-        baseline = select(tree, change.query, budget, store=store)
+        graph = select_impact(
+            tree, budget, diff=change.diff, store=store, related=False, history=history
+        )
+        baseline = select(tree, change.query, budget, store=store, history=history)
         for method, selection in (("impact", impact), ("graph", graph), ("baseline", baseline)):
             if count_tokens(selection.to_markdown()) > budget:
                 results.over_budget += 1
@@ -251,29 +284,33 @@ def _measure(
             delivered = got.get(change.path, [])
             hunks = all(_in_order(t, delivered) for t in change.targets)
             results.change[key].add(hunks)
-            if method == "impact":
+            if method in ("impact", "baseline"):
                 marks = (
                     ("O" if all(_resolve(g, got) for g in others) else "o") if others else "-",
                     ("T" if any(t in got for t in tests) else "t") if tests else "-",
                     "H" if hunks else "h",
                 )
                 outcome.append("".join(marks))
-    return " ".join(outcome) + f"  {elapsed:.2f}s"
+    # Per budget: impact's marks, then the baseline's (in brackets).
+    pairs = [f"{outcome[i]} [{outcome[i + 1]}]" for i in range(0, len(outcome), 2)]
+    return " ".join(pairs) + f"  {elapsed:.2f}s"
 
 
 def _median(values: Sequence[float]) -> str:
     return f"{statistics.median(values):.2f} s" if values else "n/a"
 
 
-def table(results: Results) -> str:
+def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
     r = results
     n = r.fixes - r.no_change - len(r.errors)
     any_tests = next(iter(r.tests.values())).total
+    release = issue_set.name == "python"
+    tree, no_tree = ("release tree", "no sdist") if release else ("tree", "no tree")
     lines = [
-        f"{r.fixes} fixes ({len(r.skipped)} skipped: no sdist; {r.no_change} whose gold hunks "
-        f"are not in the release tree; {len(r.errors)} errors): {n} changes measured. "
+        f"{r.fixes} fixes ({len(r.skipped)} skipped: {no_tree}; {r.no_change} whose gold hunks "
+        f"are not in the {tree}; {len(r.errors)} errors): {n} changes measured. "
         f"{r.multi} touch several files, with {r.others_total} other gold files "
-        f"({r.others_in_tree} of them in the release trees: the ceiling). "
+        f"({r.others_in_tree} of them in the {tree}s: the ceiling). "
         f"{any_tests} have a test module named after the changed module in their tree.",
         "",
         "| budget | method | other gold files: all of them | other gold files: each "
@@ -287,16 +324,32 @@ def table(results: Results) -> str:
                 f"| {budget // 1000}k | {LABELS[method]} | {r.all_others[key].pct()} "
                 f"| {r.other_files[key].pct()} | {r.tests[key].pct()} | {r.change[key].pct()} |"
             )
+    if not release:
+        commits = f"{statistics.median(r.with_history):.0f}" if r.with_history else "n/a"
+        lines += [
+            "",
+            f"Trees: each fix's base commit. {len(r.with_history)} of {n} changes had a "
+            f"history (median {commits} commits before the base, of at most 30 files each), "
+            "given to impact (co-changed files) and to the baseline (its ranking, from "
+            "8k on) alike.",
+        ]
     reasons = ", ".join(
         f"{label} {count}"
         for label, count in sorted(r.why_counts.items(), key=lambda item: -item[1])
     )
     lines += [
         "",
-        "The change: the hunks of the first gold file found in the release tree, as a diff "
-        "whose old side is the tree. Other gold files: the fix's other files (SWE-bench keeps "
-        "test changes apart, so these are source files). Test module: a file named "
-        "`test_<module>.py` or `<module>_test.py` anywhere in the tree; impact finds such "
+        f"The change: the hunks of the first gold file found in the {tree}, as a diff "
+        "whose old side is the tree. Other gold files: the fix's other files "
+        + (
+            "(SWE-bench keeps test changes apart, so these are source files). Test module: a "
+            "file named `test_<module>.py` or `<module>_test.py` anywhere in the tree; "
+            if release
+            else "(the sets keep test changes apart: these are code, docs or build files). "
+            "Test module: a file named `test_<module>` or `<module>_test` with the changed "
+            "file's suffix anywhere in the tree; "
+        )
+        + "impact finds such "
         "files by that same convention, so for impact the column measures delivery within "
         "the budget, for the baseline whether the query finds them. Baseline: `context "
         "select` with the changed file's path and the hunks' lines as the query.",
@@ -313,33 +366,49 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+#: docs/benchmarks.md sections of the issue sets (the release trees' is the first).
+SECTIONS = {
+    "python": (
+        "impact",
+        "Change-impact context (the rest of a fix, and its tests, at a token budget)",
+    ),
+    "python-git": ("impact-python-git", "Change-impact context, Python fixes on git trees"),
+    "polyglot": ("impact-polyglot", "Change-impact context in other languages (polyglot fixes)"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=None, help="at most N fixes")
+    add_set_options(parser)
     parser.add_argument("--multi", action="store_true", help="only fixes of several files")
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="no git history before each base commit for impact nor the baseline (git trees)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    issues = load_issues()
+    # --multi filters before --limit / --quick take the first fixes.
+    limit = args.limit or (QUICK_ISSUES if args.quick else None)
+    everything = argparse.Namespace(**{**vars(args), "limit": None, "quick": False})
+    issue_set, trees, issues = issues_from_args(parser, everything)
     if args.multi:
         issues = [i for i in issues if len(i.gold_files) > 1]
-    issues.sort(key=lambda i: hashlib.blake2b(i.instance_id.encode()).hexdigest())
-    if args.limit:
-        issues = issues[: args.limit]
+    if limit:
+        issues = issues[:limit]
     started = time.perf_counter()
-    results = run(issues, verbose=not args.quiet)
-    body = table(results)
+    results = run(issues, verbose=not args.quiet, trees=trees, history=not args.no_history)
+    body = table(results, issue_set)
     print(body)
     print(f"({time.perf_counter() - started:.0f} s)")
-    if not (args.limit or args.multi or args.no_write):
+    if not (limit or args.multi or args.no_write or args.language or args.no_history):
         from bench.report import write_section
 
-        write_section(
-            "impact",
-            "Change-impact context (the rest of a fix, and its tests, at a token budget)",
-            body,
-            "python -m bench.impact",
-        )
+        command = "python -m bench.impact"
+        if isinstance(trees, GitTrees):
+            command += f" --set {issue_set.name} --mirrors {args.mirrors}"
+        write_section(*SECTIONS[issue_set.name], body, command)
     return 0
 
 

@@ -116,9 +116,17 @@ def impact_command(
     ] = None,
     output_format: Format = "markdown",
     encoding: Encoding = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Offer the files that past commits changed together with the changed files "
+            "(read from the repository's git log).",
+        ),
+    ] = True,
 ) -> None:
     """Print what a reviewer of a change must see: the changed hunks and their units, then
-    callers, tests, importers and callees, each item with why it is there."""
+    callers, tests, importers, callees and co-changed files, each item with why it is there."""
     _repo_dir(repo)
     if (since is None) == (diff_file is None):
         raise fail(
@@ -129,7 +137,9 @@ def impact_command(
     from agentrt.context.impact import select_impact
 
     _print_selection(
-        lambda: select_impact(repo, budget, since=since, diff=diff, encoding=encoding),
+        lambda: select_impact(
+            repo, budget, since=since, diff=diff, encoding=encoding, history=history
+        ),
         "impact",
         output_format,
     )

@@ -8,28 +8,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import bench.impact
 from agentrt.context.packer import MERGE_GAP
 from bench import context_selection as cs
 from bench.trees import NoTree, cached_tree, extract_tree, find_mirror
+from tests.bench.helpers import git as _git
+from tests.bench.helpers import isolate_git
 
 
 @pytest.fixture(autouse=True)
-def _isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    for who in ("AUTHOR", "COMMITTER"):
-        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
-        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@example.com")
-
-
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], check=True, capture_output=True)
-    return done.stdout.decode().strip()
+def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_git(monkeypatch)
 
 
 FILES = {
@@ -308,12 +303,15 @@ def test_skip_note_counts_each_reason() -> None:
     assert note == "3 skipped: x (2); y (1)"
 
 
+@pytest.mark.parametrize("main", [cs.main, bench.impact.main], ids=["selection", "impact"])
 @pytest.mark.parametrize("name", ["polyglot", "python-git"])
 def test_git_sets_need_their_snapshots(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+    main: Callable[[list[str]], int], name: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Both benchmarks take the sets' options (bench.impact through add_set_options)."""
     with pytest.raises(SystemExit) as exit_:
-        cs.main(["--set", name, "--mirrors", str(tmp_path / "none"), "--no-write"])
+        main(["--set", name, "--mirrors", str(tmp_path / "none"), "--no-write"])
     assert exit_.value.code == 2
     assert f"--set {name} needs --mirrors" in capsys.readouterr().err
 

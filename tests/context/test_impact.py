@@ -4,6 +4,7 @@ tests and importers are known: the Python API, the CLI, and bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentrt.cli.context import app
+from agentrt.context.history import read_history
 from agentrt.context.impact import ChangeError, ImpactSelection, change_sizes, select_impact
 from agentrt.context.store import ContextStore
 from agentrt.context.tokens import count_tokens
@@ -492,3 +494,102 @@ def test_a_group_of_the_changed_files_with_its_own_impact(repo: Path, store: Con
     related = select_impact(repo, 6000, since="HEAD", store=store, paths=["pkg/utils.py"])
     assert not any("related" in w for w in _whys(related).get("pkg/other.py", []))
     assert "name.strip().lower()" in _delivered(group, "pkg/utils.py")
+
+
+# --------------------------------------------------------------------------- co-changes
+
+#: Shares no name or word with utils.py (so neither the graph nor "related by content" finds
+#: it), but every past change of the header parsing changed it too.
+WIRE_FORMAT = """WIRE_LIMITS = {"maximum": 8190, "folded": False}
+
+
+def wire_maximum():
+    return WIRE_LIMITS["maximum"]
+"""
+
+
+def _with_cochanges(repo: Path) -> None:
+    """Three past commits that change pkg/utils.py together with pkg/wire.py."""
+    for n in range(3):
+        _edit(repo, "pkg/utils.py", '"""Header parsing."""', f'"""Header parsing ({n})."""')
+        (repo / "pkg" / "wire.py").write_text(WIRE_FORMAT + f"\n# revision {n}\n")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"headers and wire {n}")
+        _edit(repo, "pkg/utils.py", f'"""Header parsing ({n})."""', '"""Header parsing."""')
+        _git(repo, "commit", "-q", "-am", f"back {n}")
+
+
+def _items(selection: ImpactSelection) -> list[tuple[str, int, int, str, str]]:
+    return [(i.path, i.start_line, i.end_line, i.kind, i.why) for i in selection.items]
+
+
+def test_co_changed_files_are_delivered_with_their_reason(repo: Path, store: ContextStore) -> None:
+    _with_cochanges(repo)
+    _change_parse_header(repo)
+    selection = select_impact(repo, 6000, since="HEAD", store=store)
+    whys = _whys(selection)
+    assert whys["pkg/wire.py"] == ["co-changed with utils.py"], whys.get("pkg/wire.py")
+    assert "WIRE_LIMITS" in _delivered(selection, "pkg/wire.py")
+    assert selection.stats["history_commits"] == 3 and selection.stats["cochanged"] == 1
+    # The changed file itself is not its own co-change; what else is there stays.
+    assert not any("co-changed" in w for w in whys["pkg/utils.py"])
+    assert any("caller of parse_header" in w for w in whys["pkg/client.py"])
+
+
+def test_without_history_the_selection_is_as_before(
+    repo: Path, tmp_path: Path, store: ContextStore
+) -> None:
+    _with_cochanges(repo)
+    _change_parse_header(repo)
+    diff = _git(repo, "diff")
+    # The same files without .git: no history to read.
+    plain = tmp_path / "plain"
+    shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
+    outside = select_impact(plain, 6000, diff=diff, store=store)
+    assert outside.stats["history_commits"] == 0 and "pkg/wire.py" not in _whys(outside)
+    for selection in (
+        select_impact(repo, 6000, since="HEAD", store=store, history=False),
+        select_impact(repo, 6000, diff=diff, store=store, history=False),
+    ):
+        assert selection.stats["history_commits"] == 0
+        assert _items(selection) == _items(outside)
+    # The history given (as a benchmark gives a tree its snapshot's history).
+    given = select_impact(plain, 6000, diff=diff, store=store, history=read_history(repo))
+    assert _whys(given)["pkg/wire.py"] == ["co-changed with utils.py"]
+
+
+def test_co_changes_respect_the_group_under_review(repo: Path, store: ContextStore) -> None:
+    """With ``paths``, the change's other files are reviewed elsewhere: not co-changes here."""
+    _with_cochanges(repo)
+    _change_parse_header(repo)
+    (repo / "pkg" / "wire.py").write_text(WIRE_FORMAT + "\n# edited with the change\n")
+    whole = select_impact(repo, 6000, since="HEAD", store=store)
+    assert not any("co-changed" in i.why for i in whole.items)  # wire.py is in the change
+    group = select_impact(repo, 6000, since="HEAD", store=store, paths=["pkg/utils.py"])
+    assert "pkg/wire.py" not in _whys(group)
+
+
+def test_the_history_is_the_past_of_the_revision(repo: Path, store: ContextStore) -> None:
+    """``--since REV`` reads the history before REV: the commits under review are not it."""
+    _with_cochanges(repo)
+    _change_parse_header(repo)
+    _git(repo, "commit", "-q", "-am", "the change")
+    before = select_impact(repo, 6000, since="HEAD~1", store=store)
+    assert before.stats["history_commits"] == 3
+    assert _whys(before)["pkg/wire.py"] == ["co-changed with utils.py"]
+    early = select_impact(repo, 6000, since="HEAD~7", store=store)  # before the co-changes
+    assert early.stats["history_commits"] == 0
+    assert not any("co-changed" in i.why for i in early.items)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-history"]])
+def test_cli_history_flag(repo: Path, flag: list[str]) -> None:
+    _with_cochanges(repo)
+    _change_parse_header(repo)
+    args = ["impact", "--repo", str(repo), "--since", "HEAD", "--budget", "6000", "--format"]
+    result = runner.invoke(app, [*args, "json", *flag])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    wire = [i["why"] for i in out["items"] if i["path"] == "pkg/wire.py"]
+    assert wire == ([] if flag else ["co-changed with utils.py"])
+    assert "--no-history" in runner.invoke(app, ["impact", "--help"]).stdout
