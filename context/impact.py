@@ -48,7 +48,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from agentrt.context.compress import Unit, split_lines
+from agentrt.context.counterparts import (
+    COUNTERPART_WEIGHT,
+    Counterpart,
+    find_counterparts,
+    find_definitions,
+)
 from agentrt.context.git import run_git
 from agentrt.context.history import CoChanges, read_history
 from agentrt.context.items import SelectionItem
@@ -68,9 +76,10 @@ from agentrt.context.select import (
     DEFAULT_EXCLUDES,
     Selection,
     _packed,
-    _views,
+    _reader,
     capped,
     history_of,
+    prepare_packing,
 )
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
@@ -112,6 +121,9 @@ SCORE_IMPORTER = 0.4
 SCORE_CALLEE = 0.38
 SCORE_MAYBE_CALLEE = 0.3
 SCORE_OVERRIDE = 0.7
+#: A changed C/C++ unit's counterpart (its declaration in a header, a class's member
+#: definition) is offered at COUNTERPART_WEIGHT (0.8) times this: between callers and tests.
+SCORE_COUNTERPART_OF = SCORE_ENCLOSING
 #: What is left of the budget goes to the code most related to the change by content (the
 #: ranking of :func:`agentrt.context.select.select`, the changed lines as the query), its
 #: scores scaled by this: below every structural neighbour.
@@ -871,8 +883,20 @@ def select_impact(
     else:
         cochanges = history_of(root, history, store)
     counts = _collect(graph, changes, candidates, related, others, cochanges)
-    views = _views(index, candidates.paths(), files, counter, store)
-    packed = _pack(views, candidates, budget, counter)
+    counterparts = _counterparts(graph, changes, files)
+    # As select packs: each candidate with its copies in amalgamations as twins, and the
+    # hunks again after them (covered by then) so that their copies follow them.
+    packing = prepare_packing(
+        index, [*candidates.first, *candidates.rest.values()], counterparts, files, counter, store
+    )
+    packed = _pack(
+        packing.views,
+        candidates,
+        budget,
+        counter,
+        rest=packing.candidates,
+        annotate=packing.annotate,
+    )
     items = [
         ImpactItem(
             p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text, why
@@ -884,6 +908,7 @@ def select_impact(
         "index": index_stats.as_dict(),
         "parsed_for_references": graph.parsed,
         **counts,
+        "counterparts": len(counterparts),
         "history_commits": cochanges.n_commits if cochanges is not None else 0,
         "seconds": round(time.perf_counter() - started, 4),
     }
@@ -1522,6 +1547,31 @@ def _cochanged(
         if index.structures[g].skeleton:
             out.add(path, "skeleton", SCORE_COCHANGED_SKELETON, why)
     return len(chosen)
+
+
+def _counterparts(
+    graph: _Graph, changes: list[FileChange], files: dict[str, SourceFile]
+) -> list[Counterpart]:
+    """The C/C++ counterparts of the changed units (:mod:`agentrt.context.counterparts`):
+    the declaration of a changed definition in its header (``declaration of Foo::bar``),
+    the definition of a changed prototype (``definition of bar``); worth
+    COUNTERPART_WEIGHT times SCORE_COUNTERPART_OF."""
+    index = graph.index
+    scores = np.zeros(len(index.unit_file), dtype=np.float64)
+    for change in changes:
+        f = graph.position.get(change.path)
+        if f is None or index.structures[f].language not in ("c", "cpp"):
+            continue
+        base = index.file_units(f).start
+        for local, unit in enumerate(index.structures[f].units):
+            if any(unit.start_line <= b and a <= unit.end_line for a, b in change.lines):
+                scores[base + local] = SCORE_COUNTERPART_OF
+    if not scores.any():
+        return []
+    read = _reader(files)
+    found = find_counterparts(index, scores, SCORE_COUNTERPART_OF, read)
+    score = SCORE_COUNTERPART_OF * COUNTERPART_WEIGHT
+    return found + find_definitions(index, np.flatnonzero(scores).tolist(), score, read)
 
 
 def _callees(
