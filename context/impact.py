@@ -4,7 +4,12 @@
 or a unified diff (``diff``) that the repository holds either side of — and selects:
 
 1. the changed hunks (always first, in diff order) with their enclosing units: the function,
-   method, class header or module block each hunk is in;
+   method, class header or module block each hunk is in; the copies of the hunks (and of
+   every other candidate) in amalgamations, generated files that concatenate their sources
+   (:mod:`agentrt.context.twins`: nlohmann/json's ``single_include/``), attached to them as
+   twins the packer prices with them; and the C/C++ **counterparts** of the changed units
+   (:mod:`agentrt.context.counterparts`): a changed definition's declaration in its
+   header, a changed prototype's definition;
 2. the code the change affects: **callers** of the changed functions, methods, classes and
    module-level names (the static call graph: direct calls, calls through ``import ... as``
    and ``from ... import ... as`` bindings, ``module.func()``, ``self.method()``, and other
@@ -22,11 +27,15 @@ or a unified diff (``diff``) that the repository holds either side of — and se
 
 Each delivered item says ``why`` it is there (``changed: parse_header``, ``caller of
 parse_header``, ``test of utils.py``, ``importer of utils.py``, ``callee: Header.__init__``,
-``co-changed with utils.py``, ``related by content``). Candidates are packed by
-:func:`agentrt.context.packer.pack` — the hunks first, in order, then everything else by
-relevance per token (callers and tests before co-changed files, then importers' skeletons
-and callees' signatures, then related code) — and the Markdown, whys included, never
-exceeds the budget.
+``co-changed with utils.py``, ``related by content``, ``twin of include/x.hpp:120-180 …``
+or ``also in single_include/x.hpp:…`` when a copy does not fit, ``declaration of Foo::bar
+(src/foo.cpp:120)``, ``definition of bar (include/foo.h:12)``). Candidates are packed as
+:func:`agentrt.context.select.select` packs its own
+(:func:`~agentrt.context.select.prepare_packing`, :func:`agentrt.context.packer.pack`) —
+the hunks first, in order, then everything else by relevance per token (the hunks' copies,
+callers, counterparts and tests before co-changed files, then importers' skeletons and
+callees' signatures, then related code) — and the Markdown, whys and notes included,
+never exceeds the budget.
 
 What it reads of the repository index (:mod:`agentrt.context.relevance`): ``paths``,
 ``hashes``, ``structures`` (units, skeleton, line count per file), ``file_units``,
