@@ -89,6 +89,7 @@ from agentrt.context.select import (
     capped,
     history_of,
     prepare_packing,
+    shadow_amalgamations,
 )
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
@@ -1050,6 +1051,8 @@ def _collect(
     counts = neighbours(graph, targets, changed_units, changed_files, out)
     callees = _callees(graph, call_names, changed_units, out)
     ranking = _change_ranking(graph, changes) if changes and (related or history) else None
+    if ranking is not None:  # an amalgamation's copies come with their sources (twins)
+        ranking = shadow_amalgamations(graph.index, ranking)
     cochanged = (
         _cochanged(graph, changed_files, history, ranking, out, others)
         if history is not None and ranking is not None
