@@ -39,6 +39,7 @@ __all__ = [
     "Counterpart",
     "CounterpartNotes",
     "find_counterparts",
+    "find_definitions",
 ]
 
 #: A counterpart is worth this fraction of the score of the unit it goes with.
@@ -129,23 +130,22 @@ class _Finder:
                 out.append(g)
         return out
 
-    def sources_of(self, h: int) -> list[int]:
-        """The source files that include header ``h``, or share its stem."""
+    def includers(self, h: int) -> list[int]:
+        """The files that include header ``h``."""
         found = self._includers.get(h)
         if found is None:
-            found = []
             imports = self.index.imports
-            if imports is not None:
-                column = imports.getcol(h)  # type: ignore[attr-defined]
-                found = [
-                    int(g)
-                    for g in column.nonzero()[0]
-                    if _suffix(self.index.paths[g]) in SOURCE_SUFFIXES
-                ]
-            for g in self.same_stem(h, SOURCE_SUFFIXES):
-                if g not in found:
-                    found.append(g)
+            column = imports.getcol(h) if imports is not None else None  # type: ignore[attr-defined]
+            found = [] if column is None else [int(g) for g in column.nonzero()[0]]
             self._includers[h] = found
+        return found
+
+    def sources_of(self, h: int) -> list[int]:
+        """The source files that include header ``h``, or share its stem."""
+        found = [g for g in self.includers(h) if _suffix(self.index.paths[g]) in SOURCE_SUFFIXES]
+        for g in self.same_stem(h, SOURCE_SUFFIXES):
+            if g not in found:
+                found.append(g)
         return found
 
     def declarations(self, h: int, name: str) -> list[tuple[int, int]]:
@@ -274,6 +274,40 @@ def find_counterparts(
     return out
 
 
+def find_definitions(
+    index: RepoIndex,
+    units: Sequence[int],
+    score: float,
+    read: Callable[[str], Sequence[str] | None],
+) -> list[Counterpart]:
+    """The definitions of the prototypes among ``units`` (``declaration`` units of C and C++
+    headers, e.g. the changed ones of a change): the functions and methods of the same
+    (qualified) name in the files that include the header or share its stem, offered with
+    ``score`` and a why (``definition of rect_area (src/geo.h:4)``)."""
+    finder = _Finder(index, read)
+    out: list[Counterpart] = []
+    for k in list(units)[:MAX_UNITS]:
+        path, unit = index.unit(int(k))
+        h = int(index.unit_file[k])
+        if unit.kind != "declaration" or _suffix(path) not in HEADER_SUFFIXES:
+            continue
+        parts = unit.name.split(".")
+        wanted = parts[-2:]
+        places = set(finder.includers(h)) | set(finder.sources_of(h))
+        for j in index.definitions.get(parts[-1], ()) or ():
+            g = int(index.unit_file[j])
+            _, definition = index.unit(j)
+            if (
+                g in places
+                and definition.kind in _FUNCTION_KINDS
+                and definition.name.split(".")[-len(wanted) :] == wanted
+            ):
+                cpp = index.structures[g].language == "cpp"
+                why = f"definition of {_display(unit.name, cpp)} ({path}:{unit.start_line})"
+                out.append(_span(index, j, score, why))
+    return out
+
+
 def _out_of_line(units: Sequence[Unit], unit: Unit, suffix: str) -> bool:
     """Whether function ``unit`` may have a declaration elsewhere: any function of a source
     file, and a method of a header defined outside its class (``Foo::bar`` below the class
@@ -318,15 +352,21 @@ def _member_definition(
 def _definition(
     index: RepoIndex, k: int, h: int, name: str, line: int, score: float
 ) -> list[Counterpart]:
-    path, unit = index.unit(k)
-    n_lines = index.structures[int(index.unit_file[k])].n_lines
+    _, unit = index.unit(k)
     why = (
         f"definition of {_display(unit.name, True)}, a member of "
         f"{_display(name, True)} ({index.paths[h]}:{line})"
     )
+    return [_span(index, k, score, why)]
+
+
+def _span(index: RepoIndex, k: int, score: float, why: str) -> Counterpart:
+    """Unit ``k`` and DECLARATION_PADDING lines around it, offered with ``score`` and ``why``."""
+    path, unit = index.unit(k)
+    n_lines = index.structures[int(index.unit_file[k])].n_lines
     start = max(1, unit.start_line - DECLARATION_PADDING)
     end = min(n_lines, unit.end_line + DECLARATION_PADDING)
-    return [Counterpart(Candidate(path, "span", score, start, end), why)]
+    return Counterpart(Candidate(path, "span", score, start, end), why)
 
 
 class CounterpartNotes:

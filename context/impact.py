@@ -4,7 +4,12 @@
 or a unified diff (``diff``) that the repository holds either side of — and selects:
 
 1. the changed hunks (always first, in diff order) with their enclosing units: the function,
-   method, class header or module block each hunk is in;
+   method, class header or module block each hunk is in; the copies of the hunks (and of
+   every other candidate) in amalgamations, generated files that concatenate their sources
+   (:mod:`agentrt.context.twins`: nlohmann/json's ``single_include/``), attached to them as
+   twins the packer prices with them; and the C/C++ **counterparts** of the changed units
+   (:mod:`agentrt.context.counterparts`): a changed definition's declaration in its
+   header, a changed prototype's definition;
 2. the code the change affects: **callers** of the changed functions, methods, classes and
    module-level names (the static call graph: direct calls, calls through ``import ... as``
    and ``from ... import ... as`` bindings, ``module.func()``, ``self.method()``, and other
@@ -22,11 +27,15 @@ or a unified diff (``diff``) that the repository holds either side of — and se
 
 Each delivered item says ``why`` it is there (``changed: parse_header``, ``caller of
 parse_header``, ``test of utils.py``, ``importer of utils.py``, ``callee: Header.__init__``,
-``co-changed with utils.py``, ``related by content``). Candidates are packed by
-:func:`agentrt.context.packer.pack` — the hunks first, in order, then everything else by
-relevance per token (callers and tests before co-changed files, then importers' skeletons
-and callees' signatures, then related code) — and the Markdown, whys included, never
-exceeds the budget.
+``co-changed with utils.py``, ``related by content``, ``twin of include/x.hpp:120-180 …``
+or ``also in single_include/x.hpp:…`` when a copy does not fit, ``declaration of Foo::bar
+(src/foo.cpp:120)``, ``definition of bar (include/foo.h:12)``). Candidates are packed as
+:func:`agentrt.context.select.select` packs its own
+(:func:`~agentrt.context.select.prepare_packing`, :func:`agentrt.context.packer.pack`) —
+the hunks first, in order, then everything else by relevance per token (the hunks' copies,
+callers, counterparts and tests before co-changed files, then importers' skeletons and
+callees' signatures, then related code) — and the Markdown, whys and notes included,
+never exceeds the budget.
 
 What it reads of the repository index (:mod:`agentrt.context.relevance`): ``paths``,
 ``hashes``, ``structures`` (units, skeleton, line count per file), ``file_units``,
@@ -48,7 +57,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from agentrt.context.compress import Unit, split_lines
+from agentrt.context.counterparts import (
+    COUNTERPART_WEIGHT,
+    Counterpart,
+    find_counterparts,
+    find_definitions,
+)
 from agentrt.context.git import run_git
 from agentrt.context.history import CoChanges, read_history
 from agentrt.context.items import SelectionItem
@@ -68,9 +85,11 @@ from agentrt.context.select import (
     DEFAULT_EXCLUDES,
     Selection,
     _packed,
-    _views,
+    _reader,
     capped,
     history_of,
+    prepare_packing,
+    shadow_amalgamations,
 )
 from agentrt.context.sources import SourceFile, scan_repository
 from agentrt.context.tokens import TokenCounter, default_encoding_name, get_encoding
@@ -112,6 +131,9 @@ SCORE_IMPORTER = 0.4
 SCORE_CALLEE = 0.38
 SCORE_MAYBE_CALLEE = 0.3
 SCORE_OVERRIDE = 0.7
+#: A changed C/C++ unit's counterpart (its declaration in a header, a class's member
+#: definition) is offered at COUNTERPART_WEIGHT (0.8) times this: between callers and tests.
+SCORE_COUNTERPART_OF = SCORE_ENCLOSING
 #: What is left of the budget goes to the code most related to the change by content (the
 #: ranking of :func:`agentrt.context.select.select`, the changed lines as the query), its
 #: scores scaled by this: below every structural neighbour.
@@ -123,7 +145,8 @@ SCORE_RELATED = 0.3
 #: 187 polyglot fixes of several files, each with the history before its base commit
 #: (python -m bench.impact --set polyglot --mirrors DIR, and with --no-history), every other
 #: gold file was delivered at 4k / 13k for 15.5 / 27.8 % of them without co-changes and
-#: 26.2 / 35.3 % with (the baseline, select with the change as its query: 22.5 / 36.4 %).
+#: 26.2 / 35.3 % with (the baseline, select with the change as its query: 22.5 / 36.4 %);
+#: 27.8 / 36.4 % once the change's copies in amalgamations and its C/C++ counterparts came.
 #: Tuned on the first 56 of them (--multi --limit 60): all other files at 4k / 13k for
 #: 9 / 20 fixes without, 18 / 25 with these; three files: 13 / 23 (scores scaled by the
 #: coupling, mostly 0.1-0.5: 12 / 23), eight: 17 / 26, units only (no outline): 19 / 25.
@@ -871,8 +894,20 @@ def select_impact(
     else:
         cochanges = history_of(root, history, store)
     counts = _collect(graph, changes, candidates, related, others, cochanges)
-    views = _views(index, candidates.paths(), files, counter, store)
-    packed = _pack(views, candidates, budget, counter)
+    counterparts = _counterparts(graph, changes, files)
+    # As select packs: each candidate with its copies in amalgamations as twins, and the
+    # hunks again after them (covered by then) so that their copies follow them.
+    packing = prepare_packing(
+        index, [*candidates.first, *candidates.rest.values()], counterparts, files, counter, store
+    )
+    packed = _pack(
+        packing.views,
+        candidates,
+        budget,
+        counter,
+        rest=packing.candidates,
+        annotate=packing.annotate,
+    )
     items = [
         ImpactItem(
             p.path, p.start_line, p.end_line, p.kind, p.score, counter.count(p.text), p.text, why
@@ -884,6 +919,7 @@ def select_impact(
         "index": index_stats.as_dict(),
         "parsed_for_references": graph.parsed,
         **counts,
+        "counterparts": len(counterparts),
         "history_commits": cochanges.n_commits if cochanges is not None else 0,
         "seconds": round(time.perf_counter() - started, 4),
     }
@@ -1016,6 +1052,8 @@ def _collect(
     counts = neighbours(graph, targets, changed_units, changed_files, out)
     callees = _callees(graph, call_names, changed_units, out)
     ranking = _change_ranking(graph, changes) if changes and (related or history) else None
+    if ranking is not None:  # an amalgamation's copies come with their sources (twins)
+        ranking = shadow_amalgamations(graph.index, ranking)
     cochanged = (
         _cochanged(graph, changed_files, history, ranking, out, others)
         if history is not None and ranking is not None
@@ -1522,6 +1560,31 @@ def _cochanged(
         if index.structures[g].skeleton:
             out.add(path, "skeleton", SCORE_COCHANGED_SKELETON, why)
     return len(chosen)
+
+
+def _counterparts(
+    graph: _Graph, changes: list[FileChange], files: dict[str, SourceFile]
+) -> list[Counterpart]:
+    """The C/C++ counterparts of the changed units (:mod:`agentrt.context.counterparts`):
+    the declaration of a changed definition in its header (``declaration of Foo::bar``),
+    the definition of a changed prototype (``definition of bar``); worth
+    COUNTERPART_WEIGHT times SCORE_COUNTERPART_OF."""
+    index = graph.index
+    scores = np.zeros(len(index.unit_file), dtype=np.float64)
+    for change in changes:
+        f = graph.position.get(change.path)
+        if f is None or index.structures[f].language not in ("c", "cpp"):
+            continue
+        base = index.file_units(f).start
+        for local, unit in enumerate(index.structures[f].units):
+            if any(unit.start_line <= b and a <= unit.end_line for a, b in change.lines):
+                scores[base + local] = SCORE_COUNTERPART_OF
+    if not scores.any():
+        return []
+    read = _reader(files)
+    found = find_counterparts(index, scores, SCORE_COUNTERPART_OF, read)
+    score = SCORE_COUNTERPART_OF * COUNTERPART_WEIGHT
+    return found + find_definitions(index, np.flatnonzero(scores).tolist(), score, read)
 
 
 def _callees(

@@ -150,16 +150,20 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.decode()
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    for path, text in FILES.items():
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at ``root`` of ``files`` (path -> text), committed."""
+    for path, text in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
     _git(root, "init", "-q")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "base")
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", FILES)
 
 
 @pytest.fixture
