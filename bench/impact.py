@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from agentrt.context import relevance
-from agentrt.context.history import CoChanges
+from agentrt.context.history import MAX_COMMIT_FILES, CoChanges
 from agentrt.context.impact import ChangeError, select_impact
 from agentrt.context.select import DEFAULT_EXCLUDES, select
 from agentrt.context.sources import scan_repository
@@ -329,7 +329,8 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
         lines += [
             "",
             f"Trees: each fix's base commit. {len(r.with_history)} of {n} changes had a "
-            f"history (median {commits} commits before the base, of at most 30 files each), "
+            f"history (median {commits} commits before the base, of at most "
+            f"{MAX_COMMIT_FILES} files each), "
             "given to impact (co-changed files) and to the baseline (its ranking, from "
             "8k on) alike.",
         ]

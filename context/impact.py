@@ -67,7 +67,7 @@ from agentrt.context.counterparts import (
     find_definitions,
 )
 from agentrt.context.git import run_git
-from agentrt.context.history import CoChanges, read_history
+from agentrt.context.history import CoChanges
 from agentrt.context.items import SelectionItem
 from agentrt.context.packer import Candidate, FileView, PackedItem, pack, render_item
 from agentrt.context.references import Binding, FileReferences, Ref, file_references
@@ -888,11 +888,8 @@ def select_impact(
     files = {f.path: f for f in scan.files}
     graph = _Graph(index, files, store)
     candidates = _Candidates()
-    if history is True and since is not None:
-        # The past of the change: its own commits (since..HEAD) are not history.
-        cochanges = read_history(root, since, store=store)
-    else:
-        cochanges = history_of(root, history, store)
+    # The past of the change: its own commits (since..HEAD) are not history.
+    cochanges = history_of(root, history, store, since or "HEAD")
     counts = _collect(graph, changes, candidates, related, others, cochanges)
     counterparts = _counterparts(graph, changes, files)
     # As select packs: each candidate with its copies in amalgamations as twins, and the

@@ -351,11 +351,13 @@ def history_at(history: bool | CoChanges, budget: int) -> bool | CoChanges:
     return history if budget >= HISTORY_BUDGET else False
 
 
-def history_of(root: Path, history: bool | CoChanges, store: ContextStore) -> CoChanges | None:
+def history_of(
+    root: Path, history: bool | CoChanges, store: ContextStore, rev: str = "HEAD"
+) -> CoChanges | None:
     """The co-changes a selection ranks with: ``history`` itself, ``root``'s git history
-    (True) or none (False)."""
+    before and at ``rev`` (True) or none (False)."""
     if history is True:
-        return read_history(root, store=store)
+        return read_history(root, rev, store=store)
     return history or None
 
 
