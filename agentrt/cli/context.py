@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from agentrt.cli.output import ExitCode, fail, print_json, read_text_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 app = typer.Typer(
     name="context",
@@ -166,38 +170,18 @@ def stats_command(
         print_json(report, indent=None, ensure_ascii=False)
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     console.print(
         f"[bold]{report['repo']}[/]: {report['files']} files, {report['tokens']:,} tokens "
         f"({report['encoding']}), {len(report['skipped'])} skipped"
     )
-    languages = Table(
-        "language",
-        "files",
-        "tokens",
-        "units",
-        "structure",
-        "skeleton",
-        "graph",
-        "imports resolved",
-        title="By language: what agentrt understands",
-    )
-    for row in report["languages"]:
-        languages.add_row(
-            row["language"],
-            str(row["files"]),
-            f"{row['tokens']:,}",
-            f"{row['units']:,}",
-            row["structure"],
-            row["skeleton"],
-            row["graph"],
-            f"{row['imports_resolved']:,} of {row['imports']:,}" if row["imports"] else "",
-        )
-    console.print(languages)
+    for table in _language_tables(report["languages"], console):
+        console.print(table)
     if report["skipped"]:
         reasons = Counter(s["reason"] for s in report["skipped"])
+        from rich.table import Table
+
         skipped = Table("reason", "files", title="Skipped")
         for reason, n in reasons.most_common():
             skipped.add_row(reason, str(n))
@@ -207,6 +191,40 @@ def stats_command(
         f"Index: {index['source']} ({index['parsed']} files parsed, {index['cached']} from "
         f"cache, {index['seconds']:.2f} s); store {report['store']['directory']}"
     )
+
+
+def _language_tables(rows: list[dict[str, Any]], console: Console) -> list[Table]:
+    """The per-language table of ``stats``; two tables (files, then what agentrt
+    understands) when one is wider than the terminal, where rich would cut the words off."""
+    from rich.table import Table
+
+    def table(title: str, columns: tuple[str, ...]) -> Table:
+        out = Table(*columns, title=title)
+        for column in out.columns:  # rich narrows wrapping columns first: keep words whole
+            column.no_wrap = column.header != "imports resolved"
+        for row in rows:
+            cells = {
+                "language": row["language"],
+                "files": f"{row['files']:,}",
+                "tokens": f"{row['tokens']:,}",
+                "units": f"{row['units']:,}",
+                "structure": row["structure"],
+                "skeleton": row["skeleton"],
+                "graph": row["graph"],
+                "imports resolved": (
+                    f"{row['imports_resolved']:,} of {row['imports']:,}" if row["imports"] else ""
+                ),
+            }
+            out.add_row(*(cells[c] for c in columns))
+        return out
+
+    sizes = ("language", "files", "tokens", "units")
+    understood = ("language", "structure", "skeleton", "graph", "imports resolved")
+    whole = table("By language: what agentrt understands", sizes + understood[1:])
+    unbounded = console.options.update_width(10_000)  # its natural width, not the terminal's
+    if console.measure(whole, options=unbounded).maximum <= console.width:
+        return [whole]
+    return [table("By language", sizes), table("What agentrt understands", understood)]
 
 
 def main() -> None:

@@ -132,6 +132,16 @@ def test_stats_per_language_says_what_agentrt_understands() -> None:
     go_line = next(line for line in human.stdout.splitlines() if line.startswith("│ go "))
     assert "tree-sitter" in go_line and "imports+references" in go_line and "1 of 2" in go_line
 
+    # In an 80-column terminal the table is split in two rather than cut off ("tree-si…").
+    narrow = runner.invoke(app, ["stats", "--repo", str(POLYGLOT)], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.stdout, narrow.stdout
+    assert max(map(len, narrow.stdout.splitlines())) <= 80
+    go_lines = [line for line in narrow.stdout.splitlines() if line.startswith("│ go ")]
+    assert len(go_lines) == 2, narrow.stdout
+    assert "tree-sitter" in go_lines[1] and "imports+references" in go_lines[1]
+    assert "1 of 2" in go_lines[1] and go_lines[0].split("│")[2].strip() == "3"
+
 
 def test_stats_human(repo: Path) -> None:
     result = runner.invoke(app, ["stats", "--repo", str(repo)])
