@@ -129,8 +129,10 @@ def impact_command(
         ),
     ] = True,
 ) -> None:
-    """Print what a reviewer of a change must see: the changed hunks and their units, then
-    callers, tests, importers, callees and co-changed files, each item with why it is there."""
+    """Print what a reviewer of a change must see, each item with why it is there.
+
+    The changed hunks and their units, then callers, tests, importers, callees
+    and co-changed files."""
     _repo_dir(repo)
     if (since is None) == (diff_file is None):
         raise fail(
@@ -155,8 +157,10 @@ def stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     encoding: Encoding = None,
 ) -> None:
-    """Files, tokens and code units per language and what agentrt understands of each
-    (structure, skeleton, graph), skipped files (with reasons), index and cache state."""
+    """Files, tokens and code units per language, and what agentrt understands of each.
+
+    Per language its structure, skeleton and graph; skipped files (with their
+    reasons), index and cache state."""
     _repo_dir(repo)
     from agentrt.context.stats import repository_stats
 

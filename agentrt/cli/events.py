@@ -47,7 +47,8 @@ def push(
 ) -> None:
     """Emit agentrt.repo.pushed (payload repo, since, rev): runs the review-on-push deployment.
 
-    Sent to PREFECT_API_URL, else to the local server if it runs (`agentrt server status`).
+    Sent to PREFECT_API_URL, else to the local server if it runs
+    (`agentrt server status`).
 
     Exit codes: 0 sent; 1 the server could not be reached; 2 bad input.
     """

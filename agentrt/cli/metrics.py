@@ -127,8 +127,10 @@ def summary_command(
     ] = "agent",
     as_json: JsonOpt = False,
 ) -> None:
-    """Per agent: runs, success rate, p50/p95 wall time, tokens, LLM cost, cache hits,
-    efficiency; then the LLM cost per workflow (``--by workflow`` for that table alone)."""
+    """Per agent: runs, success rate, p50/p95 wall time, tokens, LLM cost, efficiency.
+
+    Per agent also its cache hits; then the LLM cost per workflow
+    (`--by workflow` for that table alone)."""
     from agentrt.flows.metrics import cost_summary, jsonable, low_efficiency, summarize
 
     if by not in ("agent", "workflow"):

@@ -69,8 +69,8 @@ def _describe(found: ServerStatus) -> list[str]:
 def status_command(as_json: JsonFlag = False) -> None:
     """Whether the local server runs: its URLs, Prefect version, pid and idle time.
 
-    Exit codes: 0 running; 1 not running (stopped, stale, another Prefect version, not
-    answering); 2 bad input.
+    Exit codes: 0 running; 1 not running (stopped, stale, another Prefect
+    version, not answering); 2 bad input.
     """
     try:
         found = status()
@@ -94,8 +94,10 @@ def start_command(
 ) -> None:
     """Start the local server (or find the running one) and say where it is.
 
-    `agentrt run` starts it by itself when it needs it; this is for the UI, workers and
-    scripts. Exit codes: 0 running; 1 it could not be started; 2 bad input.
+    `agentrt run` starts it by itself when it needs it; this is for the UI,
+    workers and scripts.
+
+    Exit codes: 0 running; 1 it could not be started; 2 bad input.
     """
     try:
         server_mode()

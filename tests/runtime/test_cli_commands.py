@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,35 @@ def test_every_command_group_is_mounted() -> None:
 
     names = set(typer.main.get_command(agentrt.cli.app).commands)
     assert {name for _, name in COMMAND_GROUPS} | {"run", "schema", "agents", "workflows"} == names
+
+
+def _commands() -> list[tuple[str, Any]]:
+    import typer.main
+
+    from agentrt.cli.root import build_app
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(command: Any, path: str) -> None:
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(build_app()), "agentrt")
+    return found
+
+
+def test_every_help_text_reads_whole_in_80_columns() -> None:
+    # Typer keeps a help text's line breaks as written, except in the first paragraph of a
+    # command's own page (but not in its group's list of commands): a first paragraph over
+    # two lines shows a break mid-sentence in the list, and a later line longer than the
+    # 78 columns inside an 80-column terminal wraps into a ragged stub ("co-changed\nfiles.").
+    commands = _commands()
+    assert len(commands) > 20
+    for path, command in commands:
+        text = inspect.cleandoc(command.help or "").partition("\f")[0]
+        assert text, f"`{path}` has no help"
+        first, *rest = text.split("\n\n")
+        assert "\n" not in first, f"`{path}`: its summary spans lines: {first!r}"
+        for line in (line for paragraph in rest for line in paragraph.splitlines()):
+            assert len(line) <= 78, f"`{path}`: a help line of {len(line)} columns: {line!r}"
