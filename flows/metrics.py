@@ -923,6 +923,15 @@ def _mean(values: pd.Series) -> float | None:
     return round(float(values.mean()), 1) if len(values) else None
 
 
+def _below(value: float, threshold: float) -> str:
+    """``15% < 50%``: a share under its threshold, with a decimal where whole percents
+    would read as equal (``49.6% < 50%``, not ``50% < 50%``)."""
+    shown = f"{value:.0%}"
+    if round(value * 100) >= round(threshold * 100):
+        shown = f"{math.floor(value * 1000) / 10:.1f}%"
+    return f"{shown} < {threshold:.0%}"
+
+
 class EfficiencyWarning(BaseModel):
     """Context efficiency below :data:`LOW_EFFICIENCY`: one step of a run, or one agent
     over the records."""
@@ -939,8 +948,8 @@ class EfficiencyWarning(BaseModel):
         over = f" over {self.runs} runs" if self.runs > 1 else ""
         return (
             f"low context efficiency: {where} had {self.referenced:,} of {self.delivered:,} "
-            f"delivered context tokens referenced ({self.efficiency:.0%} < "
-            f"{LOW_EFFICIENCY:.0%}){over}; lower its context.optimal_tokens or sharpen its "
+            f"delivered context tokens referenced ({_below(self.efficiency, LOW_EFFICIENCY)})"
+            f"{over}; lower its context.optimal_tokens or sharpen its "
             "query (`agentrt metrics recommend`)"
         )
 
@@ -1162,7 +1171,7 @@ def _efficiency_proposals(
                 current=str(optimal) if optimal is not None else None,
                 proposed=str(proposed),
                 evidence=(
-                    f"context efficiency {efficiency:.0%} < {t.low_efficiency:.0%}: "
+                    f"context efficiency {_below(efficiency, t.low_efficiency)}: "
                     f"{int(referenced.sum()):,} of {int(delivered.sum()):,} delivered tokens "
                     f"referenced; lower optimal_tokens to the {q} of referenced tokens: "
                     f"{int(p_ref):,} ({q} over {len(mine)} runs), rounded up to {t.round_to}"

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -63,8 +63,8 @@ class LiveProgress:
     def render(self) -> Any:
         table = Table(title=self.title, expand=False, title_justify="left")
         table.add_column("level", justify="right", style="dim")
-        table.add_column("agent")
-        table.add_column("state")
+        table.add_column("agent", no_wrap=True)
+        table.add_column("state", no_wrap=True)
         table.add_column("time", justify="right")
         table.add_column("note", overflow="fold", max_width=60)
         now = time.perf_counter()
@@ -101,25 +101,54 @@ class LiveProgress:
             self._live = None
 
 
-def render_summary(result: RunResult) -> Table:
-    table = Table(title=f"{result.workflow}: {result.outcome} in {result.duration_seconds:.1f}s")
-    table.add_column("agent", overflow="fold")
-    table.add_column("state")
-    table.add_column("tries", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("tokens", justify="right")
-    table.add_column("note", overflow="fold")
-    for step in result.steps.values():
-        # What it delivered; its grant when it did not say (0: it said it delivered none).
-        tokens = (
-            step.tokens_delivered if step.tokens_delivered is not None else step.tokens_allocated
+def render_summary(result: RunResult) -> RunSummary:
+    """The end-of-run table: each agent's state, tries, time, tokens and note."""
+    return RunSummary(result)
+
+
+class RunSummary:
+    """The end-of-run table; where it is wider than the terminal, the notes come as lines
+    below it (rich would squeeze them, and the agents' names, into a few letters a row)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def table(self, notes: bool = True) -> Table:
+        result = self.result
+        table = Table(
+            title=f"{result.workflow}: {result.outcome} in {result.duration_seconds:.1f}s"
         )
-        table.add_row(
-            step.used_agent or step.agent,
-            Text(step.state, STYLE.get(step.state, "")),
-            str(step.attempts),
-            f"{step.duration_seconds:.1f}s",
-            f"{tokens:,}" if tokens else "",
-            step.note,
-        )
-    return table
+        table.add_column("agent", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("tries", justify="right")
+        table.add_column("time", justify="right")
+        table.add_column("tokens", justify="right")
+        if notes:
+            table.add_column("note", overflow="fold")
+        for step in result.steps.values():
+            # What it delivered; its grant when it did not say (0: it said it delivered none).
+            tokens = (
+                step.tokens_delivered
+                if step.tokens_delivered is not None
+                else step.tokens_allocated
+            )
+            table.add_row(
+                step.used_agent or step.agent,
+                Text(step.state, STYLE.get(step.state, "")),
+                str(step.attempts),
+                f"{step.duration_seconds:.1f}s",
+                f"{tokens:,}" if tokens else "",
+                *([step.note] if notes else []),
+            )
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        whole = self.table()
+        natural = console.measure(whole, options=options.update_width(10_000)).maximum
+        if natural <= options.max_width:
+            yield whole
+            return
+        yield self.table(notes=False)
+        for step in self.result.steps.values():
+            if step.note:
+                yield Text(f"{step.used_agent or step.agent}: {step.note}")

@@ -7,13 +7,13 @@ on stderr, no traceback). This module must stay light: it never imports prefect.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentrt.cli.output import ExitCode, fail, print_json, read_text_file
+from agentrt.cli.output import ExitCode, fail, print_json, read_text_file, tables_to_fit
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -198,12 +198,13 @@ def stats_command(
 
 
 def _language_tables(rows: list[dict[str, Any]], console: Console) -> list[Table]:
-    """The per-language table of ``stats``; two tables (files, then what agentrt
-    understands) when one is wider than the terminal, where rich would cut the words off."""
+    """The per-language table of ``stats``, or two (sizes, then what agentrt understands)
+    where one is wider than the terminal."""
     from rich.table import Table
 
-    def table(title: str, columns: tuple[str, ...]) -> Table:
-        out = Table(*columns, title=title)
+    def table(columns: Sequence[str], part: int) -> Table:
+        title = ("By language: what agentrt understands", "By language", "What agentrt understands")
+        out = Table(*columns, title=title[part + 1])
         for column in out.columns:  # rich narrows wrapping columns first: keep words whole
             column.no_wrap = column.header != "imports resolved"
         for row in rows:
@@ -222,13 +223,9 @@ def _language_tables(rows: list[dict[str, Any]], console: Console) -> list[Table
             out.add_row(*(cells[c] for c in columns))
         return out
 
-    sizes = ("language", "files", "tokens", "units")
-    understood = ("language", "structure", "skeleton", "graph", "imports resolved")
-    whole = table("By language: what agentrt understands", sizes + understood[1:])
-    unbounded = console.options.update_width(10_000)  # its natural width, not the terminal's
-    if console.measure(whole, options=unbounded).maximum <= console.width:
-        return [whole]
-    return [table("By language", sizes), table("What agentrt understands", understood)]
+    sizes = ("files", "tokens", "units")
+    understood = ("structure", "skeleton", "graph", "imports resolved")
+    return tables_to_fit(console, table, ("language", *sizes, *understood), (sizes, understood))
 
 
 def main() -> None:

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentrt.cli.output import ExitCode, fail, print_json
+from agentrt.cli.output import ExitCode, fail, print_json, tables_to_fit
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
+    from rich.table import Table
 
 app = typer.Typer(
     name="metrics",
@@ -152,75 +155,103 @@ def summary_command(
 
     runs = frame["flow_run_id"].nunique()
     first, last = frame["run_started_at"].min(), frame["run_started_at"].max()
-    out = Table(
-        title=f"{len(frame)} records from {runs} runs, {first:%Y-%m-%d %H:%M} to "
-        f"{last:%Y-%m-%d %H:%M} UTC",
-        caption="success, retries, fallback and cache: share of runs; efficiency: referenced "
-        "/ delivered context tokens (docs/metrics.md)",
+    title = (
+        f"{len(frame)} records from {runs} run{'s' if runs != 1 else ''}, "
+        f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
     )
-    headers = [
-        "agent", "runs", "success", "retried", "fell back", "p50 s", "p95 s",
-        "ctx tokens", "LLM in/out", "LLM cost", "cache hits", "efficiency",
-    ]  # fmt: skip
-    out.add_column(headers[0], no_wrap=True)
-    for header in headers[1:]:
-        out.add_column(header, justify="right")
+    caption = (
+        "success, retried, fell back and cache hits: share of runs; tokens: context tokens "
+        "delivered (mean); efficiency: referenced / delivered context tokens (docs/metrics.md)"
+    )
+    cells = []
     for row in table.to_dict(orient="records"):
         llm = (
             "—"
             if _absent(row["llm_input_tokens"]) and _absent(row["llm_output_tokens"])
             else f"{_num(row['llm_input_tokens'])}/{_num(row['llm_output_tokens'])}"
         )
-        out.add_row(
-            str(row["agent_id"]),
-            f"{row['runs']}" + (f" (+{row['skipped']} skipped)" if row["skipped"] else ""),
-            _pct(row["success_rate"]),
-            _pct(row["retry_rate"]),
-            _pct(row["fallback_rate"]),
-            _num(row["p50_wall_s"], ".2f"),
-            _num(row["p95_wall_s"], ".2f"),
-            _num(row["tokens_delivered_mean"]),
-            llm,
-            _cost_cell(
+        cells.append({
+            "agent": str(row["agent_id"]),
+            "runs": f"{row['runs']}" + (f" (+{row['skipped']} skipped)" if row["skipped"] else ""),
+            "success": _pct(row["success_rate"]),
+            "retried": _pct(row["retry_rate"]),
+            "fell back": _pct(row["fallback_rate"]),
+            "p50 s": _num(row["p50_wall_s"], ".2f"),
+            "p95 s": _num(row["p95_wall_s"], ".2f"),
+            "tokens": _num(row["tokens_delivered_mean"]),
+            "cache hits": _pct(row["cache_hit_rate"]),
+            "efficiency": _pct(row["context_efficiency"]),
+            "LLM in/out": llm,
+            "LLM cost": _cost_cell(
                 row["cost_usd"],
                 costs.at[row["agent_id"], "llm_calls"],
                 costs.at[row["agent_id"], "unpriced_calls"],
             ),
-            _pct(row["cache_hit_rate"]),
-            _pct(row["context_efficiency"]),
-        )
+        })  # fmt: skip
+    groups = (
+        ("runs", "success", "retried", "fell back"),
+        ("p50 s", "p95 s", "tokens", "cache hits", "efficiency"),
+        ("LLM in/out", "LLM cost"),
+    )
+
+    def make(columns: Sequence[str], part: int) -> Table:
+        out = Table(title=title if part <= 0 else None)
+        out.add_column(columns[0], no_wrap=True)
+        for header in columns[1:]:
+            out.add_column(header, justify="right", no_wrap=True)
+        for row in cells:
+            out.add_row(*(row[c] for c in columns))
+        return out
+
     console = Console()
-    console.print(out)
+    for out in tables_to_fit(console, make, ["agent", *(c for g in groups for c in g)], groups):
+        console.print(out)
+    console.print(caption, style="dim", highlight=False)
     by_workflow = cost_summary(frame, by="workflow")
     if int(by_workflow["llm_calls"].sum()):
-        console.print(_cost_table(by_workflow))
+        for out in _cost_tables(by_workflow, console):
+            console.print(out)
     for warning in low:
         console.print(f"[yellow]warning:[/yellow] {warning.render()}", highlight=False)
 
 
-def _cost_table(costs: pd.DataFrame) -> Any:
+def _cost_tables(costs: pd.DataFrame, console: Any) -> list[Table]:
+    """The LLM cost per workflow: one table, or two (costs, then models) where one is wider
+    than the terminal."""
     from rich.table import Table
 
-    table = Table(
-        title="LLM cost per workflow",
-        caption="US dollars from the models' prices (agentrt/agents/prices.toml, "
-        "AGENTRT_PRICES); unpriced: calls to models without a known price",
-    )
-    table.add_column("workflow", no_wrap=True)
-    for header in ("runs", "LLM calls", "LLM in/out", "cost", "per run", "models"):
-        table.add_column(header, justify="left" if header == "models" else "right")
+    rows = []
     for row in costs.to_dict(orient="records"):
         calls = row["llm_calls"]
-        table.add_row(
-            str(row["workflow"]),
-            str(row["runs"]),
-            str(calls),
-            f"{_num(row['llm_input_tokens'])}/{_num(row['llm_output_tokens'])}" if calls else "—",
-            _cost_cell(row["cost_usd"], calls, row["unpriced_calls"]),
-            _usd(row["cost_per_run"]) if calls else "—",
-            row["models"] or "",
+        tokens = f"{_num(row['llm_input_tokens'])}/{_num(row['llm_output_tokens'])}"
+        rows.append({
+            "workflow": str(row["workflow"]),
+            "runs": str(row["runs"]),
+            "LLM calls": str(calls),
+            "LLM in/out": tokens if calls else "—",
+            "cost": _cost_cell(row["cost_usd"], calls, row["unpriced_calls"]),
+            "per run": _usd(row["cost_per_run"]) if calls else "—",
+            "models": row["models"] or "",
+        })  # fmt: skip
+    caption = (
+        "US dollars from the models' prices (agentrt/agents/prices.toml, AGENTRT_PRICES); "
+        "unpriced: calls to models without a known price"
+    )
+    groups = (("runs", "LLM calls", "LLM in/out", "cost", "per run"), ("models",))
+
+    def make(columns: Sequence[str], part: int) -> Table:
+        table = Table(
+            title="LLM cost per workflow" if part <= 0 else None,
+            caption=caption if part in (-1, 0) else None,
         )
-    return table
+        for header in columns:
+            prose = header in ("workflow", "models")
+            table.add_column(header, justify="left" if prose else "right", no_wrap=not prose)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        return table
+
+    return tables_to_fit(console, make, ["workflow", *(c for g in groups for c in g)], groups)
 
 
 def _workflow_costs(costs: pd.DataFrame, as_json: bool) -> None:
@@ -231,7 +262,9 @@ def _workflow_costs(costs: pd.DataFrame, as_json: bool) -> None:
         return
     from rich.console import Console
 
-    Console().print(_cost_table(costs))
+    console = Console()
+    for table in _cost_tables(costs, console):
+        console.print(table)
 
 
 @app.command("export")

@@ -15,9 +15,13 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import typer
+    from collections.abc import Callable, Collection, Sequence
 
-__all__ = ["ExitCode", "fail", "print_json", "read_text_file"]
+    import typer
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = ["ExitCode", "fail", "print_json", "read_text_file", "tables_to_fit"]
 
 
 class ExitCode(IntEnum):
@@ -65,3 +69,35 @@ def read_text_file(option: str, path: str) -> str:
         raise fail(f"{where}: a directory, not a file", ExitCode.BAD_INPUT) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"{where}: {exc}", ExitCode.BAD_INPUT) from None
+
+
+#: The columns a wrapped prose column (a description) needs to read well in a table.
+PROSE_WIDTH = 30
+
+
+def tables_to_fit(
+    console: Console,
+    make: Callable[[Sequence[str], int], Table],
+    columns: Sequence[str],
+    groups: Sequence[Sequence[str]],
+    prose: Collection[str] = (),
+) -> list[Table]:
+    """One table of ``columns`` when the terminal is wide enough for all of it, else one per
+    group of them (each led by the first column): a table wider than the terminal loses the
+    ends of its words and numbers (``succ…``, ``1…``), which a reader cannot get back.
+
+    ``make(columns, part)`` builds a table of those columns; ``part`` is -1 for the whole
+    table, else the group's position (the first may carry the title). ``prose``: columns
+    that wrap (descriptions), which need :data:`PROSE_WIDTH` columns, not their longest line.
+    """
+    whole = make(columns, -1)
+    unbounded = console.options.update_width(10_000)  # its natural width, not the terminal's
+    need = console.measure(whole, options=unbounded).maximum
+    wrapping = [c for c in columns if c in prose]
+    if wrapping:
+        rest = make([c for c in columns if c not in prose], -1)
+        wrapped = console.measure(rest, options=unbounded).maximum
+        need = min(need, wrapped + (PROSE_WIDTH + 3) * len(wrapping))  # + padding and rule
+    if need <= console.width:
+        return [whole]
+    return [make([columns[0], *group], part) for part, group in enumerate(groups)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from agentrt.agents.diagnostics import ManifestError
 from agentrt.agents.registry import AgentNotFound, Registry, ResolutionError
-from agentrt.cli.output import ExitCode, fail, print_json, read_text_file
+from agentrt.cli.output import ExitCode, fail, print_json, read_text_file, tables_to_fit
 from agentrt.errors import AgentrtError
 
 agents_app = typer.Typer(help="Discover, inspect and validate agents.", no_args_is_help=True)
@@ -77,20 +78,52 @@ def agents_list(
             ]
         )
         return
-    table = Table(title=f"{len(agents)} agents" + (f" with {capability}" if capability else ""))
-    for col in ("id", "version", "kind", "capabilities", "description"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for a in agents:
         versions = [str(v.version) for v in registry.versions(a.id)]
-        shown = versions[-1] + (f" (+{len(versions) - 1})" if len(versions) > 1 else "")
-        table.add_row(
-            a.id, shown, a.manifest.kind, ", ".join(a.manifest.capabilities), a.manifest.description
-        )
-    out.print(table)
+        rows.append({
+            "id": a.id,
+            "version": versions[-1] + (f" (+{len(versions) - 1})" if len(versions) > 1 else ""),
+            "kind": a.manifest.kind,
+            "capabilities": ", ".join(a.manifest.capabilities),
+            "description": a.manifest.description,
+        })  # fmt: skip
+    title = f"{len(agents)} agents" + (f" with {capability}" if capability else "")
+    groups = (("version", "kind", "capabilities"), ("description",))
+    maker = _table_maker(rows, title)
+    for table in tables_to_fit(out, maker, ["id", *sum(groups, ())], groups, PROSE):
+        out.print(table)
     if registry.problems:
         err.print(
             f"[yellow]{len(registry.problems)} manifest problem(s); run `agentrt agents validate`"
         )
+
+
+#: Columns of the lists that wrap (see :func:`tables_to_fit`).
+PROSE = ("capabilities", "description")
+
+
+def _table_maker(rows: list[dict[str, str]], title: str) -> Callable[[Sequence[str], int], Table]:
+    """Builds the table of ``rows`` for :func:`tables_to_fit`: names and numbers whole,
+    prose (descriptions, capabilities) wrapped, paths folded."""
+
+    def make(columns: Sequence[str], part: int) -> Table:
+        table = Table(title=title if part <= 0 else None)
+        for column in columns:
+            wraps = column in PROSE or column == "file"
+            table.add_column(column, no_wrap=not wraps, overflow="fold")
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        return table
+
+    return make
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (shorter)."""
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    return str(path)
 
 
 @agents_app.command("show")
@@ -205,12 +238,15 @@ def workflows_list(as_json: JsonFlag = False) -> None:
             ]
         )
     else:
-        table = Table(title=f"{len(found)} workflows")
-        for col in ("name", "steps", "description", "file"):
-            table.add_column(col, overflow="fold")
-        for name, (path, wf) in sorted(found.items()):
-            table.add_row(name, str(len(wf.steps)), wf.description, str(path))
-        out.print(table)
+        rows = [
+            {"name": n, "steps": str(len(wf.steps)), "description": wf.description,
+             "file": _shown_path(p)}
+            for n, (p, wf) in sorted(found.items())
+        ]  # fmt: skip
+        groups = (("steps", "description"), ("file",))
+        maker = _table_maker(rows, f"{len(found)} workflows")
+        for table in tables_to_fit(out, maker, ["name", *sum(groups, ())], groups, PROSE):
+            out.print(table)
     for p in problems:
         err.print(str(p), highlight=False, markup=False)
 

@@ -56,6 +56,19 @@ def test_summary_table_and_json(recorded: Recorded) -> None:
     assert rows["beta"]["success_rate"] is None  # JSON null, not NaN
 
 
+def test_summary_in_80_columns_cuts_no_cell_short(recorded: Recorded) -> None:
+    # Twelve columns do not fit 80: the table comes in parts, each led by the agent.
+    result = runner.invoke(app, ["summary", "--path", str(recorded.root)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout, result.stdout
+    assert max(map(len, lines)) <= 80
+    rows = [line for line in lines if line.startswith("│ deliver ")]
+    assert len(rows) == 3, result.stdout
+    assert "30%" in rows[1]  # its context efficiency, in the part with the tokens
+    assert "records from 4 runs" in result.stdout and "efficiency: referenced" in result.stdout
+
+
 def test_summary_filters(recorded: Recorded) -> None:
     code, out, _ = invoke(
         "summary", "--path", str(recorded.root), "--workflow", "metrics-cache", "--json"

@@ -137,6 +137,10 @@ def test_low_efficiency_by_step_and_by_agent() -> None:
     even = [record("x", tokens_delivered=1000, tokens_referenced=500)]
     unknown = [record("x", tokens_delivered=1000)]
     assert low_efficiency(frame(even)) == [] and low_efficiency(frame(unknown)) == []
+    # Just below it, the share is not rounded up to the threshold (3,776 of 7,611: 49.6 %).
+    close = [record("x", tokens_delivered=7611, tokens_referenced=3776)]
+    (warning,) = low_efficiency(frame(close))
+    assert "(49.6% < 50%)" in warning.render(), warning.render()
 
 
 def test_low_efficiency_goes_to_the_log(caplog: pytest.LogCaptureFixture) -> None:

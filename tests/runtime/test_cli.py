@@ -103,3 +103,21 @@ def test_run_ok_and_failed_exit_codes(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "broken@1.0.0 failed in execute after 1 attempt(s): ValueError" in result.stderr
     assert "→" in result.stderr  # the recovery suggestion
+
+
+@pytest.mark.parametrize("command", [["agents", "list", *A], ["workflows", "list"]])
+def test_lists_in_80_columns_keep_names_and_paths_whole(command: list[str]) -> None:
+    # The descriptions go to a table of their own rather than squeeze the ids into
+    # "analysis_summary_" / "basic" and the paths into "…/workf" / "lows/…" rows.
+    result = runner.invoke(app, command, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "…" not in result.stdout and max(map(len, lines)) <= 80, result.stdout
+    names = json.loads(runner.invoke(app, [*command, "--json"]).stdout)
+    for entry in names:
+        name = entry.get("id") or entry["name"]
+        rows = [line for line in lines if line.startswith(f"│ {name} ")]
+        assert len(rows) == 2, (name, result.stdout)  # its facts, then its description
+    wide = runner.invoke(app, command, env={"COLUMNS": "250"})
+    key = "id" if command[0] == "agents" else "name"
+    assert sum(line.startswith(f"│ {names[0][key]} ") for line in wide.stdout.splitlines()) == 1
