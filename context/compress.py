@@ -128,6 +128,19 @@ class FileStructure:
     #: module a manifest names (``go.mod``'s module path, ``package.json``'s and
     #: ``Cargo.toml``'s package name); "" if none.
     module: str = ""
+    #: The line of each entry of :attr:`imports` (1-based; its first one when repeated).
+    import_lines: list[int] = field(default_factory=list)
+    #: Imports that are not plain load-time imports, by how they are made: ``"type"``
+    #: (TypeScript ``import type``: erased when compiled), ``"dynamic"`` (JavaScript and
+    #: TypeScript ``import()``, or ``require()`` on an indented line: inside a function or
+    #: block). An import written both ways counts as its plainest.
+    import_kinds: dict[str, str] = field(default_factory=dict)
+
+    def add_import(self, imported: str, line: int) -> None:
+        """Record an import and its line (:attr:`imports` and :attr:`import_lines` stay
+        parallel)."""
+        self.imports.append(imported)
+        self.import_lines.append(line)
 
     def __reduce__(self) -> tuple[type[FileStructure], tuple[object, ...]]:
         # As Unit's: the slots dataclass default goes through ``fields()`` per object.
@@ -142,6 +155,8 @@ class FileStructure:
                 self.parsed,
                 self.language,
                 self.module,
+                self.import_lines,
+                self.import_kinds,
             ),
         )
 
@@ -419,24 +434,27 @@ def _analyze_python(tree: ast.Module, text: str) -> FileStructure:
             continue
         block.append(stmt)
         if isinstance(stmt, ast.Import):
-            structure.imports.extend(alias.name for alias in stmt.names)
+            for alias in stmt.names:
+                structure.add_import(alias.name, stmt.lineno)
         elif isinstance(stmt, ast.ImportFrom):
             base = "." * stmt.level + (stmt.module or "")
-            structure.imports.append(base)
+            structure.add_import(base, stmt.lineno)
             # "from pkg import module" imports a module as often as a name.
-            structure.imports.extend(
-                f"{base}.{alias.name}" if stmt.module else base + alias.name
-                for alias in stmt.names
-                if alias.name != "*"
-            )
+            for alias in stmt.names:
+                if alias.name != "*":
+                    name = f"{base}.{alias.name}" if stmt.module else base + alias.name
+                    structure.add_import(name, stmt.lineno)
         if isinstance(stmt, ast.Expr) and stmt is tree.body[0] and _docstring_node(tree):
             continue
         keep_statement(stmt)
     flush_block()
     # Imports nested in functions and try blocks matter for the import graph too; a regex
     # finds them at a fraction of the cost of walking the whole tree.
+    line, counted = 1, 0
     for match in _NESTED_IMPORT.finditer(text):
-        structure.imports.append(match.group(1) or match.group(2))
+        line += text.count("\n", counted, match.start())
+        counted = match.start()
+        structure.add_import(match.group(1) or match.group(2), line)
     structure.units = units
     structure.skeleton = merge_ranges(keep)
     return structure

@@ -22,7 +22,7 @@ Two graphs are built from the per-file structures (:mod:`agentrt.context.compres
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,8 @@ __all__ = [
     "import_graph",
     "reference_graph",
     "resolve_import",
+    "resolved_imports",
+    "rust_module",
 ]
 
 #: A name defined by more units than this is too common to link anything by reference.
@@ -131,12 +133,7 @@ class RepoFiles:
                 stem = path.rpartition("/")[2].rpartition(".")[0]
                 out.setdefault(f"{structure.module}.{stem}", f)
             elif language == "rust":
-                crate, src = _rust_crate(self, path)
-                if not (path.startswith(src + "/") or not src):
-                    continue
-                parts = path[len(src) + 1 if src else 0 : -3].split("/")
-                if parts[-1] in ("mod", "lib", "main"):
-                    parts.pop()
+                crate, parts = rust_module(self, path)
                 if not parts:
                     continue
                 name = ".".join(parts)
@@ -267,12 +264,11 @@ def _go(files: RepoFiles, f: int, spec: str) -> list[int]:
             candidates = next(
                 (fs for d, fs in files.folders.items() if ("/" + d).endswith(tail)), []
             )
-    package = [
+    return [
         c
         for c in candidates
         if files.paths[c].endswith(".go") and not files.paths[c].endswith("_test.go")
     ]
-    return package if len(package) <= MAX_PACKAGE_FILES else []
 
 
 def _rust_crate(files: RepoFiles, path: str) -> tuple[str, str]:
@@ -294,6 +290,20 @@ def _rust_crate(files: RepoFiles, path: str) -> tuple[str, str]:
         src = "/".join(parts[: len(parts) - parts[::-1].index("src")])
         return src.rpartition("/")[0], src
     return folder, folder
+
+
+def rust_module(files: RepoFiles, path: str) -> tuple[str, list[str]]:
+    """(crate folder, module path in the crate) of a Rust file: ``src/a/b.rs`` and
+    ``src/a/b/mod.rs`` are ``["a", "b"]``, ``src/lib.rs`` and ``src/main.rs`` ``[]``; a
+    file directly in ``tests/``, ``examples/`` or ``benches/`` (a crate root of its own)
+    is its name: ``tests/x.rs`` is ``["x"]``."""
+    crate, src = _rust_crate(files, path)
+    if src and not path.startswith(src + "/"):
+        return crate, []
+    parts = path[len(src) + 1 if src else 0 : -3].split("/")
+    if parts[-1] in ("mod", "lib", "main"):
+        parts.pop()
+    return crate, parts
 
 
 def _rust_module_file(files: RepoFiles, folder: str, parts: Sequence[str]) -> int | None:
@@ -373,9 +383,7 @@ def _package_member(files: RepoFiles, language: str, spec: str) -> list[int]:
     parts = spec.split(".")
     wildcard = parts[-1] == "*"
     if wildcard:
-        parts = parts[:-1]
-        package = files.packages.get((family, ".".join(parts)), [])
-        return package if len(package) <= MAX_PACKAGE_FILES else []
+        return list(files.packages.get((family, ".".join(parts[:-1])), []))
     for cut in range(len(parts) - 1, 0, -1):
         package = files.packages.get((family, ".".join(parts[:cut])))
         if package:
@@ -402,8 +410,7 @@ def _java(files: RepoFiles, f: int, spec: str) -> list[int]:
 
 
 def _csharp(files: RepoFiles, f: int, spec: str) -> list[int]:
-    package = files.packages.get(("csharp", spec), [])
-    return [p for p in package if p != f] if len(package) <= MAX_PACKAGE_FILES else []
+    return list(files.packages.get(("csharp", spec), []))
 
 
 def _include(files: RepoFiles, f: int, spec: str) -> list[int]:
@@ -421,8 +428,7 @@ def _include(files: RepoFiles, f: int, spec: str) -> list[int]:
 def _swift(files: RepoFiles, f: int, spec: str) -> list[int]:
     """``import Module`` (or ``import struct Module.Type``): the files of the module's
     ``Sources/<Module>/`` folder (Swift Package Manager); system modules resolve to nothing."""
-    module = files.swift_modules.get(spec.split(".", 1)[0], [])
-    return module if len(module) <= MAX_PACKAGE_FILES else []
+    return list(files.swift_modules.get(spec.split(".", 1)[0], []))
 
 
 def _ruby(files: RepoFiles, f: int, spec: str) -> list[int]:
@@ -472,12 +478,51 @@ _RESOLVERS = {
 IMPORT_LANGUAGES = frozenset(_RESOLVERS)
 
 
-def resolve_import(files: RepoFiles, f: int, imported: str) -> list[int]:
-    """Files of the repository that import ``imported`` of file ``f`` names (maybe none)."""
+def resolve_import(
+    files: RepoFiles, f: int, imported: str, *, limit: int | None = MAX_PACKAGE_FILES
+) -> list[int]:
+    """Files of the repository that import ``imported`` of file ``f`` names (maybe none).
+
+    An import naming more than ``limit`` files (a package: Go, a Java wildcard, a C#
+    namespace, a Swift module) names none of them; ``limit=None`` keeps them all.
+    """
     resolver = _RESOLVERS.get(files.structures[f].language)
     if resolver is None:
         return []
-    return [t for t in resolver(files, f, imported) if t != f]
+    return _within([t for t in resolver(files, f, imported) if t != f], limit)
+
+
+def _within(targets: list[int], limit: int | None) -> list[int]:
+    return targets if limit is None or len(targets) <= limit else []
+
+
+def resolved_imports(
+    files: RepoFiles,
+    *,
+    languages: Collection[str] | None = None,
+    limit: int | None = MAX_PACKAGE_FILES,
+) -> Iterator[tuple[int, int, list[int]]]:
+    """``(file, i, targets)`` for the i-th import of every file (of ``languages``, or
+    all): the files it names, as :func:`resolve_import` finds them (same ``limit``)."""
+    # Outside Python and Rust, what an import names depends only on the importer's folder:
+    # files of one folder share their resolutions (a thousand files include one header).
+    cache: dict[tuple[str, str, str], list[int]] = {}
+    for f, structure in enumerate(files.structures):
+        language = structure.language
+        if languages is not None and language not in languages:
+            continue
+        folder = files.paths[f].rpartition("/")[0]
+        for i, imported in enumerate(structure.imports):
+            if language == "python" or language == "rust":
+                targets = resolve_import(files, f, imported, limit=limit)
+            else:
+                key = (language, folder, imported)
+                found = cache.get(key)
+                if found is None:
+                    resolver = _RESOLVERS.get(language)
+                    found = cache[key] = resolver(files, f, imported) if resolver else []
+                targets = _within([t for t in found if t != f], limit)
+            yield f, i, targets
 
 
 def import_graph(files: RepoFiles) -> object:
@@ -491,27 +536,11 @@ def import_graph(files: RepoFiles) -> object:
     rows: list[int] = []
     cols: list[int] = []
     weights: list[float] = []
-    # Outside Python, what an import names depends only on the importer's folder: files of
-    # one folder share their resolutions (a thousand files include the same header).
-    cache: dict[tuple[str, str, str], list[int]] = {}
-    for f, structure in enumerate(files.structures):
-        language = structure.language
-        folder = files.paths[f].rpartition("/")[0]
-        for imported in structure.imports:
-            if language == "python" or language == "rust":
-                targets = resolve_import(files, f, imported)
-            else:
-                key = (language, folder, imported)
-                found = cache.get(key)
-                if found is None:
-                    found = cache[key] = (
-                        _RESOLVERS[language](files, f, imported) if language in _RESOLVERS else []
-                    )
-                targets = [t for t in found if t != f]
-            for t in targets:
-                rows.append(f)
-                cols.append(t)
-                weights.append(1.0 / len(targets))
+    for f, _, targets in resolved_imports(files):
+        for t in targets:
+            rows.append(f)
+            cols.append(t)
+            weights.append(1.0 / len(targets))
     n = len(files.paths)
     return sp.csr_matrix(
         (

@@ -22,8 +22,10 @@ as the Python analysis:
   declarations of types (fields, enumerators, prototypes), imports and the first line of
   other top-level statements; bodies are hidden, and rendered with the same markers as
   Python's skeletons (``...  # lines 40-88 elided``);
-* **imports**: what each import names, as written (see :data:`IMPORT_FORMS`); they are
-  resolved to files of the repository by :mod:`agentrt.context.graph`;
+* **imports**: what each import names, as written (see :data:`IMPORT_FORMS`), with its
+  line, and how it is made where that matters (TypeScript's type-only imports, JavaScript's
+  ``import()`` and nested ``require()``); they are resolved to files of the repository by
+  :mod:`agentrt.context.graph`;
 * **definitions**: the qualified names of the file's definition units;
 * **module**: the package or namespace the file declares (Go ``package``, Java/Kotlin
   ``package``, C# and PHP ``namespace``).
@@ -38,7 +40,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -441,7 +443,7 @@ def analyze_syntax(path: str, text: str) -> FileStructure | None:
     walker = _Walker(spec, source, text)
     walker.visit_items(tree.root_node.named_children, "", None)
     if spec.name in ("javascript", "typescript"):
-        walker.imports.extend(_JS_DYNAMIC.findall(text))
+        walker.imports.extend(_js_calls(text))
     return walker.finish()
 
 
@@ -503,7 +505,8 @@ class _Walker:
             self.lines.pop()
         self.units: list[Unit] = []
         self.keep: list[tuple[int, int]] = []
-        self.imports: list[str] = []
+        #: (what is imported, its line, how: "" or a kind of FileStructure.import_kinds)
+        self.imports: list[tuple[str, int, str]] = []
         self.definitions: list[str] = []
         self.module = ""
         #: Prefix of every later top-level name (a file-scoped namespace, a Go package).
@@ -755,7 +758,10 @@ class _Walker:
         return None
 
     def add_import(self, node: Node) -> None:
-        self.imports.extend(_IMPORTS[self.spec.name](self, node))
+        line = _start(node)
+        kind = "type" if self.spec.name == "typescript" and _type_only(self.text(node)) else ""
+        for imported, offset in _IMPORTS[self.spec.name](self, node):
+            self.imports.append((imported, line + offset, kind))
 
     # ------------------------------------------------------------------ names
 
@@ -919,7 +925,7 @@ class _Walker:
     def on_rust_mod(self, node: Node, prefix: str, lead: int, in_type: str | None) -> bool:
         name = self.name_of(node)
         if node.child_by_field_name("body") is None:
-            self.imports.append(f"mod:{name}")
+            self.imports.append((f"mod:{name}", _start(node), ""))
             self.keep_statement(lead, _end(node))
             return False
         return self.container(node, "module", prefix, lead, name=name)
@@ -934,7 +940,8 @@ class _Walker:
             return self.visit(declaration, prefix, lead, in_type)
         source = node.child_by_field_name("source")
         if source is not None:
-            self.imports.append(_unquote(self.text(source)))
+            kind = "type" if self.spec.name == "typescript" and _type_only(self.text(node)) else ""
+            self.imports.append((_unquote(self.text(source)), _start(node), kind))
         self.keep_statement(lead, _end(node))
         return False
 
@@ -989,7 +996,8 @@ class _Walker:
             match = re.search(r"""['"]([^'"]+)['"]""", self.text(node))
             if match:
                 target = match.group(1)
-                self.imports.append(("./" + target) if method == "require_relative" else target)
+                target = ("./" + target) if method == "require_relative" else target
+                self.imports.append((target, _start(node), ""))
         self.keep_statement(lead, _end(node))
         return False
 
@@ -997,7 +1005,7 @@ class _Walker:
         text = self.text(node)
         match = re.match(r"\s*(?:require|include)(?:_once)?\b[\s(]*['\"]([^'\"]+)['\"]", text)
         if match:
-            self.imports.append(match.group(1))
+            self.imports.append((match.group(1), _start(node), ""))
         self.keep_statement(lead, _end(node))
         return False
 
@@ -1015,15 +1023,18 @@ class _Walker:
             self.definitions = [self.file_prefix + d for d in self.definitions]
         units = self.units + self._gap_blocks(n)
         units.sort(key=lambda u: (u.start_line, u.kind == "window", -u.end_line))
+        imports, lines, kinds = _distinct_imports(self.imports)
         return FileStructure(
             n_lines=n,
             units=units,
             skeleton=[(s, min(e, n)) for s, e in merge_ranges(self.keep) if s <= n],
-            imports=list(dict.fromkeys(self.imports)),
+            imports=imports,
             definitions=list(dict.fromkeys(self.definitions)),
             parsed=True,
             language=self.spec.name,
             module=self.module,
+            import_lines=lines,
+            import_kinds=kinds,
         )
 
     def _gap_blocks(self, n: int) -> list[Unit]:
@@ -1112,27 +1123,81 @@ _QUOTED = re.compile(r"""['"`]([^'"`\n]+)['"`]""")
 _JS_DYNAMIC = re.compile(r"""\b(?:require|import)\s*\(\s*['"`]([^'"`\n]+)['"`]\s*\)""")
 
 
-def _imports_c(walker: _Walker, node: Node) -> list[str]:
+_TYPE_ONLY = re.compile(r"\s*(?:import|export)\s+type\s+(?!from\s*['\"])")
+_NAMED_IMPORTS = re.compile(r"\s*import\s*\{([^}]*)\}\s*from\b")
+
+
+def _type_only(statement: str) -> bool:
+    """Whether a TypeScript import or re-export brings in types only (it is erased when
+    compiled): ``import type …``, ``export type … from``, ``import { type A, type B } …``."""
+    if _TYPE_ONLY.match(statement):
+        return True
+    named = _NAMED_IMPORTS.match(statement)
+    if named is None:
+        return False
+    items = [item.strip() for item in named.group(1).split(",") if item.strip()]
+    return bool(items) and all(item.startswith("type ") for item in items)
+
+
+def _js_calls(text: str) -> Iterator[tuple[str, int, str]]:
+    """``require('x')`` and ``import('x')`` anywhere in the text, with their lines: dynamic
+    unless a ``require`` at the start of a line (a module-level CommonJS import)."""
+    line, counted = 1, 0
+    for match in _JS_DYNAMIC.finditer(text):
+        line += text.count("\n", counted, match.start())
+        counted = match.start()
+        start = text.rfind("\n", 0, match.start()) + 1
+        indented = text[start : start + 1] in (" ", "\t")
+        dynamic = match.group(0).startswith("import") or indented
+        yield match.group(1), line, "dynamic" if dynamic else ""
+
+
+def _distinct_imports(
+    imports: list[tuple[str, int, str]],
+) -> tuple[list[str], list[int], dict[str, str]]:
+    """Each import once, at its first line; its kind the plainest it is written in."""
+    lines: dict[str, int] = {}
+    kinds: dict[str, str] = {}
+    for imported, line, kind in imports:
+        if imported not in lines:
+            lines[imported] = line
+            kinds[imported] = kind
+        elif _KIND_ORDER[kind] < _KIND_ORDER[kinds[imported]]:
+            kinds[imported] = kind
+    return list(lines), list(lines.values()), {i: k for i, k in kinds.items() if k}
+
+
+#: Import kinds from plainest: a plain import, then a dynamic one, then types only.
+_KIND_ORDER = {"": 0, "dynamic": 1, "type": 2}
+
+
+def _imports_c(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     path = node.child_by_field_name("path")
-    return [walker.text(path).strip().strip('"<>')] if path is not None else []
+    return [(walker.text(path).strip().strip('"<>'), 0)] if path is not None else []
 
 
-def _imports_js(walker: _Walker, node: Node) -> list[str]:
+def _imports_js(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     source = node.child_by_field_name("source")
-    return [_unquote(walker.text(source))] if source is not None else []
+    return [(_unquote(walker.text(source)), 0)] if source is not None else []
 
 
-def _imports_go(walker: _Walker, node: Node) -> list[str]:
-    return _QUOTED.findall(walker.text(node))
+def _imports_go(walker: _Walker, node: Node) -> list[tuple[str, int]]:
+    """Each path of an import (block), at its own line."""
+    text = walker.text(node)
+    return [(m.group(1), text.count("\n", 0, m.start())) for m in _QUOTED.finditer(text)]
 
 
-def _imports_rust(walker: _Walker, node: Node) -> list[str]:
+def _first_line(specs: list[str]) -> list[tuple[str, int]]:
+    return [(spec, 0) for spec in specs]
+
+
+def _imports_rust(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     text = walker.text(node)
     if node.type == "extern_crate_declaration":
         match = re.search(r"crate\s+(\w+)", text)
-        return [match.group(1)] if match else []
+        return [(match.group(1), 0)] if match else []
     text = re.sub(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+|;\s*$", "", text).strip()
-    return _expand_use(text)
+    return _first_line(_expand_use(text))
 
 
 def _expand_use(path: str) -> list[str]:
@@ -1152,36 +1217,37 @@ def _expand_use(path: str) -> list[str]:
     return out
 
 
-def _imports_java(walker: _Walker, node: Node) -> list[str]:
+def _imports_java(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     text = re.sub(r"^\s*import\s+(?:static\s+)?|\s*;\s*$", "", walker.text(node))
-    return [re.sub(r"\s+", "", text)]
+    return [(re.sub(r"\s+", "", text), 0)]
 
 
-def _imports_csharp(walker: _Walker, node: Node) -> list[str]:
+def _imports_csharp(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     text = re.sub(
         r"^\s*(?:global\s+)?using\s+(?:static\s+)?(?:\w+\s*=\s*)?|\s*;\s*$", "", walker.text(node)
     )
-    return [re.sub(r"\s+", "", text)]
+    return [(re.sub(r"\s+", "", text), 0)]
 
 
-def _imports_php(walker: _Walker, node: Node) -> list[str]:
+def _imports_php(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     text = re.sub(r"^\s*use\s+(?:function\s+|const\s+)?|\s*;\s*$", "", walker.text(node))
     out = []
     for item in _expand_use(text.replace("\\", "::")):
         out.append(item.replace("::", "\\").strip("\\"))
-    return out
+    return _first_line(out)
 
 
-def _imports_kotlin(walker: _Walker, node: Node) -> list[str]:
+def _imports_kotlin(walker: _Walker, node: Node) -> list[tuple[str, int]]:
     text = re.sub(r"^\s*import\s+|\s+as\s+\w+|\s*;?\s*$", "", walker.text(node))
-    return [re.sub(r"\s+", "", text)]
+    return [(re.sub(r"\s+", "", text), 0)]
 
 
-def _imports_swift(walker: _Walker, node: Node) -> list[str]:
-    return [re.sub(r"^\s*(?:@\w+\s+)*import\s+(?:\w+\s+)?", "", walker.text(node)).strip()]
+def _imports_swift(walker: _Walker, node: Node) -> list[tuple[str, int]]:
+    text = walker.text(node)
+    return [(re.sub(r"^\s*(?:@\w+\s+)*import\s+(?:\w+\s+)?", "", text).strip(), 0)]
 
 
-_IMPORTS: dict[str, Callable[[_Walker, Any], list[str]]] = {
+_IMPORTS: dict[str, Callable[[_Walker, Any], list[tuple[str, int]]]] = {
     "c": _imports_c,
     "cpp": _imports_c,
     "javascript": _imports_js,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentrt.context.compress import analyze
-from agentrt.context.graph import RepoFiles, resolve_import
+from agentrt.context.graph import RepoFiles, resolve_import, resolved_imports
 from agentrt.context.relevance import RepoIndex, build_index, rank
 from agentrt.context.select import select
 from agentrt.context.sources import scan_repository
@@ -81,6 +81,11 @@ def test_csharp_using_and_java_wildcard_name_packages() -> None:
     assert resolve_import(files, 1, "Shop.Greeting") == [0]
     assert resolve_import(files, 4, "p.q.*") == [2, 3]
     assert resolve_import(files, 4, "p.q.B") == [3]
+    # A package of more files than the limit names none of them, unless asked for all.
+    assert resolve_import(files, 4, "p.q.*", limit=1) == []
+    assert resolve_import(files, 4, "p.q.*", limit=None) == [2, 3]
+    resolved = {(f, files.structures[f].imports[i]): t for f, i, t in resolved_imports(files)}
+    assert resolved == {(1, "Shop.Greeting"): [0], (4, "p.q.*"): [2, 3], (4, "p.q.B"): [3]}
 
 
 def test_include_picks_the_closest_of_same_named_headers() -> None:

@@ -474,6 +474,54 @@ def test_rust_use_lists_expand() -> None:
     assert imports == ["crate::a", "crate::a::b", "crate::a::c::D", "super::e"]
 
 
+def test_import_lines_and_kinds() -> None:
+    """Each import's line (an import block's paths each at theirs; the first of repeats),
+    and TypeScript's type-only and JavaScript's dynamic imports told apart."""
+    go = 'package a\n\nimport (\n\t"fmt"\n\n\tx "example.com/m/b"\n)\nimport "os"\n'
+    structure = analyze("a/a.go", go)
+    assert list(zip(structure.imports, structure.import_lines, strict=True)) == [
+        ("fmt", 4),
+        ("example.com/m/b", 6),
+        ("os", 8),
+    ]
+    ts = textwrap.dedent(
+        """\
+        import type { A } from "./a";
+        import { type B, C } from "./b";
+        import { type D } from "./d";
+        export type { E } from "./e";
+        export { F } from "./f";
+        const x = require("./x");
+        export async function load() {
+          const y = require("./y");
+          return import("./z");
+        }
+        import { A2 } from "./a";
+        import type from "./t";
+        """
+    )
+    structure = analyze("web/src/m.ts", ts)
+    lines = dict(zip(structure.imports, structure.import_lines, strict=True))
+    assert lines == {
+        "./a": 1, "./b": 2, "./d": 3, "./e": 4, "./f": 5, "./t": 12, "./x": 6, "./y": 8,
+        "./z": 9,
+    }  # fmt: skip
+    # "./a" is also imported as a value (line 11): a plain import. `import type from` is a
+    # default import named `type`.
+    assert structure.import_kinds == {
+        "./d": "type",
+        "./e": "type",
+        "./y": "dynamic",
+        "./z": "dynamic",
+    }
+    rust = analyze("src/x.rs", "mod b;\nuse crate::a::{b,\n    c::D};\n")
+    assert rust.import_lines == [1, 2, 2, 2]
+    python = analyze("pkg/m.py", "import os\nfrom . import a, b\n\n\ndef f():\n    import json\n")
+    assert list(zip(python.imports, python.import_lines, strict=True)) == [
+        ("os", 1), (".", 2), (".a", 2), (".b", 2), ("json", 6),
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- no download
 
 
