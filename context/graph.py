@@ -213,8 +213,9 @@ def _js_file(files: RepoFiles, base: str) -> int | None:
             f = files.file(stem + other)
             if f is not None:
                 return f
+    folder = "" if base == "." else base + "/"  # '..' from a top folder: the root's index
     for ext in _JS_EXTENSIONS:
-        f = files.file(f"{base}/index{ext}")
+        f = files.file(f"{folder}index{ext}")
         if f is not None:
             return f
     return None
@@ -365,12 +366,14 @@ def _rust(files: RepoFiles, f: int, spec: str) -> list[int]:
         )
         return [root] if root is not None and root != f else []
     target = _rust_module_file(files, folder, rest)
-    if target is None and folder == src:
+    if target is None and (folder == src or head in files.crate_names):
+        # An item of a crate's root (defined or re-exported there): `crate::Foo`, and
+        # `other_crate::Foo` for another crate of the workspace.
         target = next(
             (
-                files.file(_join(src, n))
+                files.file(_join(folder, n))
                 for n in ("lib.rs", "main.rs")
-                if files.file(_join(src, n)) is not None
+                if files.file(_join(folder, n)) is not None
             ),
             None,
         )

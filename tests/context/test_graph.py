@@ -88,6 +88,31 @@ def test_csharp_using_and_java_wildcard_name_packages() -> None:
     assert resolved == {(1, "Shop.Greeting"): [0], (4, "p.q.*"): [2, 3], (4, "p.q.B"): [3]}
 
 
+def test_workspace_crate_items_and_the_root_index_resolve() -> None:
+    """``use other_crate::Item`` names that crate's root when no module file matches (an
+    item defined or re-exported there); ``require('..')`` from a top folder, the root's
+    index file."""
+    paths = [
+        "crates/matcher/Cargo.toml",
+        "crates/matcher/src/lib.rs",
+        "crates/search/Cargo.toml",
+        "crates/search/src/lib.rs",
+        "index.js",
+        "examples/app.js",
+    ]
+    texts = [
+        '[package]\nname = "grep-matcher"\n',
+        "pub trait Matcher {}\n",
+        '[package]\nname = "grep-search"\n',
+        "use grep_matcher::Matcher;\n",
+        "module.exports = {};\n",
+        "const lib = require('..');\n",
+    ]
+    files = RepoFiles(paths, [analyze(p, t) for p, t in zip(paths, texts, strict=True)])
+    assert resolve_import(files, 3, "grep_matcher::Matcher") == [1]
+    assert resolve_import(files, 5, "..") == [4]
+
+
 def test_include_picks_the_closest_of_same_named_headers() -> None:
     paths = ["lib/a/config.h", "lib/b/config.h", "lib/b/main.c", "tools/x/y.c"]
     texts = ["int a;\n", "int b;\n", '#include "config.h"\n', '#include "b/config.h"\n']
