@@ -33,9 +33,10 @@ from agentrt.agents.builtin.coverage import ToolCoverage, language_coverage
 from agentrt.context.git import run_git
 
 if TYPE_CHECKING:
-    from agentrt.context.sources import SkippedFile, SourceFile
+    from agentrt.context.sources import RepoScan, SkippedFile, SourceFile
 
 __all__ = [
+    "MINIFIED_MEAN_LINE",
     "SEVERITIES",
     "AnalyserInput",
     "Confidence",
@@ -53,13 +54,19 @@ __all__ = [
     "md_code",
     "md_table",
     "parse_python",
+    "python_sources",
     "repo_relative",
     "resolve_repo",
+    "restrict_scan",
     "scan_files",
     "select_files",
     "severity_rank",
     "sort_findings",
 ]
+
+#: A file whose mean line is longer than this is minified (a bundle), not code someone edits:
+#: hand-written code averages 30 to 40 characters a line.
+MINIFIED_MEAN_LINE = 250
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Confidence = Literal["low", "medium", "high"]
@@ -218,13 +225,17 @@ def scan_files(repo: str | os.PathLike[str], files: Sequence[str] | None = None)
     from agentrt.context.sources import scan_repository  # deferred: keeps `import agents` light
 
     root = resolve_repo(repo)
-    scan = scan_repository(root)
+    return restrict_scan(scan_repository(root), files)
+
+
+def restrict_scan(scan: RepoScan, files: Sequence[str] | None = None) -> RepoFiles:
+    """The files of ``scan`` (a whole repository's), restricted to ``files`` when given."""
     chosen, unscanned = scan.files, scan.skipped
     if files is not None:
         wanted = {_normalise(p) for p in files}
         chosen = [f for f in chosen if f.path in wanted]
         unscanned = [s for s in unscanned if s.path in wanted]
-    return RepoFiles(root, sorted(chosen, key=lambda f: f.path), unscanned)
+    return RepoFiles(scan.root, sorted(chosen, key=lambda f: f.path), unscanned)
 
 
 def _chosen(files: list[SourceFile], language: str | None, stubs: bool) -> list[SourceFile]:
@@ -419,7 +430,11 @@ def load_python(
     repo: str | os.PathLike[str], files: Sequence[str] | None = None, *, stubs: bool = False
 ) -> PythonSources:
     """The selected Python files of ``repo`` (see :func:`select_files`), to iterate once."""
-    repo_files = scan_files(repo, files)
+    return python_sources(scan_files(repo, files), stubs=stubs)
+
+
+def python_sources(repo_files: RepoFiles, *, stubs: bool = False) -> PythonSources:
+    """The Python files of ``repo_files`` (type stubs only with ``stubs``), to iterate once."""
     selected = _chosen(repo_files.files, "python", stubs)
     return PythonSources(root=repo_files.root, selected=selected, repo_files=repo_files)
 
