@@ -1,5 +1,21 @@
 """Architecture analysis (agent ``architecture_analysis``): the module import graph.
 
+It covers every language the context manager parses. **Python** is read here, with
+:mod:`ast` (below). The others are read from the context manager's own parse and import
+resolution (:mod:`agentrt.agents.builtin.module_graph`, from the repository index that
+``context_gathering`` builds, so a ``code-analysis`` run parses each file once), with the
+same output: modules, internal imports with the ``file:line`` of each, packages and
+layers, cycles, hot spots, entry points and external imports, plus ``languages`` (what a
+module is in each). A module is, per language: a Go package (its folder); a
+JavaScript/TypeScript, C/C++ or Ruby file; a Rust module file (``crate::a::b``); a Java or
+Kotlin class file (``com.x.Y``); a PHP class file; a C# namespace; a Swift module.
+Outside Python, test code is left out (the context manager does not parse it; see the
+coverage line), cycles are looked for only in JavaScript/TypeScript (elsewhere the
+compiler forbids them, or they are harmless: ``module_graph`` says why per language), and
+packages are folders (Go, JavaScript, C, Ruby, Swift), Java and PHP packages, C#
+namespaces or Rust crates and their modules: one part more than all modules share, then
+the biggest split further while it holds more than half of them.
+
 Every Python file is parsed with :mod:`ast` (never imported) and its ``import`` statements are
 resolved to modules of the repository:
 
@@ -27,16 +43,19 @@ package's layer is 0 when it imports no other internal package, otherwise one mo
 highest layer it imports (packages in a cycle share one layer).
 
 **Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` says where the files it
-gathered for the workflow's task sit in the graph, most relevant first: each module's
-package and layer, fan-in and fan-out, its internal imports (with their lines), who imports
-it and whether it is in a cycle; the agent reports the gathered items holding those imports
-as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere ``focus`` is None.
+gathered for the workflow's task sit in the graph, most relevant first, in any language:
+each module's package and layer, fan-in and fan-out, its internal imports (with their file
+and line: a gathered file's own import first, for a Go package of several files), who
+imports it and whether it is in a cycle; the agent reports the gathered items holding those
+imports as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere ``focus`` is
+None.
 """
 
 from __future__ import annotations
 
 import ast
 import configparser
+import functools
 import itertools
 import re
 import sys
@@ -45,20 +64,24 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 import networkx as nx
 from pydantic import BaseModel, Field
 
 from agentrt.agents.agent_context import AgentContext
+from agentrt.agents.builtin import module_graph
 from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
+    PythonSources,
     SeverityCounts,
     findings_table,
-    load_python,
     md_code,
     md_table,
+    python_sources,
+    resolve_repo,
+    restrict_scan,
     sort_findings,
 )
 from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
@@ -72,6 +95,7 @@ __all__ = [
     "HotSpot",
     "ImportRef",
     "Input",
+    "LanguageGraph",
     "ModuleRole",
     "Output",
     "PackageInfo",
@@ -80,6 +104,10 @@ __all__ = [
 ]
 
 EdgeKind = Literal["runtime", "deferred", "type_checking"]
+_LANGUAGE = (
+    "Language of the module: python, go, rust, javascript (with TypeScript), java (with "
+    "Kotlin), c (with C++), csharp, ruby, php, swift."
+)
 _KIND_STRENGTH: dict[EdgeKind, int] = {"runtime": 2, "deferred": 1, "type_checking": 0}
 
 
@@ -90,12 +118,14 @@ class Input(AnalyserInput):
     package_depth: int | None = Field(
         default=None,
         ge=1,
-        description="Name components that make a package; None: 1, or 2 when every module "
-        "is inside one top-level package.",
+        description="Name components that make a package; None: for Python 1, or 2 when "
+        "every module is inside one top-level package; for other languages one more than "
+        "the parts all their modules share.",
     )
     include_deferred_in_cycles: bool = Field(
         default=False,
-        description="Also count imports inside functions when looking for cycles.",
+        description="Also count imports inside functions (JavaScript: import() and nested "
+        "require()) when looking for cycles.",
     )
 
 
@@ -106,15 +136,17 @@ class Cycle(BaseModel):
     modules: list[str] = Field(description="Every module of the strongly connected component.")
     path: list[str] = Field(description="One shortest cycle: first module repeated at the end.")
     imports: list[str] = Field(description="file:line of each import along `path`.")
+    language: str = Field(default="python", description=_LANGUAGE)
 
 
 class HotSpot(BaseModel):
     """A module many others depend on, or that depends on many others."""
 
     module: str
-    path: str
+    path: str = Field(description="Its file (a Go package's, a C# namespace's: its folder).")
     fan_in: int = Field(description="Internal modules importing this one.")
     fan_out: int = Field(description="Internal modules this one imports.")
+    language: str = Field(default="python", description=_LANGUAGE)
 
 
 class PackageInfo(BaseModel):
@@ -126,20 +158,32 @@ class PackageInfo(BaseModel):
     in_cycle: bool = Field(description="Part of a cycle of package dependencies.")
     depends_on: list[str]
     used_by: list[str]
+    language: str = Field(default="python", description=_LANGUAGE)
 
 
 class ExternalImport(BaseModel):
     """An imported top-level name that is not part of the repository."""
 
     name: str
-    stdlib: bool
+    stdlib: bool = Field(description="The language's standard library (or system headers).")
     imported_by: int = Field(description="Internal modules importing it.")
+    language: str = Field(default="python", description=_LANGUAGE)
 
 
 class EntryPoint(BaseModel):
-    """A way the code is started: a script, ``python -m``, a ``__main__`` guard."""
+    """A way the code is started: a script, ``python -m``, a ``__main__`` guard, a ``main``
+    function (Go, Rust, Java, Kotlin, C#, C, C++, Swift), ``package.json``'s ``bin`` or
+    ``main``."""
 
-    kind: Literal["console_script", "gui_script", "main_module", "main_guard"]
+    kind: Literal[
+        "console_script",
+        "gui_script",
+        "main_module",
+        "main_guard",
+        "main_function",
+        "package_bin",
+        "package_main",
+    ]
     name: str
     target: str
     path: str
@@ -152,6 +196,10 @@ class ImportRef(BaseModel):
     module: str = Field(description="The module imported.")
     line: int = Field(description="Line of the import in the importing file.")
     kind: EdgeKind
+    path: str = Field(
+        default="",
+        description="The importing file (one of a Go package's files; a gathered one first).",
+    )
 
 
 class ModuleRole(BaseModel):
@@ -159,6 +207,7 @@ class ModuleRole(BaseModel):
 
     module: str
     path: str
+    language: str = Field(default="python", description=_LANGUAGE)
     package: str
     layer: int = Field(description="Its package's layer.")
     fan_in: int
@@ -166,6 +215,21 @@ class ModuleRole(BaseModel):
     in_cycle: bool = Field(description="Part of an import cycle (module-level imports).")
     imports: list[ImportRef] = Field(description="The internal modules it imports.")
     imported_by: list[str] = Field(description="The internal modules importing it.")
+
+
+class LanguageGraph(BaseModel):
+    """One language's part of the graph (languages that import each other's files, such as
+    JavaScript and TypeScript, share one)."""
+
+    language: str = Field(description=_LANGUAGE)
+    name: str = Field(description="For people: 'Go', 'JavaScript/TypeScript'.")
+    module: str = Field(description="What a module is: 'module', 'package (folder)', 'file'…")
+    modules: int
+    files: int = Field(description="Files whose imports were read.")
+    edges: int
+    cycles_not_looked_for: str | None = Field(
+        default=None, description="Why import cycles are not looked for (None: they are)."
+    )
 
 
 class ArchitectureFocus(Focus):
@@ -191,10 +255,13 @@ class Output(BaseModel):
     findings: list[Finding] = Field(description="One per import cycle, plus unparsable files.")
     counts: SeverityCounts
     notes: list[str]
+    languages: list[LanguageGraph] = Field(
+        default_factory=list, description="The graph per language, Python first."
+    )
     language_coverage: list[ToolCoverage] = Field(
         default_factory=list,
-        description="Python files whose imports were read, and the code files left out (the "
-        "import graph is built for Python only).",
+        description="Files whose imports were read, per language, and the code files left "
+        "out (test code outside Python, minified files, languages not parsed).",
     )
     focus: ArchitectureFocus | None = Field(
         default=None,
@@ -545,7 +612,102 @@ def _layers(graph: nx.DiGraph) -> tuple[dict[str, int], set[str]]:
 def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     """Build the import graph of ``inputs.repo`` and summarise it; place the files gathered
     for the task in it when ``ctx.upstream`` has them."""
-    sources = load_python(inputs.repo, inputs.files, stubs=True)
+    from agentrt.context.sources import scan_repository  # deferred: keeps `import agents` light
+
+    # One walk of the tree: Python's files, the index's (other languages) and the coverage.
+    scan = scan_repository(resolve_repo(inputs.repo))
+    repo_files = restrict_scan(scan, inputs.files)
+    sources = python_sources(repo_files, stubs=True)
+    python, entry_points, notes = _python_graph(sources, inputs)
+    others: list[_Graph] = []
+    reading = None
+    if module_graph.needs_index(repo_files.files):
+        selected = None if inputs.files is None else [f.path for f in repo_files.files]
+        reading = module_graph.language_graphs(scan.root, scan.files, selected)
+        others = [_Graph.of(lg, inputs) for lg in reading.graphs]
+        for lg in reading.graphs:
+            notes += lg.notes
+            entry_points += (
+                EntryPoint(kind=kind, name=name, target=target, path=path, line=line)  # type: ignore[arg-type]
+                for kind, name, target, path, line in lg.entry_points
+            )
+    # Python's graph, even empty, when there is nothing else: the output of old.
+    graphs = ([python] if python.graph.number_of_nodes() or not others else []) + others
+
+    cycles: list[Cycle] = []
+    findings = list(sources.errors)
+    for g in graphs:
+        if g.cycles_not_looked_for is None:
+            found, found_findings = _cycles(g.graph, inputs.include_deferred_in_cycles, g.language)
+            cycles += found
+            findings += found_findings
+    cycles.sort(key=lambda c: (-c.size, c.path))
+    hot = sorted(
+        (hot for g in graphs for hot in g.hot_spots()),
+        key=lambda h: (-(h.fan_in + h.fan_out), -h.fan_in, h.module),
+    )
+    hot_spots = [h for h in hot[: inputs.top_n] if h.fan_in + h.fan_out > 0]
+    packages = [p for g in graphs for p in g.packages]
+    entry_points.sort(key=lambda e: (e.kind, e.name, e.path, e.line))
+    externals = [e for g in graphs for e in g.externals]
+    kinds = Counter(kind for g in graphs for _, _, kind in g.graph.edges(data="kind"))
+    findings = sort_findings(findings)
+    nodes = sum(g.graph.number_of_nodes() for g in graphs)
+    edges = sum(g.graph.number_of_edges() for g in graphs)
+    languages = [g.summary() for g in graphs]
+    per_language = ""
+    if any(g.language != "python" for g in graphs):
+        per_language = " (" + ", ".join(f"{g.name}: {g.modules_phrase()}" for g in graphs) + ")"
+    summary = (
+        f"{nodes} modules{per_language}, {edges} internal imports, "
+        f"{len(packages)} packages, {len(cycles)} import cycle"
+        f"{'' if len(cycles) == 1 else 's'}, {len(entry_points)} entry points, "
+        f"{len(externals)} external top-level imports"
+    )
+    focus = None
+    gathered = gathered_context(ctx)
+    if gathered is not None:
+        where = {path: g for g in graphs for path in g.node_of}
+        files = gathered.focus_files(where)
+        focus = ArchitectureFocus(
+            task=gathered.task,
+            files=files,
+            findings=gathered.focus_findings(findings),
+            modules=_focus_roles(files, where),
+        )
+        summary += f"; {len(files)} of the modules gathered for the task"
+        assert ctx is not None
+        report_use(ctx, gathered, [focus.modules, focus.findings])
+    analysed = reading.analysed if reading is not None else set()
+    tool = "import graph (ast, tree-sitter)"
+    coverage = sources.coverage(
+        tool, analysed=analysed, excluded=reading.left_out if reading is not None else None
+    )
+    return Output(
+        summary=summary,
+        files_analysed=len(sources.selected) + len(analysed),
+        nodes=nodes,
+        edges=edges,
+        edges_by_kind={k: kinds.get(k, 0) for k in ("runtime", "deferred", "type_checking")},
+        packages=packages,
+        cycles=cycles,
+        hot_spots=hot_spots,
+        entry_points=entry_points,
+        external_imports=externals,
+        findings=findings,
+        counts=SeverityCounts.of(findings),
+        notes=sorted(set(notes)),
+        languages=languages,
+        language_coverage=[coverage],
+        focus=focus,
+    )
+
+
+def _python_graph(
+    sources: PythonSources, inputs: Input
+) -> tuple[_Graph, list[EntryPoint], list[str]]:
+    """Python's graph, from :mod:`ast` (see the module docstring), its entry points and
+    notes."""
     # A stub (.pyi) stands for a module only when there is no source for it (an extension).
     shadowed = {f.path + "i" for f in sources.selected if f.path.endswith(".py")}
     sources.selected = [f for f in sources.selected if f.path not in shadowed]
@@ -586,31 +748,11 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
 
     graph = nx.DiGraph()
     graph.add_nodes_from((m.node, {"path": m.path}) for m in modules)
+    path_of = {m.node: m.path for m in modules}
     for (source, target), (kind, line) in edges.items():
-        graph.add_edge(source, target, kind=kind, line=line)
-    by_node = {m.node: m for m in modules}
-
-    cycles, findings = _cycles(graph, by_node, inputs.include_deferred_in_cycles)
-    findings += sources.errors
-
-    hot = sorted(
-        (
-            HotSpot(
-                module=node,
-                path=by_node[node].path,
-                fan_in=graph.in_degree(node),
-                fan_out=graph.out_degree(node),
-            )
-            for node in graph.nodes
-        ),
-        key=lambda h: (-(h.fan_in + h.fan_out), -h.fan_in, h.module),
-    )
-    hot_spots = [h for h in hot[: inputs.top_n] if h.fan_in + h.fan_out > 0]
-
+        graph.add_edge(source, target, kind=kind, line=line, path=path_of[source])
     package_of = _package_of(modules, inputs.package_depth)
-    packages = _packages(package_of, graph)
     entry_points += _declared_scripts(sources.root, notes)
-    entry_points.sort(key=lambda e: (e.kind, e.name, e.path, e.line))
     externals = sorted(
         (
             ExternalImport(
@@ -620,79 +762,146 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         ),
         key=lambda e: (-e.imported_by, e.name),
     )
-    kinds = Counter(kind for kind, _ in edges.values())
-    findings = sort_findings(findings)
-    summary = (
-        f"{graph.number_of_nodes()} modules, {graph.number_of_edges()} internal imports, "
-        f"{len(packages)} packages, {len(cycles)} import cycle"
-        f"{'' if len(cycles) == 1 else 's'}, {len(entry_points)} entry points, "
-        f"{len(externals)} external top-level imports"
+    python = _Graph(
+        language="python",
+        graph=graph,
+        package_of=package_of,
+        packages=_packages(package_of, graph, "python"),
+        externals=externals,
+        node_of={m.path: m.node for m in modules},
+        files=len(sources.selected),
     )
-    focus = None
-    gathered = gathered_context(ctx)
-    if gathered is not None:
-        files = gathered.focus_files(by_path)
-        focus = ArchitectureFocus(
-            task=gathered.task,
-            files=files,
-            findings=gathered.focus_findings(findings),
-            modules=_roles([by_path[f].node for f in files], graph, package_of, packages),
+    return python, entry_points, notes
+
+
+@dataclass
+class _Graph:
+    """One language's graph and what is derived from it."""
+
+    language: str
+    graph: nx.DiGraph
+    package_of: dict[str, str]
+    packages: list[PackageInfo]
+    externals: list[ExternalImport]
+    #: File -> its node.
+    node_of: dict[str, str]
+    files: int
+    cycles_not_looked_for: str | None = None
+
+    @classmethod
+    def of(cls, lg: module_graph.LanguageGraph, inputs: Input) -> _Graph:
+        package_of = _group_packages(lg, inputs.package_depth)
+        externals = sorted(
+            (
+                ExternalImport(name=name, stdlib=stdlib, imported_by=len(users), language=lg.family)
+                for name, (stdlib, users) in lg.externals.items()
+            ),
+            key=lambda e: (-e.imported_by, e.name),
         )
-        summary += f"; {len(files)} of the modules gathered for the task"
-        assert ctx is not None
-        report_use(ctx, gathered, [focus.modules, focus.findings])
-    return Output(
-        summary=summary,
-        files_analysed=len(sources.selected),
-        nodes=graph.number_of_nodes(),
-        edges=graph.number_of_edges(),
-        edges_by_kind={k: kinds.get(k, 0) for k in ("runtime", "deferred", "type_checking")},
-        packages=packages,
-        cycles=cycles,
-        hot_spots=hot_spots,
-        entry_points=entry_points,
-        external_imports=externals,
-        findings=findings,
-        counts=SeverityCounts.of(findings),
-        notes=sorted(set(notes)),
-        language_coverage=[sources.coverage("import graph (ast)")],
-        focus=focus,
-    )
+        return cls(
+            language=lg.family,
+            graph=lg.graph,
+            package_of=package_of,
+            packages=_packages(package_of, lg.graph, lg.family),
+            externals=externals,
+            node_of=lg.node_of,
+            files=sum(files for _, files in lg.graph.nodes(data="files")),
+            cycles_not_looked_for=None if lg.cycles_checked else lg.no_cycles_because,
+        )
 
+    @property
+    def name(self) -> str:
+        return module_graph.label(self.language)
 
-def _roles(
-    nodes: list[str], graph: nx.DiGraph, package_of: dict[str, str], packages: list[PackageInfo]
-) -> list[ModuleRole]:
-    """Each module's place in the graph, in the order of ``nodes``."""
-    layer = {p.name: p.layer for p in packages}
-    runtime = nx.DiGraph()
-    runtime.add_edges_from((s, t) for s, t, kind in graph.edges(data="kind") if kind == "runtime")
-    cyclic = {n for c in nx.strongly_connected_components(runtime) if len(c) > 1 for n in c}
-    return [
-        ModuleRole(
+    def modules_phrase(self) -> str:
+        """``129 packages``, ``1 class``."""
+        n = self.graph.number_of_nodes()
+        return f"{n} {module_graph.noun(self.language, n)}"
+
+    def summary(self) -> LanguageGraph:
+        return LanguageGraph(
+            language=self.language,
+            name=self.name,
+            module=module_graph.unit(self.language),
+            modules=self.graph.number_of_nodes(),
+            files=self.files,
+            edges=self.graph.number_of_edges(),
+            cycles_not_looked_for=self.cycles_not_looked_for,
+        )
+
+    def hot_spots(self) -> Iterator[HotSpot]:
+        graph = self.graph
+        for node, path in graph.nodes(data="path"):
+            yield HotSpot(
+                module=node,
+                path=path,
+                fan_in=graph.in_degree(node),
+                fan_out=graph.out_degree(node),
+                language=self.language,
+            )
+
+    @functools.cached_property
+    def cyclic(self) -> set[str]:
+        """Nodes in a cycle of module-level imports (none where cycles are not looked for)."""
+        if self.cycles_not_looked_for is not None:
+            return set()
+        runtime = nx.DiGraph()
+        runtime.add_edges_from(
+            (s, t) for s, t, kind in self.graph.edges(data="kind") if kind == "runtime"
+        )
+        return {n for c in nx.strongly_connected_components(runtime) if len(c) > 1 for n in c}
+
+    def role(self, node: str, gathered: str) -> ModuleRole:
+        """Where ``node`` sits; its imports at their lines in file ``gathered`` when it has
+        them (a Go package's imports are in several files)."""
+        graph = self.graph
+        layer = {p.name: p.layer for p in self.packages}
+        package = self.package_of[node]
+        return ModuleRole(
             module=node,
             path=graph.nodes[node]["path"],
-            package=package_of[node],
-            layer=layer[package_of[node]],
+            language=self.language,
+            package=package,
+            layer=layer[package],
             fan_in=graph.in_degree(node),
             fan_out=graph.out_degree(node),
-            in_cycle=node in cyclic,
-            imports=[
-                ImportRef(module=target, line=data["line"], kind=data["kind"])
-                for _s, target, data in sorted(graph.out_edges(node, data=True), key=_by_line)
-            ],
+            in_cycle=node in self.cyclic,
+            imports=sorted(
+                (
+                    _import_ref(target, data, gathered)
+                    for _, target, data in graph.out_edges(node, data=True)
+                ),
+                key=lambda i: (i.path != gathered, i.path, i.line, i.module),
+            ),
             imported_by=sorted(graph.predecessors(node)),
         )
-        for node in nodes
-    ]
 
 
-def _by_line(edge: tuple[str, str, dict]) -> tuple[int, str]:
-    return edge[2]["line"], edge[1]
+def _import_ref(target: str, data: dict[str, Any], gathered: str) -> ImportRef:
+    """The import of ``target`` in file ``gathered`` if there is one, else the first."""
+    path, line = data["path"], data["line"]
+    for site_path, site_line in data.get("sites", ()):
+        if site_path == gathered:
+            path, line = site_path, site_line
+            break
+    return ImportRef(module=target, line=line, kind=data["kind"], path=path)
+
+
+def _focus_roles(files: list[str], where: dict[str, _Graph]) -> list[ModuleRole]:
+    """The module of each gathered file, in their order, each once."""
+    roles: list[ModuleRole] = []
+    seen: set[tuple[str, str]] = set()
+    for path in files:
+        g = where[path]
+        node = g.node_of[path]
+        if (g.language, node) not in seen:
+            seen.add((g.language, node))
+            roles.append(g.role(node, path))
+    return roles
 
 
 def _cycles(
-    graph: nx.DiGraph, by_node: dict[str, _Module], include_deferred: bool
+    graph: nx.DiGraph, include_deferred: bool, language: str
 ) -> tuple[list[Cycle], list[Finding]]:
     kinds = {"runtime", "deferred"} if include_deferred else {"runtime"}
     runtime = nx.DiGraph()
@@ -704,15 +913,15 @@ def _cycles(
             continue
         members = sorted(component)
         path = _shortest_cycle(runtime.subgraph(component), members[0])
-        imports = [
-            f"{by_node[a].path}:{graph.edges[a, b]['line']}" for a, b in itertools.pairwise(path)
-        ]
-        cycles.append(Cycle(size=len(members), modules=members, path=path, imports=imports))
-        first = by_node[path[0]].path
+        steps = [graph.edges[a, b] for a, b in itertools.pairwise(path)]
+        imports = [f"{e['path']}:{e['line']}" for e in steps]
+        cycles.append(
+            Cycle(size=len(members), modules=members, path=path, imports=imports, language=language)
+        )
         findings.append(
             Finding(
-                path=first,
-                line=graph.edges[path[0], path[1]]["line"],
+                path=steps[0]["path"],
+                line=steps[0]["line"],
                 rule="import-cycle",
                 severity="medium",
                 confidence="high",
@@ -720,8 +929,48 @@ def _cycles(
                 tool="agentrt",
             )
         )
-    cycles.sort(key=lambda c: (-c.size, c.path))
     return cycles, findings
+
+
+def _group_packages(lg: module_graph.LanguageGraph, depth: int | None) -> dict[str, str]:
+    """Node -> its package: the first ``depth`` parts of its group, joined the language's
+    way; by default, the parts :func:`_default_packages` chooses."""
+    nodes = list(lg.graph.nodes(data="group"))
+    groups: list[tuple[str, ...]] = [group for _, group in nodes]
+    cut = [g[:depth] for g in groups] if depth is not None else _default_packages(groups)
+    return {
+        node: lg.separator.join(parts) or "." for (node, _), parts in zip(nodes, cut, strict=True)
+    }
+
+
+#: Packages the default split makes at most (a package is split only while this holds).
+MAX_DEFAULT_PACKAGES = 30
+
+
+def _default_packages(groups: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Each group's package: one part more than all groups share (files at the top aside),
+    then the biggest package split into its next parts while it holds more than half of the
+    modules and there are at most :data:`MAX_DEFAULT_PACKAGES` (a monorepo's
+    ``packages/app/src``, a Java tree whose classes are nearly all in ``com.x.lib``)."""
+    inner = [g for g in groups if g]
+    # The parts all groups share are those the first and the last in order share.
+    first, last = min(inner, default=()), max(inner, default=())
+    depth = 1 + next(
+        (i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b),
+        min(len(first), len(last)),
+    )
+    packages = [g[:depth] for g in groups]
+    while packages:
+        sizes = Counter(packages)
+        biggest, size = max(sizes.items(), key=lambda item: (item[1], item[0]))
+        if size * 2 <= len(groups):
+            break
+        n = len(biggest) + 1
+        split = [g[:n] if p == biggest else p for g, p in zip(groups, packages, strict=True)]
+        if split == packages or len(set(split)) > MAX_DEFAULT_PACKAGES:
+            break  # nothing below the biggest, or too many packages
+        packages = split
+    return packages
 
 
 def _package_of(modules: list[_Module], depth: int | None) -> dict[str, str]:
@@ -730,7 +979,7 @@ def _package_of(modules: list[_Module], depth: int | None) -> dict[str, str]:
     return {m.node: ".".join(m.group[:depth]) for m in modules}
 
 
-def _packages(package_of: dict[str, str], graph: nx.DiGraph) -> list[PackageInfo]:
+def _packages(package_of: dict[str, str], graph: nx.DiGraph, language: str) -> list[PackageInfo]:
     package_graph = nx.DiGraph()
     package_graph.add_nodes_from(package_of.values())
     for source, target, kind in graph.edges(data="kind"):
@@ -748,6 +997,7 @@ def _packages(package_of: dict[str, str], graph: nx.DiGraph) -> list[PackageInfo
                 in_cycle=name in cyclic,
                 depends_on=sorted(package_graph.successors(name)),
                 used_by=sorted(package_graph.predecessors(name)),
+                language=language,
             )
             for name in package_graph.nodes
         ),
@@ -766,6 +1016,13 @@ def _short_list(names: list[str], limit: int = 6) -> str:
 
 def render_markdown(output: Output) -> str:
     """The architecture section of the run report."""
+    names = {g.language: g.name for g in output.languages}
+    several = len(output.languages) > 1
+
+    def named(language: str, text: str) -> str:
+        """``text``, led by its language when the graph has several."""
+        return f"{names.get(language, language)}: {text}" if several else text
+
     parts = ["## Architecture", "", output.summary, ""]
     parts += [
         md_table(
@@ -783,6 +1040,26 @@ def render_markdown(output: Output) -> str:
         ),
         "",
     ]
+    if any(g.language != "python" for g in output.languages):
+        parts += [
+            md_table(
+                ["Language", "A module is", "Modules", "Files read", "Internal imports", "Cycles"],
+                [
+                    (
+                        g.name,
+                        g.module,
+                        g.modules,
+                        g.files,
+                        g.edges,
+                        "looked for"
+                        if g.cycles_not_looked_for is None
+                        else f"not looked for: {g.cycles_not_looked_for}",
+                    )
+                    for g in output.languages
+                ],
+            ),
+            "",
+        ]
     if output.focus is not None:
         parts += [*focus_markdown(output.focus), ""]
         if output.focus.modules:
@@ -804,55 +1081,72 @@ def render_markdown(output: Output) -> str:
         for cycle in output.cycles:
             where = ", ".join(md_code(i) for i in cycle.imports)
             parts.append(
-                f"- **{cycle.size} modules**: {md_code(' → '.join(cycle.path))} "
-                f"(imports at {where})"
+                f"- {named(cycle.language, '')}**{cycle.size} modules**: "
+                f"{md_code(' → '.join(cycle.path))} (imports at {where})"
             )
     else:
         parts.append("_No import cycles among module-level imports._")
+    unchecked = [g for g in output.languages if g.cycles_not_looked_for is not None]
+    if unchecked:
+        parts += ["", "Not looked for in " + "; ".join(
+            f"{g.name} ({g.cycles_not_looked_for})" for g in unchecked
+        ) + "."]  # fmt: skip
     parts += ["", "### Packages and layers", ""]
-    parts.append(
-        md_table(
-            ["Layer", "Package", "Modules", "Depends on", "Used by"],
-            [
-                (
-                    p.layer,
-                    md_code(p.name) + (" (cycle)" if p.in_cycle else ""),
-                    p.modules,
-                    _short_list(p.depends_on) or "—",
-                    len(p.used_by),
-                )
-                for p in output.packages
-            ],
+    headers = ["Layer", "Package", "Modules", "Depends on", "Used by"]
+    rows = [
+        (
+            p.layer,
+            md_code(p.name) + (" (cycle)" if p.in_cycle else ""),
+            p.modules,
+            _short_list(p.depends_on) or "—",
+            len(p.used_by),
         )
-    )
+        for p in output.packages
+    ]
+    if several:
+        headers = ["Language", *headers]
+        rows = [
+            (names.get(p.language, p.language), *row)
+            for p, row in zip(output.packages, rows, strict=True)
+        ]
+    parts.append(md_table(headers, rows))
     parts += ["", "### Hot spots (fan-in + fan-out)", ""]
     parts.append(
         md_table(
-            ["Module", "File", "Fan-in", "Fan-out"],
+            ["Module", "Path", "Fan-in", "Fan-out"],
             [(md_code(h.module), md_code(h.path), h.fan_in, h.fan_out) for h in output.hot_spots],
         )
         if output.hot_spots
         else "_No internal imports._"
     )
     parts += ["", "### Entry points", ""]
+    shown = output.entry_points[:_MAX_ENTRY_ROWS]
     parts.append(
         md_table(
             ["Kind", "Name", "Target", "Declared at"],
             [
                 (e.kind, md_code(e.name), md_code(e.target), md_code(f"{e.path}:{e.line}"))
-                for e in output.entry_points
+                for e in shown
             ],
         )
-        if output.entry_points
+        if shown
         else "_None found._"
     )
+    if len(output.entry_points) > len(shown):
+        parts += ["", f"_…and {len(output.entry_points) - len(shown)} more (see the JSON output)._"]
     third_party = [e for e in output.external_imports if not e.stdlib]
     parts += ["", "### Third-party imports", ""]
-    parts.append(
-        ", ".join(f"{md_code(e.name)} ({e.imported_by})" for e in third_party[:30])
-        if third_party
-        else "_None._"
-    )
+    if not third_party:
+        parts.append("_None._")
+    elif not several:
+        parts.append(", ".join(f"{md_code(e.name)} ({e.imported_by})" for e in third_party[:30]))
+    else:
+        for g in output.languages:
+            mine = [e for e in third_party if e.language == g.language]
+            if mine:
+                listed = ", ".join(f"{md_code(e.name)} ({e.imported_by})" for e in mine[:20])
+                more = f" (+{len(mine) - 20})" if len(mine) > 20 else ""
+                parts.append(f"- **{g.name}**: {listed}{more}")
     if output.findings:
         parts += ["", "### Findings", "", findings_table(output.findings)]
     if output.language_coverage:
@@ -860,3 +1154,7 @@ def render_markdown(output: Output) -> str:
     if output.notes:
         parts += ["", "### Notes", ""] + [f"- {n}" for n in output.notes[:20]]
     return "\n".join(parts) + "\n"
+
+
+#: Entry points listed in the report (a C++ tree's examples and tools have hundreds).
+_MAX_ENTRY_ROWS = 30
