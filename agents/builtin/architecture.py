@@ -675,7 +675,10 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
             findings=gathered.focus_findings(findings),
             modules=_focus_roles(files, where),
         )
-        summary += f"; {len(files)} of the modules gathered for the task"
+        if len(focus.modules) == len(files):
+            summary += f"; {len(files)} of the modules gathered for the task"
+        else:  # several files of one module (a Go package)
+            summary += f"; {len(focus.modules)} modules of the {len(files)} files gathered"
         assert ctx is not None
         report_use(ctx, gathered, [focus.modules, focus.findings])
     analysed = reading.analysed if reading is not None else set()
