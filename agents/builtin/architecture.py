@@ -108,7 +108,7 @@ _LANGUAGE = (
     "Language of the module: python, go, rust, javascript (with TypeScript), java (with "
     "Kotlin), c (with C++), csharp, ruby, php, swift."
 )
-_KIND_STRENGTH: dict[EdgeKind, int] = {"runtime": 2, "deferred": 1, "type_checking": 0}
+_KIND_STRENGTH: dict[str, int] = module_graph.KIND_STRENGTH
 
 
 class Input(AnalyserInput):

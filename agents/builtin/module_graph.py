@@ -322,7 +322,8 @@ def language_graphs(
             lg.graph.add_node(node, path=node_path, group=group, files=0)
         lg.graph.nodes[node]["files"] += 1
 
-    edges: dict[tuple[str, str, str], dict[str, object]] = {}
+    # (family, importer, imported) -> (file, line, kind) of every import making the edge
+    sites: dict[tuple[str, str, str], list[tuple[str, int, str]]] = defaultdict(list)
     unresolved: dict[str, list[str]] = defaultdict(list)
     languages = {files.structures[f].language for f in chosen}
     for f, i, targets in resolved_imports(files, languages=languages, limit=None):
@@ -351,20 +352,14 @@ def language_graphs(
             continue
         kind = _KINDS[structure.import_kinds.get(imported, "")]
         for target in nodes:
-            edge = edges.setdefault((lg.family, node, target), {"kinds": [], "sites": []})
-            edge["kinds"].append(kind)  # type: ignore[attr-defined]
-            edge["sites"].append((path, line, kind))  # type: ignore[attr-defined]
-    for (family, source, target), data in edges.items():
-        sites: list[tuple[str, int, str]] = sorted(data["sites"])  # type: ignore[arg-type]
-        kind = max((k for _, _, k in sites), key=KIND_STRENGTH.__getitem__)
-        first = next((p, n) for p, n, k in sites if k == kind)
+            sites[lg.family, node, target].append((path, line, kind))
+    for (family, source, target), made_by in sites.items():
+        made_by.sort()
+        # The edge's kind is its strongest import's; its place, the first of those.
+        kind = max((k for _, _, k in made_by), key=KIND_STRENGTH.__getitem__)
+        path, line = next((p, n) for p, n, k in made_by if k == kind)
         graphs[family].graph.add_edge(
-            source,
-            target,
-            kind=kind,
-            path=first[0],
-            line=first[1],
-            sites=[(p, n) for p, n, _ in sites],
+            source, target, kind=kind, path=path, line=line, sites=[(p, n) for p, n, _ in made_by]
         )
     for family, examples in unresolved.items():
         graphs[family].notes.append(
@@ -451,7 +446,8 @@ class _Names:
             return structure.module, tuple(structure.module.split(".")), folder or "."
         if family == "swift" and f in self.swift_module_of:
             module = self.swift_module_of[f]
-            return module, (module,), path.rpartition("/Sources/")[0] + f"/Sources/{module}"
+            above = ("/" + path).rpartition("/Sources/")[0].lstrip("/")
+            return module, (module,), f"{above}/Sources/{module}".lstrip("/")
         name, group = self.named[f]
         # Two files of one name (a class in two source trees): both named by their paths.
         return (name if self.clashes[family, name] == 1 else path), group, path
@@ -463,8 +459,9 @@ class _Names:
         stem = PurePosixPath(path).stem
         if family == "java" and structure.module:
             return f"{structure.module}.{stem}", tuple(structure.module.split("."))
-        if family == "php" and structure.module:
-            return f"{structure.module}\\{stem}", tuple(structure.module.split("\\"))
+        if family == "php" and structure.module:  # the namespace, dotted by the parse
+            parts = tuple(structure.module.split("."))
+            return "\\".join([*parts, stem]), parts
         if family == "rust":
             from agentrt.context.graph import rust_module
 
@@ -505,7 +502,7 @@ class _Resolving:
     @functools.cached_property
     def php_vendors(self) -> set[str]:
         """First parts of the repository's own PHP namespaces."""
-        return {m.split("\\")[0] for (language, m) in self.files.packages if language == "php"}
+        return {m.split(".")[0] for (language, m) in self.files.packages if language == "php"}
 
 
 def _go_external(r: _Resolving, imported: str) -> tuple[str | None, bool]:

@@ -529,3 +529,49 @@ def test_python_results_unchanged_beside_go(make_repo: RepoFactory) -> None:
     )
     md = architecture.render_markdown(mixed)
     assert "| Language | Layer | Package |" in md and "| Python | 0 | `pkg` |" in md
+
+
+POLYGLOT = Path(__file__).parents[1] / "context" / "fixtures" / "polyglot"
+
+
+def test_every_language_of_the_polyglot_fixture() -> None:
+    """The context manager's twelve languages in one tree: each read, as its kind of module."""
+    out = run(Input(repo=str(POLYGLOT)))
+    assert sorted((g.language, g.module, g.modules, g.edges) for g in out.languages) == [
+        ("c", "file", 3, 2),
+        ("csharp", "namespace", 1, 0),
+        ("go", "package (folder)", 2, 1),
+        ("java", "class (file)", 3, 2),  # Java and Kotlin
+        ("javascript", "file", 7, 7),  # JavaScript, TypeScript, TSX
+        ("php", "class (file)", 1, 0),
+        ("ruby", "file", 2, 1),
+        ("rust", "module (file)", 4, 2),
+        ("swift", "module", 1, 0),
+    ]
+    [coverage] = out.language_coverage
+    assert coverage.files == 25 and coverage.skipped_files == 0
+    found = edges(POLYGLOT)
+    assert ("com.shop.receipt.Receipt", "com.shop.model.Item") in {
+        (a, b) for a, b, *_ in found["java"]
+    }  # a Kotlin class importing a Java one
+    rust = (
+        "pricing_engine::tax",
+        "pricing_engine::discount",
+        "runtime",
+        "engine/src/tax/mod.rs",
+        2,
+    )
+    assert rust in found["rust"]
+    assert {p.name for p in out.packages if p.language in ("csharp", "php")} == {
+        "Shop.Billing",
+        "Shop\\Models",
+    }
+    assert sorted((e.language, e.name, e.stdlib) for e in out.external_imports) == [
+        ("c", "stddef.h", True),
+        ("c", "string", True),
+        ("csharp", "System", True),
+        ("go", "fmt", True),
+        ("java", "java.util", True),
+        ("javascript", "react", False),
+        ("swift", "Foundation", True),
+    ]
