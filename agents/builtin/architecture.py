@@ -1117,7 +1117,16 @@ def render_markdown(output: Output) -> str:
     parts.append(
         md_table(
             ["Module", "Path", "Fan-in", "Fan-out"],
-            [(md_code(h.module), md_code(h.path), h.fan_in, h.fan_out) for h in output.hot_spots],
+            [
+                # A JavaScript or C file is named by its path; a Go package, by its folder.
+                (
+                    md_code(h.module),
+                    "—" if h.path == h.module else md_code(h.path),
+                    h.fan_in,
+                    h.fan_out,
+                )
+                for h in output.hot_spots
+            ],
         )
         if output.hot_spots
         else "_No internal imports._"

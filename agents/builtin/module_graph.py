@@ -13,26 +13,29 @@ Languages come in families whose files import each other (JavaScript with TypeSc
 with Kotlin, C with C++); each family is a graph of its own. A node is a module as that
 language's users think of one:
 
-* **Go**: a package, i.e. a folder (``core/logx``; ``.`` at the root); its ``_test.go``
-  files belong to it.
+* **Go**: a package, i.e. a folder (``core/logx``; ``.`` at the root).
 * **JavaScript/TypeScript**, **C/C++**, **Ruby**: a file, named by its path.
 * **Rust**: a module file, named by its path in the crate (``grep_searcher::searcher``; the
-  crate root ``lib.rs``/``main.rs`` by the crate's name). ``mod x;`` declares a child
-  module, which is the module tree, not a dependency: it is not an edge. Files outside a
-  crate's ``src`` (``tests/``, ``examples/``) are named by their path.
+  crate's ``lib.rs`` by the crate's name, its ``main.rs`` as ``crate::main``). ``mod x;``
+  declares a child module, which is the module tree, not a dependency: it is not an edge;
+  ``use x::Y`` below ``mod x;`` is resolved as ``self::x::Y``. Files outside a crate's
+  ``src`` (``examples/``, ``benches/``) are named by their path.
 * **Java/Kotlin**: a class file, named ``package.Class``. A class uses the classes of its
   own package without importing them, so those uses are not edges.
 * **PHP**: a class file, ``Namespace\\Class``; **C#**: a namespace (``using`` names one);
   **Swift**: a module (Swift Package Manager's ``Sources/<Module>/``), other files by path.
 
-Two files with the same name are named by their paths instead. Edges are resolved imports,
-each with the ``file:line`` of its first import; their kinds are those of Python's graph:
-``runtime``; ``type_checking`` for TypeScript's ``import type``; ``deferred`` for
-``import()`` and for ``require()`` inside a function; and ``test``, an import made by test
-code (:data:`agentrt.context.compress.TEST_PATH`: ``x_test.go``, ``x.test.ts``,
-``src/test/java``). Python's tests usually sit in a package of their own, which forms its
-own layer; elsewhere tests sit beside the code, and their imports would tie together
-packages that the code keeps apart, so only ``runtime`` edges make cycles and layers.
+Two files with the same name are named by their paths instead. Test code is left out: the
+context manager does not parse it outside Python (:data:`agentrt.context.compress.TEST_PATH`:
+``x_test.go``, ``x.test.ts``, ``src/test/java``, ``tests/``; the coverage line counts it),
+and minified files (a mean line over ``MINIFIED_MEAN_LINE`` characters) with it.
+
+Edges are resolved imports, each with the ``file:line`` of its first import (every import
+making it is kept: a package's files may each import another package); their kinds are
+those of Python's graph: ``runtime``, ``type_checking`` for TypeScript's ``import type``
+(erased when compiled), ``deferred`` for ``import()`` and for a ``require()`` inside a
+function. Only ``runtime`` edges make cycles and layers. An import naming more than
+:data:`MAX_TARGET_NODES` modules (a Java wildcard over a big package) links none.
 
 Imports that name nothing in the repository are *external*, counted per top-level name: a
 Go module path (from ``go.mod``'s ``require``), an npm package (``@scope/name``; Node's
@@ -56,8 +59,8 @@ include cycles behind include guards are usual; PHP's ``use`` only names a class
 Rust's ``src/main.rs``, ``src/bin/`` and ``[[bin]]`` targets (their ``fn main``), a Java or
 Kotlin ``main`` method (or Kotlin's top-level ``fun main``), C#'s ``Main``, C and C++
 ``main`` functions, Swift's ``main.swift``, and ``package.json``'s ``bin`` and ``main``.
-Test code's are left out; Ruby's and PHP's scripts (``bin/``, ``public/index.php``) are not
-looked for.
+Ruby's and PHP's scripts (``bin/``, ``public/index.php``) and C#'s top-level statements are
+not looked for: nothing in the parse marks them.
 """
 
 from __future__ import annotations
