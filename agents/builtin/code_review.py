@@ -486,9 +486,13 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     ]
     ruff_coverage = sources.coverage("ruff")
     functions_coverage = sources.coverage(_FUNCTIONS_TOOL, analysed=measured, excluded=left_out)
-    others = f" and {len(measured)} files in {_languages(functions_coverage, 'python')}"
+    others = (
+        f" and {len(measured)} file{'s' if len(measured) != 1 else ''} in "
+        f"{_languages(functions_coverage, 'python')}"
+    )
     summary = (
-        f"{len(findings)} findings in {len(paths)} Python files"
+        f"{len(findings)} finding{'s' if len(findings) != 1 else ''} in {len(paths)} Python "
+        f"file{'s' if len(paths) != 1 else ''}"
         f"{others if measured else ''} ({counts.describe()}); ruff rules: {config}"
     )
     focus = None
