@@ -680,12 +680,18 @@ _MODULE_EXPORTS = re.compile(
     re.M,
 )
 _MODULE_EXPORTS_OBJECT = re.compile(r"^\s*module\.exports\s*=\s*\{([^}]*)\}", re.M)
+#: ``var app = exports = module.exports = {}``: the variable is the exported object.
+_EXPORTS_VARIABLE = re.compile(
+    r"^\s*(?:var|let|const)\s+([A-Za-z_$][\w$]*)\s*=\s*(?:exports\s*=\s*)?module\.exports\s*=",
+    re.M,
+)
 _JSDOC_PRIVATE = re.compile(r"@(?:private|internal|ignore|hidden)\b|@api\s+private\b")
 
 
 def _js_exported_names(text: str) -> set[str]:
     """Local names a JavaScript/TypeScript module exports by name (``export { a, b as c }``,
-    ``export default a``, ``module.exports = a`` or ``= { a, b: c }``)."""
+    ``export default a``, ``module.exports = a`` or ``= { a, b: c }``, ``var a =
+    module.exports = …``)."""
     names: set[str] = set()
     for match in _EXPORT_LIST.finditer(text):
         for item in match.group(1).split(","):
@@ -694,6 +700,7 @@ def _js_exported_names(text: str) -> set[str]:
                 names.add(words[0])
     names.update(m.group(1) for m in _EXPORT_DEFAULT.finditer(text))
     names.update(m.group(1) for m in _MODULE_EXPORTS.finditer(text))
+    names.update(m.group(1) for m in _EXPORTS_VARIABLE.finditer(text))
     for match in _MODULE_EXPORTS_OBJECT.finditer(text):
         for item in match.group(1).split(","):
             names.update(_IDENT.findall(item.split("(")[0]))
