@@ -167,8 +167,6 @@ class LanguageSources:
     analysed: set[str] = field(default_factory=set)
     #: Code files of a parsed language left out -> why.
     excluded: dict[str, str] = field(default_factory=dict)
-    #: Languages analysed -> files.
-    languages: dict[str, int] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,11 +182,6 @@ def _block_start(lines: list[str], end: int) -> int | None:
         if at >= 0:
             return k if not text[:at].strip() else None
     return None
-
-
-def _bracket_depth(text: str) -> int:
-    code = _code_part(text)
-    return code.count("(") + code.count("[") - code.count(")") - code.count("]")
 
 
 def _attribute_end(lines: list[str], number: int, last: int, language: str) -> int | None:
@@ -843,6 +836,11 @@ def _c_object(item: _Definition, scopes: _CScopes) -> tuple[bool, bool]:
 _C_TYPE = re.compile(r"\b(class|struct|union)\s+(?:[A-Z_]+\s+)*(\w+)\s*(?::|$)")
 
 
+_SWIFT_TYPE = re.compile(r"\b(class|struct|enum|actor|extension)\b")
+#: Swift's types by keyword (an extension adds members to a type: it is no object itself).
+_SWIFT_KINDS = {"struct": "struct", "enum": "enum", "actor": "class", "extension": ""}
+
+
 def file_api(
     path: str, text: str, structure: FileStructure, name: str, language: str = ""
 ) -> FileApi:
@@ -892,6 +890,9 @@ def file_api(
                 containers[name] = item
                 if unit.kind != "impl":
                     types[name] = item
+        if language == "swift" and kind == "class":  # the grammar's one kind for all types
+            word = _SWIFT_TYPE.search(item.header)
+            kind = _SWIFT_KINDS.get(word.group(1), kind) if word else kind
         if not kind or not item.public:
             continue
         if kind == "function" and member:
@@ -1155,7 +1156,6 @@ def document_languages(
         name = names.of(path, language, structure.module)
         out.files.append(file_api(path, text, structure, name, language))
         out.analysed.add(path)
-        out.languages[language] = out.languages.get(language, 0) + 1
     _go_packages(out.files)
     _rust_modules(out.files)
     return out

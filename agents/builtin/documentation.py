@@ -64,7 +64,6 @@ from agentrt.agents.builtin.common import (
 from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown, display_language
 from agentrt.agents.builtin.doc_comments import FileApi, LanguageSources, document_languages
 from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
-from agentrt.context.syntax import syntax_language
 
 __all__ = [
     "ApiObject",
@@ -402,14 +401,19 @@ def _fence(path: str) -> str:
 
 
 def reference_markdown(modules: list[ModuleDoc], level: int = 1) -> str:
-    """The API reference: one section per module, one subsection per public object.
+    """The API reference: one section per module (per package where a package's files share
+    its name), one subsection per public object.
 
     ``level`` is the heading level of the title (module headings are one deeper).
     """
     h = "#" * level
     lines = [f"{h} API reference", ""]
+    previous = None
     for module in modules:
-        lines += [f"{h}# `{module.name}`", "", f"_Source: {md_code(module.path)}_", ""]
+        if module.name != previous:  # the files of one package (Go, Java) share a heading
+            lines += [f"{h}# `{module.name}`", ""]
+        previous = module.name
+        lines += [f"_Source: {md_code(module.path)}_", ""]
         if module.summary:
             lines += [module.summary, ""]
         fence = "python" if module.language == "python" else _fence(module.path)
@@ -505,7 +509,8 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     modules = [_document(parsed, _module_name(parsed.path, root_name)) for parsed in sources]
     others = _other_languages(sources, inputs)
     modules += [_from_file(api) for api in others.files if api.objects or api.counted]
-    modules.sort(key=lambda m: (m.name, m.path))
+    # By name; in a package of several files (Go), the one with its comment first.
+    modules.sort(key=lambda m: (m.name, not m.counted, m.path))
     undocumented = sort_findings(f for m in modules for f in _undocumented(m))
     documented = sum(m.coverage.documented for m in modules)
     total = sum(m.coverage.total for m in modules)
@@ -562,6 +567,8 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
 def _other_languages(sources: PythonSources, inputs: Input) -> LanguageSources:
     """The API of the files in the other languages the context manager parses, from its
     index (built, or reused from ``context_gathering``, only when there are such files)."""
+    from agentrt.context.syntax import syntax_language  # deferred: keeps `import agents` light
+
     candidates = [
         f
         for f in sources.everything

@@ -65,7 +65,7 @@ GO = {
         }
     """,
     "cart_test.go": "package shop\n\nfunc TestCart(t *testing.T) {}\n",
-    "internal/secret/secret.go": "package secret\n\nfunc Key() string { return \"\" }\n",
+    "internal/secret/secret.go": 'package secret\n\nfunc Key() string { return "" }\n',
     "cmd/shop/main.go": "package main\n\nfunc Run() {}\n\nfunc main() {}\n",
     "util/util.go": "package util\n\n// Helper helps.\nfunc Helper() {}\n",
     "util/more.go": "package util\n\nfunc More() {}\n",
@@ -139,6 +139,15 @@ def test_go_exported_names_package_comments_and_findings(make_repo: RepoFactory)
     )
     assert out.files_analysed == 4
     assert out.summary.startswith("4 public modules (Go 4), 11 public objects")
+    # The reference: one section per package, its files' objects under their sources.
+    ref = out.reference_markdown
+    assert ref.count("## `example.com/shop`\n") == 1
+    assert ref.index("## `example.com/shop`\n\n_Source: `doc.go`_\n\nPackage shop sells") < (
+        ref.index("_Source: `cart.go`_")
+    )
+    assert (
+        "### `Cart.Total`\n\n```go\nfunc (c *Cart) Total(prices map[string]Price) Price\n```" in ref
+    )
 
 
 RUST = {
@@ -550,9 +559,7 @@ def test_c_and_cpp_headers_public_declarations(make_repo: RepoFactory) -> None:
         ("function", "shop_count", False),
     ]
     found = {o.name: o for o in header.objects}
-    assert found["shop_open"].signature == (
-        "shop_t *shop_open(const char *name, size_t capacity)"
-    )
+    assert found["shop_open"].signature == "shop_t *shop_open(const char *name, size_t capacity)"
     assert found["shop_open"].summary == "Opens a shop: returns NULL on failure."
     assert found["shop_t"].summary == "A shop handle."
 
