@@ -440,7 +440,7 @@ def load_python(
     return PythonSources(root=repo_files.root, selected=selected, repo_files=repo_files)
 
 
-def load_context_index(root: Path) -> RepoIndex:
+def load_context_index(root: Path, scanned: RepoFiles | None = None) -> RepoIndex:
     """The context manager's index of the repository at ``root``: every file's structure
     (units with qualified names, imports; tree-sitter for the languages of
     :data:`agentrt.context.syntax.LANGUAGES`, :mod:`ast` for Python), its import graph.
@@ -450,13 +450,22 @@ def load_context_index(root: Path) -> RepoIndex:
     and with the store it uses (``$AGENTRT_HOME/context``): after ``context_gathering`` in
     the same run this is the index it built, from memory (same process) or from the store,
     so a workflow parses each file once; on its own it is built (and stored) here.
+    ``scanned``, the whole repository's :func:`scan_files` (not restricted to some files),
+    saves scanning it again: select's scan is that one without its default excludes.
     """
+    from pathspec import GitIgnoreSpec
+
     from agentrt.context.relevance import IndexStats, build_index
     from agentrt.context.select import DEFAULT_EXCLUDES
-    from agentrt.context.sources import scan_repository
+    from agentrt.context.sources import RepoScan, scan_repository
     from agentrt.context.store import ContextStore, default_store_dir
 
-    scan = scan_repository(root, extra_ignores=DEFAULT_EXCLUDES)
+    if scanned is None:
+        scan = scan_repository(root, extra_ignores=DEFAULT_EXCLUDES)
+    else:
+        excluded = GitIgnoreSpec.from_lines(DEFAULT_EXCLUDES)
+        kept = [f for f in scanned.files if not excluded.match_file(f.path)]
+        scan = RepoScan(scanned.root, kept, list(scanned.unscanned))
     stats = IndexStats(skipped=len(scan.skipped))
     return build_index(scan.root, scan, ContextStore(default_store_dir()), stats)
 

@@ -576,7 +576,9 @@ def _other_languages(sources: PythonSources, inputs: Input) -> LanguageSources:
     ]
     if not candidates:
         return LanguageSources()
-    index = load_context_index(sources.root)
+    # The scan made for Python is the whole repository's unless the run names some files.
+    whole = sources.repo_files if inputs.files is None else None
+    index = load_context_index(sources.root, whole)
     return document_languages(
         index,
         candidates,

@@ -646,3 +646,13 @@ def test_deterministic(make_repo: RepoFactory, fixture: dict[str, str]) -> None:
     root = make_repo(fixture)
     first, second = run(Input(repo=str(root))), run(Input(repo=str(root)))
     assert first.model_dump(mode="json") == second.model_dump(mode="json")
+
+
+def test_test_code_and_internal_packages_on_request(make_repo: RepoFactory) -> None:
+    """The index keeps tests as line windows: asked for, they are parsed here."""
+    root = make_repo(GO)
+    out = run(Input(repo=str(root), include_tests=True, include_private=True))
+    modules = by_path(out)
+    assert objects(modules["cart_test.go"]) == [("function", "TestCart", False)]
+    assert objects(modules["internal/secret/secret.go"]) == [("function", "Key", False)]
+    assert objects(modules["cmd/shop/main.go"]) == [("function", "Run", False)]
