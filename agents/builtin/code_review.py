@@ -71,6 +71,7 @@ from agentrt.agents.builtin.common import (
     Severity,
     SeverityCounts,
     findings_table,
+    is_minified,
     load_python,
     md_code,
     md_table,
@@ -364,9 +365,6 @@ def _complex_functions(parsed: ParsedFile, min_rank: Rank) -> Iterator[Finding]:
 # --------------------------------------------------------------------------------------------
 # Other languages: lizard
 
-#: A file whose mean line is longer than this is minified (a bundle), not code someone edits:
-#: hand-written code averages 30 to 40 characters a line.
-_MINIFIED_MEAN_LINE = 250
 _FUNCTIONS_TOOL = "functions (radon, lizard)"
 
 
@@ -402,7 +400,7 @@ def _lizard_findings(
         except OSError:
             excluded[source_file.path] = "unreadable"
             continue
-        if len(text) > _MINIFIED_MEAN_LINE * (text.count("\n") + 1):
+        if is_minified(text):
             excluded[source_file.path] = "minified"
             continue
         try:
