@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -1073,6 +1074,46 @@ def size_table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def language_size_table(outcomes: Sequence[Outcome]) -> str:
+    """Per language: its issues by fix size, which of them had every hunk delivered, and what
+    the hunk targets (:data:`TARGETS`) ask of its fixes of 10 or more hunks.
+
+    ``at most`` is the hunk recall the language would reach if every fix of fewer hunks were
+    delivered whole and the big ones stayed as they are; ``big fixes needed`` is how many of
+    its big fixes the target needs delivered whole then (how many are now in brackets).
+    """
+    big = FIX_SIZES[-1][1]
+    hunk_targets = [(b, goal) for _, kind, b, goal in TARGETS if kind == "hunks"]
+    labels = " / ".join(f"{b // 1000}k" for b, _ in hunk_targets)
+    lines = [
+        "| language | issues by fix size 1 / 2-3 / 4-9 / 10+ "
+        f"| every hunk delivered at {TAXONOMY_BUDGET // 1000}k, by fix size "
+        f"| at most, smaller fixes all whole: {labels} "
+        f"| {big}+-hunk fixes the hunk targets need whole: {labels} (now) |",
+        "|---|---|---|---|---|",
+    ]
+    for language, group in _by_language(outcomes):
+        sizes = [
+            [o for o in group if low <= o.n_hunks and (high is None or o.n_hunks <= high)]
+            for _, low, high in FIX_SIZES
+        ]
+        large = sizes[-1]
+        small = len(group) - len(large)
+        ceilings, needs = [], []
+        for budget, goal in hunk_targets:
+            now = sum(o.hunks[budget] for o in large)
+            ceilings.append(100 * (small + now) / len(group))
+            need = max(0, math.ceil(goal * len(group) / 100) - small)
+            needs.append(f"{need} ({now})")
+        whole = " · ".join(f"{sum(o.hunks[TAXONOMY_BUDGET] for o in s)}/{len(s)}" for s in sizes)
+        lines.append(
+            f"| {LANGUAGE_NAMES.get(language, language)} "
+            f"| {' / '.join(str(len(s)) for s in sizes)} | {whole} "
+            f"| {_percents(ceilings)} | {' / '.join(needs)} of {len(large)} |"
+        )
+    return "\n".join(lines)
+
+
 def miss_table(outcomes: Sequence[Outcome], budget: int = TAXONOMY_BUDGET) -> str:
     """Per language: the issues whose hunks were missed at ``budget``, by reason (each in the
     first of :data:`MISS_REASONS` that applies), and a legend of the reasons."""
@@ -1181,6 +1222,10 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
             "By the size of the fix (its gold hunks; the issue counts once, all its hunks needed):",
             "",
             size_table(results.outcomes),
+            "",
+            "By language and fix size (the hunk targets against the fixes of many hunks):",
+            "",
+            language_size_table(results.outcomes),
             "",
             f"Why hunks were missed at {TAXONOMY_BUDGET // 1000}k:",
             "",

@@ -307,7 +307,8 @@ def table(results: Results, issue_set: IssueSet = SETS["python"]) -> str:
     release = issue_set.name == "python"
     tree, no_tree = ("release tree", "no sdist") if release else ("tree", "no tree")
     lines = [
-        f"{r.fixes} fixes ({len(r.skipped)} skipped: {no_tree}; {r.no_change} whose gold hunks "
+        f"{r.fixes + len(r.skipped)} fixes ({len(r.skipped)} skipped: {no_tree}; {r.no_change} "
+        "whose gold hunks "
         f"are not in the {tree}; {len(r.errors)} errors): {n} changes measured. "
         f"{r.multi} touch several files, with {r.others_total} other gold files "
         f"({r.others_in_tree} of them in the {tree}s: the ceiling). "

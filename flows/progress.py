@@ -126,19 +126,18 @@ class RunSummary:
         if notes:
             table.add_column("note", overflow="fold")
         for step in result.steps.values():
-            # What it delivered; its grant when it did not say (0: it said it delivered none).
-            tokens = (
-                step.tokens_delivered
-                if step.tokens_delivered is not None
-                else step.tokens_allocated
-            )
+            # What it delivered; its grant when it did not say (0: it said it delivered none)
+            # and it is the agent the grant was for, not a fallback.
+            tokens = step.tokens_delivered
+            if tokens is None and not _fallback(step):
+                tokens = step.tokens_allocated
             table.add_row(
-                step.used_agent or step.agent,
+                step.agent,
                 Text(step.state, STYLE.get(step.state, "")),
                 str(step.attempts),
                 f"{step.duration_seconds:.1f}s",
                 f"{tokens:,}" if tokens else "",
-                *([step.note] if notes else []),
+                *([_note(step)] if notes else []),
             )
         return table
 
@@ -150,5 +149,17 @@ class RunSummary:
             return
         yield self.table(notes=False)
         for step in self.result.steps.values():
-            if step.note:
-                yield Text(f"{step.used_agent or step.agent}: {step.note}")
+            if note := _note(step):
+                yield Text(f"{step.agent}: {note}")
+
+
+def _fallback(step: StepResult) -> str | None:
+    """The fallback agent that answered for ``step``, if another than its own."""
+    return step.used_agent if step.used_agent and step.used_agent != step.agent else None
+
+
+def _note(step: StepResult) -> str:
+    """``no model configured; answered by analysis_summary_basic@1.0.0``: the step's note,
+    and which fallback answered (the row names the step's own agent, as the live table)."""
+    fallback = _fallback(step)
+    return "; ".join(p for p in (step.note, fallback and f"answered by {fallback}") if p)

@@ -410,7 +410,7 @@ def _risks(inputs: Input) -> list[Risk]:
             Risk(
                 path=worst,
                 severity="low",
-                why=f"{len(docs.undocumented)} public objects have no docstring{share}, "
+                why=f"{len(docs.undocumented)} public objects are undocumented{share}, "
                 f"{count} of them here.",
             )
         )

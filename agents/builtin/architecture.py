@@ -623,7 +623,8 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     reading = None
     if module_graph.needs_index(repo_files.files):
         selected = None if inputs.files is None else [f.path for f in repo_files.files]
-        reading = module_graph.language_graphs(scan.root, scan.files, selected)
+        whole = repo_files if inputs.files is None else restrict_scan(scan)
+        reading = module_graph.language_graphs(whole, selected)
         others = [_Graph.of(lg, inputs) for lg in reading.graphs]
         for lg in reading.graphs:
             notes += lg.notes

@@ -65,13 +65,13 @@ from radon.visitors import Function
 
 from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin.common import (
-    MINIFIED_MEAN_LINE,
     AnalyserInput,
     Finding,
     ParsedFile,
     Severity,
     SeverityCounts,
     findings_table,
+    is_minified,
     load_python,
     md_code,
     md_table,
@@ -400,7 +400,7 @@ def _lizard_findings(
         except OSError:
             excluded[source_file.path] = "unreadable"
             continue
-        if len(text) > MINIFIED_MEAN_LINE * (text.count("\n") + 1):
+        if is_minified(text):
             excluded[source_file.path] = "minified"
             continue
         try:
@@ -484,9 +484,13 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
     ]
     ruff_coverage = sources.coverage("ruff")
     functions_coverage = sources.coverage(_FUNCTIONS_TOOL, analysed=measured, excluded=left_out)
-    others = f" and {len(measured)} files in {_languages(functions_coverage, 'python')}"
+    others = (
+        f" and {len(measured)} file{'s' if len(measured) != 1 else ''} in "
+        f"{_languages(functions_coverage, 'python')}"
+    )
     summary = (
-        f"{len(findings)} findings in {len(paths)} Python files"
+        f"{len(findings)} finding{'s' if len(findings) != 1 else ''} in {len(paths)} Python "
+        f"file{'s' if len(paths) != 1 else ''}"
         f"{others if measured else ''} ({counts.describe()}); ruff rules: {config}"
     )
     focus = None

@@ -13,6 +13,8 @@ This module holds what they share:
 * what an analyser covered (:meth:`PythonSources.coverage`, built on
   :func:`agentrt.agents.builtin.coverage.language_coverage`);
 * :func:`parse_python`, a parse that records syntax errors instead of raising;
+* :func:`load_context_index`, the context manager's parse of every language (the index
+  ``context_gathering`` builds), for analysers of languages other than Python;
 * :func:`changed_files`, the files changed since a git revision;
 * small markdown helpers for the run report.
 """
@@ -33,6 +35,7 @@ from agentrt.agents.builtin.coverage import ToolCoverage, language_coverage
 from agentrt.context.git import run_git
 
 if TYPE_CHECKING:
+    from agentrt.context.relevance import RepoIndex
     from agentrt.context.sources import RepoScan, SkippedFile, SourceFile
 
 __all__ = [
@@ -49,7 +52,9 @@ __all__ = [
     "changed_files",
     "confidence_rank",
     "findings_table",
+    "is_minified",
     "is_test_path",
+    "load_context_index",
     "load_python",
     "md_code",
     "md_table",
@@ -63,10 +68,6 @@ __all__ = [
     "severity_rank",
     "sort_findings",
 ]
-
-#: A file whose mean line is longer than this is minified (a bundle), not code someone edits:
-#: hand-written code averages 30 to 40 characters a line.
-MINIFIED_MEAN_LINE = 250
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Confidence = Literal["low", "medium", "high"]
@@ -281,6 +282,17 @@ def is_test_path(path: str) -> bool:
     )
 
 
+#: A file whose mean line is longer than this is minified (a bundle), not code someone edits:
+#: hand-written code averages 30 to 40 characters a line.
+MINIFIED_MEAN_LINE = 250
+
+
+def is_minified(text: str) -> bool:
+    """Whether ``text`` is minified code (a bundle): its mean line is over
+    :data:`MINIFIED_MEAN_LINE` characters."""
+    return len(text) > MINIFIED_MEAN_LINE * (text.count("\n") + 1)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedFile:
     """A Python file read and parsed once, shared by every check of one analyser."""
@@ -437,6 +449,36 @@ def python_sources(repo_files: RepoFiles, *, stubs: bool = False) -> PythonSourc
     """The Python files of ``repo_files`` (type stubs only with ``stubs``), to iterate once."""
     selected = _chosen(repo_files.files, "python", stubs)
     return PythonSources(root=repo_files.root, selected=selected, repo_files=repo_files)
+
+
+def load_context_index(root: Path, scanned: RepoFiles | None = None) -> RepoIndex:
+    """The context manager's index of the repository at ``root``: every file's structure
+    (units with qualified names, imports; tree-sitter for the languages of
+    :data:`agentrt.context.syntax.LANGUAGES`, :mod:`ast` for Python), its import graph.
+
+    Built by :func:`agentrt.context.relevance.build_index` from the scan
+    :func:`agentrt.context.select.select` makes (its default excludes, no include patterns)
+    and with the store it uses (``$AGENTRT_HOME/context``): after ``context_gathering`` in
+    the same run this is the index it built, from memory (same process) or from the store,
+    so a workflow parses each file once; on its own it is built (and stored) here.
+    ``scanned``, the whole repository's :func:`scan_files` (not restricted to some files),
+    saves scanning it again: select's scan is that one without its default excludes.
+    """
+    from pathspec import GitIgnoreSpec
+
+    from agentrt.context.relevance import IndexStats, build_index
+    from agentrt.context.select import DEFAULT_EXCLUDES
+    from agentrt.context.sources import RepoScan, scan_repository
+    from agentrt.context.store import ContextStore, default_store_dir
+
+    if scanned is None:
+        scan = scan_repository(root, extra_ignores=DEFAULT_EXCLUDES)
+    else:
+        excluded = GitIgnoreSpec.from_lines(DEFAULT_EXCLUDES)
+        kept = [f for f in scanned.files if not excluded.match_file(f.path)]
+        scan = RepoScan(scanned.root, kept, list(scanned.unscanned))
+    stats = IndexStats(skipped=len(scan.skipped))
+    return build_index(scan.root, scan, ContextStore(default_store_dir()), stats)
 
 
 # --------------------------------------------------------------------------------------------

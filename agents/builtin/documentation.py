@@ -1,6 +1,15 @@
 """Documentation generation (agent ``documentation_generation``): API reference and coverage.
 
-Everything comes from the syntax tree; nothing is imported. The **public API** of a module:
+Every language the context manager parses is documented, from its syntax tree; nothing is
+imported or run. Python is read with :mod:`ast` (below); JavaScript, TypeScript, Go, Rust,
+Java, Kotlin, C, C++, C#, Ruby, PHP and Swift from the context manager's tree-sitter parse
+(the index ``context_gathering`` builds: a ``code-analysis`` run parses each file once), by
+the rules of :mod:`agentrt.agents.builtin.doc_comments`: what is public in each language
+(Go's exported names, Rust's ``pub``, Java's ``public``, JavaScript's exports, C and C++
+headers…), signatures as written, summaries from doc comments, and module docs where the
+language has them (Go package comments, Rust ``//!``).
+
+The **public API** of a Python module:
 
 * modules whose path has no part starting with ``_`` (``pkg/_internal/x.py`` is private;
   ``__init__.py`` stands for its package), and no test code unless ``include_tests``;
@@ -14,18 +23,22 @@ Signatures are rendered with :func:`ast.unparse` from the arguments, annotations
 return annotation as written; summaries are the first paragraph of the docstring, on one line.
 
 **Coverage** per module is documented objects / public objects, the module itself counting as
-one object (its docstring). Every undocumented public object is a finding: ``low`` for
-functions and classes, ``info`` for modules, methods and properties.
+one object (its docstring; in other languages only where they have module docs). Every
+undocumented public object is a finding: ``low`` for functions, classes and the other types
+(structs, enums, interfaces, traits, type aliases), ``info`` for modules, methods and
+properties.
 
 **Focus.** After ``context_gathering`` (``code-analysis``), ``focus`` holds the API of the
-public modules among the files it gathered for the workflow's task, most relevant first,
-and their undocumented objects; the agent reports the gathered items holding those objects
-as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere ``focus`` is None.
+public modules (of any language) among the files it gathered for the workflow's task, most
+relevant first, and their undocumented objects; the agent reports the gathered items holding
+those objects as its context use (:mod:`agentrt.agents.builtin.gathered`). Elsewhere
+``focus`` is None.
 """
 
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Literal
@@ -37,16 +50,19 @@ from agentrt.agents.builtin.common import (
     AnalyserInput,
     Finding,
     ParsedFile,
+    PythonSources,
     Severity,
     SeverityCounts,
     findings_table,
     is_test_path,
+    load_context_index,
     load_python,
     md_code,
     md_table,
     sort_findings,
 )
-from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown
+from agentrt.agents.builtin.coverage import ToolCoverage, coverage_markdown, display_language
+from agentrt.agents.builtin.doc_comments import FileApi, LanguageSources, document_languages
 from agentrt.agents.builtin.gathered import Focus, focus_markdown, gathered_context, report_use
 
 __all__ = [
@@ -61,10 +77,17 @@ __all__ = [
     "run",
 ]
 
-ObjectKind = Literal["class", "function", "method", "property"]
+ObjectKind = Literal[
+    "class", "struct", "enum", "interface", "trait", "type", "function", "method", "property"
+]
 _SEVERITY: dict[str, Severity] = {
     "module": "info",
     "class": "low",
+    "struct": "low",
+    "enum": "low",
+    "interface": "low",
+    "trait": "low",
+    "type": "low",
     "function": "low",
     "method": "info",
     "property": "info",
@@ -94,25 +117,38 @@ class Coverage(BaseModel):
 
 
 class ApiObject(BaseModel):
-    """A public class, function, method or property."""
+    """A public class (struct, enum, interface, trait, type), function, method or property."""
 
     kind: ObjectKind
     name: str = Field(description="Qualified name inside the module, e.g. Class.method.")
     line: int
     signature: str
-    summary: str = Field(description="First paragraph of the docstring; empty if none.")
+    summary: str = Field(
+        description="First paragraph of the docstring (first sentence of the doc comment in "
+        "other languages); empty if none."
+    )
     documented: bool
 
 
 class ModuleDoc(BaseModel):
-    """A public module: its docstring summary, public objects and coverage."""
+    """A public module (a source file): its docstring summary, public objects and coverage."""
 
-    name: str
+    name: str = Field(
+        description="Python's dotted module, Go's import path, Rust's module path, a Java or "
+        "Kotlin package, a C# or PHP namespace, a C/C++ header's path, else the path without "
+        "its suffix."
+    )
     path: str
     summary: str
     documented: bool
     objects: list[ApiObject]
     coverage: Coverage
+    language: str = "python"
+    counted: bool = Field(
+        default=True,
+        description="Whether the module is one of its own objects: a Python docstring, a Go "
+        "package comment (in one file of the package), Rust //! docs; false elsewhere.",
+    )
 
 
 class DocFocus(Focus):
@@ -137,8 +173,9 @@ class Output(BaseModel):
     notes: list[str]
     language_coverage: list[ToolCoverage] = Field(
         default_factory=list,
-        description="Python modules documented, and the code files left out (tests, private "
-        "modules and scripts unless asked for; other languages: not read).",
+        description="The files documented per language, and the code files left out (tests, "
+        "private modules and scripts unless asked for, C/C++ sources, amalgamations; "
+        "languages without a grammar: not read).",
     )
     focus: DocFocus | None = Field(
         default=None,
@@ -289,15 +326,29 @@ def _document(parsed: ParsedFile, name: str) -> ModuleDoc:
     )
 
 
+def _module_message(module: ModuleDoc) -> str:
+    if module.language == "go":
+        return f"package `{module.name}` has no package comment"
+    if module.language == "rust":
+        return f"public module `{module.name}` has no `//!` docs"
+    return f"public module `{module.name}` has no docstring"
+
+
+def _object_message(module: ModuleDoc, obj: ApiObject) -> str:
+    if module.language == "python":
+        return f"public {obj.kind} `{module.name}.{obj.name}` has no docstring"
+    return f"public {obj.kind} `{obj.name}` in `{module.name}` has no doc comment"
+
+
 def _undocumented(module: ModuleDoc) -> Iterator[Finding]:
-    if not module.documented:
+    if module.counted and not module.documented:
         yield Finding(
             path=module.path,
             line=1,
             rule="undocumented-module",
             severity=_SEVERITY["module"],
             confidence="high",
-            message=f"public module `{module.name}` has no docstring",
+            message=_module_message(module),
             tool="agentrt",
         )
     for obj in module.objects:
@@ -308,32 +359,70 @@ def _undocumented(module: ModuleDoc) -> Iterator[Finding]:
                 rule=f"undocumented-{obj.kind}",
                 severity=_SEVERITY[obj.kind],
                 confidence="high",
-                message=f"public {obj.kind} `{module.name}.{obj.name}` has no docstring",
+                message=_object_message(module, obj),
                 tool="agentrt",
             )
+
+
+def _from_file(api: FileApi) -> ModuleDoc:
+    """The module of a file in another language than Python (see :mod:`doc_comments`)."""
+    objects = [
+        ApiObject(
+            kind=o.kind,  # type: ignore[arg-type]
+            name=o.name,
+            line=o.line,
+            signature=o.signature,
+            summary=o.summary,
+            documented=o.documented,
+        )
+        for o in api.objects
+    ]
+    covered = int(api.counted and api.documented) + sum(o.documented for o in objects)
+    return ModuleDoc(
+        name=api.name,
+        path=api.path,
+        summary=api.summary,
+        documented=api.documented,
+        objects=objects,
+        coverage=Coverage.of(covered, int(api.counted) + len(objects)),
+        language=api.language,
+        counted=api.counted,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Markdown
 
 
+def _fence(path: str) -> str:
+    from agentrt.context.select import fence_language  # deferred: only for other languages
+
+    return fence_language(path)
+
+
 def reference_markdown(modules: list[ModuleDoc], level: int = 1) -> str:
-    """The API reference: one section per module, one subsection per public object.
+    """The API reference: one section per module (per package where a package's files share
+    its name), one subsection per public object.
 
     ``level`` is the heading level of the title (module headings are one deeper).
     """
     h = "#" * level
     lines = [f"{h} API reference", ""]
+    previous = None
     for module in modules:
-        lines += [f"{h}# `{module.name}`", "", f"_Source: {md_code(module.path)}_", ""]
+        if module.name != previous:  # the files of one package (Go, Java) share a heading
+            lines += [f"{h}# `{module.name}`", ""]
+        previous = module.name
+        lines += [f"_Source: {md_code(module.path)}_", ""]
         if module.summary:
             lines += [module.summary, ""]
+        fence = "python" if module.language == "python" else _fence(module.path)
         for obj in module.objects:
             heading = "#" * min(6, level + 2 + obj.name.count("."))
             lines += [
                 f"{heading} `{obj.name}`",
                 "",
-                "```python",
+                f"```{fence}",
                 obj.signature,
                 "```",
                 "",
@@ -403,8 +492,9 @@ def render_markdown(output: Output) -> str:
 
 
 def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
-    """Document the public modules of ``inputs.repo`` from one parse of each file; focus on
-    the files gathered for the task when ``ctx.upstream`` has them."""
+    """Document the public modules of ``inputs.repo`` from one parse of each file (Python's
+    own, the context manager's index for the other languages); focus on the files gathered
+    for the task when ``ctx.upstream`` has them."""
     sources = load_python(inputs.repo, inputs.files)
     sources.selected = [
         f
@@ -417,7 +507,10 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         sources.root.name if any(f.path == "__init__.py" for f in sources.selected) else None
     )
     modules = [_document(parsed, _module_name(parsed.path, root_name)) for parsed in sources]
-    modules.sort(key=lambda m: (m.name, m.path))
+    others = _other_languages(sources, inputs)
+    modules += [_from_file(api) for api in others.files if api.objects or api.counted]
+    # By name; in a package of several files (Go), the one with its comment first.
+    modules.sort(key=lambda m: (m.name, not m.counted, m.path))
     undocumented = sort_findings(f for m in modules for f in _undocumented(m))
     documented = sum(m.coverage.documented for m in modules)
     total = sum(m.coverage.total for m in modules)
@@ -427,6 +520,14 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         f"{len(modules)} public modules, {total} public objects (modules included), "
         f"{coverage.percent}% documented; {len(undocumented)} undocumented"
     )
+    if others.analysed:
+        languages = Counter(m.language for m in modules)
+        summary = (
+            f"{len(modules)} public modules ("
+            + ", ".join(f"{display_language(lang)} {n}" for lang, n in languages.most_common())
+            + f"), {total} public objects (modules included where the language has module "
+            f"docs), {coverage.percent}% documented; {len(undocumented)} undocumented"
+        )
     focus = None
     gathered = gathered_context(ctx)
     if gathered is not None:
@@ -441,15 +542,46 @@ def run(inputs: Input, ctx: AgentContext | None = None) -> Output:
         summary += f"; {len(files)} of the modules gathered for the task"
         assert ctx is not None
         report_use(ctx, gathered, [focus.modules, focus.findings])
+    tool = "docstrings (ast)"
+    if others.analysed:
+        python = any(f.language == "python" for f in sources.everything)
+        tool = ("docstrings (ast), " if python else "") + "doc comments (tree-sitter)"
     return Output(
         summary=summary,
-        files_analysed=len(sources.selected),
+        files_analysed=len(sources.selected) + len(others.analysed),
         modules=modules,
         coverage=coverage,
         reference_markdown=reference_markdown(modules),
         undocumented=undocumented,
         counts=counts,
         notes=sources.notes,
-        language_coverage=[sources.coverage("docstrings (ast)", "not public API")],
+        language_coverage=[
+            sources.coverage(
+                tool, "not public API", analysed=others.analysed, excluded=others.excluded
+            )
+        ],
         focus=focus,
+    )
+
+
+def _other_languages(sources: PythonSources, inputs: Input) -> LanguageSources:
+    """The API of the files in the other languages the context manager parses, from its
+    index (built, or reused from ``context_gathering``, only when there are such files)."""
+    from agentrt.context.syntax import syntax_language  # deferred: keeps `import agents` light
+
+    candidates = [
+        f
+        for f in sources.everything
+        if f.language != "python" and syntax_language(f.path) is not None
+    ]
+    if not candidates:
+        return LanguageSources()
+    # The scan made for Python is the whole repository's unless the run names some files.
+    whole = sources.repo_files if inputs.files is None else None
+    index = load_context_index(sources.root, whole)
+    return document_languages(
+        index,
+        candidates,
+        include_tests=inputs.include_tests,
+        include_private=inputs.include_private,
     )

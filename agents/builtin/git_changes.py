@@ -31,7 +31,9 @@ def run(inputs: Input) -> Output:
         return Output(summary="whole repository", since="", files=None)
     files = changed_files(resolve_repo(inputs.repo), inputs.since)
     return Output(
-        summary=f"{len(files)} files changed since {inputs.since}", since=inputs.since, files=files
+        summary=f"{len(files)} file{'s' if len(files) != 1 else ''} changed since {inputs.since}",
+        since=inputs.since,
+        files=files,
     )
 
 

@@ -3,8 +3,9 @@
 :mod:`agentrt.agents.builtin.architecture` reads Python with :mod:`ast`; every other language
 the context manager parses with tree-sitter (JavaScript, TypeScript, Go, Rust, Java, Kotlin,
 C, C++, C#, Ruby, PHP, Swift) is read here, from the repository index
-(:func:`agentrt.context.relevance.build_index`, kept in the context store ``context_gathering``
-fills, so a ``code-analysis`` run parses each file once): each file's imports as written,
+(:func:`agentrt.agents.builtin.common.load_context_index`: the one ``context_gathering``
+built, from memory or the context store, so a ``code-analysis`` run parses each file
+once; built and stored here on its own): each file's imports as written,
 with their lines and kinds (:class:`~agentrt.context.compress.FileStructure`), resolved to
 files by :func:`agentrt.context.graph.resolved_imports`. Nothing here resolves an import
 itself; it only names the nodes the resolved files belong to.
@@ -78,16 +79,15 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from agentrt.agents.builtin.common import MINIFIED_MEAN_LINE
+from agentrt.agents.builtin.common import MINIFIED_MEAN_LINE, load_context_index
 
 if TYPE_CHECKING:
-    from pathspec import GitIgnoreSpec
-
+    from agentrt.agents.builtin.common import RepoFiles as ScannedFiles
     from agentrt.context.compress import FileStructure
     from agentrt.context.graph import RepoFiles
     from agentrt.context.sources import SourceFile
 
-__all__ = ["FAMILIES", "LanguageGraph", "Reading", "index_scan_files", "language_graphs"]
+__all__ = ["FAMILIES", "LanguageGraph", "Reading", "language_graphs"]
 
 #: Language (the context manager's name) -> the family whose files import each other.
 FAMILIES = {
@@ -255,23 +255,6 @@ def needs_index(files: Sequence[SourceFile]) -> bool:
     return any(f.language in FAMILIES for f in files)
 
 
-@functools.cache
-def _default_excludes() -> GitIgnoreSpec:
-    from pathspec import GitIgnoreSpec
-
-    from agentrt.context.select import DEFAULT_EXCLUDES
-
-    return GitIgnoreSpec.from_lines(DEFAULT_EXCLUDES)
-
-
-def index_scan_files(scanned: Sequence[SourceFile]) -> list[SourceFile]:
-    """The files ``context_gathering`` indexes: the scan less ``select.DEFAULT_EXCLUDES``
-    (filtered here rather than scanned again: one walk of the tree), so that the index it
-    built is the one found here."""
-    spec = _default_excludes()
-    return [f for f in scanned if not spec.match_file(f.path)]
-
-
 @dataclass
 class Reading:
     """What :func:`language_graphs` read."""
@@ -283,24 +266,18 @@ class Reading:
     left_out: dict[str, str]
 
 
-def language_graphs(
-    root: Path,
-    scanned: Sequence[SourceFile],
-    selected: Collection[str] | None = None,
-) -> Reading:
-    """The graphs of every family with files in ``scanned`` (the repository's scan).
+def language_graphs(whole: ScannedFiles, selected: Collection[str] | None = None) -> Reading:
+    """The graphs of every family with files in ``whole`` (the repository's scan), from the
+    context manager's index of it (:func:`~agentrt.agents.builtin.common.load_context_index`).
     ``selected``: the paths the analysis is restricted to (imports still resolve against
     the whole repository; edges to other files are left out)."""
     from agentrt.context.graph import RepoFiles, resolved_imports
-    from agentrt.context.relevance import build_index
-    from agentrt.context.sources import RepoScan
-    from agentrt.context.store import ContextStore, default_store_dir
 
-    scan = RepoScan(root=root, files=index_scan_files(scanned))
-    index = build_index(root, scan, ContextStore(str(default_store_dir())))
+    root = whole.root
+    index = load_context_index(root, whole)
     files = RepoFiles(index.paths, index.structures)
     wanted = None if selected is None else set(selected)
-    sizes = {source.path: source.size for source in scan.files}
+    sizes = {source.path: source.size for source in whole.files}
     chosen = [
         f
         for f, s in enumerate(files.structures)
@@ -374,7 +351,7 @@ def language_graphs(
     analysed = {files.paths[f] for f in chosen}
     left_out = {
         source.path: _why_left_out(files, source.path)
-        for source in scanned
+        for source in whole.files
         if source.language in FAMILIES
         and source.path not in analysed
         and (wanted is None or source.path in wanted)

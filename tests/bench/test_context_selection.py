@@ -291,6 +291,25 @@ def test_size_table_groups_issues_by_their_number_of_gold_hunks() -> None:
     ]
 
 
+def test_language_size_table_says_what_the_targets_ask_of_big_fixes() -> None:
+    # C: 3 one-hunk fixes (2 delivered whole at 13k), 5 fixes of 12 hunks (1 whole at 4k
+    # and at 13k). With every small fix whole: 4/8 = 50 % at both; the targets (55 % of 8:
+    # 5 issues, 75 %: 6) need 2 and 3 of the 5 big ones whole.
+    small = [replace(_outcome("c", (n == 0, n < 2, True)), n_hunks=1) for n in range(3)]
+    big = [replace(_outcome("c", (n == 0, n == 0, n < 2)), n_hunks=12) for n in range(5)]
+    rust = [replace(_outcome("rust", (True, True, True)), n_hunks=2)]
+    rows = cs.language_size_table([*small, *big, *rust]).splitlines()
+    assert rows[0].startswith("| language | issues by fix size 1 / 2-3 / 4-9 / 10+ |")
+    assert rows[2] == (
+        "| C | 3 / 0 / 0 / 5 | 2/3 · 0/0 · 0/0 · 1/5 | 50 / 50 % | 2 (1) / 3 (1) of 5 |"
+    )
+    assert (
+        rows[3]
+        == "| Rust | 0 / 1 / 0 / 0 | 0/0 · 1/1 · 0/0 · 0/0 | 100 / 100 % | 0 (0) / 0 (0) of 0 |"
+    )
+    assert rows[4].startswith("| all | 3 / 1 / 0 / 5 |")
+
+
 def test_one_language_has_no_all_row() -> None:
     lines = cs.language_table([_outcome("c", (False, True, True))]).splitlines()
     assert len(lines) == 3

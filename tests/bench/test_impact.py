@@ -56,3 +56,12 @@ def test_a_fix_of_two_files_on_a_snapshot_tree_with_and_without_history(
         assert with_history.change[("impact", budget)].hits == 1  # the hunks still first
     assert with_history.why_counts.get("co-changed") and "co-changed" not in without.why_counts
     assert "3 commits before the base" in bi.table(with_history, cs.SETS["polyglot"])
+    # A fix whose repository has no snapshot is skipped, and the header counts it among
+    # the fixes it names ("2 fixes (1 skipped …): 1 changes measured").
+    gone = cs.Issue("t-2", "owner/gone", base, "x", ["a.py"], [("a.py", ["x"], [])], "python", [1])
+    both = bi.run([issue, gone], verbose=False, trees=trees)
+    assert both.skipped == ["t-2"]
+    assert bi.table(both, cs.SETS["polyglot"]).startswith(
+        "2 fixes (1 skipped: no tree; 0 whose gold hunks are not in the tree; 0 errors): "
+        "1 changes measured."
+    )

@@ -8,8 +8,8 @@ from pathlib import Path
 from agentrt.agents.agent_context import AgentContext
 from agentrt.agents.builtin import architecture, context_gathering
 from agentrt.agents.builtin.architecture import Input, LanguageGraph, run
+from agentrt.agents.builtin.common import scan_files
 from agentrt.agents.builtin.module_graph import language_graphs
-from agentrt.context.sources import scan_repository
 
 from .conftest import RepoFactory
 from .test_architecture import CYCLE_REPO
@@ -17,7 +17,7 @@ from .test_architecture import CYCLE_REPO
 
 def edges(root: Path) -> dict[str, set[tuple[str, str, str, str, int]]]:
     """Per language: (importer, imported, kind, file, line) of every edge."""
-    reading = language_graphs(root, scan_repository(root).files)
+    reading = language_graphs(scan_files(root))
     return {
         g.family: {
             (a, b, data["kind"], data["path"], data["line"])

@@ -13,9 +13,11 @@ from agentrt.agents.builtin.common import (
     SeverityCounts,
     changed_files,
     is_test_path,
+    load_context_index,
     load_python,
     md_table,
     parse_python,
+    scan_files,
     select_files,
     sort_findings,
 )
@@ -140,3 +142,25 @@ def test_changed_files_errors(make_repo: RepoFactory) -> None:
         changed_files(plain, "--output=/tmp/x")
     with pytest.raises(ValueError, match="not a directory"):
         changed_files(plain / "missing", "HEAD")
+
+
+def test_context_index_is_the_one_context_gathering_builds(make_repo: RepoFactory) -> None:
+    """The analysers' index is select's: same files (its default excludes), same store, so
+    after context_gathering it is the index in memory, not a second parse."""
+    from agentrt.context.select import select
+
+    root = make_repo(
+        {
+            "main.go": "package main\n\nfunc Run() {}\n",
+            "web/app.min.js": "var a=1;\n",
+            "Cargo.lock": "# lock\n",
+            "docs/fr.po": 'msgid "x"\n',
+        }
+    )
+    select(root, "Run", 2000)
+    index = load_context_index(root)
+    assert "main.go" in index.paths and "web/app.min.js" not in index.paths
+    assert "Cargo.lock" not in index.paths and "docs/fr.po" not in index.paths
+    assert load_context_index(root, scan_files(root)) is index
+    go = index.structures[index.position["main.go"]]
+    assert (go.language, go.definitions) == ("go", ["main.Run"])

@@ -236,7 +236,7 @@ def check_outcome(outcome: Outcome, repo: SmallRepo, expected_agents: set[str]) 
     assert {"markdown", "table"} <= kinds, kinds
     report = next(a for a in outcome.artifacts if a["type"] == "markdown")
     # Only the pushed change was reviewed: git_changes saw one file since the first commit.
-    assert f"1 files changed since {repo.first}" in report["data"], report["data"][:2000]
+    assert f"1 file changed since {repo.first}" in report["data"], report["data"][:2000]
     assert "`pkg/calc.py`" in report["data"]
     for agent in expected_agents:
         assert agent in report["data"], f"{agent} missing from the report artifact"
