@@ -367,7 +367,7 @@ def rank_passages(query: str, passages: Sequence[str]) -> list[float]:
 # =========================================================================== repository index
 
 #: Bump when the per-file analysis or the index layout changes: old cache entries are ignored.
-INDEX_VERSION = 10
+INDEX_VERSION = 11
 
 _PATH_SPLIT = re.compile(r"[/\\._\-]+")
 _EXTENSIONS = frozenset({"py", "pyi", "txt", "rst", "md", "cfg", "toml", "json", "yaml", "yml"})

@@ -114,8 +114,18 @@ _C = LanguageSpec(
         "union_specifier": "struct",
         "enum_specifier": "enum",
     },
+    # ``extern "C" {`` (a header's C++ guard) is a linkage_specification holding a
+    # declaration_list in C's grammar too: without them, zstd.h had no unit at all.
     scopes=frozenset(
-        {"preproc_ifdef", "preproc_if", "preproc_else", "preproc_elif", "preproc_elifdef"}
+        {
+            "preproc_ifdef",
+            "preproc_if",
+            "preproc_else",
+            "preproc_elif",
+            "preproc_elifdef",
+            "linkage_specification",
+            "declaration_list",
+        }
     ),
     imports=frozenset({"preproc_include"}),
     special={
@@ -138,7 +148,7 @@ _CPP = LanguageSpec(
         "enum_specifier": "enum",
         "namespace_definition": "namespace",
     },
-    scopes=_C.scopes | {"linkage_specification", "declaration_list"},
+    scopes=_C.scopes,
     wrappers=frozenset({"template_declaration"}),
     imports=frozenset({"preproc_include"}),
     special={

@@ -261,6 +261,36 @@ def test_c_prototypes_and_tables_are_named_units() -> None:
     assert blocks == [(6, 9)]
 
 
+def test_c_units_inside_an_extern_c_guard() -> None:
+    # A C header's C++ guard wraps everything in ``extern "C" {``; the C grammar parses it
+    # as a linkage specification, whose declarations are the header's units (zstd.h had
+    # none before this: one block of 3,000 lines).
+    text = textwrap.dedent(
+        """\
+        #if defined (__cplusplus)
+        extern "C" {
+        #endif
+
+        /** Compresses src into dst. */
+        int z_compress(void* dst, const void* src);
+
+        int z_level(void) { return 3; }
+
+        #if defined (__cplusplus)
+        }
+        #endif
+        """
+    )
+    structure = analyze("lib/z.h", text)
+    assert structure.language == "c"
+    assert units(structure) == [
+        ("declaration", "z_compress", 5, 6),
+        ("function", "z_level", 8, 8),
+    ]
+    assert structure.definitions == ["z_level"]
+    assert "int z_compress(void* dst, const void* src);" in skeleton(text, structure)
+
+
 def test_a_licence_or_long_module_doc_does_not_join_the_block_below() -> None:
     licence = "".join(f" * licence line {n}\n" for n in range(12))
     java = (
