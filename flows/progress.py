@@ -13,7 +13,7 @@ from rich.text import Text
 
 from agentrt.flows.results import RunResult, StepResult
 
-__all__ = ["LiveProgress", "render_summary"]
+__all__ = ["LiveProgress", "RunSummary", "render_summary"]
 
 STYLE = {
     "pending": "dim",
